@@ -1,0 +1,64 @@
+/* microq runtime: fixed-point requantization, written once.
+ *
+ * Bit-exact with TFLite Micro's MultiplyByQuantizedMultiplier (gemmlowp "double rounding"),
+ * the default of TFLite Micro and CMSIS-NN. Define MQ_SINGLE_ROUNDING=1 at compile time to get
+ * TFLite's single-rounding mode ((x * M + 2^(30 - shift)) >> (31 - shift)) instead.
+ *
+ * This header is internal to kernels (static inline); it is not part of the cffi cdef.
+ */
+#ifndef MQ_REQUANT_H
+#define MQ_REQUANT_H
+
+#include <stdint.h>
+
+#ifndef MQ_SINGLE_ROUNDING
+#define MQ_SINGLE_ROUNDING 0
+#endif
+
+/* gemmlowp SaturatingRoundingDoublingHighMul (ARM VQRDMULH). The 64-bit product of two int32
+ * never overflows; the only saturating case is INT32_MIN * INT32_MIN. */
+static inline int32_t mq_srdhm(int32_t a, int32_t b)
+{
+    int64_t ab;
+    int64_t nudge;
+    if (a == INT32_MIN && b == INT32_MIN) {
+        return INT32_MAX;
+    }
+    ab = (int64_t)a * (int64_t)b;
+    nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+    /* C division truncates toward zero, as gemmlowp requires. */
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+/* gemmlowp RoundingDivideByPOT: x / 2^e rounded half away from zero, 0 <= e <= 31. */
+static inline int32_t mq_rdbpot(int32_t x, int32_t e)
+{
+    const int32_t mask = (int32_t)(((int64_t)1 << e) - 1);
+    const int32_t rem = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    /* Right shift of a negative int32 is arithmetic on every compiler we target. */
+    return (x >> e) + (rem > threshold ? 1 : 0);
+}
+
+/* x * multiplier * 2^(shift - 31), rounded as TFLite Micro does. */
+static inline int32_t mq_mbqm(int32_t x, int32_t multiplier, int32_t shift)
+{
+#if MQ_SINGLE_ROUNDING
+    const int32_t total = 31 - shift;
+    const int64_t round = (int64_t)1 << (total - 1);
+    return (int32_t)(((int64_t)x * multiplier + round) >> total);
+#else
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    /* Callers guarantee x * 2^left fits in int32 (left shifts only occur for small |x|);
+     * multiply in uint32 so the shift itself is never undefined for negative x. */
+    return mq_rdbpot(mq_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
+#endif
+}
+
+static inline int32_t mq_clamp(int32_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+#endif /* MQ_REQUANT_H */

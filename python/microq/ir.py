@@ -1,0 +1,139 @@
+"""Float IR: graph, tensors and op attributes in physical (NHWC) layout. Imports nothing of ours.
+
+The ONNX importer builds this graph; the float executor (ref.float_exec) runs it; the quantizer
+rewrites it into the quantized graph (qir). Shapes here are *physical*: 4-D activations are NHWC,
+a Conv1D activation [N, C, L] is stored as [N, 1, L, C]. Graph inputs keep the permutation that
+maps the user's (ONNX, logical) layout to the physical one; graph outputs are always logical.
+
+Op vocabulary (Node.op, inputs, attrs):
+  Conv2D          x [N,H,W,Cin], w [Cout,KH,KW,Cin/groups] (OHWI, const), b [Cout] (const)
+                  ConvAttrs; depthwise is groups == Cin (Cout = Cin * multiplier)
+  FullyConnected  x [..., K], w [Cout, K] (const), b [Cout] (const); FCAttrs
+  MaxPool/AvgPool x [N,H,W,C]; PoolAttrs (global pooling = window of the whole input)
+  Add/Sub/Mul     a, b (either may be const), numpy broadcasting; BinaryAttrs
+  Concat          any number of inputs; ConcatAttrs(axis) (physical axis)
+  Reshape         x; ReshapeAttrs(shape) (physical output shape; a no-op in memory)
+  Transpose       x; TransposeAttrs(perm)
+  Pad             x; PadAttrs(pads=((before, after), ...) per axis, value)
+  Softmax         x; SoftmaxAttrs (always over the last physical axis)
+  Activation      x; ActAttrs(kind, ...) elementwise: relu, clip, leaky_relu, sigmoid, tanh,
+                  hard_sigmoid, hard_swish, silu, gelu, gelu_tanh, elu, softplus, ...
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class ConvAttrs:
+    stride: tuple[int, int] = (1, 1)
+    dilation: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
+    groups: int = 1
+    act_min: float = -INF  # fused ReLU/Clip: the output clamp, in float
+    act_max: float = INF
+
+
+@dataclass(frozen=True)
+class FCAttrs:
+    act_min: float = -INF
+    act_max: float = INF
+
+
+@dataclass(frozen=True)
+class PoolAttrs:
+    kernel: tuple[int, int]
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
+    count_include_pad: bool = False  # AvgPool only
+
+
+@dataclass(frozen=True)
+class BinaryAttrs:
+    act_min: float = -INF
+    act_max: float = INF
+
+
+@dataclass(frozen=True)
+class ConcatAttrs:
+    axis: int
+
+
+@dataclass(frozen=True)
+class ReshapeAttrs:
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TransposeAttrs:
+    perm: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PadAttrs:
+    pads: tuple[tuple[int, int], ...]
+    value: float = 0.0
+
+
+@dataclass(frozen=True)
+class SoftmaxAttrs:
+    beta: float = 1.0
+
+
+@dataclass(frozen=True)
+class ActAttrs:
+    kind: str
+    alpha: float = 0.0  # leaky_relu slope, hard_sigmoid alpha, elu alpha
+    beta: float = 0.0  # hard_sigmoid beta
+    lo: float = -INF  # clip range
+    hi: float = INF
+
+
+@dataclass
+class Tensor:
+    name: str
+    shape: tuple[int, ...]
+    const: np.ndarray | None = None  # float32 constant data, or None for an activation
+
+    @property
+    def is_const(self) -> bool:
+        return self.const is not None
+
+
+@dataclass
+class Node:
+    name: str
+    op: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: object = None
+    source: list[str] = field(default_factory=list)  # ONNX node names merged into this node
+
+
+@dataclass
+class Graph:
+    name: str
+    tensors: dict[str, Tensor]
+    nodes: list[Node]  # topologically sorted
+    inputs: list[str]
+    outputs: list[str]
+    # physical = logical.transpose(input_perm[name]); identity when absent
+    input_perm: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    # the ONNX (logical) shapes of graph inputs and outputs, batch fixed to 1
+    logical_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    source_path: str = ""
+
+    def producer(self, tensor: str) -> Node | None:
+        for n in self.nodes:
+            if tensor in n.outputs:
+                return n
+        return None
+
+    def consumers(self, tensor: str) -> list[Node]:
+        return [n for n in self.nodes if tensor in n.inputs]

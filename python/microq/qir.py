@@ -1,0 +1,183 @@
+"""Quantized IR: int8 tensors and kernel parameters, one dataclass per C parameter struct.
+
+Field names match the C structs in c_runtime/include (mq_conv_params, ...). The integer
+reference (ref.kernels) executes these nodes; codegen emits them as C. Imports nothing of ours.
+
+Kernels (QNode.kernel -> params type -> C function):
+  conv2d            ConvParams      mq_conv2d_s8            filter OHWI [Cout,KH,KW,Cin/g]
+  depthwise_conv2d  ConvParams      mq_depthwise_conv2d_s8  filter 1HWO [1,KH,KW,Cout]
+  fully_connected   FCParams        mq_fully_connected_s8   filter [out, in]
+  max_pool          PoolParams      mq_max_pool_s8
+  avg_pool          PoolParams      mq_avg_pool_s8
+  add / sub         AddParams       mq_add_s8 / mq_sub_s8   (numpy broadcasting)
+  mul               MulParams       mq_mul_s8
+  lut               LutParams       mq_lut_s8
+  requantize        RequantizeParams mq_requantize_s8
+  softmax           SoftmaxParams   mq_softmax_s8           (over the last axis)
+  concat            ConcatParams    mq_concat_s8
+  pad               PadParams       mq_pad_s8
+  transpose         TransposeParams mq_transpose_s8
+  reshape           ReshapeParams   (none: the output aliases the input's memory)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class QParams:
+    scale: float
+    zero_point: int
+
+
+@dataclass
+class QTensor:
+    name: str
+    shape: tuple[int, ...]  # physical shape
+    q: QParams
+    const: np.ndarray | None = None  # int8 data for a constant operand (e.g. Add with a const)
+
+
+@dataclass(frozen=True, eq=False)
+class ConvParams:
+    stride_h: int
+    stride_w: int
+    pad_top: int
+    pad_left: int
+    dilation_h: int
+    dilation_w: int
+    input_offset: int
+    output_offset: int
+    act_min: int
+    act_max: int
+    ch_mult: int  # depthwise only (1 for conv2d)
+    multiplier: np.ndarray  # int32 [Cout]
+    shift: np.ndarray  # int32 [Cout]
+    filter: np.ndarray  # int8, OHWI (conv2d) or 1HWO (depthwise)
+    bias: np.ndarray | None  # int32 [Cout]
+
+
+@dataclass(frozen=True, eq=False)
+class FCParams:
+    input_offset: int
+    filter_offset: int
+    output_offset: int
+    act_min: int
+    act_max: int
+    multiplier: np.ndarray  # int32 [out]
+    shift: np.ndarray  # int32 [out]
+    filter: np.ndarray  # int8 [out, in]
+    bias: np.ndarray | None  # int32 [out]
+
+
+@dataclass(frozen=True)
+class PoolParams:
+    kernel_h: int
+    kernel_w: int
+    stride_h: int
+    stride_w: int
+    pad_top: int
+    pad_left: int
+    pad_bottom: int
+    pad_right: int
+    count_include_pad: int
+    input_offset: int
+    output_offset: int
+    act_min: int
+    act_max: int
+
+
+@dataclass(frozen=True)
+class AddParams:
+    input1_offset: int
+    input1_multiplier: int
+    input1_shift: int
+    input2_offset: int
+    input2_multiplier: int
+    input2_shift: int
+    left_shift: int
+    output_offset: int
+    output_multiplier: int
+    output_shift: int
+    act_min: int
+    act_max: int
+
+
+@dataclass(frozen=True)
+class MulParams:
+    input1_offset: int
+    input2_offset: int
+    output_offset: int
+    output_multiplier: int
+    output_shift: int
+    act_min: int
+    act_max: int
+
+
+@dataclass(frozen=True, eq=False)
+class LutParams:
+    table: np.ndarray  # int8 [256], table[x + 128]
+    function: str = ""  # what the table computes, for comments
+
+
+@dataclass(frozen=True)
+class RequantizeParams:
+    input_offset: int
+    output_offset: int
+    multiplier: int
+    shift: int
+    act_min: int
+    act_max: int
+
+
+@dataclass(frozen=True)
+class SoftmaxParams:
+    input_multiplier: int
+    input_left_shift: int
+    diff_min: int
+
+
+@dataclass(frozen=True)
+class ConcatParams:
+    axis: int  # physical axis of the output
+
+
+@dataclass(frozen=True)
+class PadParams:
+    pre: tuple[int, int, int, int]  # elements before, per axis of the 4-D view
+    post: tuple[int, int, int, int]
+    pad_value: int
+
+
+@dataclass(frozen=True)
+class TransposeParams:
+    perm: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ReshapeParams:
+    shape: tuple[int, ...]
+
+
+@dataclass
+class QNode:
+    name: str
+    kernel: str
+    inputs: list[str]
+    outputs: list[str]
+    params: object
+    source: list[str] = field(default_factory=list)  # ONNX node names this node implements
+
+
+@dataclass
+class QGraph:
+    name: str
+    tensors: dict[str, QTensor]
+    nodes: list[QNode]
+    inputs: list[str]
+    outputs: list[str]
+    input_perm: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    logical_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
