@@ -1,0 +1,39 @@
+"""ONNX frontend: load an ONNX model and build the float IR (physical NHWC); inspect a model."""
+
+from __future__ import annotations
+
+import os
+
+import onnx
+
+from microq import ir
+from microq.errors import UnsupportedModelError
+from microq.onnx_import.convert import convert
+from microq.onnx_import.fuse import fuse
+from microq.onnx_import.inspect import InspectReport, format_table, inspect_onnx, to_json
+from microq.onnx_import.loader import load_onnx, prepare
+
+__all__ = ["load_onnx", "import_onnx", "inspect_onnx", "InspectReport", "format_table", "to_json"]
+
+
+def import_onnx(model_or_path: onnx.ModelProto | str | os.PathLike) -> ir.Graph:
+    """Convert an ONNX model (or file) to the float IR; raise UnsupportedModelError listing all
+    unsupported nodes at once."""
+    graph, problems = convert_with_problems(model_or_path)
+    if problems:
+        raise UnsupportedModelError(graph.source_path, problems)
+    return graph
+
+
+def convert_with_problems(
+    model_or_path: onnx.ModelProto | str | os.PathLike,
+) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
+    """The fused IR graph plus the unsupported nodes, without raising for them."""
+    if isinstance(model_or_path, onnx.ModelProto):
+        model, path = model_or_path, model_or_path.graph.name or "<model>"
+    else:
+        path = str(model_or_path)
+        model = load_onnx(path)
+    graph, problems = convert(prepare(model, path))
+    fuse(graph)
+    return graph, problems

@@ -1,0 +1,159 @@
+"""ONNX frontend, step 2: convert the prepared ONNX graph into the float IR (physical NHWC)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import onnx
+
+from microq import ir
+from microq.onnx_import import ops_spatial as sp
+from microq.onnx_import import ops_tensor as tn
+from microq.onnx_import.context import Ctx, Unsupported
+from microq.onnx_import.layout import NHWC, NLC, Value, identity, permute
+from microq.onnx_import.loader import Prepared
+from microq.onnx_import.patterns import fuse_erf_gelu
+
+# One explicit registry: ONNX op_type -> converter. Adding an op means adding a line here.
+CONVERTERS: dict[str, Callable[[Ctx], None]] = {
+    "Conv": sp.conv,
+    "MaxPool": sp.pool,
+    "AveragePool": sp.pool,
+    "GlobalAveragePool": sp.global_pool,
+    "GlobalMaxPool": sp.global_pool,
+    "ReduceMean": sp.reduce_mean,
+    "Gemm": sp.gemm,
+    "MatMul": sp.matmul,
+    "BatchNormalization": sp.batch_norm,
+    "Relu": tn.relu,
+    "Clip": tn.clip,
+    "LeakyRelu": tn.simple_activation,
+    "Sigmoid": tn.simple_activation,
+    "Tanh": tn.simple_activation,
+    "HardSigmoid": tn.simple_activation,
+    "HardSwish": tn.simple_activation,
+    "Elu": tn.simple_activation,
+    "Softplus": tn.simple_activation,
+    "Gelu": tn.simple_activation,
+    "Add": tn.binary,
+    "Sub": tn.binary,
+    "Mul": tn.binary,
+    "Div": tn.binary,
+    "Concat": tn.concat,
+    "Reshape": tn.reshape,
+    "Flatten": tn.reshape,
+    "Squeeze": tn.reshape,
+    "Unsqueeze": tn.reshape,
+    "Transpose": tn.transpose,
+    "Softmax": tn.softmax,
+    "Pad": tn.pad,
+    "Identity": tn.passthrough,
+    "Dropout": tn.passthrough,
+    "Cast": tn.passthrough,
+}
+
+
+def onnx_node_names(nodes: list[onnx.NodeProto]) -> list[str]:
+    """Unique, non-empty ONNX node names (op_type + index when empty or repeated)."""
+    seen: set[str] = set()
+    names = []
+    for i, n in enumerate(nodes):
+        name = n.name or f"{n.op_type}{i}"
+        while name in seen:
+            name = f"{name}_{i}"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def _input_perm(prep: Prepared, name: str, rank: int) -> tuple[int, ...]:
+    if rank == 4:
+        return NHWC
+    if rank == 3:  # a Conv1D / pool1D input: [N, C, L] is stored [N, L, C]
+        for n in prep.nodes:
+            if name == (n.input[0] if n.input else "") and n.op_type in CONV1D_CANDIDATES:
+                return NLC
+    return identity(rank)
+
+
+CONV1D_CANDIDATES = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+
+
+def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
+    """The IR graph plus every unsupported (node, op_type, reason); never raises for those."""
+    cx = Ctx(prep)
+    g = prep.model.graph
+    inputs, input_perm, logical_shapes = [], {}, {}
+    for inp in g.input:
+        if inp.name in prep.consts:
+            continue
+        shape = prep.shapes[inp.name]
+        perm = _input_perm(prep, inp.name, len(shape))
+        cx.b.activation(inp.name, permute(shape, perm))
+        cx.values[inp.name] = Value(inp.name, perm)
+        inputs.append(inp.name)
+        logical_shapes[inp.name] = shape
+        if perm != identity(len(shape)):
+            input_perm[inp.name] = perm
+
+    problems: list[tuple[str, str, str]] = []
+    named = list(zip(prep.nodes, onnx_node_names(prep.nodes)))
+    poisoned: set[str] = set()  # outputs of unsupported nodes and of everything after them
+    named, cx.merged = fuse_erf_gelu(named, prep.consts, {o.name for o in g.output})
+    for node, name in named:
+        cx.node, cx.name = node, name
+        fn = CONVERTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        try:
+            if fn is None:
+                raise Unsupported(f"op {node.domain + '.' if node.domain else ''}"
+                                  f"{node.op_type} is not supported")
+            fn(cx)
+        except Unsupported as exc:
+            problems.append((name, node.op_type, str(exc)))
+            _poison(cx, node)
+            poisoned.update(node.output)
+        except Exception as exc:  # noqa: BLE001 - report it with the others, never a traceback
+            if not any(i in poisoned for i in node.input):
+                why = f"cannot convert ({type(exc).__name__}: {exc})"
+                problems.append((name, node.op_type, why))
+            _poison(cx, node)
+            poisoned.update(node.output)
+        if any(i in poisoned for i in node.input):
+            poisoned.update(node.output)
+
+    outputs = []
+    for out in g.output:
+        v = cx.values.get(out.name)
+        if v is None:
+            continue
+        logical = cx.shape(out.name)
+        logical_shapes[out.name] = logical
+        cx.name = out.name
+        v = cx.b.to_logical(v, logical, [])
+        if v.name != out.name:
+            _name_output(cx, v.name, out.name, inputs)
+        outputs.append(out.name)
+    graph = ir.Graph(g.name or "model", cx.b.tensors, cx.b.nodes, inputs, outputs, input_perm,
+                     logical_shapes, prep.path)
+    return graph, problems
+
+
+def _name_output(cx: Ctx, current: str, wanted: str, inputs: list[str]) -> None:
+    """Make the graph output tensor carry its ONNX name (rename, or copy via a Reshape)."""
+    if wanted in cx.b.tensors:  # its physical-layout version: free the name for the output
+        cx.b.rename(wanted, cx.b.tensor_name(f"{wanted}__phys"))
+    produced = any(current in n.outputs for n in cx.b.nodes)
+    if produced and current not in inputs:
+        cx.b.rename(current, wanted)
+        return
+    shape = cx.b.shape(current)
+    cx.b.add("Reshape", [current], wanted, shape, ir.ReshapeAttrs(shape), f"{wanted}__copy")
+
+
+def _poison(cx: Ctx, node: onnx.NodeProto) -> None:
+    """Give an unsupported node's outputs placeholder tensors so conversion can go on."""
+    for out in node.output:
+        if not out or out in cx.values:
+            continue
+        shape = cx.prep.shapes.get(out, ())
+        cx.values[out] = Value(cx.b.activation(out, shape), identity(len(shape)))

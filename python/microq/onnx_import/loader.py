@@ -1,0 +1,168 @@
+"""ONNX frontend, step 1: load and validate a model, fix the batch, infer shapes, fold constants."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx.inliner
+from onnx import numpy_helper, shape_inference
+
+from microq.errors import MicroqError
+
+MIN_OPSET, MAX_OPSET = 11, 21
+
+
+@dataclass
+class Prepared:
+    """A model ready for conversion: remaining nodes, folded constants and static logical shapes."""
+
+    model: onnx.ModelProto
+    path: str
+    opset: int
+    consts: dict[str, np.ndarray]  # initializers, Constant nodes and folded subgraphs
+    shapes: dict[str, tuple[int, ...]]  # logical (ONNX) shape of every known tensor
+    nodes: list[onnx.NodeProto]  # nodes left after folding, topologically sorted
+
+
+def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
+    """Read an ONNX file, raising a one-line MicroqError for anything that is not a usable model."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise MicroqError(f"{path}: file not found")
+    try:
+        model = onnx.load(path)
+    except Exception as exc:  # protobuf raises several unrelated types
+        raise MicroqError(
+            f"{path}: not a valid ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
+            "export it again with torch.onnx.export or tf2onnx"
+        ) from None
+    if not model.HasField("graph") or len(model.graph.node) == 0:
+        raise MicroqError(
+            f"{path}: not a valid ONNX model (no graph); export it again with torch.onnx.export "
+            "or tf2onnx"
+        )
+    opset_of(model, path)
+    return model
+
+
+def opset_of(model: onnx.ModelProto, path: str) -> int:
+    """The default-domain opset; outside 11..21 is an error (older) or a warning (newer)."""
+    versions = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if not versions:
+        raise MicroqError(f"{path}: the model declares no ai.onnx opset")
+    opset = versions[0]
+    if opset < MIN_OPSET:
+        raise MicroqError(
+            f"{path}: opset {opset} is too old (microq supports {MIN_OPSET}..{MAX_OPSET}); "
+            "convert it with onnx.version_converter.convert_version(model, 13)"
+        )
+    if opset > MAX_OPSET:
+        warnings.warn(f"{path}: opset {opset} is newer than {MAX_OPSET}, the newest tested")
+    return opset
+
+
+def prepare(model: onnx.ModelProto, path: str) -> Prepared:
+    """Inline functions, fix the batch to 1, infer shapes and fold every constant subgraph."""
+    from microq.onnx_import.fold import fold_constants
+
+    opset = opset_of(model, path)
+    model = onnx.ModelProto.FromString(model.SerializeToString())  # never mutate the caller's
+    if model.functions:
+        model = onnx.inliner.inline_local_functions(model)
+    fix_batch(model, path)
+    model = infer(model, path)
+    check_finite(model, path)
+    consts, nodes = fold_constants(model, path, static_shapes(model))
+    # Re-infer on the folded graph: Reshape targets built by shape subgraphs are now constants.
+    rebuilt = rebuild(model, consts, nodes)
+    rebuilt = infer(rebuilt, path)
+    return Prepared(rebuilt, path, opset, consts, static_shapes(rebuilt), nodes)
+
+
+def fix_batch(model: onnx.ModelProto, path: str) -> None:
+    """Set dim 0 of every graph input to 1; any other symbolic dim is an error naming the input."""
+    inits = {i.name for i in model.graph.initializer}
+    for inp in model.graph.input:
+        if inp.name in inits:
+            continue
+        dims = inp.type.tensor_type.shape.dim
+        for i, d in enumerate(dims):
+            if i == 0:
+                d.ClearField("dim_param")
+                d.dim_value = 1
+            elif not d.HasField("dim_value") or d.dim_value <= 0:
+                name = d.dim_param or "?"
+                raise MicroqError(
+                    f"{path}: input '{inp.name}' has a dynamic dimension {i} ('{name}'); only the "
+                    "batch (dim 0) may be dynamic: export with a fixed input size"
+                )
+    # Stale shapes of intermediate tensors may still carry the symbolic batch: infer them again.
+    del model.graph.value_info[:]
+    for out in model.graph.output:
+        if out.type.tensor_type.shape.dim:
+            out.type.tensor_type.shape.dim[0].ClearField("dim_param")
+            out.type.tensor_type.shape.dim[0].dim_value = 1
+
+
+def infer(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
+    try:
+        return shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as exc:
+        raise MicroqError(
+            f"{path}: ONNX shape inference failed ({str(exc).splitlines()[0]}); check the model "
+            "with onnx.checker.check_model"
+        ) from None
+
+
+def static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Fully known shapes of graph inputs, outputs and value_info (initializers included)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    g = model.graph
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        t = vi.type.tensor_type
+        if not t.HasField("shape"):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+        if all(d >= 0 for d in dims):
+            shapes[vi.name] = tuple(dims)
+    for init in g.initializer:
+        shapes[init.name] = tuple(init.dims)
+    return shapes
+
+
+def check_finite(model: onnx.ModelProto, path: str) -> None:
+    """NaN/Inf in a weight used by the graph would poison every scale computed from it."""
+    inits = {i.name: i for i in model.graph.initializer}
+    checked: set[str] = set()
+    for node in model.graph.node:
+        for name in node.input:
+            if name not in inits or name in checked:
+                continue
+            checked.add(name)
+            arr = numpy_helper.to_array(inits[name])
+            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                raise MicroqError(
+                    f"{path}: initializer '{name}' used by node '{node.name or node.op_type}' "
+                    f"({node.op_type}) contains NaN or Inf"
+                )
+
+
+def rebuild(
+    model: onnx.ModelProto, consts: dict[str, np.ndarray], nodes: list[onnx.NodeProto]
+) -> onnx.ModelProto:
+    """The same model with only the remaining nodes and the constants they use as initializers."""
+    used = {i for n in nodes for i in n.input} | {o.name for o in model.graph.output}
+    graph = onnx.helper.make_graph(
+        nodes,
+        model.graph.name,
+        [i for i in model.graph.input if i.name not in consts],
+        [o for o in model.graph.output],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items() if k in used],
+    )
+    out = onnx.helper.make_model(graph, opset_imports=model.opset_import)
+    out.ir_version = model.ir_version
+    return out

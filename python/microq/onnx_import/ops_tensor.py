@@ -1,0 +1,206 @@
+"""ONNX frontend converters for elementwise, shape and layout ops (layout-aware through perms)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from microq import ir
+from microq.onnx_import.context import Ctx, Unsupported
+from microq.onnx_import.layout import compose, const_to_physical, identity, inverse, permute
+
+INF = float("inf")
+
+
+def _unary(cx: Ctx, attrs: ir.ActAttrs) -> None:
+    v = cx.value(0)
+    y = cx.b.add("Activation", [v.name], cx.out(), cx.b.shape(v.name), attrs, cx.name, cx.source)
+    cx.set(y, v.perm)
+
+
+def relu(cx: Ctx) -> None:
+    _unary(cx, ir.ActAttrs("relu", lo=0.0, hi=INF))
+
+
+def clip(cx: Ctx) -> None:
+    a = cx.attrs()
+    lo, hi = float(a.get("min", -INF)), float(a.get("max", INF))
+    for idx in (1, 2):
+        if cx.has_input(idx):
+            c = cx.const(idx)
+            if c is None:
+                raise Unsupported("Clip with non-constant min/max")
+            if idx == 1:
+                lo = float(np.asarray(c).reshape(-1)[0])
+            else:
+                hi = float(np.asarray(c).reshape(-1)[0])
+    _unary(cx, ir.ActAttrs("clip", lo=lo, hi=hi))
+
+
+def simple_activation(cx: Ctx) -> None:
+    a = cx.attrs()
+    op = cx.node.op_type
+    if op == "LeakyRelu":
+        attrs = ir.ActAttrs("leaky_relu", alpha=float(a.get("alpha", 0.01)))
+    elif op == "HardSigmoid":
+        attrs = ir.ActAttrs("hard_sigmoid", float(a.get("alpha", 0.2)), float(a.get("beta", 0.5)))
+    elif op == "Elu":
+        attrs = ir.ActAttrs("elu", alpha=float(a.get("alpha", 1.0)))
+    elif op == "Gelu":
+        approx = a.get("approximate", b"none")
+        approx = approx.decode() if isinstance(approx, bytes) else approx
+        attrs = ir.ActAttrs("gelu_tanh" if approx == "tanh" else "gelu")
+    else:
+        kinds = {"Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hard_swish",
+                 "Softplus": "softplus"}
+        attrs = ir.ActAttrs(kinds[op])
+    _unary(cx, attrs)
+
+
+def binary(cx: Ctx) -> None:
+    op = cx.node.op_type
+    ca, cb = cx.const(0), cx.const(1)
+    if op == "Div":
+        if ca is not None:
+            raise Unsupported("Div of a constant by an activation is not supported")
+        if cb is None:
+            raise Unsupported("Div between two activations is not supported yet")
+        op, cb = "Mul", (1.0 / cb.astype(np.float64)).astype(np.float32)
+    ls = [cx.shape(cx.node.input[i]) for i in (0, 1)]
+    out_logical = tuple(np.broadcast_shapes(*ls))
+    if ca is None and cb is None:
+        va, vb = cx.value(0), cx.value(1)
+        if not (va.perm == vb.perm and len(ls[0]) == len(ls[1])):
+            va = cx.b.to_logical(va, ls[0], cx.source)
+            vb = cx.b.to_logical(vb, ls[1], cx.source)
+        names, perm = [va.name, vb.name], va.perm
+    else:
+        act = 1 if ca is not None else 0
+        v, c = cx.value(act), (ca if ca is not None else cb)
+        if c.ndim > len(ls[act]):
+            v = cx.b.to_logical(v, ls[act], cx.source)
+            perm = identity(len(out_logical))
+            cphys = const_to_physical(c, len(out_logical), perm)
+        else:
+            perm = v.perm
+            cphys = const_to_physical(c, len(perm), perm)
+        cname = cx.b.const(cx.node.input[1 - act], cphys)
+        names = [v.name, cname] if act == 0 else [cname, v.name]
+        if len(perm) != len(out_logical):
+            raise Unsupported("broadcast that raises the rank of the activation")
+    shape = permute(out_logical, perm)
+    cx.set(cx.b.add(op, names, cx.out(), shape, ir.BinaryAttrs(), cx.name, cx.source), perm)
+
+
+def concat(cx: Ctx) -> None:
+    axis = int(cx.attrs()["axis"])
+    rank = len(cx.shape(cx.out()))
+    axis %= rank
+    acts = [cx.values[i] for i in cx.node.input if i in cx.values]
+    perms = {v.perm for v in acts}
+    perm = perms.pop() if len(perms) == 1 else identity(rank)
+    names = []
+    for idx, name in enumerate(cx.node.input):
+        c = cx.const(idx)
+        if c is not None:
+            names.append(cx.b.const(name, np.asarray(c, np.float32).transpose(perm)))
+        else:
+            names.append(cx.b.to_perm(cx.value(idx), cx.shape(name), perm, cx.source).name)
+    shape = permute(cx.shape(cx.out()), perm)
+    attrs = ir.ConcatAttrs(perm.index(axis))
+    cx.set(cx.b.add("Concat", names, cx.out(), shape, attrs, cx.name, cx.source), perm)
+
+
+def reshape(cx: Ctx) -> None:
+    """Reshape, Flatten, Squeeze, Unsqueeze: a reshape of the logical (row-major) data."""
+    logical = cx.shape(cx.node.input[0])
+    out_logical = cx.shape(cx.out())
+    v = cx.value(0)
+    if out_logical == logical:
+        cx.values[cx.out()] = v  # nothing to do (tf2onnx emits such reshapes)
+        return
+    v = cx.b.to_logical(v, logical, cx.source)
+    y = cx.b.add("Reshape", [v.name], cx.out(), out_logical, ir.ReshapeAttrs(out_logical),
+                 cx.name, cx.source)
+    cx.set(y, identity(len(out_logical)))
+
+
+def transpose(cx: Ctx) -> None:
+    """Free: only the perm changes; a Transpose is emitted later if a consumer needs it."""
+    v = cx.value(0)
+    rank = len(v.perm)
+    q = tuple(cx.attrs().get("perm", tuple(reversed(range(rank)))))
+    cx.values[cx.out()] = type(v)(v.name, compose(inverse(q), v.perm))
+
+
+def softmax(cx: Ctx) -> None:
+    logical = cx.shape(cx.node.input[0])
+    rank = len(logical)
+    default = -1 if cx.opset >= 13 else 1
+    axis = int(cx.attrs().get("axis", default)) % rank
+    v = cx.value(0)
+    if cx.opset < 13 and axis != rank - 1:  # coerced to 2-D [prod(:axis), prod(axis:)]
+        v = cx.b.to_logical(v, logical, cx.source)
+        flat = (int(np.prod(logical[:axis])), int(np.prod(logical[axis:])))
+        x2 = cx.b.reshape(v.name, flat, f"{cx.out()}__2d", cx.source)
+        y = cx.b.add("Softmax", [x2], f"{cx.out()}__sm", flat, ir.SoftmaxAttrs(), cx.name,
+                     cx.source)
+        cx.set(cx.b.reshape(y, logical, cx.out(), cx.source), identity(rank))
+        return
+    if v.perm[-1] != axis:
+        target = tuple(p for p in v.perm if p != axis) + (axis,)
+        v = cx.b.to_perm(v, logical, target, cx.source)
+    y = cx.b.add("Softmax", [v.name], cx.out(), cx.b.shape(v.name), ir.SoftmaxAttrs(), cx.name,
+                 cx.source)
+    cx.set(y, v.perm)
+
+
+def pad(cx: Ctx) -> None:
+    a = cx.attrs()
+    mode = a.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "constant":
+        raise Unsupported(f"Pad mode '{mode}' (only 'constant')")
+    logical = cx.shape(cx.node.input[0])
+    rank = len(logical)
+    if cx.has_input(1):
+        p = cx.const(1)
+        if p is None:
+            raise Unsupported("Pad with non-constant pads")
+        pads = [int(x) for x in p]
+    else:
+        pads = [int(x) for x in a["pads"]]
+    value = 0.0
+    if cx.has_input(2):
+        c = cx.const(2)
+        if c is None:
+            raise Unsupported("Pad with a non-constant value")
+        value = float(np.asarray(c).reshape(-1)[0]) if np.asarray(c).size else 0.0
+    elif "value" in a:
+        value = float(a["value"])
+    axes = list(range(rank))
+    if cx.has_input(3):
+        axes = [int(x) % rank for x in cx.const(3)]
+    begin, end = [0] * rank, [0] * rank
+    n = len(axes)
+    for i, ax in enumerate(axes):
+        begin[ax], end[ax] = pads[i], pads[n + i]
+    if min(begin + end) < 0:
+        raise Unsupported("Pad with negative pads (cropping)")
+    v = cx.value(0)
+    phys_pads = tuple((begin[p], end[p]) for p in v.perm)
+    out_logical = tuple(logical[i] + begin[i] + end[i] for i in range(rank))
+    attrs = ir.PadAttrs(phys_pads, value)
+    y = cx.b.add("Pad", [v.name], cx.out(), permute(out_logical, v.perm), attrs, cx.name,
+                 cx.source)
+    cx.set(y, v.perm)
+
+
+def passthrough(cx: Ctx) -> None:
+    """Identity, Dropout (inference), Cast float->float: the output is the input."""
+    if cx.node.op_type == "Cast":
+        to = int(cx.attrs()["to"])
+        if to not in (1, 10, 11, 16):  # float, float16, double, bfloat16
+            raise Unsupported("Cast of an activation to a non-float type")
+    if cx.node.op_type == "Dropout" and not cx.unused(1):
+        raise Unsupported("Dropout mask output")
+    cx.values[cx.out()] = cx.value(0)

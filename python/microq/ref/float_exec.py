@@ -1,0 +1,185 @@
+"""Float reference executor: runs the float IR in numpy on a batch (calibration and golden outputs).
+
+Activations are physical (NHWC) float32 arrays whose axis 0 is the batch of N samples; the IR's
+shapes have batch 1, so every Reshape keeps the batch as its leading dim.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from microq import ir
+
+
+def to_physical(graph: ir.Graph, name: str, x_logical: np.ndarray) -> np.ndarray:
+    """A graph input in the user's (ONNX) layout -> the physical layout the graph expects."""
+    perm = graph.input_perm.get(name)
+    x = np.asarray(x_logical, dtype=np.float32)
+    return np.ascontiguousarray(x.transpose(perm) if perm is not None else x)
+
+
+def run_float(
+    graph: ir.Graph,
+    feeds: dict[str, np.ndarray],
+    on_tensor: Callable[[str, np.ndarray], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Run the graph on physical-layout feeds (batch N); return the outputs (logical, batch N)."""
+    env: dict[str, np.ndarray] = {}
+    for name in graph.inputs:
+        env[name] = np.asarray(feeds[name], dtype=np.float32)
+    for node in graph.nodes:
+        args = []
+        for i in node.inputs:
+            t = graph.tensors[i]
+            args.append(t.const if t.is_const else env[i])
+        y = OPS[node.op](args, node.attrs).astype(np.float32, copy=False)
+        env[node.outputs[0]] = y
+        if on_tensor is not None:
+            on_tensor(node.outputs[0], y)
+    return {name: env[name] for name in graph.outputs}
+
+
+def _clamp(y: np.ndarray, attrs: object) -> np.ndarray:
+    if attrs is None or (attrs.act_min == -np.inf and attrs.act_max == np.inf):
+        return y
+    return np.clip(y, attrs.act_min, attrs.act_max)
+
+
+def _windows(
+    x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
+) -> np.ndarray:
+    """A read-only view [N, OH, OW, KH, KW, C] of every window of the (already padded) x."""
+    n, h, w, c = x.shape
+    kh, kw = kernel
+    oh = (h - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (w - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    s0, s1, s2, s3 = x.strides
+    shape = (n, oh, ow, kh, kw, c)
+    strides = (s0, s1 * stride[0], s2 * stride[1], s1 * dilation[0], s2 * dilation[1], s3)
+    return as_strided(x, shape, strides, writeable=False)
+
+
+def _pad_hw(x: np.ndarray, pads: tuple[int, int, int, int], value: float) -> np.ndarray:
+    top, left, bottom, right = pads
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+
+
+def conv2d(args: list[np.ndarray], a: ir.ConvAttrs) -> np.ndarray:
+    x, w, b = args
+    cout, kh, kw, cg = w.shape
+    win = _windows(_pad_hw(x, a.pads, 0.0), (kh, kw), a.stride, a.dilation)
+    g = a.groups
+    if g == 1:
+        y = np.tensordot(win, w, axes=([3, 4, 5], [1, 2, 3]))
+    elif cg == 1:  # depthwise: output channel o = ci * mult + m reads input channel ci
+        mult = cout // g
+        wd = w[..., 0].reshape(g, mult, kh, kw)
+        y = np.zeros(win.shape[:3] + (g, mult), np.float32)
+        for i in range(kh):
+            for j in range(kw):
+                y += win[:, :, :, i, j, :, None] * wd[:, :, i, j]
+        y = y.reshape(win.shape[:3] + (cout,))
+    else:
+        og = cout // g
+        parts = [
+            np.tensordot(win[..., k * cg : (k + 1) * cg], w[k * og : (k + 1) * og],
+                         axes=([3, 4, 5], [1, 2, 3]))
+            for k in range(g)
+        ]
+        y = np.concatenate(parts, axis=-1)
+    return _clamp(y + b, a)
+
+
+def fully_connected(args: list[np.ndarray], a: ir.FCAttrs) -> np.ndarray:
+    x, w, b = args
+    y = x.reshape(-1, x.shape[-1]) @ w.T + b
+    return _clamp(y.reshape(x.shape[:-1] + (w.shape[0],)), a)
+
+
+def max_pool(args: list[np.ndarray], a: ir.PoolAttrs) -> np.ndarray:
+    win = _windows(_pad_hw(args[0], a.pads, -np.inf), a.kernel, a.stride, (1, 1))
+    return win.max(axis=(3, 4))
+
+
+def avg_pool(args: list[np.ndarray], a: ir.PoolAttrs) -> np.ndarray:
+    x = args[0]
+    total = _windows(_pad_hw(x, a.pads, 0.0), a.kernel, a.stride, (1, 1)).sum(axis=(3, 4))
+    if a.count_include_pad:
+        return total / np.float32(a.kernel[0] * a.kernel[1])
+    ones = _pad_hw(np.ones((1,) + x.shape[1:3] + (1,), np.float32), a.pads, 0.0)
+    count = _windows(ones, a.kernel, a.stride, (1, 1)).sum(axis=(3, 4))
+    return total / count
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): numpy has no erf."""
+    t = 1.0 / (1.0 + 0.3275911 * np.abs(x))
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027
+                + t * 1.061405429))))
+    return np.sign(x) * (1.0 - poly * np.exp(-x * x))
+
+
+def activation(args: list[np.ndarray], a: ir.ActAttrs) -> np.ndarray:
+    x = args[0].astype(np.float64)
+    k = a.kind
+    if k == "relu":
+        y = np.maximum(x, 0.0)
+    elif k == "clip":
+        y = np.clip(x, a.lo, a.hi)
+    elif k == "leaky_relu":
+        y = np.where(x >= 0, x, a.alpha * x)
+    elif k == "sigmoid":
+        y = 1.0 / (1.0 + np.exp(-x))
+    elif k == "tanh":
+        y = np.tanh(x)
+    elif k == "hard_sigmoid":
+        y = np.clip(a.alpha * x + a.beta, 0.0, 1.0)
+    elif k == "hard_swish":
+        y = x * np.clip(x / 6.0 + 0.5, 0.0, 1.0)
+    elif k == "silu":
+        y = x / (1.0 + np.exp(-x))
+    elif k == "gelu":
+        y = 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
+    elif k == "gelu_tanh":
+        y = 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+    elif k == "elu":
+        y = np.where(x > 0, x, a.alpha * np.expm1(np.minimum(x, 0.0)))
+    elif k == "softplus":
+        y = np.logaddexp(0.0, x)
+    else:
+        raise ValueError(f"unknown activation kind '{k}'")
+    return y.astype(np.float32)
+
+
+def softmax(args: list[np.ndarray], a: ir.SoftmaxAttrs) -> np.ndarray:
+    x = args[0] * np.float32(a.beta)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def reshape(args: list[np.ndarray], a: ir.ReshapeAttrs) -> np.ndarray:
+    return args[0].reshape((-1,) + tuple(a.shape[1:]))  # the leading dim carries the batch
+
+
+def pad(args: list[np.ndarray], a: ir.PadAttrs) -> np.ndarray:
+    return np.pad(args[0], a.pads, constant_values=a.value)
+
+
+OPS: dict[str, Callable[[list[np.ndarray], object], np.ndarray]] = {
+    "Conv2D": conv2d,
+    "FullyConnected": fully_connected,
+    "MaxPool": max_pool,
+    "AvgPool": avg_pool,
+    "Add": lambda x, a: _clamp(x[0] + x[1], a),
+    "Sub": lambda x, a: _clamp(x[0] - x[1], a),
+    "Mul": lambda x, a: _clamp(x[0] * x[1], a),
+    "Concat": lambda x, a: np.concatenate(x, axis=a.axis),
+    "Reshape": reshape,
+    "Transpose": lambda x, a: np.ascontiguousarray(x[0].transpose(a.perm)),
+    "Pad": pad,
+    "Softmax": softmax,
+    "Activation": activation,
+}
