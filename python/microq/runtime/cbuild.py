@@ -79,7 +79,7 @@ def _compile(modname, files, include_dirs, cdef, preamble, defines, out: Path) -
         modname,
         preamble,
         sources=[str(f) for f in files if f.suffix == ".c"],
-        include_dirs=[str(i) for i in include_dirs],
+        include_dirs=[str(Path(i).resolve()) for i in include_dirs],
         define_macros=list(defines.items()),
         extra_compile_args=CFLAGS,
     )

@@ -1,0 +1,39 @@
+# microq — the two commands a newcomer needs:
+#   make demo   set up, then quantize -> generate C -> compile -> run -> compare on the bundled model
+#   make test   set up, then run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.microq-installed
+OUT    ?= out
+ASSETS  = python/microq/assets
+DEMO_MODEL = $(ASSETS)/digits_cnn.onnx
+JOBS   ?= 2
+
+.PHONY: setup demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/microq inspect $(DEMO_MODEL)
+	$(BIN)/microq compile $(DEMO_MODEL) --calib $(ASSETS)/digits_calib.npz -o $(OUT)/digits --name digits
+	@echo "== the generated folder compiles on its own with strict C99 flags:"
+	mkdir -p $(OUT)/obj && cd $(OUT)/obj && cc -std=c99 -Wall -Wextra -Werror -pedantic -O2 -I ../digits -c ../digits/*.c
+	size $(OUT)/obj/*.o | tail -n +1
+	$(BIN)/microq run $(OUT)/digits --input $(ASSETS)/digits_test.npz -o $(OUT)/digits_pred.npz
+	$(BIN)/microq compare $(DEMO_MODEL) $(OUT)/digits --data $(ASSETS)/digits_test.npz
+
+test: setup
+	$(BIN)/python -m pytest -q -n $(JOBS)
+
+bench: setup
+	$(BIN)/python tools/bench.py
+
+clean:
+	rm -rf $(OUT) build .pytest_cache

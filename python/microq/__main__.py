@@ -1,0 +1,5 @@
+"""`python -m microq` runs the CLI."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,181 @@
+"""C text formatting for codegen: literals, arrays, struct initializers, comments.
+
+Deterministic by construction: integers print as decimal, floats through one fixed format, arrays
+wrap at WIDTH columns; nothing depends on dict order or the platform.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+WIDTH = 100
+INDENT = "    "
+MQ_MAX_DIMS = 6  # c_runtime/include/mq_types.h
+
+CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t"}
+
+
+def is_identifier(name: str) -> bool:
+    return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None
+
+
+def c_int(v: int) -> str:
+    """A decimal literal; INT32_MIN is spelled so that no literal exceeds int32."""
+    v = int(v)
+    if v == -(2**31):
+        return "(-2147483647 - 1)"
+    return str(v)
+
+
+def c_float(v: float) -> str:
+    """A float literal with 9 significant digits (exact for float32), always with a dot or an
+    exponent so that the `f` suffix is valid C."""
+    s = f"{float(v):.9g}"
+    if not any(ch in s for ch in ".en"):
+        s += ".0"
+    return s + "f"
+
+
+def comment_text(s: str) -> str:
+    """Text safe inside a /* */ comment: ASCII only, no comment terminator."""
+    s = s.encode("ascii", "backslashreplace").decode("ascii")
+    return s.replace("*/", "* /").replace("/*", "/ *")
+
+
+def wrap_items(items: list[str], indent: str = INDENT, width: int = WIDTH) -> list[str]:
+    """Comma-separated items packed into lines of at most `width` columns."""
+    lines: list[str] = []
+    cur = ""
+    for i, item in enumerate(items):
+        piece = item + ("," if i < len(items) - 1 else "")
+        cand = piece if not cur else cur + " " + piece
+        if cur and len(indent) + len(cand) > width:
+            lines.append(indent + cur)
+            cur = piece
+        else:
+            cur = cand
+    if cur:
+        lines.append(indent + cur)
+    return lines
+
+
+def array_def(qual: str, cname: str, data: np.ndarray) -> str:
+    """`qual int8_t cname[N] = {...};` from an int8/int32 array (flattened row-major)."""
+    data = np.asarray(data)
+    ctype = CTYPES[data.dtype]
+    flat = data.reshape(-1)
+    head = f"{qual} {ctype} {cname}[{flat.size}]"
+    body = wrap_items([c_int(v) for v in flat.tolist()])
+    return head + " = {\n" + "\n".join(body) + "\n};\n"
+
+
+def array_decl(cname: str, data: np.ndarray) -> str:
+    data = np.asarray(data)
+    return f"extern const {CTYPES[data.dtype]} {cname}[{data.size}];\n"
+
+
+def struct_def(ctype: str, cname: str, fields: list[tuple[str, str]]) -> str:
+    """`static const ctype cname = {.a = 1, ...};` with designated initializers."""
+    items = [f".{k} = {v}" for k, v in fields]
+    one = f"static const {ctype} {cname} = {{" + ", ".join(items) + "};"
+    if len(one) <= WIDTH:
+        return one + "\n"
+    return f"static const {ctype} {cname} = {{\n" + "\n".join(wrap_items(items)) + "\n};\n"
+
+
+def dims_def(cname: str, dims: tuple[int, int, int, int]) -> str:
+    return f"static const mq_dims {cname} = {{{', '.join(c_int(d) for d in dims)}}};\n"
+
+
+def small_array_def(cname: str, values: list[int]) -> str:
+    return f"static const int32_t {cname}[{len(values)}] = {{{', '.join(map(c_int, values))}}};\n"
+
+
+def nhwc(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """A tensor shape as mq_dims: leading 1s up to 4-D."""
+    if len(shape) > 4:
+        raise ValueError(f"shape {shape} has more than 4 dimensions")
+    return tuple((1,) * (4 - len(shape)) + tuple(int(d) for d in shape))  # type: ignore[return-value]
+
+
+def broadcast_fields(shape1: tuple[int, ...], shape2: tuple[int, ...]) -> dict[str, list[int]]:
+    """mq_broadcast for numpy broadcasting: rank = the output's rank, right-aligned in
+    MQ_MAX_DIMS-long lists whose unused leading axes have size 1 and stride 0; an input's stride
+    is 0 on every axis where its size is 1."""
+    out = np.broadcast_shapes(tuple(shape1), tuple(shape2))
+    if len(out) > MQ_MAX_DIMS:
+        raise ValueError(f"broadcast of {shape1} and {shape2} has more than {MQ_MAX_DIMS} axes")
+
+    def padded(s):
+        return [1] * (MQ_MAX_DIMS - len(s)) + [int(d) for d in s]
+
+    def strides(s):
+        s = padded(s)
+        st, acc = [0] * MQ_MAX_DIMS, 1
+        for ax in range(MQ_MAX_DIMS - 1, -1, -1):
+            st[ax] = acc if s[ax] != 1 else 0
+            acc *= s[ax]
+        return st
+
+    return {
+        "rank": [len(out)],
+        "out_shape": padded(out),
+        "in1_strides": strides(shape1),
+        "in2_strides": strides(shape2),
+    }
+
+
+def split_args(args: str) -> list[str]:
+    """Split a C argument list at its top-level commas."""
+    parts, depth, cur = [], 0, ""
+    for ch in args:
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+            continue
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        cur += ch
+    return parts + [cur.strip()] if cur.strip() else parts
+
+
+def wrap_call(prefix: str, call: str, indent: int, width: int = WIDTH) -> list[str]:
+    """`prefix` + `fn(args);` packed to `width` columns (counting `indent`), continuation lines
+    aligned after the open parenthesis, as clang-format does."""
+    one = f"{prefix}{call};"
+    if indent + len(one) <= width:
+        return [one]
+    fn, args = call.split("(", 1)
+    items = split_args(args[:-1])
+    head = f"{prefix}{fn}("
+    pad = " " * len(head)
+    lines, cur = [], head
+    for i, item in enumerate(items):
+        piece = item + (", " if i < len(items) - 1 else ");")
+        if cur not in (head, pad) and indent + len(cur) + len(piece.rstrip()) > width:
+            lines.append(cur.rstrip())
+            cur = pad
+        cur += piece
+    return lines + [cur]
+
+
+def comment_lines(text: str, indent: str = "", width: int = WIDTH) -> list[str]:
+    """A /* */ comment wrapped at spaces to `width` columns; a word too long for a line (TF
+    names joined by ';') may also break after one of its semicolons."""
+    pieces: list[tuple[str, bool]] = []  # (text, continues the previous word)
+    for word in comment_text(text).split():
+        parts = re.findall(r"[^;]*;|[^;]+", word) if len(word) > width // 2 else [word]
+        pieces += [(part, k > 0) for k, part in enumerate(parts)]
+    lines: list[str] = []
+    cur = indent + "/*"
+    for part, glued in pieces:
+        sep = "" if glued else " "
+        if len(cur) + len(sep) + len(part) > width - 3 and cur.strip() not in ("/*", "*"):
+            lines.append(cur)
+            cur, sep = indent + " *", " "
+        cur += sep + part
+    if lines:
+        return [*lines, cur, indent + " */"]
+    return [cur + " */"]

@@ -1,0 +1,373 @@
+"""Per-kernel C emission for codegen: one params struct and one checked call per quantized node.
+
+EMITTERS is the one registry: kernel name -> function(ctx, node) -> LayerCode. Each emitter
+names the runtime family it needs (c_runtime/src/<family>.c) and counts its MACs and weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..qir import QGraph, QNode
+from .cformat import (
+    broadcast_fields,
+    c_int,
+    comment_text,
+    dims_def,
+    nhwc,
+    small_array_def,
+    struct_def,
+    wrap_call,
+)
+
+CONV_FIELDS = (
+    "stride_h",
+    "stride_w",
+    "pad_top",
+    "pad_left",
+    "dilation_h",
+    "dilation_w",
+    "input_offset",
+    "output_offset",
+    "act_min",
+    "act_max",
+    "ch_mult",
+)
+FC_FIELDS = ("input_offset", "filter_offset", "output_offset", "act_min", "act_max")
+POOL_FIELDS = (
+    "stride_h",
+    "stride_w",
+    "pad_top",
+    "pad_left",
+    "pad_bottom",
+    "pad_right",
+    "count_include_pad",
+    "input_offset",
+    "output_offset",
+    "act_min",
+    "act_max",
+)
+ADD_FIELDS = (
+    "input1_offset",
+    "input1_multiplier",
+    "input1_shift",
+    "input2_offset",
+    "input2_multiplier",
+    "input2_shift",
+    "left_shift",
+    "output_offset",
+    "output_multiplier",
+    "output_shift",
+    "act_min",
+    "act_max",
+)
+MUL_FIELDS = (
+    "input1_offset",
+    "input2_offset",
+    "output_offset",
+    "output_multiplier",
+    "output_shift",
+    "act_min",
+    "act_max",
+)
+REQUANT_FIELDS = ("input_offset", "output_offset", "multiplier", "shift", "act_min", "act_max")
+SOFTMAX_FIELDS = ("input_multiplier", "input_left_shift", "diff_min")
+
+
+@dataclass
+class Ctx:
+    """What an emitter needs: the graph, weight-array naming, and tensor pointer expressions."""
+
+    graph: QGraph
+    prefix: str  # the model name, prefix of every external symbol
+    ptr: Callable[[str], str]  # tensor name -> C pointer expression
+    index: int = 0  # the node's layer number
+
+    def shape(self, tensor: str) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.graph.tensors[tensor].shape)
+
+    def sym(self, what: str) -> str:
+        return f"L{self.index}_{what}"
+
+    def weight(self, what: str) -> str:
+        return f"{self.prefix}_L{self.index}_{what}"
+
+
+@dataclass
+class LayerCode:
+    summary: str  # e.g. "conv2d 3x3 s2"
+    family: str | None  # runtime source stem, e.g. "mq_conv"; None for no code
+    statics: list[str] = field(default_factory=list)  # definitions in NAME.c
+    weights: list[tuple[str, np.ndarray]] = field(default_factory=list)  # NAME_weights.c
+    call: list[str] = field(default_factory=list)  # statements of invoke
+    macs: int = 0
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(int(a.nbytes) for _, a in self.weights)
+
+
+def _fields(params: object, names: tuple[str, ...]) -> list[tuple[str, str]]:
+    return [(n, c_int(getattr(params, n))) for n in names]
+
+
+def _checked(call: str, indent: int = 4) -> list[str]:
+    """`status = call;` wrapped for its indent in invoke, then the early return."""
+    stmt = wrap_call("status = ", call, indent)
+    return stmt + ["if (status != MQ_OK) {", "    return (int)status;", "}"]
+
+
+def _i32(a) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(a, dtype=np.int64).astype(np.int32))
+
+
+def _i8(a) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(a, dtype=np.int64).astype(np.int8))
+
+
+def _quant_def(ctx: Ctx) -> str:
+    return (
+        f"static const mq_per_channel_quant {ctx.sym('quant')} = "
+        f"{{{ctx.weight('multiplier')}, {ctx.weight('shift')}}};\n"
+    )
+
+
+def _stride_text(sh: int, sw: int) -> str:
+    return f"s{sh}" if sh == sw else f"s{sh}x{sw}"
+
+
+def _conv(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    depthwise = node.kernel == "depthwise_conv2d"
+    x, y = node.inputs[0], node.outputs[0]
+    filt = _i8(p.filter)
+    kh, kw = int(filt.shape[1]), int(filt.shape[2])
+    text = f"{node.kernel} {kh}x{kw} {_stride_text(p.stride_h, p.stride_w)}"
+    if p.dilation_h != 1 or p.dilation_w != 1:
+        text += f" d{p.dilation_h}x{p.dilation_w}"
+    code = LayerCode(text, "mq_conv")
+    code.weights += [(ctx.weight("filter"), filt)]
+    if p.bias is not None:
+        code.weights += [(ctx.weight("bias"), _i32(p.bias))]
+    code.weights += [(ctx.weight("multiplier"), _i32(p.multiplier))]
+    code.weights += [(ctx.weight("shift"), _i32(p.shift))]
+    code.statics += [
+        struct_def("mq_conv_params", ctx.sym("params"), _fields(p, CONV_FIELDS)),
+        _quant_def(ctx),
+        dims_def(ctx.sym("input_dims"), nhwc(ctx.shape(x))),
+        dims_def(ctx.sym("filter_dims"), nhwc(filt.shape)),
+        dims_def(ctx.sym("output_dims"), nhwc(ctx.shape(y))),
+    ]
+    fn = "mq_depthwise_conv2d_s8" if depthwise else "mq_conv2d_s8"
+    bias = ctx.weight("bias") if p.bias is not None else "NULL"
+    code.call = _checked(
+        f"{fn}(&{ctx.sym('params')}, &{ctx.sym('quant')}, &{ctx.sym('input_dims')}, "
+        f"{ctx.ptr(x)}, &{ctx.sym('filter_dims')}, {ctx.weight('filter')}, {bias}, "
+        f"&{ctx.sym('output_dims')}, {ctx.ptr(y)})"
+    )
+    n, oh, ow, cout = nhwc(ctx.shape(y))
+    # OHWI: KH*KW*(Cin/groups) taps per output; 1HWO (depthwise): KH*KW taps per output
+    taps = kh * kw * (1 if depthwise else int(filt.shape[3]))
+    code.macs = n * oh * ow * cout * taps
+    return code
+
+
+def _fully_connected(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    x, y = node.inputs[0], node.outputs[0]
+    filt = _i8(p.filter)
+    n_out, k = int(filt.shape[0]), int(filt.shape[1])
+    rows = int(np.prod(ctx.shape(x)[:-1], dtype=np.int64))
+    code = LayerCode(f"fully_connected {k}->{n_out}", "mq_fc")
+    code.weights += [(ctx.weight("filter"), filt)]
+    if p.bias is not None:
+        code.weights += [(ctx.weight("bias"), _i32(p.bias))]
+    code.weights += [(ctx.weight("multiplier"), _i32(p.multiplier))]
+    code.weights += [(ctx.weight("shift"), _i32(p.shift))]
+    code.statics += [
+        struct_def("mq_fc_params", ctx.sym("params"), _fields(p, FC_FIELDS)),
+        _quant_def(ctx),
+        dims_def(ctx.sym("input_dims"), (rows, 1, 1, k)),
+        dims_def(ctx.sym("filter_dims"), (n_out, 1, 1, k)),
+        dims_def(ctx.sym("output_dims"), (rows, 1, 1, n_out)),
+    ]
+    bias = ctx.weight("bias") if p.bias is not None else "NULL"
+    code.call = _checked(
+        f"mq_fully_connected_s8(&{ctx.sym('params')}, &{ctx.sym('quant')}, "
+        f"&{ctx.sym('input_dims')}, {ctx.ptr(x)}, &{ctx.sym('filter_dims')}, "
+        f"{ctx.weight('filter')}, {bias}, &{ctx.sym('output_dims')}, {ctx.ptr(y)})"
+    )
+    code.macs = rows * k * n_out
+    return code
+
+
+def _pool(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    x, y = node.inputs[0], node.outputs[0]
+    text = f"{node.kernel} {p.kernel_h}x{p.kernel_w} {_stride_text(p.stride_h, p.stride_w)}"
+    code = LayerCode(text, "mq_pool")
+    code.statics += [
+        struct_def("mq_pool_params", ctx.sym("params"), _fields(p, POOL_FIELDS)),
+        dims_def(ctx.sym("input_dims"), nhwc(ctx.shape(x))),
+        dims_def(ctx.sym("filter_dims"), (1, p.kernel_h, p.kernel_w, 1)),
+        dims_def(ctx.sym("output_dims"), nhwc(ctx.shape(y))),
+    ]
+    fn = "mq_max_pool_s8" if node.kernel == "max_pool" else "mq_avg_pool_s8"
+    code.call = _checked(
+        f"{fn}(&{ctx.sym('params')}, &{ctx.sym('input_dims')}, {ctx.ptr(x)}, "
+        f"&{ctx.sym('filter_dims')}, &{ctx.sym('output_dims')}, {ctx.ptr(y)})"
+    )
+    return code
+
+
+def _binary(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    sa, sb = ctx.shape(a), ctx.shape(b)
+    text = node.kernel if sa == sb else f"{node.kernel} (broadcast)"
+    code = LayerCode(text, "mq_elementwise")
+    ctype, names = (
+        ("mq_mul_params", MUL_FIELDS) if node.kernel == "mul" else ("mq_add_params", ADD_FIELDS)
+    )
+    bc = broadcast_fields(sa, sb)
+    bc_init = [(k, "{" + ", ".join(c_int(v) for v in vals) + "}") for k, vals in bc.items()]
+    bc_init[0] = ("rank", c_int(bc["rank"][0]))
+    code.statics += [
+        struct_def(ctype, ctx.sym("params"), _fields(p, names)),
+        struct_def("mq_broadcast", ctx.sym("bcast"), bc_init),
+    ]
+    code.call = _checked(
+        f"mq_{node.kernel}_s8(&{ctx.sym('params')}, &{ctx.sym('bcast')}, {ctx.ptr(a)}, "
+        f"{ctx.ptr(b)}, {ctx.ptr(y)})"
+    )
+    return code
+
+
+def _size(ctx: Ctx, tensor: str) -> int:
+    return int(np.prod(ctx.shape(tensor), dtype=np.int64))
+
+
+def _lut(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    x, y = node.inputs[0], node.outputs[0]
+    table = _i8(p.table)
+    code = LayerCode(f"lut {p.function}".rstrip(), "mq_elementwise")
+    code.weights += [(ctx.weight("table"), table)]
+    code.call = _checked(
+        f"mq_lut_s8({ctx.weight('table')}, {_size(ctx, x)}, {ctx.ptr(x)}, {ctx.ptr(y)})"
+    )
+    return code
+
+
+def _requantize(ctx: Ctx, node: QNode) -> LayerCode:
+    x, y = node.inputs[0], node.outputs[0]
+    code = LayerCode("requantize", "mq_elementwise")
+    code.statics += [
+        struct_def("mq_requantize_params", ctx.sym("params"), _fields(node.params, REQUANT_FIELDS))
+    ]
+    code.call = _checked(
+        f"mq_requantize_s8(&{ctx.sym('params')}, {_size(ctx, x)}, {ctx.ptr(x)}, {ctx.ptr(y)})"
+    )
+    return code
+
+
+def _softmax(ctx: Ctx, node: QNode) -> LayerCode:
+    x, y = node.inputs[0], node.outputs[0]
+    shape = ctx.shape(x)
+    rows, row_size = int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]
+    code = LayerCode(f"softmax {rows}x{row_size}", "mq_softmax")
+    code.statics += [
+        struct_def("mq_softmax_params", ctx.sym("params"), _fields(node.params, SOFTMAX_FIELDS))
+    ]
+    code.call = _checked(
+        f"mq_softmax_s8(&{ctx.sym('params')}, {rows}, {row_size}, {ctx.ptr(x)}, {ctx.ptr(y)})"
+    )
+    return code
+
+
+def _concat(ctx: Ctx, node: QNode) -> LayerCode:
+    y = node.outputs[0]
+    out = ctx.shape(y)
+    axis = node.params.axis % len(out)
+    outer = int(np.prod(out[:axis], dtype=np.int64))
+    inner = int(np.prod(out[axis + 1 :], dtype=np.int64))
+    n = len(node.inputs)
+    code = LayerCode(f"concat axis {axis}", "mq_tensor")
+    code.statics += [
+        small_array_def(ctx.sym("axis_sizes"), [ctx.shape(t)[axis] for t in node.inputs])
+    ]
+    local = f"l{ctx.index}_inputs"
+    code.call = ["{", f"    const int8_t *{local}[{n}];"]
+    code.call += [f"    {local}[{i}] = {ctx.ptr(t)};" for i, t in enumerate(node.inputs)]
+    call = f"mq_concat_s8({n}, {local}, {ctx.sym('axis_sizes')}, {outer}, {inner}, {ctx.ptr(y)})"
+    code.call += ["    " + s for s in _checked(call, indent=8)] + ["}"]
+    return code
+
+
+def _pad(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    x, y = node.inputs[0], node.outputs[0]
+    code = LayerCode("pad", "mq_tensor")
+    code.statics += [
+        dims_def(ctx.sym("input_dims"), nhwc(ctx.shape(x))),
+        dims_def(ctx.sym("pre_pad"), tuple(p.pre)),
+        dims_def(ctx.sym("post_pad"), tuple(p.post)),
+    ]
+    code.call = _checked(
+        f"mq_pad_s8(&{ctx.sym('input_dims')}, &{ctx.sym('pre_pad')}, &{ctx.sym('post_pad')}, "
+        f"(int8_t){c_int(p.pad_value)}, {ctx.ptr(x)}, {ctx.ptr(y)})"
+    )
+    return code
+
+
+def _transpose(ctx: Ctx, node: QNode) -> LayerCode:
+    x, y = node.inputs[0], node.outputs[0]
+    perm = [int(a) for a in node.params.perm]
+    code = LayerCode(f"transpose ({', '.join(map(str, perm))})", "mq_tensor")
+    code.statics += [
+        small_array_def(ctx.sym("in_shape"), list(ctx.shape(x))),
+        small_array_def(ctx.sym("perm"), perm),
+    ]
+    code.call = _checked(
+        f"mq_transpose_s8({len(perm)}, {ctx.sym('in_shape')}, {ctx.sym('perm')}, "
+        f"{ctx.ptr(x)}, {ctx.ptr(y)})"
+    )
+    return code
+
+
+def _reshape(ctx: Ctx, node: QNode) -> LayerCode:
+    code = LayerCode(f"reshape -> {list(ctx.shape(node.outputs[0]))}", None)
+    code.call = [f"/* no code: {comment_text(node.outputs[0])} aliases its input's memory */"]
+    return code
+
+
+EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
+    "conv2d": _conv,
+    "depthwise_conv2d": _conv,
+    "fully_connected": _fully_connected,
+    "max_pool": _pool,
+    "avg_pool": _pool,
+    "add": _binary,
+    "sub": _binary,
+    "mul": _binary,
+    "lut": _lut,
+    "requantize": _requantize,
+    "softmax": _softmax,
+    "concat": _concat,
+    "pad": _pad,
+    "transpose": _transpose,
+    "reshape": _reshape,
+}
+
+# runtime family -> the C sources it needs (headers come from #include lines)
+FAMILY_SOURCES: dict[str, tuple[str, ...]] = {
+    "mq_conv": ("mq_conv.c",),
+    "mq_fc": ("mq_fc.c",),
+    "mq_pool": ("mq_pool.c",),
+    "mq_elementwise": ("mq_elementwise.c", "mq_requant.c"),
+    "mq_softmax": ("mq_softmax.c",),
+    "mq_tensor": ("mq_tensor.c",),
+}

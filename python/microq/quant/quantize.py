@@ -1,0 +1,252 @@
+"""The float -> int8 rewrite: float IR + calibrated ranges -> quantized IR (qir).
+
+Scheme (TFLite int8): activations asymmetric int8 per tensor; weights symmetric int8 in
+[-127, 127] per output channel; bias int32 at scale s_in * s_w[c]; requantization multipliers
+and shifts computed offline in float64. Pool, reshape, transpose and pad share their input's
+quantization; softmax outputs (1/256, -128); every other elementwise nonlinearity becomes a
+256-entry lookup table. Concat inputs whose quantization differs from the output are rescaled by
+an inserted requantize node.
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+
+from .. import ir, qir
+from ..errors import MicroqError
+from ..ref import activations
+from ..ref.arith import quantize_multiplier, round_half_away
+from . import scheme
+from .calibrate import Range
+
+INT32_MAX = 2**31 - 1
+
+
+def params_from_range(lo: float, hi: float) -> qir.QParams:
+    """Asymmetric int8 parameters covering [lo, hi] (widened to include 0, as TFLite/ORT)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if hi - lo < 1e-12:
+        return qir.QParams(1.0, 0)  # an all-zero tensor: any scale represents it exactly
+    scale = (hi - lo) / 255.0
+    zp = int(round_half_away(-128 - lo / scale))
+    return qir.QParams(float(np.float32(scale)), max(-128, min(127, zp)))
+
+
+def quantize_weights_per_channel(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel (axis 0) int8 weights in [-127, 127] and their scales."""
+    flat = w.reshape(w.shape[0], -1).astype(np.float64)
+    amax = np.max(np.abs(flat), axis=1)
+    scales = np.where(amax > 0, amax / 127.0, 1.0)
+    q = np.clip(round_half_away(flat / scales[:, None]), -127, 127).astype(np.int8)
+    return q.reshape(w.shape), scales
+
+
+def _bias(b: np.ndarray, s_in: float, s_w: np.ndarray) -> np.ndarray:
+    q = round_half_away(b.astype(np.float64) / (s_in * s_w))
+    return np.clip(q, -INT32_MAX, INT32_MAX).astype(np.int32)
+
+
+def _multipliers(s_in: float, s_w: np.ndarray, s_out: float) -> tuple[np.ndarray, np.ndarray]:
+    ms = [quantize_multiplier(float(s_in) * float(sw) / float(s_out)) for sw in s_w]
+    return (np.array([m for m, _ in ms], dtype=np.int32), np.array([s for _, s in ms], dtype=np.int32))
+
+
+class _Quantizer:
+    def __init__(self, graph: ir.Graph, ranges: dict[str, Range]):
+        self.g = graph
+        self.ranges = ranges
+        self.tensors: dict[str, qir.QTensor] = {}
+        self.nodes: list[qir.QNode] = []
+
+    # -- tensors -------------------------------------------------------------------------
+    def q(self, name: str) -> qir.QParams:
+        return self.tensors[name].q
+
+    def add_tensor(self, name: str, q: qir.QParams, const: np.ndarray | None = None) -> None:
+        self.tensors[name] = qir.QTensor(name, tuple(self.g.tensors[name].shape), q, const)
+
+    def calibrated(self, name: str) -> qir.QParams:
+        r = self.ranges.get(name)
+        if r is None:
+            raise MicroqError(f"tensor '{name}' was never reached during calibration")
+        return params_from_range(r.lo, r.hi)
+
+    def operand(self, name: str) -> str:
+        """Make sure an input operand exists as a quantized tensor (constants get their own
+        per-tensor parameters from their values)."""
+        if name not in self.tensors:
+            t = self.g.tensors[name]
+            if t.const is None:
+                raise MicroqError(f"tensor '{name}' is used before it is produced")
+            qp = params_from_range(float(t.const.min()), float(t.const.max()))
+            data = np.clip(round_half_away(t.const / qp.scale) + qp.zero_point, -128, 127)
+            self.add_tensor(name, qp, data.astype(np.int8))
+        return name
+
+    def emit(self, node: ir.Node, kernel: str, inputs, outputs, params) -> None:
+        self.nodes.append(qir.QNode(node.name, kernel, list(inputs), list(outputs), params,
+                                    list(node.source) or [node.name]))
+
+    # -- ops -----------------------------------------------------------------------------
+    def run(self) -> qir.QGraph:
+        for name in self.g.inputs:
+            self.add_tensor(name, self.calibrated(name))
+        for node in self.g.nodes:
+            handler = HANDLERS.get(node.op)
+            if handler is None:
+                raise MicroqError(f"node '{node.name}': op {node.op} has no quantized kernel")
+            handler(self, node)
+        return qir.QGraph(self.g.name, self.tensors, self.nodes, list(self.g.inputs),
+                          list(self.g.outputs), dict(self.g.input_perm),
+                          dict(self.g.logical_shapes))
+
+    def conv(self, node: ir.Node) -> None:
+        a: ir.ConvAttrs = node.attrs
+        x, w, b = node.inputs
+        out = node.outputs[0]
+        s_in, zp_in = self.q(x).scale, self.q(x).zero_point
+        self.add_tensor(out, self.calibrated(out))
+        qo = self.q(out)
+        wf = self.g.tensors[w].const
+        bf = self.g.tensors[b].const
+        wq, s_w = quantize_weights_per_channel(wf)
+        mult, shift = _multipliers(s_in, s_w, qo.scale)
+        lo, hi = scheme.act_range(qo.scale, qo.zero_point, a.act_min, a.act_max)
+        cin = self.g.tensors[x].shape[-1]
+        cout = wf.shape[0]
+        depthwise = a.groups == cin and wf.shape[3] == 1 and a.groups > 1
+        kernel = "depthwise_conv2d" if depthwise else "conv2d"
+        filt = wq.transpose(3, 1, 2, 0).copy() if depthwise else wq
+        p = qir.ConvParams(
+            stride_h=a.stride[0], stride_w=a.stride[1], pad_top=a.pads[0], pad_left=a.pads[1],
+            dilation_h=a.dilation[0], dilation_w=a.dilation[1], input_offset=-zp_in,
+            output_offset=qo.zero_point, act_min=lo, act_max=hi,
+            ch_mult=cout // cin if depthwise else 1, multiplier=mult, shift=shift,
+            filter=filt, bias=_bias(bf, s_in, s_w))
+        self.emit(node, kernel, [x], [out], p)
+
+    def fully_connected(self, node: ir.Node) -> None:
+        a: ir.FCAttrs = node.attrs
+        x, w, b = node.inputs
+        out = node.outputs[0]
+        qi = self.q(x)
+        self.add_tensor(out, self.calibrated(out))
+        qo = self.q(out)
+        wq, s_w = quantize_weights_per_channel(self.g.tensors[w].const)
+        mult, shift = _multipliers(qi.scale, s_w, qo.scale)
+        lo, hi = scheme.act_range(qo.scale, qo.zero_point, a.act_min, a.act_max)
+        p = qir.FCParams(input_offset=-qi.zero_point, filter_offset=0,
+                         output_offset=qo.zero_point, act_min=lo, act_max=hi, multiplier=mult,
+                         shift=shift, filter=wq, bias=_bias(self.g.tensors[b].const, qi.scale, s_w))
+        self.emit(node, "fully_connected", [x], [out], p)
+
+    def pool(self, node: ir.Node) -> None:
+        a: ir.PoolAttrs = node.attrs
+        x, out = node.inputs[0], node.outputs[0]
+        qi = self.q(x)
+        self.add_tensor(out, qi)  # pooling keeps its input's quantization
+        include = int(a.count_include_pad) if node.op == "AvgPool" else 0
+        p = qir.PoolParams(
+            kernel_h=a.kernel[0], kernel_w=a.kernel[1], stride_h=a.stride[0],
+            stride_w=a.stride[1], pad_top=a.pads[0], pad_left=a.pads[1], pad_bottom=a.pads[2],
+            pad_right=a.pads[3], count_include_pad=include,
+            input_offset=-qi.zero_point if include else 0,
+            output_offset=qi.zero_point if include else 0, act_min=-128, act_max=127)
+        self.emit(node, "max_pool" if node.op == "MaxPool" else "avg_pool", [x], [out], p)
+
+    def binary(self, node: ir.Node) -> None:
+        a: ir.BinaryAttrs = node.attrs
+        x1, x2 = (self.operand(i) for i in node.inputs)
+        out = node.outputs[0]
+        self.add_tensor(out, self.calibrated(out))
+        q1, q2, qo = self.q(x1), self.q(x2), self.q(out)
+        lo, hi = scheme.act_range(qo.scale, qo.zero_point, a.act_min, a.act_max)
+        if node.op == "Mul":
+            p = scheme.mul_params(q1.scale, q1.zero_point, q2.scale, q2.zero_point, qo.scale,
+                                  qo.zero_point, lo, hi)
+            self.emit(node, "mul", [x1, x2], [out], p)
+        else:
+            p = scheme.add_params(q1.scale, q1.zero_point, q2.scale, q2.zero_point, qo.scale,
+                                  qo.zero_point, lo, hi)
+            self.emit(node, "add" if node.op == "Add" else "sub", [x1, x2], [out], p)
+
+    def activation(self, node: ir.Node) -> None:
+        x, out = node.inputs[0], node.outputs[0]
+        qi = self.q(x)
+        self.add_tensor(out, self.calibrated(out))
+        qo = self.q(out)
+        table = scheme.lut_table(lambda v: activations.apply(node.attrs, v), qi.scale,
+                                 qi.zero_point, qo.scale, qo.zero_point)
+        self.emit(node, "lut", [x], [out], qir.LutParams(table, node.attrs.kind))
+
+    def softmax(self, node: ir.Node) -> None:
+        x, out = node.inputs[0], node.outputs[0]
+        self.add_tensor(out, qir.QParams(1.0 / 256.0, -128))
+        p = scheme.softmax_params(self.q(x).scale, node.attrs.beta)
+        self.emit(node, "softmax", [x], [out], p)
+
+    def shared(self, node: ir.Node) -> None:
+        x, out = node.inputs[0], node.outputs[0]
+        qi = self.q(x)
+        self.add_tensor(out, qi)
+        a = node.attrs
+        if node.op == "Reshape":
+            self.emit(node, "reshape", [x], [out], qir.ReshapeParams(tuple(a.shape)))
+        elif node.op == "Transpose":
+            self.emit(node, "transpose", [x], [out], qir.TransposeParams(tuple(a.perm)))
+        else:  # Pad: a 4-D view, leading axes of size 1 added for lower ranks
+            pads = [(0, 0)] * (4 - len(a.pads)) + [tuple(p) for p in a.pads]
+            if len(pads) != 4:
+                raise MicroqError(f"node '{node.name}': Pad supports tensors of rank <= 4")
+            value = int(np.clip(round_half_away(a.value / qi.scale) + qi.zero_point, -128, 127))
+            p = qir.PadParams(tuple(int(b) for b, _ in pads), tuple(int(e) for _, e in pads), value)
+            self.emit(node, "pad", [x], [out], p)
+
+    def concat(self, node: ir.Node) -> None:
+        out = node.outputs[0]
+        self.add_tensor(out, self.calibrated(out))
+        qo = self.q(out)
+        ins = []
+        for i, name in enumerate(self.operand(n) for n in node.inputs):
+            qi = self.q(name)
+            if qi != qo:
+                tmp = f"{out}__in{i}_requant"
+                self.g.tensors[tmp] = ir.Tensor(tmp, self.g.tensors[name].shape)
+                self.add_tensor(tmp, qo)
+                p = scheme.requantize_params(qi.scale, qi.zero_point, qo.scale, qo.zero_point)
+                self.emit(node, "requantize", [name], [tmp], p)
+                name = tmp
+            ins.append(name)
+        self.emit(node, "concat", ins, [out], qir.ConcatParams(node.attrs.axis))
+
+
+HANDLERS = {
+    "Conv2D": _Quantizer.conv,
+    "FullyConnected": _Quantizer.fully_connected,
+    "MaxPool": _Quantizer.pool,
+    "AvgPool": _Quantizer.pool,
+    "Add": _Quantizer.binary,
+    "Sub": _Quantizer.binary,
+    "Mul": _Quantizer.binary,
+    "Activation": _Quantizer.activation,
+    "Softmax": _Quantizer.softmax,
+    "Reshape": _Quantizer.shared,
+    "Transpose": _Quantizer.shared,
+    "Pad": _Quantizer.shared,
+    "Concat": _Quantizer.concat,
+}
+
+
+def quantize(graph: ir.Graph, ranges: dict[str, Range]) -> qir.QGraph:
+    """Rewrite the float graph into the quantized graph using calibrated ranges."""
+    return _Quantizer(graph, ranges).run()
+
+
+def check_finite_weights(graph: ir.Graph) -> None:
+    for t in graph.tensors.values():
+        if t.const is not None and not np.all(np.isfinite(t.const)):
+            raise MicroqError(f"constant '{t.name}' contains NaN or Inf; fix the model's weights")
+
+
+__all__ = ["quantize", "params_from_range", "quantize_weights_per_channel", "check_finite_weights"]

@@ -1,0 +1,147 @@
+"""The integer executor: runs a quantized graph (qir) node by node through the numpy reference
+kernels; the spec the generated C must equal bit for bit.
+
+KERNELS is the one registry: kernel name -> adapter(node, graph, inputs, rounding) -> output.
+Adapters only reshape; every bit of arithmetic lives in the ref kernel they call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..qir import QGraph, QNode
+from . import conv, elementwise, fc, pool, softmax, tensor
+
+Adapter = Callable[[QNode, QGraph, list, str], np.ndarray]
+
+
+def _out_shape(node: QNode, g: QGraph) -> tuple[int, ...]:
+    return tuple(g.tensors[node.outputs[0]].shape)
+
+
+def _out_hw(node: QNode, g: QGraph) -> tuple[int, int]:
+    shape = _out_shape(node, g)
+    return int(shape[1]), int(shape[2])
+
+
+def _conv2d(node, g, xs, rounding):
+    return conv.conv2d(node.params, xs[0], _out_hw(node, g), rounding)
+
+
+def _depthwise(node, g, xs, rounding):
+    return conv.depthwise_conv2d(node.params, xs[0], _out_hw(node, g), rounding)
+
+
+def _fully_connected(node, g, xs, rounding):
+    x = xs[0]
+    rows = x.reshape(-1, x.shape[-1])  # leading dims are rows (batches)
+    return fc.fully_connected(node.params, rows, rounding).reshape(_out_shape(node, g))
+
+
+def _max_pool(node, g, xs, rounding):
+    return pool.max_pool(node.params, xs[0], _out_hw(node, g))
+
+
+def _avg_pool(node, g, xs, rounding):
+    return pool.avg_pool(node.params, xs[0], _out_hw(node, g))
+
+
+def _add(node, g, xs, rounding):
+    return elementwise.add(node.params, xs[0], xs[1], rounding)
+
+
+def _sub(node, g, xs, rounding):
+    return elementwise.sub(node.params, xs[0], xs[1], rounding)
+
+
+def _mul(node, g, xs, rounding):
+    return elementwise.mul(node.params, xs[0], xs[1], rounding)
+
+
+def _lut(node, g, xs, rounding):
+    return elementwise.lut(node.params, xs[0])
+
+
+def _requantize(node, g, xs, rounding):
+    return elementwise.requantize(node.params, xs[0], rounding)
+
+
+def _softmax(node, g, xs, rounding):
+    return softmax.softmax(node.params, xs[0], rounding)
+
+
+def _concat(node, g, xs, rounding):
+    return tensor.concat(node.params, xs)
+
+
+def _pad(node, g, xs, rounding):
+    x = xs[0]
+    view = (1,) * (4 - x.ndim) + tuple(x.shape)  # the 4-D view of PadParams: leading 1s
+    return tensor.pad(node.params, x.reshape(view)).reshape(_out_shape(node, g))
+
+
+def _transpose(node, g, xs, rounding):
+    return tensor.transpose(node.params, xs[0])
+
+
+def _reshape(node, g, xs, rounding):
+    return np.reshape(xs[0], _out_shape(node, g))
+
+
+KERNELS: dict[str, Adapter] = {
+    "conv2d": _conv2d,
+    "depthwise_conv2d": _depthwise,
+    "fully_connected": _fully_connected,
+    "max_pool": _max_pool,
+    "avg_pool": _avg_pool,
+    "add": _add,
+    "sub": _sub,
+    "mul": _mul,
+    "lut": _lut,
+    "requantize": _requantize,
+    "softmax": _softmax,
+    "concat": _concat,
+    "pad": _pad,
+    "transpose": _transpose,
+    "reshape": _reshape,
+}
+
+
+def run_int(
+    qgraph: QGraph,
+    feeds: dict[str, np.ndarray],
+    rounding: str = "double",
+    on_tensor: Callable[[str, np.ndarray], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Execute `qgraph` on int8 `feeds` (physical shapes, batch 1); returns every graph output
+    (int8). `on_tensor(name, value)` sees each tensor a node produces."""
+    values: dict[str, np.ndarray] = {}
+    for name in qgraph.inputs:
+        if name not in feeds:
+            raise KeyError(f"missing feed for graph input '{name}'")
+        x = np.asarray(feeds[name])
+        expected = tuple(qgraph.tensors[name].shape)
+        if x.dtype != np.int8 or x.shape != expected:
+            raise ValueError(f"feed '{name}': expected int8 {expected}, got {x.dtype} {x.shape}")
+        values[name] = x
+    for t in qgraph.tensors.values():
+        if t.const is not None:
+            values[t.name] = np.asarray(t.const, dtype=np.int8).reshape(t.shape)
+    for node in qgraph.nodes:
+        if node.kernel not in KERNELS:
+            raise KeyError(f"node '{node.name}': no integer kernel '{node.kernel}'")
+        xs = [values[t] for t in node.inputs]
+        y = KERNELS[node.kernel](node, qgraph, xs, rounding)
+        y = np.asarray(y)
+        expected = _out_shape(node, qgraph)
+        if y.dtype != np.int8 or y.shape != expected:
+            raise AssertionError(
+                f"node '{node.name}' ({node.kernel}): kernel returned {y.dtype} {y.shape}, "
+                f"graph says int8 {expected}"
+            )
+        values[node.outputs[0]] = y
+        if on_tensor is not None:
+            on_tensor(node.outputs[0], y)
+    return {name: values[name] for name in qgraph.outputs}

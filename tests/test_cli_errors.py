@@ -1,0 +1,148 @@
+"""Bad input gives one clear line, a non-zero exit, no traceback, and nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+ASSETS = Path(__file__).resolve().parents[1] / "python" / "microq" / "assets"
+DEMO = ASSETS / "digits_cnn.onnx"
+CALIB = ASSETS / "digits_calib.npz"
+
+
+def microq(*args, cwd=None):
+    r = subprocess.run([sys.executable, "-m", "microq", *map(str, args)], capture_output=True,
+                       text=True, cwd=cwd, timeout=300)
+    return r
+
+
+def assert_user_error(r, *needles):
+    assert r.returncode != 0, r.stdout
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = [line for line in r.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line, got:\n{r.stderr}"
+    for n in needles:
+        assert n in lines[0], f"{n!r} not in {lines[0]!r}"
+
+
+def tiny_model(path: Path, op: str = "Relu", extra_unsupported: bool = False) -> Path:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = [helper.make_node(op, ["x"], ["h"], name="first")]
+    if extra_unsupported:
+        nodes.append(helper.make_node("Round", ["h"], ["h2"], name="second"))
+        nodes.append(helper.make_node("Relu", ["h2"], ["y"], name="third"))
+    else:
+        nodes.append(helper.make_node("Relu", ["h"], ["y"], name="third"))
+    g = helper.make_graph(nodes, "g", [x], [y])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def test_truncated_onnx(tmp_path):
+    bad = tmp_path / "trunc.onnx"
+    bad.write_bytes(DEMO.read_bytes()[:200])
+    r = microq("compile", bad, "--calib", CALIB, "-o", tmp_path / "out")
+    assert_user_error(r, "trunc.onnx")
+    assert not (tmp_path / "out").exists()
+
+
+def test_not_onnx(tmp_path):
+    bad = tmp_path / "notes.onnx"
+    bad.write_text("hello, this is not a model\n")
+    r = microq("inspect", bad)
+    assert_user_error(r, "notes.onnx")
+
+
+def test_unsupported_ops_are_all_listed(tmp_path):
+    m = tiny_model(tmp_path / "m.onnx", op="Floor", extra_unsupported=True)
+    r = microq("compile", m, "--calib", CALIB, "-o", tmp_path / "out")
+    assert_user_error(r, "first", "Floor", "second", "Round")
+    assert not (tmp_path / "out").exists()
+    r = microq("inspect", m)  # inspect reports them without failing
+    assert r.returncode == 0, r.stderr
+    assert "Floor" in r.stdout and "Round" in r.stdout
+
+
+def test_calibration_wrong_key(tmp_path):
+    calib = tmp_path / "c.npz"
+    np.savez(calib, images=np.zeros((4, 1, 8, 8), np.float32))
+    r = microq("compile", DEMO, "--calib", calib, "-o", tmp_path / "out")
+    assert_user_error(r, "c.npz", "images", "input")
+    assert not (tmp_path / "out").exists()
+
+
+def test_calibration_wrong_shape(tmp_path):
+    calib = tmp_path / "c.npz"
+    np.savez(calib, input=np.zeros((4, 1, 9, 8), np.float32))
+    r = microq("compile", DEMO, "--calib", calib, "-o", tmp_path / "out")
+    assert_user_error(r, "c.npz", "shape")
+    assert not (tmp_path / "out").exists()
+
+
+def test_calibration_nan(tmp_path):
+    x = np.load(CALIB)["input"].copy()
+    x[3, 0, 2, 2] = np.nan
+    calib = tmp_path / "c.npz"
+    np.savez(calib, input=x)
+    r = microq("compile", DEMO, "--calib", calib, "-o", tmp_path / "out")
+    assert_user_error(r, "NaN", "input")
+    assert not (tmp_path / "out").exists()
+
+
+def test_nan_in_weights(tmp_path):
+    m = onnx.load(DEMO)
+    init = m.graph.initializer[0]
+    arr = onnx.numpy_helper.to_array(init).copy()
+    arr.flat[0] = np.nan
+    init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
+    bad = tmp_path / "nan.onnx"
+    onnx.save(m, bad)
+    r = microq("compile", bad, "--calib", CALIB, "-o", tmp_path / "out")
+    assert_user_error(r, "NaN", init.name)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; see test below")
+def test_unwritable_output_readonly_dir(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    r = microq("compile", DEMO, "--calib", CALIB, "-o", ro / "out")
+    assert_user_error(r, "out")
+    assert not (ro / "out").exists()
+
+
+def test_unwritable_output_is_a_file(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = microq("compile", DEMO, "--calib", CALIB, "-o", f / "out")
+    assert_user_error(r, "out")
+    r = microq("compile", DEMO, "--calib", CALIB, "-o", f)
+    assert_user_error(r, "file")
+
+
+def test_run_wrong_shape(tmp_path):
+    out = tmp_path / "net"
+    r = microq("compile", DEMO, "--calib", CALIB, "-o", out, "--name", "net")
+    assert r.returncode == 0, r.stderr
+    bad = tmp_path / "x.npz"
+    np.savez(bad, input=np.zeros((2, 8, 8), np.float32))
+    r = microq("run", out, "--input", bad, "-o", tmp_path / "y.npz")
+    assert_user_error(r, "x.npz", "shape")
+    assert not (tmp_path / "y.npz").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux /proc")
+def test_unwritable_output_proc(tmp_path):
+    # /proc refuses new folders even for root: the write itself fails, not a pre-check
+    r = microq("compile", DEMO, "--calib", CALIB, "-o", "/proc/microq-test-out")
+    assert_user_error(r, "/proc/microq-test-out")
+    assert not Path("/proc/microq-test-out").exists()
