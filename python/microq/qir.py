@@ -18,6 +18,9 @@ Kernels (QNode.kernel -> params type -> C function):
   pad               PadParams       mq_pad_s8
   transpose         TransposeParams mq_transpose_s8
   reshape           ReshapeParams   (none: the output aliases the input's memory)
+  batch_matmul      BatchMatMulParams mq_batch_matmul_s8    inputs (lhs, rhs), both int8
+  layernorm         LayerNormParams mq_layernorm_s8         (over the last axis)
+  slice             SliceParams     mq_slice_s8             (Slice / Split / Gather of one index)
 """
 
 from __future__ import annotations
@@ -160,6 +163,53 @@ class TransposeParams:
 @dataclass(frozen=True)
 class ReshapeParams:
     shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class BatchMatMulParams:
+    """out = clamp(output_offset + MBQM(sum_k (lhs[.., i, k] + lhs_offset) *
+    (rhs'[.., k, j] + rhs_offset), output_multiplier, output_shift)), per-tensor, no bias.
+
+    Inputs: lhs [.., M, K] and rhs [.., K, N] (or [.., N, K] when rhs_transposed, for Q.K^T),
+    rank 2..4; leading batch/head axes broadcast numpy-style (size 1). Output [.., M, N].
+    Build with quant.scheme.batch_matmul_params."""
+
+    rhs_transposed: int  # 1: rhs is stored [.., N, K]
+    lhs_offset: int  # -lhs zero point
+    rhs_offset: int  # -rhs zero point
+    output_offset: int  # +output zero point
+    output_multiplier: int  # lhs_scale * rhs_scale / output_scale
+    output_shift: int
+    act_min: int
+    act_max: int
+
+
+@dataclass(frozen=True, eq=False)
+class LayerNormParams:
+    """LayerNorm over the last axis (width C); gamma, beta, eps and both scales folded offline.
+    See c_runtime/include/mq_layernorm.h for the arithmetic. Build with
+    quant.scheme.layernorm_params."""
+
+    eps: int  # int64: round(eps / input_scale^2 * C^2 * 2^16)
+    output_offset: int  # +output zero point
+    act_min: int
+    act_max: int
+    multiplier: np.ndarray  # int32 [C], signed: gamma[c] / output_scale * 2^(8 - 20)
+    shift: np.ndarray  # int32 [C], in [-31, 0]
+    bias: np.ndarray  # int32 [C], round(beta[c] / output_scale * 2^8)
+
+
+@dataclass(frozen=True)
+class SliceParams:
+    """out = in[begin[0]:end[0]:step[0], ...] over every axis (rank = len(begin)), with
+    normalized bounds: output axis d takes max(0, ceil((end - begin) / step)) indices
+    begin + i * step; with step < 0, end = -1 means "through index 0". Build with
+    quant.scheme.slice_params (ONNX Slice) or gather_params (Gather of one index: the axis
+    keeps size 1; the graph's output shape may drop it, the bytes are the same)."""
+
+    begin: tuple[int, ...]
+    end: tuple[int, ...]
+    step: tuple[int, ...]
 
 
 @dataclass

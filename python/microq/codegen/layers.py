@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import MicroqError
 from ..qir import QGraph, QNode
 from .cformat import (
     broadcast_fields,
@@ -344,6 +345,93 @@ def _reshape(ctx: Ctx, node: QNode) -> LayerCode:
     return code
 
 
+BATCH_MATMUL_FIELDS = (
+    "rhs_transposed",
+    "lhs_offset",
+    "rhs_offset",
+    "output_offset",
+    "output_multiplier",
+    "output_shift",
+    "act_min",
+    "act_max",
+)
+LAYERNORM_FIELDS = ("eps", "output_offset", "act_min", "act_max")
+
+
+def _dims4(ctx: Ctx, tensor: str) -> tuple[int, int, int, int]:
+    shape = ctx.shape(tensor)
+    if not 2 <= len(shape) <= 4:
+        raise MicroqError(f"batch_matmul operand '{tensor}' {list(shape)} must have rank 2 to 4")
+    return nhwc(shape)
+
+
+def _batch_matmul(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    out = _dims4(ctx, y)
+    k = ctx.shape(a)[-1]
+    text = f"batch_matmul {out[2]}x{k} @ {k}x{out[3]}" + (" (rhs^T)" if p.rhs_transposed else "")
+    if out[0] * out[1] > 1:
+        text += f" x{out[0] * out[1]}"
+    code = LayerCode(text, "mq_matmul")
+    code.statics += [
+        struct_def(
+            "mq_batch_matmul_params", ctx.sym("params"), _fields(p, BATCH_MATMUL_FIELDS)
+        ),
+        dims_def(ctx.sym("lhs_dims"), _dims4(ctx, a)),
+        dims_def(ctx.sym("rhs_dims"), _dims4(ctx, b)),
+        dims_def(ctx.sym("output_dims"), out),
+    ]
+    code.call = _checked(
+        f"mq_batch_matmul_s8(&{ctx.sym('params')}, &{ctx.sym('lhs_dims')}, {ctx.ptr(a)}, "
+        f"&{ctx.sym('rhs_dims')}, {ctx.ptr(b)}, &{ctx.sym('output_dims')}, {ctx.ptr(y)})"
+    )
+    code.macs = out[0] * out[1] * out[2] * out[3] * k
+    return code
+
+
+def _layernorm(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    x, y = node.inputs[0], node.outputs[0]
+    shape = ctx.shape(x)
+    rows, width = int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]
+    code = LayerCode(f"layernorm {rows}x{width}", "mq_layernorm")
+    code.weights += [(ctx.weight("multiplier"), _i32(p.multiplier))]
+    code.weights += [(ctx.weight("shift"), _i32(p.shift))]
+    code.weights += [(ctx.weight("bias"), _i32(p.bias))]
+    code.statics += [
+        struct_def("mq_layernorm_params", ctx.sym("params"), _fields(p, LAYERNORM_FIELDS)),
+        _quant_def(ctx),
+    ]
+    code.call = _checked(
+        f"mq_layernorm_s8(&{ctx.sym('params')}, &{ctx.sym('quant')}, {ctx.weight('bias')}, "
+        f"{rows}, {width}, {ctx.ptr(x)}, {ctx.ptr(y)})"
+    )
+    code.macs = rows * width
+    return code
+
+
+def _slice(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    x, y = node.inputs[0], node.outputs[0]
+    bounds = zip(p.begin, p.end, p.step)
+    axes = ", ".join(f"{b}:{e}" + (f":{s}" if s != 1 else "") for b, e, s in bounds)
+    code = LayerCode(f"slice [{axes}]", "mq_slice")
+
+    def arr(values) -> str:
+        return "{" + ", ".join(c_int(v) for v in values) + "}"
+
+    fields = [("rank", c_int(len(p.begin))), ("begin", arr(p.begin)), ("end", arr(p.end))]
+    code.statics += [
+        struct_def("mq_slice_params", ctx.sym("params"), fields + [("step", arr(p.step))]),
+        small_array_def(ctx.sym("in_shape"), list(ctx.shape(x))),
+    ]
+    code.call = _checked(
+        f"mq_slice_s8(&{ctx.sym('params')}, {ctx.sym('in_shape')}, {ctx.ptr(x)}, {ctx.ptr(y)})"
+    )
+    return code
+
+
 EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "conv2d": _conv,
     "depthwise_conv2d": _conv,
@@ -360,6 +448,9 @@ EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "pad": _pad,
     "transpose": _transpose,
     "reshape": _reshape,
+    "batch_matmul": _batch_matmul,
+    "layernorm": _layernorm,
+    "slice": _slice,
 }
 
 # runtime family -> the C sources it needs (headers come from #include lines)
@@ -370,4 +461,7 @@ FAMILY_SOURCES: dict[str, tuple[str, ...]] = {
     "mq_elementwise": ("mq_elementwise.c", "mq_requant.c"),
     "mq_softmax": ("mq_softmax.c",),
     "mq_tensor": ("mq_tensor.c",),
+    "mq_matmul": ("mq_matmul.c",),
+    "mq_layernorm": ("mq_layernorm.c",),
+    "mq_slice": ("mq_slice.c",),
 }

@@ -9,7 +9,15 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import MicroqError
-from ..qir import AddParams, MulParams, RequantizeParams, SoftmaxParams
+from ..qir import (
+    AddParams,
+    BatchMatMulParams,
+    LayerNormParams,
+    MulParams,
+    RequantizeParams,
+    SliceParams,
+    SoftmaxParams,
+)
 from ..ref.arith import quantize_multiplier, round_half_away
 
 ADD_LEFT_SHIFT = 20  # TFLite int8 ADD/SUB
@@ -172,3 +180,151 @@ def act_range(s_out: float, zp_out: int, lo: float, hi: float) -> tuple[int, int
     act_min = min(max(-128, _quantize_bound(lo, s_out, zp_out)), 127)
     act_max = min(max(-128, _quantize_bound(hi, s_out, zp_out)), 127)
     return act_min, act_max
+
+
+# ---- transformer kernels: batched matmul, LayerNorm, slice ---------------------------------
+
+LAYERNORM_NORM_BITS = 20  # MQ_LAYERNORM_NORM_BITS
+LAYERNORM_OUT_BITS = 8  # MQ_LAYERNORM_OUT_BITS
+LAYERNORM_VAR_BITS = 16  # MQ_LAYERNORM_VAR_BITS
+LAYERNORM_BIAS_MAX = 1 << 29  # |beta / s_out| beyond 2^21 output steps saturates anyway
+
+
+def batch_matmul_params(
+    s_lhs: float,
+    zp_lhs: int,
+    s_rhs: float,
+    zp_rhs: int,
+    s_out: float,
+    zp_out: int,
+    rhs_transposed: bool = False,
+    act_min: int = -128,
+    act_max: int = 127,
+    rounding: str = "double",
+) -> BatchMatMulParams:
+    """int8 MatMul of two activations (TFLite BATCH_MATMUL): one multiplier s_lhs * s_rhs /
+    s_out. It must be below 1 (a right shift): the int32 accumulator is not bounded small
+    enough for a left shift, and a real matmul output range is never below one product's."""
+    for name, s in (("lhs scale", s_lhs), ("rhs scale", s_rhs), ("output scale", s_out)):
+        _check_scale(name, s)
+    m, shift = quantize_multiplier(s_lhs * s_rhs / s_out, rounding)
+    if shift > 0:
+        raise MicroqError(
+            f"MatMul output scale {s_out!r} is too small for input scales {s_lhs!r} * {s_rhs!r}"
+        )
+    return BatchMatMulParams(
+        rhs_transposed=int(bool(rhs_transposed)),
+        lhs_offset=-int(zp_lhs),
+        rhs_offset=-int(zp_rhs),
+        output_offset=int(zp_out),
+        output_multiplier=m,
+        output_shift=shift,
+        act_min=int(act_min),
+        act_max=int(act_max),
+    )
+
+
+def layernorm_params(
+    s_in: float,
+    zp_in: int,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    eps: float,
+    s_out: float,
+    zp_out: int,
+    act_min: int = -128,
+    act_max: int = 127,
+    rounding: str = "double",
+) -> LayerNormParams:
+    """int8 LayerNorm over the last axis (width C = len(gamma)) from float gamma, beta, eps.
+
+    The kernel's variance is C^2 * 2^16 * var in input steps squared, so eps becomes
+    round(eps / s_in^2 * C^2 * 2^16). gamma[c] / s_out is a signed per-channel multiplier scaled by
+    2^(8 - 20) (the normalized value has 20 fractional bits, the sum 8); beta[c] / s_out is
+    added with 8 fractional bits before the one final rounding. zp_in cancels in x - mean and
+    is accepted only for a uniform call."""
+    _check_scale("input scale", s_in)
+    _check_scale("output scale", s_out)
+    del zp_in
+    gamma = np.asarray(gamma, np.float64).reshape(-1)
+    beta = np.asarray(beta, np.float64).reshape(-1)
+    c = gamma.size
+    if c < 1 or beta.size != c or not (np.isfinite(gamma).all() and np.isfinite(beta).all()):
+        raise MicroqError(
+            f"LayerNorm gamma ({c}) and beta ({beta.size}) must be finite, of one width"
+        )
+    if not (eps >= 0 and math.isfinite(eps)):
+        raise MicroqError(f"LayerNorm epsilon must be finite and >= 0, got {eps!r}")
+    eps_q = round_half_away(eps / (s_in * s_in) * c * c * (1 << LAYERNORM_VAR_BITS))
+    if eps_q > 1 << 61:
+        raise MicroqError(f"LayerNorm epsilon {eps!r} is too large for input scale {s_in!r}")
+    mult = np.zeros(c, np.int32)
+    shift = np.zeros(c, np.int32)
+    unit = 2.0 ** (LAYERNORM_OUT_BITS - LAYERNORM_NORM_BITS)
+    for i, g in enumerate(gamma):
+        m, sh = quantize_multiplier(abs(g) / s_out * unit, rounding)
+        if sh > 0:
+            raise MicroqError(
+                f"LayerNorm gamma[{i}] / output scale = {abs(g) / s_out:.4g} exceeds "
+                f"{1 / unit:.0f}: the output scale is too small"
+            )
+        mult[i], shift[i] = (-m if g < 0 else m), sh
+    bias = round_half_away(beta / s_out * (1 << LAYERNORM_OUT_BITS))
+    bias = np.clip(bias, -LAYERNORM_BIAS_MAX, LAYERNORM_BIAS_MAX).astype(np.int32)
+    return LayerNormParams(
+        eps=int(eps_q),
+        output_offset=int(zp_out),
+        act_min=int(act_min),
+        act_max=int(act_max),
+        multiplier=mult,
+        shift=shift,
+        bias=bias,
+    )
+
+
+def slice_params(
+    in_shape: tuple[int, ...],
+    starts: list[int],
+    ends: list[int],
+    axes: list[int] | None = None,
+    steps: list[int] | None = None,
+) -> SliceParams:
+    """ONNX Slice (opset >= 10) on a tensor of in_shape: negative starts/ends count from the
+    end, then they are clamped to [0, dim] (step > 0) or [0, dim - 1] / [-1, dim - 1]
+    (step < 0); axes not listed are taken whole."""
+    rank = len(in_shape)
+    axes = list(range(len(starts))) if axes is None else list(axes)
+    steps = [1] * len(starts) if steps is None else list(steps)
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise MicroqError("Slice starts, ends, axes and steps must have one length")
+    begin, end, step = [0] * rank, [int(d) for d in in_shape], [1] * rank
+    seen: set[int] = set()
+    for s0, e0, a, st in zip(starts, ends, axes, steps):
+        a = int(a) + rank if int(a) < 0 else int(a)
+        if not 0 <= a < rank or a in seen or int(st) == 0:
+            raise MicroqError(f"Slice axis {a} (step {st}) is invalid for rank {rank}")
+        seen.add(a)
+        dim, st = int(in_shape[a]), int(st)
+        s0 = int(s0) + dim if int(s0) < 0 else int(s0)
+        e0 = int(e0) + dim if int(e0) < 0 else int(e0)
+        if st > 0:
+            begin[a], end[a] = min(max(s0, 0), dim), min(max(e0, 0), dim)
+        else:
+            begin[a], end[a] = min(max(s0, 0), dim - 1), min(max(e0, -1), dim - 1)
+        step[a] = st
+    return SliceParams(tuple(begin), tuple(end), tuple(step))
+
+
+def gather_params(in_shape: tuple[int, ...], axis: int, index: int) -> SliceParams:
+    """ONNX Gather of one scalar index on `axis`, as a slice keeping that axis with size 1
+    (the importer's output shape drops it; the bytes are the same)."""
+    rank = len(in_shape)
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis < rank:
+        raise MicroqError(f"Gather axis {axis} is invalid for rank {rank}")
+    dim = int(in_shape[axis])
+    i = int(index) + dim if int(index) < 0 else int(index)
+    if not 0 <= i < dim:
+        raise MicroqError(f"Gather index {index} is out of range for an axis of size {dim}")
+    return slice_params(in_shape, [i], [i + 1], [axis])
+

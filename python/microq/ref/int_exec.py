@@ -12,7 +12,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ..qir import QGraph, QNode
-from . import conv, elementwise, fc, pool, softmax, tensor
+from . import conv, elementwise, fc, layernorm, matmul, pool, softmax, tensor
+from . import slice as slice_ref  # not `slice`: that is a builtin
 
 Adapter = Callable[[QNode, QGraph, list, str], np.ndarray]
 
@@ -90,6 +91,21 @@ def _reshape(node, g, xs, rounding):
     return np.reshape(xs[0], _out_shape(node, g))
 
 
+def _batch_matmul(node, g, xs, rounding):
+    return matmul.batch_matmul(node.params, xs[0], xs[1], rounding).reshape(_out_shape(node, g))
+
+
+def _layernorm(node, g, xs, rounding):
+    x = xs[0]
+    rows = x.reshape(-1, x.shape[-1])  # normalized over the last axis, leading dims are rows
+    return layernorm.layernorm(node.params, rows, rounding).reshape(x.shape)
+
+
+def _slice(node, g, xs, rounding):
+    # The output shape may drop a gathered axis of size 1: same bytes.
+    return slice_ref.strided_slice(node.params, xs[0]).reshape(_out_shape(node, g))
+
+
 KERNELS: dict[str, Adapter] = {
     "conv2d": _conv2d,
     "depthwise_conv2d": _depthwise,
@@ -106,6 +122,9 @@ KERNELS: dict[str, Adapter] = {
     "pad": _pad,
     "transpose": _transpose,
     "reshape": _reshape,
+    "batch_matmul": _batch_matmul,
+    "layernorm": _layernorm,
+    "slice": _slice,
 }
 
 
