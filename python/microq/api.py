@@ -93,8 +93,12 @@ def _check_writable(out_dir: Path) -> None:
                           "choose a writable -o")
 
 
-def quantize_model(model: str | Path, calib, method: str = "minmax", progress=None):
-    """Import, calibrate and quantize: returns (float graph, quantized graph)."""
+def quantize_model(model: str | Path, calib, method: str = "minmax", progress=None,
+                   rounding: str = "double", bias_correction: bool = False):
+    """Import, calibrate (`method`: minmax, percentile, entropy, mse) and quantize; with
+    bias_correction, correct conv/FC biases on the calibration data. Returns (float graph,
+    quantized graph). `progress(n)` advances N * calibrate.passes(method) samples, then one step
+    per node when bias_correction."""
     from .onnx_import import import_onnx
     from .quant.calibrate import calibrate
     from .quant.quantize import check_finite_weights, quantize
@@ -108,19 +112,64 @@ def quantize_model(model: str | Path, calib, method: str = "minmax", progress=No
                         shapes)
     feeds = {k: to_physical(graph, k, v) for k, v in data.items()}
     ranges = calibrate(graph, feeds, method=method, progress=progress)
-    return graph, quantize(graph, ranges)
+    qg = quantize(graph, ranges, rounding=rounding)
+    if bias_correction:
+        from .quant.bias_correction import correct_biases
+
+        qg = correct_biases(graph, qg, feeds, rounding=rounding, progress=progress)
+    return graph, qg
+
+
+def quantize_to_qdq(model: str | Path, calib, out_path: str | Path, method: str = "minmax",
+                    progress=None, bias_correction: bool = False) -> Path:
+    """Quantize an ONNX model and write it as a standard QDQ ONNX model (onnxruntime, Netron)."""
+    from .qdq import export_qdq
+
+    _, qg = quantize_model(model, calib, method=method, progress=progress,
+                           bias_correction=bias_correction)
+    return export_qdq(model, qg, out_path)
+
+
+def _is_qdq_onnx(model) -> bool:
+    """True for an ONNX model (file or proto) with QuantizeLinear/DequantizeLinear nodes."""
+    import onnx
+
+    from .qdq import is_qdq
+
+    if isinstance(model, onnx.ModelProto):
+        return is_qdq(model)
+    if Path(model).suffix.lower() != ".onnx" or not Path(model).is_file():
+        return False
+    from .onnx_import import load_onnx
+
+    return is_qdq(load_onnx(str(model)))
 
 
 def compile_model(model, calib, out_dir, name: str = "net", method: str = "minmax",
-                  command: str = "", progress=None) -> CompileResult:
-    """ONNX model + calibration data -> generated C folder. Nothing is written on error."""
+                  command: str = "", progress=None, rounding: str = "double",
+                  bias_correction: bool = False) -> CompileResult:
+    """ONNX model + calibration data, or an int8 .tflite (already quantized: calib is unused),
+    -> generated C folder. `rounding` "single" builds with MQ_SINGLE_ROUNDING. Nothing is
+    written on error."""
     from .codegen import emit
 
     out_dir = Path(out_dir)
     _check_writable(out_dir)
-    _, qg = quantize_model(model, calib, method=method, progress=progress)
+    if Path(model).suffix.lower() == ".tflite":
+        from .tflite_import import import_tflite
+
+        qg = import_tflite(model, rounding=rounding)
+    elif _is_qdq_onnx(model):  # already quantized: its own scales and zero points
+        from .qdq import import_qdq
+
+        qg = import_qdq(model, rounding=rounding)
+    else:
+        if calib is None:
+            raise MicroqError(f"{model}: an ONNX model needs calibration data (--calib)")
+        _, qg = quantize_model(model, calib, method=method, progress=progress,
+                               rounding=rounding, bias_correction=bias_correction)
     extra = {f".microq/{QGRAPH_FILE}": pickle.dumps(qg, protocol=4)}
-    emit(qg, out_dir, name, command=command, extra_files=extra)
+    emit(qg, out_dir, name, command=command, rounding=rounding, extra_files=extra)
     return CompileResult(qg, out_dir, load_meta(out_dir))
 
 
@@ -180,3 +229,53 @@ def compare(model, model_dir, data):
     from .report import compare as _compare
 
     return _compare(model, model_dir, data)
+
+
+def plot_compare(report, path: str | Path) -> None:
+    """SQNR per layer of a compare report as a PNG (needs matplotlib, an optional extra)."""
+    from .report import plot
+
+    plot(report, path)
+
+
+# --- emulated MCU targets ----------------------------------------------------------------------
+TARGET_NAMES = ("host", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33",
+                "cortex-m55")
+
+
+def run_on(model_dir, inputs, target: str = "host", raw: bool = False,
+           dsp: bool | None = None) -> dict[str, np.ndarray]:
+    """`run` on the host or on an emulated Cortex-M core (QEMU); the same outputs either way."""
+    if target == "host":
+        return run(model_dir, inputs, raw=raw)
+    from .runtime import mcu
+
+    m = load(model_dir)  # the host build supplies the quantization helpers
+    arrays = inputs if isinstance(inputs, dict) else load_arrays(inputs)
+    data = model_inputs(inputs if not isinstance(inputs, dict) else "inputs", arrays,
+                        m.logical_input_shapes())
+    q = {k: m.quantize_input(k, v) for k, v in data.items()}
+    out = mcu.run_int8(model_dir, target, q, dsp=dsp)
+    return out if raw else {k: m.dequantize_output(k, v) for k, v in out.items()}
+
+
+def size(model_dir, target: str = "cortex-m4") -> dict:
+    """Flash and RAM of the linked image for `target`: runtime code, model code, weights, arena,
+    stack (measured by painting the stack on the emulator)."""
+    from .runtime.mcu_size import size_report
+
+    _require_dir(model_dir)
+    return size_report(model_dir, target)
+
+
+def profile(model_dir, target: str = "cortex-m4", dsp: bool | None = None) -> dict:
+    """Exact instruction counts of one inference on the emulated core, per layer and in total."""
+    from .runtime.profile import profile as _profile
+
+    _require_dir(model_dir)
+    return _profile(model_dir, target, dsp=dsp)
+
+
+def _require_dir(model_dir) -> None:
+    if not Path(model_dir).is_dir():
+        raise MicroqError(f"{model_dir}: no such folder; run `microq compile` first")

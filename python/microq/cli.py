@@ -13,6 +13,11 @@ from . import __version__
 from .errors import MicroqError
 
 
+TARGETS = ("host", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33",
+           "cortex-m55")
+MCU_TARGETS = TARGETS[1:]
+
+
 def _fail(e: Exception) -> None:
     raise click.ClickException(str(e))
 
@@ -56,21 +61,40 @@ def inspect(model: str, as_json: bool) -> None:
         click.echo(report.table())
 
 
+METHODS = ["minmax", "percentile", "entropy", "mse"]
+
+
+def _calib_options(f):
+    f = click.option("--bias-correction", is_flag=True,
+                     help="Correct each conv/linear layer's per-channel mean shift caused by "
+                          "weight quantization, measured on the calibration data.")(f)
+    f = click.option("--method", type=click.Choice(METHODS), default="minmax",
+                     show_default=True,
+                     help="Activation range calibration: min/max, 99.999th percentile, "
+                          "entropy (KL divergence) or minimum quantization MSE.")(f)
+    f = click.option("--calib", type=str, default=None,
+                     help="Calibration samples: .npz keyed by input name, arrays "
+                          "(N, *input_shape[1:]) in the ONNX layout; a .npy works for a "
+                          "single-input model. Not needed for int8 .tflite or QDQ models.")(f)
+    return f
+
+
 @main.command(name="compile")
 @click.argument("model", type=str)
-@click.option("--calib", required=True, type=str,
-              help="Calibration samples: .npz keyed by input name, arrays (N, *input_shape[1:]) "
-                   "in the ONNX layout; a .npy works for a single-input model.")
+@_calib_options
 @click.option("-o", "--out", "out_dir", required=True, type=str,
               help="Output folder for the generated C (replaced atomically).")
 @click.option("--name", default="net", show_default=True,
               help="C identifier prefix: NAME.h, NAME_invoke(), NAME_ARENA_SIZE.")
-@click.option("--method", type=click.Choice(["minmax", "percentile"]), default="minmax",
-              show_default=True, help="How activation ranges are calibrated.")
+@click.option("--rounding", type=click.Choice(["double", "single"]), default="double",
+              show_default=True,
+              help="Requantization rounding: TFLite Micro's double rounding, or TFLite's "
+                   "single rounding (builds with MQ_SINGLE_ROUNDING=1).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def compile_(model, calib, out_dir, name, method, as_json) -> None:
-    """Quantize MODEL to int8 with the calibration data and write a self-contained C folder
-    (NAME.h, NAME.c, weights, runtime sources) that compiles with any C99 compiler."""
+def compile_(model, calib, out_dir, name, method, bias_correction, rounding, as_json) -> None:
+    """Quantize MODEL (float ONNX + --calib, or an already quantized QDQ ONNX or int8 .tflite)
+    and write a self-contained C folder (NAME.h, NAME.c, weights, runtime sources) that compiles
+    with any C99 compiler."""
     from . import api
 
     if not name.isidentifier():
@@ -79,7 +103,8 @@ def compile_(model, calib, out_dir, name, method, as_json) -> None:
     t0 = time.perf_counter()
     with api.progress_bar("calibrating", as_json) as bar:
         result = api.compile_model(model, calib, out_dir, name=name, method=method,
-                                   command=command, progress=bar.update)
+                                   command=command, progress=bar.update, rounding=rounding,
+                                   bias_correction=bias_correction)
     seconds = time.perf_counter() - t0
     if as_json:
         click.echo(json.dumps(dict(result.summary_json(), seconds=round(seconds, 2)), indent=2))
@@ -89,18 +114,39 @@ def compile_(model, calib, out_dir, name, method, as_json) -> None:
 
 
 @main.command()
+@click.argument("model", type=str)
+@_calib_options
+@click.option("-o", "--out", "out_path", required=True, type=str,
+              help="The QDQ ONNX file to write (e.g. MODEL.int8.onnx).")
+def quantize(model, calib, out_path, method, bias_correction) -> None:
+    """Quantize a float ONNX MODEL with microq's scheme and write it as a standard QDQ ONNX model
+    (QuantizeLinear/DequantizeLinear pairs, per-channel int8 weights) that onnxruntime runs and
+    Netron opens. `microq compile` accepts the result and gives the same C."""
+    from . import api
+
+    if calib is None:
+        raise MicroqError(f"{model}: quantize needs calibration data (--calib)")
+    with api.progress_bar("calibrating") as bar:
+        path = api.quantize_to_qdq(model, calib, out_path, method=method, progress=bar.update,
+                                   bias_correction=bias_correction)
+    click.echo(f"wrote {path}")
+
+
+@main.command()
 @click.argument("model_dir", type=str)
 @click.option("--input", "input_path", required=True, type=str,
               help=".npz keyed by input name (other keys ignored) or .npy, float, ONNX layout.")
 @click.option("-o", "--out", "out_path", required=True, type=str,
               help="Output .npz keyed by output name, shaped (N, *output_shape[1:]).")
 @click.option("--raw", is_flag=True, help="Write the int8 outputs instead of dequantized floats.")
-def run(model_dir, input_path, out_path, raw) -> None:
-    """Build MODEL_DIR (a folder from `microq compile`) for the host, run it on every sample of
-    the input file, and save the outputs."""
+@click.option("--target", default="host", show_default=True, type=click.Choice(TARGETS),
+              help="host (cffi build), or an emulated Cortex-M core under QEMU.")
+def run(model_dir, input_path, out_path, raw, target) -> None:
+    """Build MODEL_DIR (a folder from `microq compile`) for the host or an emulated Cortex-M
+    core, run it on every sample of the input file, and save the outputs."""
     from . import api
 
-    outputs = api.run(model_dir, input_path, raw=raw)
+    outputs = api.run_on(model_dir, input_path, target=target, raw=raw)
     api.save_npz(out_path, outputs)
     shapes = ", ".join(f"{k} {tuple(v.shape)} {v.dtype}" for k, v in outputs.items())
     click.echo(f"wrote {out_path}: {shapes}")
@@ -122,3 +168,50 @@ def compare(model, model_dir, data, as_json) -> None:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         click.echo(report.table())
+
+
+@main.command()
+@click.argument("model_dir", type=str)
+@click.option("--target", default="cortex-m4", show_default=True, type=click.Choice(MCU_TARGETS))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def size(model_dir, target, as_json) -> None:
+    """Flash and RAM of MODEL_DIR linked for TARGET (arm-none-eabi-size), split into runtime
+    code, model code, weights, arena and stack (measured on the emulator)."""
+    from . import api
+
+    rep = api.size(model_dir, target)
+    if as_json:
+        click.echo(json.dumps(rep, indent=2))
+        return
+    click.echo(f"{rep['model']} on {rep['target']} ({rep['board']})")
+    for kind in ("flash", "ram"):
+        parts = rep[kind]
+        items = ", ".join(f"{k} {v:,}" for k, v in parts.items() if k not in ("total", "available"))
+        click.echo(f"{kind:5} {parts['total']:>9,} B of {parts['available']:,}  ({items})")
+
+
+@main.command()
+@click.argument("model_dir", type=str)
+@click.option("--target", default="cortex-m4", show_default=True, type=click.Choice(MCU_TARGETS))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def profile(model_dir, target, as_json) -> None:
+    """Exact instruction counts of one inference of MODEL_DIR on the emulated TARGET core, per
+    layer and in total, and instructions per MAC (a QEMU plugin counts every instruction)."""
+    from . import api
+
+    rep = api.profile(model_dir, target)
+    if as_json:
+        click.echo(json.dumps(rep, indent=2))
+        return
+    click.echo(f"{rep['model']} on {rep['target']}: {rep['total_instructions']:,} instructions, "
+               f"{rep['macs']:,} MACs, {rep['instructions_per_mac']} per MAC")
+    from .report import _table
+
+    rows = [[l["index"], l["name"], l["kernel"], f"{l['instructions']:,}", f"{l['macs']:,}",
+             "-" if l["instructions_per_mac"] is None else f"{l['instructions_per_mac']:.2f}"]
+            for l in rep.get("layers") or []]
+    if rows:
+        click.echo(_table(["#", "layer", "kernel", "instructions", "MACs", "per MAC"], rows,
+                          "rllrrr"))
+    if rep.get("per_layer_note"):
+        click.echo(rep["per_layer_note"])

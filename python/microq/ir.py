@@ -18,6 +18,11 @@ Op vocabulary (Node.op, inputs, attrs):
   Softmax         x; SoftmaxAttrs (always over the last physical axis)
   Activation      x; ActAttrs(kind, ...) elementwise: relu, clip, leaky_relu, sigmoid, tanh,
                   hard_sigmoid, hard_swish, silu, gelu, gelu_tanh, elu, softplus, ...
+  MatMul          a [..., M, K], b [..., K, N] (or [..., N, K] when transpose_b), both
+                  activations with equal batch dims; MatMulAttrs(transpose_b, alpha)
+  LayerNorm       x, gamma [C] (const), beta [C] (const); over the last physical axis;
+                  LayerNormAttrs(eps)
+  Slice           x; SliceAttrs(begin, end, step) per physical axis (step > 0, axis 0 untouched)
 """
 
 from __future__ import annotations
@@ -93,6 +98,24 @@ class ActAttrs:
     beta: float = 0.0  # hard_sigmoid beta
     lo: float = -INF  # clip range
     hi: float = INF
+
+
+@dataclass(frozen=True)
+class MatMulAttrs:
+    transpose_b: bool = False  # b is stored [..., N, K] (Q.K^T without moving K)
+    alpha: float = 1.0  # y = alpha * (a @ b): attention's 1/sqrt(d), folded by the importer
+
+
+@dataclass(frozen=True)
+class LayerNormAttrs:
+    eps: float = 1e-5
+
+
+@dataclass(frozen=True)
+class SliceAttrs:
+    begin: tuple[int, ...]
+    end: tuple[int, ...]
+    step: tuple[int, ...]
 
 
 @dataclass

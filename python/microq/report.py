@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import load_arrays, model_inputs
+from .errors import MicroqError
 
 LAYER_SAMPLES = 100  # per-layer statistics use at most this many samples
 
@@ -104,16 +105,49 @@ def _finite(x: float):
 
 
 @dataclass
+class LayerRow:
+    """One layer of `compare`: its output quantization and two errors of its int8 output.
+
+    isolated: against the float layer fed the dequantized int8 input (onnxruntime's
+    qdq_loss_debug way: this layer's own error); cumulative: against the float model's tensor
+    (every earlier layer's error included)."""
+
+    name: str
+    kernel: str
+    tensor: str
+    scale: float
+    zero_point: int
+    isolated: Stats
+    cumulative: Stats
+    worst: bool = False
+
+    @property
+    def range(self) -> tuple[float, float]:
+        """The float range int8 covers: [(-128 - zp) * scale, (127 - zp) * scale]."""
+        return (-128 - self.zero_point) * self.scale, (127 - self.zero_point) * self.scale
+
+    def to_json(self) -> dict:
+        iso = {f"isolated_{k}": v for k, v in self.isolated.to_json().items()}
+        return dict(name=self.name, kernel=self.kernel, tensor=self.tensor,
+                    **self.cumulative.to_json(), **iso, scale=self.scale,
+                    zero_point=self.zero_point, range=list(self.range), worst=self.worst)
+
+
+WORST = 3  # layers marked as the worst, by isolated SQNR
+
+
+@dataclass
 class CompareReport:
     samples: int
     outputs: dict[str, Stats] = field(default_factory=dict)
     top1_agreement: dict[str, float] = field(default_factory=dict)
     accuracy_float: dict[str, float] = field(default_factory=dict)
     accuracy_int8: dict[str, float] = field(default_factory=dict)
-    layers: list[tuple[str, str, str, Stats]] = field(default_factory=list)  # name, kernel, tensor
+    layers: list[LayerRow] = field(default_factory=list)
     layer_samples: int = 0
 
     def to_json(self) -> dict:
+        """Per layer: max_abs_error / sqnr_db / cosine are cumulative, isolated_* isolated."""
         return {
             "samples": self.samples,
             "outputs": {k: dict(v.to_json(),
@@ -122,16 +156,20 @@ class CompareReport:
                                 accuracy_int8=self.accuracy_int8.get(k))
                         for k, v in self.outputs.items()},
             "layer_samples": self.layer_samples,
-            "layers": [dict(name=n, kernel=k, tensor=t, **s.to_json())
-                       for n, k, t, s in self.layers],
+            "layers": [r.to_json() for r in self.layers],
         }
 
     def table(self) -> str:
-        rows = [[n, k, f"{s.max_abs:.4g}", f"{s.sqnr_db:.1f}", f"{s.cosine:.5f}"]
-                for n, k, _, s in self.layers]
+        rows = [[r.name, r.kernel, f"{r.scale:.4g}", f"[{r.range[0]:.3g}, {r.range[1]:.3g}]",
+                 f"{r.isolated.sqnr_db:.1f}", f"{r.isolated.cosine:.5f}",
+                 f"{r.isolated.max_abs:.4g}", f"{r.cumulative.sqnr_db:.1f}",
+                 f"{r.cumulative.cosine:.5f}", "<- worst" if r.worst else ""]
+                for r in self.layers]
         out = [f"per layer (int8 reference, bit-exact with the C; first {self.layer_samples} "
-               "samples):",
-               _table(["layer", "kernel", "max abs err", "SQNR dB", "cosine"], rows, "llrrr"), "",
+               "samples). isolated: vs the float layer fed the dequantized int8 input; "
+               "cumulative: vs the float model:",
+               _table(["layer", "kernel", "scale", "range", "SQNR dB", "cosine", "max abs err",
+                       "cum. SQNR dB", "cum. cosine", ""], rows, "llrrrrrrrl"), "",
                f"outputs ({self.samples} samples, float onnxruntime vs int8 C):"]
         rows = []
         for k, s in self.outputs.items():
@@ -144,6 +182,42 @@ class CompareReport:
         out.append(_table(["output", "max abs err", "SQNR dB", "cosine", "top-1 agree",
                            "float acc", "int8 acc"], rows, "lrrrrrr"))
         return "\n".join(out)
+
+
+def plot(report: CompareReport, path: str | Path) -> None:
+    """SQNR per layer (isolated bars, cumulative line) as a PNG; matplotlib is optional."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MicroqError("--plot needs matplotlib: pip install matplotlib") from None
+    names = [r.name for r in report.layers]
+    # an exact layer (no error: infinite SQNR) gets no bar, only a label
+    iso = [r.isolated.sqnr_db if math.isfinite(r.isolated.sqnr_db) else np.nan
+           for r in report.layers]
+    cum = [r.cumulative.sqnr_db if math.isfinite(r.cumulative.sqnr_db) else np.nan
+           for r in report.layers]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(names) + 2), 4.5))
+    x = np.arange(len(names))
+    ax.bar(x, iso, color=["tab:red" if r.worst else "tab:blue" for r in report.layers],
+           label="isolated (this layer)")
+    ax.plot(x, cum, "k.-", label="cumulative (vs float model)")
+    for i, v in enumerate(iso):
+        if np.isnan(v):
+            ax.text(i, 1.0, "exact", ha="center", va="bottom", rotation=90, fontsize=8)
+    ax.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("SQNR (dB)")
+    ax.set_title(f"int8 vs float per layer ({report.layer_samples} samples; red: worst)")
+    ax.legend()
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as e:
+        raise MicroqError(f"{path}: cannot write the plot ({e.strerror})") from None
+    finally:
+        plt.close(fig)
 
 
 def run_onnxruntime(model: str | Path, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -166,8 +240,7 @@ def run_onnxruntime(model: str | Path, data: dict[str, np.ndarray]) -> dict[str,
 def compare(model, model_dir, data_path) -> CompareReport:
     from . import api
     from .onnx_import import import_onnx
-    from .ref.float_exec import run_float, to_physical
-    from .ref.int_exec import run_int
+    from .ref.float_exec import to_physical
 
     qg = api.load_qgraph(model_dir)
     arrays = load_arrays(data_path)
@@ -190,30 +263,56 @@ def compare(model, model_dir, data_path) -> CompareReport:
                 rep.accuracy_float[k] = float(np.mean(r.argmax(1) == lab))
                 rep.accuracy_int8[k] = float(np.mean(g.argmax(1) == lab))
 
-    # per layer: float IR vs the integer reference (bit-exact with the C), same tensor names
     graph = import_onnx(str(model))
     m = min(n, LAYER_SAMPLES)
     rep.layer_samples = m
-    stats: dict[str, Stats] = {}
+    feeds = {k: to_physical(graph, k, v[:m]) for k, v in data.items()}
+    rounding = api.load_meta(model_dir).get("rounding", "double")
+    rep.layers = layer_errors(graph, qg, feeds, rounding)
+    return rep
+
+
+def layer_errors(graph, qg, feeds: dict[str, np.ndarray], rounding: str = "double"
+                 ) -> list[LayerRow]:
+    """Isolated and cumulative error of every layer's int8 output (ref.int_exec, bit-exact with
+    the C) on physical-layout float `feeds`; the WORST lowest isolated SQNR are marked."""
+    from .ref.float_exec import OPS, run_float
+    from .ref.int_exec import run_int
+
     floats: dict[str, np.ndarray] = {}
-    run_float(graph, {k: to_physical(graph, k, v[:m]) for k, v in data.items()},
-              on_tensor=lambda name, v: floats.__setitem__(name, v))
-    for i in range(m):
-        feeds = {}
-        for k, v in data.items():
-            t = qg.tensors[k]
-            x = to_physical(graph, k, v[i : i + 1])
-            feeds[k] = np.clip(np.round(x / t.q.scale) + t.q.zero_point, -128, 127).astype(np.int8)
+    run_float(graph, feeds, on_tensor=floats.__setitem__)
+    fnodes = {n.outputs[0]: n for n in graph.nodes}
+    iso: dict[str, Stats] = {}
+    cum: dict[str, Stats] = {}
 
-        def on_int(name, value, i=i):
-            if name in floats and name in qg.tensors:
-                t = qg.tensors[name]
-                deq = (value.astype(np.float64) - t.q.zero_point) * t.q.scale
-                stats.setdefault(name, Stats()).add(floats[name][i : i + 1].reshape(deq.shape), deq)
+    def deq(name: str, v: np.ndarray) -> np.ndarray:
+        q = qg.tensors[name].q
+        return ((v.astype(np.float64) - q.zero_point) * q.scale).astype(np.float32)
 
-        run_int(qg, feeds, on_tensor=on_int)
+    for i in range(len(next(iter(feeds.values())))):
+        ints = {k: quantize_input(qg.tensors[k].q, v[i : i + 1]) for k, v in feeds.items()}
+        run_int(qg, ints, rounding, on_tensor=ints.__setitem__)
+        for t, node in fnodes.items():
+            if t not in ints:
+                continue
+            args = [graph.tensors[a].const if graph.tensors[a].is_const else deq(a, ints[a])
+                    for a in node.inputs]
+            got = deq(t, ints[t])
+            alone = OPS[node.op](args, node.attrs)
+            iso.setdefault(t, Stats()).add(alone.reshape(got.shape), got)
+            cum.setdefault(t, Stats()).add(floats[t][i : i + 1].reshape(got.shape), got)
+    rows = []
     for node in qg.nodes:
         t = node.outputs[0]
-        if t in stats and node.kernel != "reshape":
-            rep.layers.append((node.name, node.kernel, t, stats[t]))
-    return rep
+        if t in iso and node.kernel != "reshape" and all(r.tensor != t for r in rows):
+            q = qg.tensors[t].q
+            rows.append(LayerRow(node.name, node.kernel, t, q.scale, q.zero_point, iso[t],
+                                 cum[t]))
+    for r in sorted(rows, key=lambda r: r.isolated.sqnr_db)[:WORST]:
+        r.worst = True
+    return rows
+
+
+def quantize_input(q, x: np.ndarray) -> np.ndarray:
+    """A float graph input -> int8 (round half to even, as the tests and compare quantize)."""
+    return np.clip(np.round(x / q.scale) + q.zero_point, -128, 127).astype(np.int8)

@@ -40,11 +40,14 @@ class Ctx:
         """Logical (ONNX) shape of a tensor; an unknown shape makes the node unsupported."""
         if name in self.prep.consts:
             return tuple(self.prep.consts[name].shape)
-        if name in self.prep.shapes:
-            return self.prep.shapes[name]
-        if name in self.values:  # an op ONNX shape inference does not know: ask the IR
+        # The IR first: it holds what the kernels compute, where ONNX shape inference may not
+        # know the op or disagree with onnxruntime (MaxPool ceil_mode whose last window would
+        # start in the right padding: onnxruntime drops it, onnx 1.23's inference keeps it).
+        if name in self.values:
             v = self.values[name]
             return permute(self.b.shape(v.name), inverse(v.perm))
+        if name in self.prep.shapes:
+            return self.prep.shapes[name]
         raise Unsupported(f"the shape of '{name}' is not static after shape inference")
 
     def const(self, idx: int) -> np.ndarray | None:

@@ -7,12 +7,13 @@ from typing import Callable
 import onnx
 
 from microq import ir
+from microq.onnx_import import ops_attention as att
 from microq.onnx_import import ops_spatial as sp
 from microq.onnx_import import ops_tensor as tn
 from microq.onnx_import.context import Ctx, Unsupported
 from microq.onnx_import.layout import NHWC, NLC, Value, identity, permute
 from microq.onnx_import.loader import Prepared
-from microq.onnx_import.patterns import fuse_erf_gelu
+from microq.onnx_import.patterns import fuse_patterns
 
 # One explicit registry: ONNX op_type -> converter. Adding an op means adding a line here.
 CONVERTERS: dict[str, Callable[[Ctx], None]] = {
@@ -21,9 +22,9 @@ CONVERTERS: dict[str, Callable[[Ctx], None]] = {
     "AveragePool": sp.pool,
     "GlobalAveragePool": sp.global_pool,
     "GlobalMaxPool": sp.global_pool,
-    "ReduceMean": sp.reduce_mean,
+    "ReduceMean": att.reduce_mean,
     "Gemm": sp.gemm,
-    "MatMul": sp.matmul,
+    "MatMul": att.matmul,
     "BatchNormalization": sp.batch_norm,
     "Relu": tn.relu,
     "Clip": tn.clip,
@@ -50,6 +51,10 @@ CONVERTERS: dict[str, Callable[[Ctx], None]] = {
     "Identity": tn.passthrough,
     "Dropout": tn.passthrough,
     "Cast": tn.passthrough,
+    "LayerNormalization": att.layer_norm,
+    "Split": att.split,
+    "Slice": att.slice_,
+    "Gather": att.gather,
 }
 
 
@@ -99,7 +104,7 @@ def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
     problems: list[tuple[str, str, str]] = []
     named = list(zip(prep.nodes, onnx_node_names(prep.nodes)))
     poisoned: set[str] = set()  # outputs of unsupported nodes and of everything after them
-    named, cx.merged = fuse_erf_gelu(named, prep.consts, {o.name for o in g.output})
+    named, cx.merged = fuse_patterns(named, prep.consts, prep.shapes, {o.name for o in g.output})
     for node, name in named:
         cx.node, cx.name = node, name
         fn = CONVERTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None

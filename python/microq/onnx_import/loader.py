@@ -78,8 +78,16 @@ def prepare(model: onnx.ModelProto, path: str) -> Prepared:
     check_finite(model, path)
     consts, nodes = fold_constants(model, path, static_shapes(model))
     # Re-infer on the folded graph: Reshape targets built by shape subgraphs are now constants.
-    rebuilt = rebuild(model, consts, nodes)
-    rebuilt = infer(rebuilt, path)
+    rebuilt = infer(rebuild(model, consts, nodes), path)
+    # A Shape node downstream of such a Reshape (TorchScript's x.view(x.size(0), -1) after a
+    # flatten(2)) only gets a static input shape now: fold again until nothing more folds.
+    while True:
+        more, left = fold_constants(rebuilt, path, static_shapes(rebuilt))
+        if len(left) == len(nodes):
+            break
+        consts.update(more)
+        nodes = left
+        rebuilt = infer(rebuild(rebuilt, consts, nodes), path)
     return Prepared(rebuilt, path, opset, consts, static_shapes(rebuilt), nodes)
 
 

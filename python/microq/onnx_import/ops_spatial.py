@@ -218,18 +218,32 @@ def batch_norm(cx: Ctx) -> None:
     w, b = w.astype(np.float32), b.astype(np.float32)
     logical = cx.shape(cx.node.input[0])
     c = logical[1]
-    if len(logical) == 4:  # a depthwise 1x1 conv; fuse.py folds it into a preceding conv
-        v = cx.b.to_perm(cx.value(0), logical, NHWC, cx.source)
-        wname = cx.b.const(f"{cx.out()}__scale", w.reshape(c, 1, 1, 1))
-        bname = cx.b.const(f"{cx.out()}__shift", b)
-        attrs = ir.ConvAttrs(groups=c)
-        y = cx.b.add("Conv2D", [v.name, wname, bname], cx.out(), permute(logical, NHWC), attrs,
-                     cx.name, cx.source)
-        cx.set(y, NHWC)
+    if len(logical) > 4:
+        _channel_affine(cx, logical, w, b)
         return
+    # A depthwise 1x1 conv (fuse.py folds it into a preceding conv): per-channel int8 weights
+    # and an int32 bias. Mul + Add by int8 constants would lose [N, C] and [N, C, L] inputs to
+    # cancellation, since the shift b = beta - mean * w nearly cancels x * w.
+    wname = cx.b.const(f"{cx.out()}__scale", w.reshape(c, 1, 1, 1))
+    bname = cx.b.const(f"{cx.out()}__shift", b)
+    attrs = ir.ConvAttrs(groups=c)
+    if len(logical) == 2:  # [N, C] is [N, 1, 1, C] in NHWC
+        v = cx.b.to_logical(cx.value(0), logical, cx.source)
+        n = logical[0]
+        x = cx.b.reshape(v.name, (n, 1, 1, c), f"{v.name}__2d", cx.source)
+        y = cx.b.add("Conv2D", [x, wname, bname], f"{cx.out()}__2d", (n, 1, 1, c), attrs,
+                     cx.name, cx.source)
+        cx.set(cx.b.reshape(y, (n, c), cx.out(), cx.source), (0, 1))
+        return
+    x, xs, is_1d = _to_2d(cx, 0)
+    _finish_2d(cx, "Conv2D", [x, wname, bname], xs, attrs, is_1d)
+
+
+def _channel_affine(cx: Ctx, logical: tuple, w: np.ndarray, b: np.ndarray) -> None:
+    """x * w + b per channel (axis 1) as Mul + Add by constants, for ranks the conv can't take."""
     v = cx.value(0)
-    bshape = (c,) + (1,) * (len(logical) - 2)
     rank = len(logical)
+    bshape = (logical[1],) + (1,) * (rank - 2)
     wname = cx.b.const(f"{cx.out()}__scale", const_to_physical(w.reshape(bshape), rank, v.perm))
     bname = cx.b.const(f"{cx.out()}__shift", const_to_physical(b.reshape(bshape), rank, v.perm))
     phys = cx.b.shape(v.name)
@@ -237,4 +251,3 @@ def batch_norm(cx: Ctx) -> None:
                  source=cx.source)
     y = cx.b.add("Add", [m, bname], cx.out(), phys, ir.BinaryAttrs(), cx.name, cx.source)
     cx.set(y, v.perm)
-

@@ -1,4 +1,5 @@
-"""ONNX frontend, step 2a: rewrite multi-node ONNX patterns into one op before conversion (GELU)."""
+"""ONNX frontend, step 2a: rewrite multi-node ONNX patterns into one op before conversion (GELU,
+LayerNorm, scaled MatMul)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def _other(node: onnx.NodeProto, name: str) -> str:
 def fuse_erf_gelu(
     nodes: list[Named], consts: dict[str, np.ndarray], outputs: set[str]
 ) -> tuple[list[Named], dict[str, list[str]]]:
-    """x * 0.5 * (1 + Erf(x / sqrt2)) in its usual exporter orders -> one Gelu node.
+    """x * 0.5 * (1 + Erf(x / sqrt2)) in the exporters' three orders -> one Gelu node.
 
     Returns the new node list and, for each Gelu, the ONNX node names it replaces.
     """
@@ -64,6 +65,9 @@ def fuse_erf_gelu(
         if other == x:  # (x * (1 + erf)) * 0.5
             last = only_user(m1[0].output[0], "Mul")
             ok = last is not None and _scalar(consts, _other(last[0], m1[0].output[0])) == 0.5
+        elif _scalar(consts, other) == 0.5:  # x * (0.5 * (1 + erf)) (the dynamo exporter)
+            last = only_user(m1[0].output[0], "Mul")
+            ok = last is not None and _other(last[0], m1[0].output[0]) == x
         else:  # (x * 0.5) * (1 + erf)
             half = producer.get(other)
             last = m1
@@ -81,3 +85,239 @@ def fuse_erf_gelu(
         merged[last[1]] = [g[1] for g in group]
     out = [replace.get(i, nn) for i, nn in enumerate(nodes) if i not in drop]
     return out, merged
+
+
+def _users(nodes: list[Named]) -> dict[str, list[Named]]:
+    users: dict[str, list[Named]] = {}
+    for nn in nodes:
+        for i in dict.fromkeys(nn[0].input):  # Mul(d, d) is one user of d
+            users.setdefault(i, []).append(nn)
+    return users
+
+
+def _near(v: float | None, want: float, tol: float = 1e-3) -> bool:
+    return v is not None and abs(v - want) <= tol * max(1.0, abs(want))
+
+
+class _Rewriter:
+    """Replaces matched node groups by one node each (at the position of the group's last)."""
+
+    def __init__(self, nodes: list[Named], consts: dict[str, np.ndarray], outputs: set[str]):
+        self.nodes, self.consts, self.outputs = nodes, consts, outputs
+        self.users = _users(nodes)
+        self.producer = {o: nn for nn in nodes for o in nn[0].output}
+        self.index = {id(nn[0]): i for i, nn in enumerate(nodes)}
+        self.drop: set[int] = set()
+        self.replace: dict[int, Named] = {}
+        self.merged: dict[str, list[str]] = {}
+
+    def only_user(self, t: str, *ops: str) -> Named | None:
+        u = self.users.get(t, [])
+        if len(u) == 1 and u[0][0].op_type in ops and t not in self.outputs:
+            return u[0]
+        return None
+
+    def made_by(self, t: str, *ops: str) -> Named | None:
+        p = self.producer.get(t)
+        return p if p is not None and p[0].op_type in ops else None
+
+    def scalar(self, nn: Named, t: str) -> float | None:
+        """The scalar constant operand of a binary node whose other operand is t."""
+        return _scalar(self.consts, _other(nn[0], t)) if t in nn[0].input else None
+
+    def commit(self, group: list[Named], new: onnx.NodeProto, name: str = "") -> None:
+        """Replace `group` by `new`, named `name` or like the group's last node."""
+        ids = sorted(self.index[id(g[0])] for g in group)
+        if any(i in self.drop or i in self.replace for i in ids):
+            return
+        name = name or self.nodes[ids[-1]][1]
+        new.name = name
+        self.replace[ids[-1]] = (new, name)
+        self.drop.update(ids[:-1])
+        self.merged[name] = [self.nodes[i][1] for i in ids]
+
+    def result(self) -> tuple[list[Named], dict[str, list[str]]]:
+        out = [self.replace.get(i, nn) for i, nn in enumerate(self.nodes) if i not in self.drop]
+        return out, self.merged
+
+
+def _last_axis(rw: _Rewriter, nn: Named, rank: int) -> bool:
+    node = nn[0]
+    axes = None
+    for a in node.attribute:
+        if a.name == "axes":
+            axes = list(helper.get_attribute_value(a))
+        if a.name == "keepdims" and helper.get_attribute_value(a) == 0:
+            return False
+    if len(node.input) > 1 and node.input[1]:
+        c = rw.consts.get(node.input[1])
+        axes = None if c is None else [int(v) for v in c.reshape(-1)]
+    return axes is not None and [ax % rank for ax in axes] == [rank - 1]
+
+
+def fuse_layer_norm(
+    nodes: list[Named], consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
+    outputs: set[str],
+) -> tuple[list[Named], dict[str, list[str]]]:
+    """The decomposed LayerNorm (TorchScript before opset 17, tf2onnx) -> LayerNormalization:
+    d = x - ReduceMean(x); d / Sqrt(ReduceMean(d^2) + eps) [* gamma] [+ beta], over the last
+    axis; d^2 as Pow(d, 2) or Mul(d, d), the division as Div or Mul by Reciprocal."""
+    rw = _Rewriter(nodes, consts, outputs)
+    for r1 in nodes:
+        if r1[0].op_type != "ReduceMean":
+            continue
+        x = r1[0].input[0]
+        rank = len(shapes.get(x, ()))
+        if rank < 2 or not _last_axis(rw, r1, rank):
+            continue
+        sub = rw.only_user(r1[0].output[0], "Sub")
+        if sub is None or sub[0].input[0] != x or x in rw.outputs:
+            continue
+        d = sub[0].output[0]
+        du = rw.users.get(d, [])
+        sq = [u for u in du if (u[0].op_type == "Pow" and _scalar(consts, u[0].input[1]) == 2.0)
+              or (u[0].op_type == "Mul" and list(u[0].input) == [d, d])]
+        if len(du) != 2 or len(sq) != 1 or d in outputs:
+            continue
+        r2 = rw.only_user(sq[0][0].output[0], "ReduceMean")
+        if r2 is None or not _last_axis(rw, r2, rank):
+            continue
+        add = rw.only_user(r2[0].output[0], "Add")
+        eps = add and rw.scalar(add, r2[0].output[0])
+        sqrt = add and rw.only_user(add[0].output[0], "Sqrt")
+        if sqrt is None or eps is None:
+            continue
+        group = [r1, sub, sq[0], r2, add, sqrt]
+        div = [u for u in du if u is not sq[0]][0]
+        s = sqrt[0].output[0]
+        if div[0].op_type == "Div" and list(div[0].input) == [d, s]:
+            group.append(div)
+        else:
+            rec = rw.only_user(s, "Reciprocal")
+            if rec is None or div[0].op_type != "Mul" or _other(div[0], d) != rec[0].output[0]:
+                continue
+            group += [rec, div]
+        y = div[0].output[0]
+        width = shapes[x][-1]
+        gamma = beta = None
+        mul = rw.only_user(y, "Mul")
+        if mul is not None and consts.get(_other(mul[0], y)) is not None:
+            gamma, y = _other(mul[0], y), mul[0].output[0]
+            group.append(mul)
+        badd = rw.only_user(y, "Add")
+        if badd is not None and consts.get(_other(badd[0], y)) is not None:
+            beta, y = _other(badd[0], y), badd[0].output[0]
+            group.append(badd)
+        if gamma is None:
+            gamma = f"{y}__gamma"
+            consts[gamma] = np.ones(width, np.float32)
+        ins = [x, gamma] + ([beta] if beta else [])
+        rw.commit(group, helper.make_node("LayerNormalization", ins, [y], axis=-1, epsilon=eps))
+    return rw.result()
+
+
+def _cube(rw: _Rewriter, t: str, x: str) -> list[Named] | None:
+    """The nodes computing t = x^3 as Pow(x, 3), x * (x * x) or (x * x) * x, else None."""
+    p = rw.made_by(t, "Pow", "Mul")
+    if p is None:
+        return None
+    if p[0].op_type == "Pow":
+        ok = p[0].input[0] == x and _scalar(rw.consts, p[0].input[1]) == 3.0
+        return [p] if ok else None
+    if x not in p[0].input:
+        return None
+    sq = rw.made_by(_other(p[0], x), "Mul")
+    return [sq, p] if sq is not None and list(sq[0].input) == [x, x] else None
+
+
+def _const_operand(rw: _Rewriter, nn: Named) -> tuple[str, float | None]:
+    """(the activation operand, the scalar constant) of a binary node."""
+    a, b = nn[0].input[0], nn[0].input[1]
+    kb = _scalar(rw.consts, b)
+    return (a, kb) if kb is not None else (b, _scalar(rw.consts, a))
+
+
+def fuse_tanh_gelu(
+    nodes: list[Named], consts: dict[str, np.ndarray], outputs: set[str]
+) -> tuple[list[Named], dict[str, list[str]]]:
+    """0.5 * x * (1 + Tanh(sqrt(2/pi) * (x + 0.044715 * x^3))) -> Gelu(approximate="tanh")."""
+    rw = _Rewriter(nodes, consts, outputs)
+    for t in nodes:
+        if t[0].op_type != "Tanh":
+            continue
+        inner = rw.made_by(t[0].input[0], "Mul")
+        s, beta = _const_operand(rw, inner) if inner else ("", None)
+        add = rw.made_by(s, "Add")
+        if not _near(beta, math.sqrt(2 / math.pi)) or add is None:
+            continue
+        found = None
+        for x in add[0].input:
+            k = rw.made_by(_other(add[0], x), "Mul")
+            cube_t, kappa = _const_operand(rw, k) if k else ("", None)
+            cube = _cube(rw, cube_t, x) if _near(kappa, 0.044715) else None
+            if cube is not None:
+                found = x, [k] + cube
+        if found is None:
+            continue
+        x, group = found[0], found[1] + [add, inner, t]
+        one = rw.only_user(t[0].output[0], "Add")
+        m1 = one and rw.scalar(one, t[0].output[0]) == 1.0 and rw.only_user(one[0].output[0],
+                                                                            "Mul")
+        if not m1:
+            continue
+        group += [one, m1]
+        o = _other(m1[0], one[0].output[0])
+        half = rw.made_by(o, "Mul")
+        if o == x:  # (x * (1 + tanh)) * 0.5
+            last = rw.only_user(m1[0].output[0], "Mul")
+            if last is None or rw.scalar(last, m1[0].output[0]) != 0.5:
+                continue
+            group.append(last)
+        elif half is not None and x in half[0].input and rw.scalar(half, x) == 0.5:
+            last = m1  # (x * 0.5) * (1 + tanh)
+            group.append(half)
+        else:
+            continue
+        inner_only = all(len(rw.users.get(g[0].output[0], [])) == 1 for g in group if g is not last)
+        if inner_only:
+            rw.commit(group, helper.make_node("Gelu", [x], [last[0].output[0]],
+                                              approximate="tanh"))
+    return rw.result()
+
+
+def fuse_matmul_scale(
+    nodes: list[Named], consts: dict[str, np.ndarray], outputs: set[str]
+) -> tuple[list[Named], dict[str, list[str]]]:
+    """MatMul of two activations then Mul / Div by a scalar constant (attention's 1/sqrt(d))
+    -> one MatMul node with a microq `alpha` attribute (the scale rides on the requantization)."""
+    rw = _Rewriter(nodes, consts, outputs)
+    for mm in nodes:
+        a, b = (mm[0].input[i] for i in (0, 1)) if mm[0].op_type == "MatMul" else ("", "")
+        if not a or a in consts or b in consts:
+            continue
+        y = mm[0].output[0]
+        sc = rw.only_user(y, "Mul", "Div")
+        k = sc and rw.scalar(sc, y)
+        if k is None or k == 0 or (sc[0].op_type == "Div" and sc[0].input[0] != y):
+            continue
+        alpha = 1.0 / k if sc[0].op_type == "Div" else k
+        rw.commit([mm, sc], helper.make_node("MatMul", [a, b], [sc[0].output[0]], alpha=alpha),
+                  mm[1])  # the scores keep the MatMul's name in reports
+    return rw.result()
+
+
+def fuse_patterns(
+    nodes: list[Named], consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
+    outputs: set[str],
+) -> tuple[list[Named], dict[str, list[str]]]:
+    """Every rewrite of this module, in order; the merged-name maps of all of them."""
+    merged: dict[str, list[str]] = {}
+    steps = [lambda n: fuse_erf_gelu(n, consts, outputs),
+             lambda n: fuse_tanh_gelu(n, consts, outputs),
+             lambda n: fuse_layer_norm(n, consts, shapes, outputs),
+             lambda n: fuse_matmul_scale(n, consts, outputs)]
+    for step in steps:
+        nodes, more = step(nodes)
+        for name, srcs in more.items():  # a node made of already merged ones keeps them all
+            merged[name] = [s for src in srcs for s in merged.pop(src, [src])]
+    return nodes, merged

@@ -37,7 +37,9 @@ def quantize_weights_per_channel(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     """Symmetric per-output-channel (axis 0) int8 weights in [-127, 127] and their scales."""
     flat = w.reshape(w.shape[0], -1).astype(np.float64)
     amax = np.max(np.abs(flat), axis=1)
-    scales = np.where(amax > 0, amax / 127.0, 1.0)
+    # float32 scales: the value every file format (QDQ ONNX, TFLite) stores, so that a model
+    # written out and read back requantizes to the same multipliers.
+    scales = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32).astype(np.float64)
     q = np.clip(round_half_away(flat / scales[:, None]), -127, 127).astype(np.int8)
     return q.reshape(w.shape), scales
 
@@ -47,15 +49,17 @@ def _bias(b: np.ndarray, s_in: float, s_w: np.ndarray) -> np.ndarray:
     return np.clip(q, -INT32_MAX, INT32_MAX).astype(np.int32)
 
 
-def _multipliers(s_in: float, s_w: np.ndarray, s_out: float) -> tuple[np.ndarray, np.ndarray]:
-    ms = [quantize_multiplier(float(s_in) * float(sw) / float(s_out)) for sw in s_w]
+def _multipliers(s_in: float, s_w: np.ndarray, s_out: float,
+                 rounding: str = "double") -> tuple[np.ndarray, np.ndarray]:
+    ms = [quantize_multiplier(float(s_in) * float(sw) / float(s_out), rounding) for sw in s_w]
     return (np.array([m for m, _ in ms], dtype=np.int32), np.array([s for _, s in ms], dtype=np.int32))
 
 
 class _Quantizer:
-    def __init__(self, graph: ir.Graph, ranges: dict[str, Range]):
+    def __init__(self, graph: ir.Graph, ranges: dict[str, Range], rounding: str = "double"):
         self.g = graph
         self.ranges = ranges
+        self.rounding = rounding  # multipliers as TFLite computes them for this rounding mode
         self.tensors: dict[str, qir.QTensor] = {}
         self.nodes: list[qir.QNode] = []
 
@@ -84,6 +88,14 @@ class _Quantizer:
             self.add_tensor(name, qp, data.astype(np.int8))
         return name
 
+    def weights(self, node: ir.Node) -> tuple[np.ndarray, np.ndarray]:
+        """Int8 weights [Cout, ...] and per-channel scales of a Conv2D/FC node (a QDQ import
+        overrides this to keep the model's own)."""
+        return quantize_weights_per_channel(self.g.tensors[node.inputs[1]].const)
+
+    def bias(self, node: ir.Node, s_in: float, s_w: np.ndarray) -> np.ndarray:
+        return _bias(self.g.tensors[node.inputs[2]].const, s_in, s_w)
+
     def emit(self, node: ir.Node, kernel: str, inputs, outputs, params) -> None:
         self.nodes.append(qir.QNode(node.name, kernel, list(inputs), list(outputs), params,
                                     list(node.source) or [node.name]))
@@ -109,9 +121,8 @@ class _Quantizer:
         self.add_tensor(out, self.calibrated(out))
         qo = self.q(out)
         wf = self.g.tensors[w].const
-        bf = self.g.tensors[b].const
-        wq, s_w = quantize_weights_per_channel(wf)
-        mult, shift = _multipliers(s_in, s_w, qo.scale)
+        wq, s_w = self.weights(node)
+        mult, shift = _multipliers(s_in, s_w, qo.scale, self.rounding)
         lo, hi = scheme.act_range(qo.scale, qo.zero_point, a.act_min, a.act_max)
         cin = self.g.tensors[x].shape[-1]
         cout = wf.shape[0]
@@ -123,7 +134,7 @@ class _Quantizer:
             dilation_h=a.dilation[0], dilation_w=a.dilation[1], input_offset=-zp_in,
             output_offset=qo.zero_point, act_min=lo, act_max=hi,
             ch_mult=cout // cin if depthwise else 1, multiplier=mult, shift=shift,
-            filter=filt, bias=_bias(bf, s_in, s_w))
+            filter=filt, bias=self.bias(node, s_in, s_w))
         self.emit(node, kernel, [x], [out], p)
 
     def fully_connected(self, node: ir.Node) -> None:
@@ -133,12 +144,12 @@ class _Quantizer:
         qi = self.q(x)
         self.add_tensor(out, self.calibrated(out))
         qo = self.q(out)
-        wq, s_w = quantize_weights_per_channel(self.g.tensors[w].const)
-        mult, shift = _multipliers(qi.scale, s_w, qo.scale)
+        wq, s_w = self.weights(node)
+        mult, shift = _multipliers(qi.scale, s_w, qo.scale, self.rounding)
         lo, hi = scheme.act_range(qo.scale, qo.zero_point, a.act_min, a.act_max)
         p = qir.FCParams(input_offset=-qi.zero_point, filter_offset=0,
                          output_offset=qo.zero_point, act_min=lo, act_max=hi, multiplier=mult,
-                         shift=shift, filter=wq, bias=_bias(self.g.tensors[b].const, qi.scale, s_w))
+                         shift=shift, filter=wq, bias=self.bias(node, qi.scale, s_w))
         self.emit(node, "fully_connected", [x], [out], p)
 
     def pool(self, node: ir.Node) -> None:
@@ -164,11 +175,11 @@ class _Quantizer:
         lo, hi = scheme.act_range(qo.scale, qo.zero_point, a.act_min, a.act_max)
         if node.op == "Mul":
             p = scheme.mul_params(q1.scale, q1.zero_point, q2.scale, q2.zero_point, qo.scale,
-                                  qo.zero_point, lo, hi)
+                                  qo.zero_point, lo, hi, self.rounding)
             self.emit(node, "mul", [x1, x2], [out], p)
         else:
             p = scheme.add_params(q1.scale, q1.zero_point, q2.scale, q2.zero_point, qo.scale,
-                                  qo.zero_point, lo, hi)
+                                  qo.zero_point, lo, hi, self.rounding)
             self.emit(node, "add" if node.op == "Add" else "sub", [x1, x2], [out], p)
 
     def activation(self, node: ir.Node) -> None:
@@ -183,7 +194,7 @@ class _Quantizer:
     def softmax(self, node: ir.Node) -> None:
         x, out = node.inputs[0], node.outputs[0]
         self.add_tensor(out, qir.QParams(1.0 / 256.0, -128))
-        p = scheme.softmax_params(self.q(x).scale, node.attrs.beta)
+        p = scheme.softmax_params(self.q(x).scale, node.attrs.beta, self.rounding)
         self.emit(node, "softmax", [x], [out], p)
 
     def shared(self, node: ir.Node) -> None:
@@ -214,11 +225,45 @@ class _Quantizer:
                 tmp = f"{out}__in{i}_requant"
                 self.g.tensors[tmp] = ir.Tensor(tmp, self.g.tensors[name].shape)
                 self.add_tensor(tmp, qo)
-                p = scheme.requantize_params(qi.scale, qi.zero_point, qo.scale, qo.zero_point)
+                p = scheme.requantize_params(qi.scale, qi.zero_point, qo.scale, qo.zero_point,
+                                             rounding=self.rounding)
                 self.emit(node, "requantize", [name], [tmp], p)
                 name = tmp
             ins.append(name)
         self.emit(node, "concat", ins, [out], qir.ConcatParams(node.attrs.axis))
+
+    # -- transformer ops -----------------------------------------------------------------
+    def matmul(self, node: ir.Node) -> None:
+        """Two per-tensor int8 activations; alpha (attention's 1/sqrt(d)) rides on the
+        requantization multiplier."""
+        a: ir.MatMulAttrs = node.attrs
+        x1, x2 = (self.operand(i) for i in node.inputs)
+        out = node.outputs[0]
+        self.add_tensor(out, self.calibrated(out))
+        q1, q2, qo = self.q(x1), self.q(x2), self.q(out)
+        if not a.alpha > 0:
+            raise MicroqError(f"node '{node.name}': MatMul scale {a.alpha!r} must be positive")
+        p = scheme.batch_matmul_params(q1.scale * a.alpha, q1.zero_point, q2.scale, q2.zero_point,
+                                       qo.scale, qo.zero_point, a.transpose_b,
+                                       rounding=self.rounding)
+        self.emit(node, "batch_matmul", [x1, x2], [out], p)
+
+    def layer_norm(self, node: ir.Node) -> None:
+        x, gamma, beta = node.inputs
+        out = node.outputs[0]
+        qi = self.q(x)
+        self.add_tensor(out, self.calibrated(out))
+        qo = self.q(out)
+        p = scheme.layernorm_params(qi.scale, qi.zero_point, self.g.tensors[gamma].const,
+                                    self.g.tensors[beta].const, node.attrs.eps, qo.scale,
+                                    qo.zero_point, rounding=self.rounding)
+        self.emit(node, "layernorm", [x], [out], p)
+
+    def slice_(self, node: ir.Node) -> None:
+        a: ir.SliceAttrs = node.attrs
+        x, out = node.inputs[0], node.outputs[0]
+        self.add_tensor(out, self.q(x))  # a slice keeps its input's quantization
+        self.emit(node, "slice", [x], [out], qir.SliceParams(a.begin, a.end, a.step))
 
 
 HANDLERS = {
@@ -235,12 +280,16 @@ HANDLERS = {
     "Transpose": _Quantizer.shared,
     "Pad": _Quantizer.shared,
     "Concat": _Quantizer.concat,
+    "MatMul": _Quantizer.matmul,
+    "LayerNorm": _Quantizer.layer_norm,
+    "Slice": _Quantizer.slice_,
 }
 
 
-def quantize(graph: ir.Graph, ranges: dict[str, Range]) -> qir.QGraph:
-    """Rewrite the float graph into the quantized graph using calibrated ranges."""
-    return _Quantizer(graph, ranges).run()
+def quantize(graph: ir.Graph, ranges: dict[str, Range], rounding: str = "double") -> qir.QGraph:
+    """Rewrite the float graph into the quantized graph using calibrated ranges; multipliers
+    are quantized for `rounding` ("double" or "single", as TFLITE_SINGLE_ROUNDING)."""
+    return _Quantizer(graph, ranges, rounding).run()
 
 
 def check_finite_weights(graph: ir.Graph) -> None:

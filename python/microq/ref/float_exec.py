@@ -168,6 +168,25 @@ def pad(args: list[np.ndarray], a: ir.PadAttrs) -> np.ndarray:
     return np.pad(args[0], a.pads, constant_values=a.value)
 
 
+def matmul(args: list[np.ndarray], a: ir.MatMulAttrs) -> np.ndarray:
+    x, y = args
+    y = np.matmul(x, np.swapaxes(y, -1, -2) if a.transpose_b else y)
+    return y if a.alpha == 1.0 else y * np.float32(a.alpha)
+
+
+def layer_norm(args: list[np.ndarray], a: ir.LayerNormAttrs) -> np.ndarray:
+    x, gamma, beta = (v.astype(np.float64) for v in args)
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    return ((x - mean) / np.sqrt(var + a.eps) * gamma + beta).astype(np.float32)
+
+
+def slice_(args: list[np.ndarray], a: ir.SliceAttrs) -> np.ndarray:
+    index = (slice(None),) + tuple(slice(b, e, s) for b, e, s in
+                                   zip(a.begin[1:], a.end[1:], a.step[1:]))
+    return np.ascontiguousarray(args[0][index])  # axis 0 carries the batch
+
+
 OPS: dict[str, Callable[[list[np.ndarray], object], np.ndarray]] = {
     "Conv2D": conv2d,
     "FullyConnected": fully_connected,
@@ -182,4 +201,7 @@ OPS: dict[str, Callable[[list[np.ndarray], object], np.ndarray]] = {
     "Pad": pad,
     "Softmax": softmax,
     "Activation": activation,
+    "MatMul": matmul,
+    "LayerNorm": layer_norm,
+    "Slice": slice_,
 }

@@ -149,7 +149,7 @@ def build(model_dir: str | Path, target_name: str, dsp: bool | None = None) -> P
     """Compile and link the model folder for `target_name`; returns the ELF (cached by content,
     in the microq cache, never in model_dir). A model too big for the board is a MicroqError
     that gives the sizes needed and available."""
-    model_dir = Path(model_dir)
+    model_dir = Path(model_dir).resolve()
     meta = load_meta(model_dir)
     tgt = target(target_name)
     gcc = tool("arm-none-eabi-gcc")

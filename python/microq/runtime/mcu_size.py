@@ -59,7 +59,7 @@ def size_report(model_dir: str | Path, target_name: str, dsp: bool | None = None
     """Flash and RAM of the linked image (arm-none-eabi-size) split into runtime code, model
     code, weights, arena and stack. The stack is measured: the harness paints the stack before
     one inference (input: zero points) and finds the deepest word written."""
-    model_dir = Path(model_dir)
+    model_dir = Path(model_dir).resolve()
     meta = mcu.load_meta(model_dir)
     tgt = mcu.target(target_name)
     elf = mcu.build(model_dir, target_name, dsp)
@@ -106,7 +106,7 @@ def check_integer_only(model_dir: str | Path) -> list[str]:
     """Symbols of the model linked for cortex-m0plus (with newlib and libm available, so any
     dependency is pulled in and visible) that betray float or heap or stdio use: soft-float
     helpers (__aeabi_f*, __aeabi_d*, __aeabi_*2f, __addsf3...), malloc/free, printf/puts."""
-    model_dir = Path(model_dir)
+    model_dir = Path(model_dir).resolve()
     meta = mcu.load_meta(model_dir)
     tgt = mcu.TARGETS["cortex-m0plus"]
     gcc = mcu.tool("arm-none-eabi-gcc")
@@ -125,7 +125,7 @@ def check_integer_only(model_dir: str | Path) -> list[str]:
 def cross_compile(model_dir: str | Path, target_name: str) -> list[str]:
     """Compile every .c of the folder (no link) for one entry of CROSS_TARGETS with -std=c99
     -Wall -Wextra -Werror -pedantic; returns the object names. A warning is a MicroqError."""
-    model_dir = Path(model_dir)
+    model_dir = Path(model_dir).resolve()
     meta = mcu.load_meta(model_dir)
     if target_name == "rv32imc":
         cc = mcu.tool("riscv64-unknown-elf-gcc")

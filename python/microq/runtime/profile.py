@@ -97,7 +97,7 @@ def profile(model_dir: str | Path, target_name: str, inputs: dict | None = None,
             dsp: bool | None = None, timeout: float = 120.0) -> dict:
     """Instructions of one inference on the emulated core, in total and per layer, and per MAC.
     `inputs`: one int8 sample per input (N=1); default: fixed-seed random int8."""
-    model_dir = Path(model_dir)
+    model_dir = Path(model_dir).resolve()
     meta = mcu.load_meta(model_dir)
     tgt = mcu.target(target_name)
     if inputs is None:

@@ -1,0 +1,198 @@
+"""ONNX frontend converters for transformer blocks: MatMul of two activations, LayerNormalization,
+Split/Slice/Gather (heads), ReduceMean over tokens. Token tensors [N, T, C] keep identity layout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from microq import ir
+from microq.onnx_import import ops_spatial as sp
+from microq.onnx_import.context import Ctx, Unsupported
+from microq.onnx_import.layout import Value, identity, permute
+
+
+def matmul(cx: Ctx) -> None:
+    """MatMul: by a constant it is a FullyConnected (ops_spatial); between two activations
+    (Q.K^T, A.V) it is an IR MatMul over equal batch dims."""
+    if cx.is_const(1):
+        sp.matmul(cx)
+        return
+    if cx.is_const(0):
+        raise Unsupported("MatMul with a constant first operand is not supported yet")
+    la, lb = (cx.shape(cx.node.input[i]) for i in (0, 1))
+    r = len(la)
+    if r < 2 or len(lb) != r or la[:-2] != lb[:-2] or la[-1] != lb[-2]:
+        raise Unsupported(f"MatMul of shapes {la} x {lb} (only equal batch dims, rank >= 2)")
+    a = cx.b.to_logical(cx.value(0), la, cx.source)
+    vb = cx.value(1)
+    transpose_b = vb.perm != identity(r)
+    if transpose_b:  # b as [..., N, K]: rows of b are contiguous like rows of a
+        vb = cx.b.to_perm(vb, lb, identity(r - 2) + (r - 1, r - 2), cx.source)
+    # later consumers reuse the moved copies instead of transposing again
+    cx.values[cx.node.input[0]], cx.values[cx.node.input[1]] = a, vb
+    out = la[:-1] + (lb[-1],)
+    attrs = ir.MatMulAttrs(transpose_b, float(cx.attrs().get("alpha", 1.0)))
+    y = cx.b.add("MatMul", [a.name, vb.name], cx.out(), out, attrs, cx.name, cx.source)
+    cx.set(y, identity(r))
+
+
+def layer_norm(cx: Ctx) -> None:
+    """LayerNormalization (opset 17) over the trailing axes from `axis`, gamma/beta constants."""
+    a = cx.attrs()
+    logical = cx.shape(cx.node.input[0])
+    r = len(logical)
+    axis = int(a.get("axis", -1)) % r
+    if not cx.unused(1) or not cx.unused(2):
+        raise Unsupported("LayerNormalization with mean / inv_std_dev outputs")
+    width = int(np.prod(logical[axis:]))
+    gamma = cx.const(1)
+    beta = cx.const(2) if cx.has_input(2) else np.zeros(width, np.float32)
+    if gamma is None or beta is None:
+        raise Unsupported("LayerNormalization with non-constant scale or bias")
+    gamma, beta = (np.broadcast_to(p, logical[axis:]).reshape(width) for p in (gamma, beta))
+    v = cx.value(0)
+    if axis != r - 1:  # normalize the flattened trailing axes
+        v = cx.b.to_logical(v, logical, cx.source)
+        flat = logical[:axis] + (width,)
+        v = Value(cx.b.reshape(v.name, flat, f"{cx.out()}__flat", cx.source), identity(axis + 1))
+        axis = len(flat) - 1
+        logical_v = flat
+    else:
+        logical_v = logical
+    if v.perm[-1] != axis:
+        v = cx.b.to_perm(v, logical_v, tuple(p for p in v.perm if p != axis) + (axis,), cx.source)
+        if logical_v == logical:  # later consumers (the residual Add) reuse the moved copy
+            cx.values[cx.node.input[0]] = v
+    g = cx.b.const(cx.node.input[1], gamma)
+    b = cx.b.const(cx.node.input[2] if cx.has_input(2) else f"{cx.out()}__beta", beta)
+    attrs = ir.LayerNormAttrs(float(a.get("epsilon", 1e-5)))
+    shape = cx.b.shape(v.name)
+    if logical_v == logical:
+        y = cx.b.add("LayerNorm", [v.name, g, b], cx.out(), shape, attrs, cx.name, cx.source)
+        cx.set(y, v.perm)
+        return
+    y = cx.b.add("LayerNorm", [v.name, g, b], f"{cx.out()}__flat", shape, attrs, cx.name,
+                 cx.source)
+    cx.set(cx.b.reshape(y, logical, cx.out(), cx.source), identity(r))
+
+
+def _slice_node(cx: Ctx, v: Value, logical: tuple[int, ...], axis: int, rng: range,
+                idx: int = 0) -> tuple[str, tuple[int, ...]]:
+    """Slice logical axis `axis` of v to `rng`; returns the IR tensor and its logical shape."""
+    if rng.step <= 0:
+        raise Unsupported("Slice with a negative step")
+    if axis == 0 and len(rng) != logical[0]:
+        raise Unsupported("Slice along the batch axis")
+    out_logical = logical[:axis] + (len(rng),) + logical[axis + 1 :]
+    if len(rng) == logical[axis]:
+        return v.name, out_logical
+    phys = v.perm.index(axis)
+    rank = len(logical)
+    pshape = cx.b.shape(v.name)
+    begin = tuple(rng.start if i == phys else 0 for i in range(rank))
+    end = tuple(rng.start + (len(rng) - 1) * rng.step + 1 if i == phys else pshape[i]
+                for i in range(rank))
+    step = tuple(rng.step if i == phys else 1 for i in range(rank))
+    out = cx.node.output[idx]
+    y = cx.b.add("Slice", [v.name], out, permute(out_logical, v.perm),
+                 ir.SliceAttrs(begin, end, step), f"{cx.name}_{idx}" if idx else cx.name,
+                 cx.source)
+    return y, out_logical
+
+
+def slice_(cx: Ctx) -> None:
+    logical = cx.shape(cx.node.input[0])
+    rank = len(logical)
+    if cx.opset < 10:
+        a = cx.attrs()
+        starts, ends = list(a["starts"]), list(a["ends"])
+        axes = list(a.get("axes", range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        parts = [cx.const(i) for i in range(1, 5)]
+        if any(p is None for p, i in zip(parts, range(1, 5)) if cx.has_input(i)):
+            raise Unsupported("Slice with non-constant starts, ends, axes or steps")
+        starts, ends = (list(parts[i].astype(np.int64)) for i in (0, 1))
+        axes = list(parts[2]) if parts[2] is not None else list(range(len(starts)))
+        steps = list(parts[3]) if parts[3] is not None else [1] * len(starts)
+    v = cx.value(0)
+    name, shape = v.name, logical
+    for s, e, ax, st in zip(starts, ends, axes, steps):
+        ax = int(ax) % rank
+        rng = range(*slice(int(s), int(e), int(st)).indices(shape[ax]))
+        name, shape = _slice_node(cx, Value(name, v.perm), shape, ax, rng)
+    cx.set(name, v.perm)
+
+
+def split(cx: Ctx) -> None:
+    a = cx.attrs()
+    logical = cx.shape(cx.node.input[0])
+    axis = int(a.get("axis", 0)) % len(logical)
+    n = len(cx.node.output)
+    if cx.has_input(1):
+        sizes = cx.const(1)
+        if sizes is None:
+            raise Unsupported("Split with non-constant sizes")
+        sizes = [int(s) for s in sizes]
+    elif "split" in a:
+        sizes = [int(s) for s in a["split"]]
+    else:  # equal parts, the last one smaller (opset 18 num_outputs)
+        part = -(-logical[axis] // n)
+        sizes = [min(part, logical[axis] - i * part) for i in range(n)]
+    v = cx.value(0)
+    start = 0
+    for idx, size in enumerate(sizes):
+        if cx.node.output[idx]:
+            name, _ = _slice_node(cx, v, logical, axis, range(start, start + size), idx)
+            cx.set(name, v.perm, idx)
+        start += size
+
+
+def gather(cx: Ctx) -> None:
+    """Gather of an activation by constant indices: a Slice (plus dropping a scalar's axis)."""
+    idx = cx.const(1)
+    if idx is None or cx.is_const(0):
+        raise Unsupported("Gather with non-constant indices or a constant table")
+    logical = cx.shape(cx.node.input[0])
+    rank = len(logical)
+    axis = int(cx.attrs().get("axis", 0)) % rank
+    flat = [int(i) % logical[axis] for i in np.asarray(idx).reshape(-1)]
+    if idx.ndim > 1 or not flat or flat != list(range(flat[0], flat[0] + len(flat))):
+        raise Unsupported("Gather of non-consecutive indices")
+    v = cx.value(0)
+    name, shape = _slice_node(cx, v, logical, axis, range(flat[0], flat[0] + len(flat)))
+    if idx.ndim == 1:
+        cx.set(name, v.perm)
+        return
+    phys = v.perm.index(axis)  # a scalar index drops the (now size-1) axis: free in memory
+    pshape = cx.b.shape(name)
+    out = cx.b.reshape(name, pshape[:phys] + pshape[phys + 1 :], cx.out(), cx.source)
+    cx.set(out, tuple(p - (p > axis) for p in v.perm if p != axis))
+
+
+def reduce_mean(cx: Ctx) -> None:
+    """ReduceMean over spatial axes (ops_spatial) or over one other axis, e.g. the tokens of
+    [N, T, C]: an AvgPool over a [1, outer, L, inner] view with a (1, L) window."""
+    a = cx.attrs()
+    logical = cx.shape(cx.node.input[0])
+    rank = len(logical)
+    axes = list(a.get("axes", [])) if cx.const(1) is None else [int(v) for v in cx.const(1)]
+    axes = sorted(ax % rank for ax in axes)
+    if axes == list(range(2, rank)) and rank in (3, 4) and cx.node.input[0] in cx.values:
+        v = cx.values[cx.node.input[0]]
+        if rank == 4 or v.perm != identity(rank):
+            sp.reduce_mean(cx)
+            return
+    if len(axes) != 1 or axes[0] == 0:
+        raise Unsupported(f"ReduceMean over axes {axes}")
+    ax = axes[0]
+    outer, length = int(np.prod(logical[1:ax])), logical[ax]
+    inner = int(np.prod(logical[ax + 1 :]))
+    v = cx.b.to_logical(cx.value(0), logical, cx.source)
+    x = cx.b.reshape(v.name, (1, outer, length, inner), f"{cx.out()}__4d", cx.source)
+    pooled = cx.b.add("AvgPool", [x], f"{cx.out()}__pool", (1, outer, 1, inner),
+                      ir.PoolAttrs((1, length), (1, 1)), cx.name, cx.source)
+    keep = a.get("keepdims", 1)
+    out = logical[:ax] + ((1,) if keep else ()) + logical[ax + 1 :]
+    cx.set(cx.b.reshape(pooled, out, cx.out(), cx.source), identity(len(out)))

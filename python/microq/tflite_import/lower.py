@@ -1,0 +1,266 @@
+"""TFLite int8 operators -> quantized IR (qir) nodes, with the parameters TFLite Micro's Prepare
+functions compute: scales as stored (float32) promoted to double, QuantizeMultiplier, fused
+activations clamped by CalculateActivationRangeQuantized, padding by ComputePaddingHeightWidth.
+
+HANDLERS is the one registry: TFLite operator code -> lowering method.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import qir
+from ..errors import MicroqError
+from ..quant import scheme
+from ..ref.arith import quantize_multiplier, round_half_away
+from .reader import TfModel, TfOp, TfTensor
+
+# schema ActivationFunctionType -> the real interval it clamps to (None: no clamp).
+_ACTIVATIONS = {0: None, 1: (0.0, None), 2: (-1.0, 1.0), 3: (0.0, 6.0)}
+_ACT_NAMES = {4: "TANH", 5: "SIGN_BIT"}
+_SAME, _VALID = 0, 1  # schema Padding
+
+
+def compute_padding(stride: int, dilation: int, in_size: int, k: int, out_size: int):
+    """TFLite ComputePaddingWithOffset: (before, after); the odd pixel goes after."""
+    eff_k = (k - 1) * dilation + 1
+    total = max((out_size - 1) * stride + eff_k - in_size, 0)
+    return total // 2, total - total // 2
+
+
+def compute_out_size(padding: int, in_size: int, k: int, stride: int, dilation: int) -> int:
+    """TFLite ComputeOutSize."""
+    eff_k = (k - 1) * dilation + 1
+    if padding == _SAME:
+        return (in_size + stride - 1) // stride
+    return (in_size + stride - eff_k) // stride
+
+
+def _quantize_f32(f: float, scale: np.float32, zero_point: int) -> int:
+    # TFLite's Quantize divides in float, then TfLiteRound (half away from zero).
+    return int(zero_point) + round_half_away(float(np.float32(f) / scale))
+
+
+class Lowering:
+    def __init__(self, model: TfModel, rounding: str):
+        self.m = model
+        self.rounding = rounding
+        self.names = _unique_names(model.tensors)
+        self.tensors: dict[str, qir.QTensor] = {}
+        self.nodes: list[qir.QNode] = []
+
+    # -- tensor checks -------------------------------------------------------------------
+    def t(self, idx: int) -> TfTensor:
+        return self.m.tensors[idx]
+
+    def _fail(self, op: TfOp, role: str, t: TfTensor, why: str):
+        raise MicroqError(f"{self.m.path}: {op.name} ({op.opcode}): {role} tensor '{t.name}' "
+                          f"{why}")
+
+    def act(self, op: TfOp, idx: int, role: str) -> str:
+        """An int8 per-tensor activation (or int8 constant operand); returns its name."""
+        t = self.t(idx)
+        if t.dtype != "INT8":
+            self._fail(op, role, t, f"is {t.dtype}, expected INT8 (microq imports fully "
+                       "int8-quantized models: int8 activations and weights, int32 biases)")
+        if len(t.scales) != 1 or len(t.zero_points) != 1:
+            self._fail(op, role, t, f"has {len(t.scales)} scales; activations must be "
+                       "quantized per tensor")
+        if not (t.scales[0] > 0 and np.isfinite(t.scales[0])):
+            self._fail(op, role, t, f"has scale {t.scales[0]!r}; expected a positive scale")
+        name = self.names[t.index]
+        if name not in self.tensors:
+            q = qir.QParams(float(t.scales[0]), int(t.zero_points[0]))
+            self.tensors[name] = qir.QTensor(name, t.shape, q, t.data)
+        return name
+
+    def qp(self, name: str) -> qir.QParams:
+        return self.tensors[name].q
+
+    def weights(self, op: TfOp, idx: int, channels: int, axis: int) -> tuple[np.ndarray, list]:
+        """int8 constant weights, symmetric, one scale per channel along `axis` (or one)."""
+        t = self.t(idx)
+        if t.dtype != "INT8" or t.data is None:
+            self._fail(op, "weight", t, f"is {'constant ' if t.data is not None else ''}"
+                       f"{t.dtype}, expected constant INT8")
+        n = len(t.scales)
+        if n not in (1, channels) or (n > 1 and t.quantized_dimension != axis):
+            self._fail(op, "weight", t, f"has {n} scales on axis {t.quantized_dimension}; "
+                       f"expected 1 or {channels} on axis {axis}")
+        if np.any(t.zero_points != 0):
+            self._fail(op, "weight", t, "has a nonzero zero point; weights must be symmetric")
+        scales = [float(s) for s in t.scales] if n > 1 else [float(t.scales[0])] * channels
+        return t.data, scales
+
+    def bias(self, op: TfOp, channels: int) -> np.ndarray | None:
+        if len(op.inputs) < 3 or op.inputs[2] < 0:
+            return None
+        t = self.t(op.inputs[2])
+        if t.dtype != "INT32" or t.data is None or t.data.size != channels:
+            self._fail(op, "bias", t, f"is {t.dtype} {list(t.shape)}, expected constant INT32 "
+                       f"[{channels}]")
+        return t.data.astype(np.int32).reshape(channels)
+
+    def act_range(self, op: TfOp, out: str) -> tuple[int, int]:
+        """CalculateActivationRangeQuantized of the op's fused activation."""
+        code = getattr(op.options, "FusedActivationFunction", lambda: 0)()
+        if code not in _ACTIVATIONS:
+            raise MicroqError(f"{self.m.path}: {op.name} ({op.opcode}): fused activation "
+                              f"{_ACT_NAMES.get(code, code)} is not supported")
+        clip = _ACTIVATIONS[code]
+        if clip is None:
+            return -128, 127
+        q = self.qp(out)
+        s = np.float32(q.scale)
+        lo = max(-128, _quantize_f32(clip[0], s, q.zero_point))
+        hi = 127 if clip[1] is None else min(127, _quantize_f32(clip[1], s, q.zero_point))
+        return lo, hi
+
+    def multipliers(self, s_in: float, s_w: list, s_out: float):
+        ms = [quantize_multiplier(s_in * sw / s_out, self.rounding) for sw in s_w]
+        return (np.array([m for m, _ in ms], dtype=np.int32),
+                np.array([sh for _, sh in ms], dtype=np.int32))
+
+    def emit(self, op: TfOp, kernel: str, inputs, outputs, params) -> None:
+        source = [self.names[self.t(i).index] for i in op.outputs]
+        self.nodes.append(qir.QNode(op.name, kernel, list(inputs), list(outputs), params, source))
+
+    def options(self, op: TfOp):
+        if op.options is None:
+            raise MicroqError(f"{self.m.path}: {op.name} ({op.opcode}): its options (stride, "
+                              "padding, ...) are missing from the file")
+        return op.options
+
+    # -- ops -----------------------------------------------------------------------------
+    def conv(self, op: TfOp) -> None:
+        depthwise = op.opcode == "DEPTHWISE_CONV_2D"
+        x, out = self.act(op, op.inputs[0], "input"), self.act(op, op.outputs[0], "output")
+        o = self.options(op)
+        _, h, w, cin = self.tensors[x].shape
+        _, oh, ow, cout = self.tensors[out].shape
+        filt_shape = self.t(op.inputs[1]).shape
+        kh, kw = filt_shape[1], filt_shape[2]
+        filt, s_w = self.weights(op, op.inputs[1], cout, 3 if depthwise else 0)
+        sh, sw, dh, dw = o.StrideH(), o.StrideW(), o.DilationHFactor(), o.DilationWFactor()
+        for size, want, k, s, d in ((oh, h, kh, sh, dh), (ow, w, kw, sw, dw)):
+            if size != compute_out_size(o.Padding(), want, k, s, d):
+                raise MicroqError(f"{self.m.path}: {op.name}: output size {size} does not "
+                                  "follow from the input size, stride and padding")
+        pad_top = compute_padding(sh, dh, h, kh, oh)[0] if o.Padding() == _SAME else 0
+        pad_left = compute_padding(sw, dw, w, kw, ow)[0] if o.Padding() == _SAME else 0
+        qi, qo = self.qp(x), self.qp(out)
+        mult, shift = self.multipliers(qi.scale, s_w, qo.scale)
+        lo, hi = self.act_range(op, out)
+        p = qir.ConvParams(
+            stride_h=sh, stride_w=sw, pad_top=pad_top, pad_left=pad_left, dilation_h=dh,
+            dilation_w=dw, input_offset=-qi.zero_point, output_offset=qo.zero_point,
+            act_min=lo, act_max=hi, ch_mult=cout // cin if depthwise else 1, multiplier=mult,
+            shift=shift, filter=filt, bias=self.bias(op, cout))
+        self.emit(op, "depthwise_conv2d" if depthwise else "conv2d", [x], [out], p)
+
+    def fully_connected(self, op: TfOp) -> None:
+        x, out = self.act(op, op.inputs[0], "input"), self.act(op, op.outputs[0], "output")
+        if op.options is not None and op.options.WeightsFormat() != 0:
+            raise MicroqError(f"{self.m.path}: {op.name}: shuffled FC weights are not supported")
+        wt = self.t(op.inputs[1])
+        if len(wt.shape) != 2:
+            self._fail(op, "weight", wt, f"has shape {list(wt.shape)}, expected [out, in]")
+        n_out, n_in = wt.shape
+        filt, s_w = self.weights(op, op.inputs[1], n_out, 0)
+        rows = int(np.prod(self.tensors[x].shape)) // n_in
+        if self.tensors[x].shape[-1] != n_in:  # TFLite flattens the input to [rows, in]
+            flat = f"{x}__rows"
+            self.tensors[flat] = qir.QTensor(flat, (rows, n_in), self.qp(x))
+            self.emit(op, "reshape", [x], [flat], qir.ReshapeParams((rows, n_in)))
+            x = flat
+        qi, qo = self.qp(x), self.qp(out)
+        mult, shift = self.multipliers(qi.scale, s_w, qo.scale)
+        lo, hi = self.act_range(op, out)
+        p = qir.FCParams(input_offset=-qi.zero_point, filter_offset=0,
+                         output_offset=qo.zero_point, act_min=lo, act_max=hi, multiplier=mult,
+                         shift=shift, filter=filt, bias=self.bias(op, n_out))
+        self.emit(op, "fully_connected", [x], [out], p)
+
+    def pool(self, op: TfOp) -> None:
+        x, out = self.act(op, op.inputs[0], "input"), self.act(op, op.outputs[0], "output")
+        o = self.options(op)
+        _, h, w, _ = self.tensors[x].shape
+        _, oh, ow, _ = self.tensors[out].shape
+        kh, kw, sh, sw = o.FilterHeight(), o.FilterWidth(), o.StrideH(), o.StrideW()
+        same = o.Padding() == _SAME
+        pt, pb = compute_padding(sh, 1, h, kh, oh) if same else (0, 0)
+        pl, pr = compute_padding(sw, 1, w, kw, ow) if same else (0, 0)
+        if self.qp(x) != self.qp(out):
+            raise MicroqError(f"{self.m.path}: {op.name} ({op.opcode}): input and output "
+                              "quantization differ; TFLite pooling requires them equal")
+        lo, hi = self.act_range(op, out)
+        # TFLite pools the raw int8 values and divides by the in-image tap count.
+        p = qir.PoolParams(kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw, pad_top=pt,
+                           pad_left=pl, pad_bottom=pb, pad_right=pr, count_include_pad=0,
+                           input_offset=0, output_offset=0, act_min=lo, act_max=hi)
+        kernel = "avg_pool" if op.opcode == "AVERAGE_POOL_2D" else "max_pool"
+        self.emit(op, kernel, [x], [out], p)
+
+    def binary(self, op: TfOp) -> None:
+        x1, x2 = (self.act(op, i, f"input{k + 1}") for k, i in enumerate(op.inputs[:2]))
+        out = self.act(op, op.outputs[0], "output")
+        q1, q2, qo = self.qp(x1), self.qp(x2), self.qp(out)
+        lo, hi = self.act_range(op, out)
+        args = (q1.scale, q1.zero_point, q2.scale, q2.zero_point, qo.scale, qo.zero_point, lo, hi)
+        if op.opcode == "MUL":
+            p = scheme.mul_params(*args, rounding=self.rounding)
+        else:  # TFLite SUB uses ADD's parameters
+            p = scheme.add_params(*args, rounding=self.rounding)
+        self.emit(op, op.opcode.lower(), [x1, x2], [out], p)
+
+    def softmax(self, op: TfOp) -> None:
+        x, out = self.act(op, op.inputs[0], "input"), self.act(op, op.outputs[0], "output")
+        if self.qp(out) != qir.QParams(1.0 / 256.0, -128):
+            self._fail(op, "output", self.t(op.outputs[0]), f"is quantized {self.qp(out)}; "
+                       "int8 softmax needs scale 1/256 and zero point -128")
+        beta = float(op.options.Beta()) if op.options is not None else 1.0
+        p = scheme.softmax_params(self.qp(x).scale, beta, self.rounding)
+        self.emit(op, "softmax", [x], [out], p)
+
+    def reshape(self, op: TfOp) -> None:
+        x, out = self.act(op, op.inputs[0], "input"), self.act(op, op.outputs[0], "output")
+        shape = tuple(self.tensors[out].shape)
+        if int(np.prod(shape)) != int(np.prod(self.tensors[x].shape)):
+            raise MicroqError(f"{self.m.path}: {op.name}: reshape changes the element count")
+        self.emit(op, "reshape", [x], [out], qir.ReshapeParams(shape))
+
+    def quantize(self, op: TfOp) -> None:
+        """int8 -> int8 QUANTIZE (TFLite Requantize); the float ones at the edges are dropped
+        before lowering."""
+        x, out = self.act(op, op.inputs[0], "input"), self.act(op, op.outputs[0], "output")
+        qi, qo = self.qp(x), self.qp(out)
+        p = scheme.requantize_params(qi.scale, qi.zero_point, qo.scale, qo.zero_point,
+                                     rounding=self.rounding)
+        self.emit(op, "requantize", [x], [out], p)
+
+
+HANDLERS = {
+    "CONV_2D": Lowering.conv,
+    "DEPTHWISE_CONV_2D": Lowering.conv,
+    "FULLY_CONNECTED": Lowering.fully_connected,
+    "AVERAGE_POOL_2D": Lowering.pool,
+    "MAX_POOL_2D": Lowering.pool,
+    "ADD": Lowering.binary,
+    "SUB": Lowering.binary,
+    "MUL": Lowering.binary,
+    "SOFTMAX": Lowering.softmax,
+    "RESHAPE": Lowering.reshape,
+    "QUANTIZE": Lowering.quantize,
+}
+
+
+def _unique_names(tensors: list[TfTensor]) -> dict[int, str]:
+    seen: set[str] = set()
+    names = {}
+    for t in tensors:
+        name = t.name or f"tensor{t.index}"
+        if name in seen:
+            name = f"{name}#{t.index}"
+        seen.add(name)
+        names[t.index] = name
+    return names
