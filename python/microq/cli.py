@@ -158,12 +158,16 @@ def run(model_dir, input_path, out_path, raw, target) -> None:
 @click.option("--data", required=True, type=str,
               help="Samples (.npz keyed by input name); a 'label' array adds accuracy.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def compare(model, model_dir, data, as_json) -> None:
+@click.option("--plot", "plot_path", type=str, default=None,
+              help="Also draw SQNR per layer into this PNG (needs matplotlib).")
+def compare(model, model_dir, data, as_json, plot_path) -> None:
     """Run the float MODEL (onnxruntime) and the int8 C of MODEL_DIR on the same data and report
     per output and per layer: max abs error, SQNR (dB), cosine; top-1 agreement and accuracy."""
     from . import api
 
     report = api.compare(model, model_dir, data)
+    if plot_path:
+        api.plot_compare(report, plot_path)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
