@@ -34,6 +34,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python tools/bench.py
+	$(BIN)/python tools/bench_kernels.py
 
 clean:
 	rm -rf $(OUT) build .pytest_cache

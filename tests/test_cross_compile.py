@@ -1,4 +1,5 @@
-"""Cross-compile matrix: the generated demo folder compiles with -std=c99 -Wall -Wextra -Werror
+"""Cross-compile matrix: the generated folders of the test models (the demo, the five MLPerf
+Tiny models, the two transformers) compile with -std=c99 -Wall -Wextra -Werror
 -pedantic for every Cortex-M target (hard float on M4/M7/M33/M55) and for rv32imc.
 
 Needs gcc-arm-none-eabi and gcc-riscv64-unknown-elf: skipped without them, a failure under
@@ -35,6 +36,47 @@ def demo(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cross") / "digits"
     api.compile_model(ASSETS / "digits_cnn.onnx", ASSETS / "digits_calib.npz", out, name="digits")
     return out
+
+
+TRANSFORMERS = Path(__file__).resolve().parent / "models" / "transformers"
+
+
+def _test_model(key: str, out: Path) -> Path:
+    if key == "vit_digits":
+        api.compile_model(TRANSFORMERS / "vit_digits.onnx", TRANSFORMERS / "vit_digits_calib.npz",
+                          out, name=key)
+    elif key == "kws_transformer":
+        api.compile_model(TRANSFORMERS / "kws_transformer.onnx",
+                          TRANSFORMERS / "kws_transformer_data.npz", out, name=key)
+    else:
+        from mlperf_data import model_path, real_data
+
+        api.compile_model(model_path(key), real_data(key)[0], out, name=key)
+    return out
+
+
+MODELS = ["ic01", "vww01", "kws01", "ad01", "sww01", "vit_digits", "kws_transformer"]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    cache: dict[str, Path] = {}
+
+    def get(key: str) -> Path:
+        if key not in cache:
+            cache[key] = _test_model(key, tmp_path_factory.mktemp("cross") / key)
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("target", CROSS_TARGETS)
+@pytest.mark.parametrize("key", MODELS)
+def test_model_folder_compiles_warning_free(folders, key, target):
+    need_compiler(target)
+    folder = folders(key)
+    objects = cross_compile(folder, target)
+    assert objects == sorted(p.with_suffix(".o").name for p in folder.glob("*.c"))
 
 
 def test_matrix_is_complete():

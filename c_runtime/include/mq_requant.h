@@ -19,15 +19,14 @@
  * never overflows; the only saturating case is INT32_MIN * INT32_MIN. */
 static inline int32_t mq_srdhm(int32_t a, int32_t b)
 {
-    int64_t ab;
-    int64_t nudge;
     if (a == INT32_MIN && b == INT32_MIN) {
         return INT32_MAX;
     }
-    ab = (int64_t)a * (int64_t)b;
-    nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-    /* C division truncates toward zero, as gemmlowp requires. */
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    /* gemmlowp's (ab + nudge) / 2^31, nudge = ab >= 0 ? 2^30 : 1 - 2^30, truncating, equals
+     * floor((ab + 2^30) / 2^31) for every ab: for ab < 0 both give -(q + 1) exactly when
+     * |ab| = q 2^31 + r has r > 2^30, else -q. The floor is an arithmetic shift (as in
+     * mq_rdbpot; SMLAL and two shifts on Cortex-M). */
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 /* gemmlowp RoundingDivideByPOT: x / 2^e rounded half away from zero, 0 <= e <= 31. */

@@ -7,6 +7,7 @@
  * from microq are symmetric (|w| <= 127), which only widens the margin.
  */
 #include "mq_conv.h"
+#include "mq_dsp.h"
 #include "mq_requant.h"
 
 /* Kernel taps k in [*k_start, *k_end) with 0 <= origin + k * dilation < size. Computed once per
@@ -24,16 +25,6 @@ static void mq_tap_range(int32_t origin, int32_t dilation, int32_t size, int32_t
     }
     *k_start = start;
     *k_end = end > start ? end : start;
-}
-
-static int32_t mq_dot_s8(const int8_t *x, const int8_t *w, int32_t len, int32_t input_offset)
-{
-    int32_t acc = 0;
-    int32_t i;
-    for (i = 0; i < len; ++i) {
-        acc += ((int32_t)x[i] + input_offset) * (int32_t)w[i];
-    }
-    return acc;
 }
 
 static int8_t mq_requant_out(int32_t acc, int32_t multiplier, int32_t shift, int32_t output_offset,
@@ -55,21 +46,41 @@ static int mq_conv_params_ok(const mq_conv_params *p, const mq_per_channel_quant
            p->act_min <= p->act_max && p->act_max <= 127 && q->multiplier && q->shift;
 }
 
-/* 1x1, stride 1, no padding, one group, output size = input size: a plain [rows, C_in] x
- * [C_out, C_in]^T product over contiguous rows. */
-static void mq_conv2d_1x1_s8(const mq_conv_params *p, const mq_per_channel_quant *q, int32_t rows,
-                             int32_t in_c, const int8_t *input, const int8_t *filter,
-                             const int32_t *bias, int32_t out_c, int8_t *output)
+/* The taps of one output pixel that lie inside the input: rows x cols taps, each a run of `run`
+ * contiguous channels. x and w point at the first valid tap. */
+typedef struct {
+    const int8_t *x;
+    const int8_t *w;
+    int32_t rows;
+    int32_t cols;
+    int32_t run;
+    int32_t x_row; /* input bytes between tap rows */
+    int32_t x_col; /* input bytes between tap columns */
+    int32_t w_row; /* filter bytes between tap rows */
+} mq_patch;
+
+/* acc += the patch of pixels (x, x + x_step) against filters (w, w + w_step); acc as in
+ * mq_dot_2x2. pixels and filters are 1 or 2. */
+static void mq_patch_dot(const mq_patch *pt, int32_t pixels, int32_t x_step, int32_t filters,
+                         int32_t w_step, int32_t input_offset, int32_t *acc)
 {
-    int32_t r;
-    int32_t oc;
-    for (r = 0; r < rows; ++r) {
-        const int8_t *x = input + r * in_c;
-        for (oc = 0; oc < out_c; ++oc) {
-            int32_t acc = bias ? bias[oc] : 0;
-            acc += mq_dot_s8(x, filter + oc * in_c, in_c, p->input_offset);
-            *output++ = mq_requant_out(acc, q->multiplier[oc], q->shift[oc], p->output_offset,
-                                       p->act_min, p->act_max);
+    int32_t r, c;
+    for (r = 0; r < pt->rows; ++r) {
+        const int8_t *x = pt->x + r * pt->x_row;
+        const int8_t *w = pt->w + r * pt->w_row;
+        for (c = 0; c < pt->cols; ++c) {
+            if (pixels == 2 && filters == 2) {
+                mq_dot_2x2(x, x + x_step, w, w + w_step, pt->run, input_offset, acc);
+            } else if (filters == 2) {
+                mq_dot_1x2(x, w, w + w_step, pt->run, input_offset, acc);
+            } else {
+                acc[0] = mq_dot_1x1(x, w, pt->run, input_offset, acc[0]);
+                if (pixels == 2) {
+                    acc[2] = mq_dot_1x1(x + x_step, w, pt->run, input_offset, acc[2]);
+                }
+            }
+            x += pt->x_col;
+            w += pt->run;
         }
     }
 }
@@ -80,7 +91,9 @@ mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant 
                        const mq_dims *output_dims, int8_t *output)
 {
     int32_t batch, groups, f_c, oc_per_group, in_h, in_w, in_c, k_h, k_w, out_h, out_w, out_c;
-    int32_t n, oy, ox, oc;
+    int32_t n, oy, ox, oc, filter_size;
+    int32_t pixels = 1;
+    int32_t filters = 1;
 
     if (!params || !quant || !input_dims || !input || !filter_dims || !filter || !output_dims ||
         !output || !mq_conv_params_ok(params, quant) || !mq_dims_positive(input_dims) ||
@@ -109,43 +122,117 @@ mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant 
     if (k_h == 1 && k_w == 1 && params->stride_h == 1 && params->stride_w == 1 &&
         params->pad_top == 0 && params->pad_left == 0 && groups == 1 && out_h == in_h &&
         out_w == in_w) {
-        mq_conv2d_1x1_s8(params, quant, batch * in_h * in_w, in_c, input, filter, bias, out_c,
-                         output);
+        mq_rows_s8(input, batch * in_h * in_w, in_c, filter, bias, out_c, params->input_offset, 0,
+                   params->output_offset, params->act_min, params->act_max, quant->multiplier,
+                   quant->shift, output);
         return MQ_OK;
     }
 
+    filter_size = k_h * k_w * f_c;
     for (n = 0; n < batch; ++n) {
         const int8_t *in_batch = input + n * in_h * in_w * in_c;
         for (oy = 0; oy < out_h; ++oy) {
             const int32_t y0 = oy * params->stride_h - params->pad_top;
             int32_t ky_start, ky_end;
             mq_tap_range(y0, params->dilation_h, in_h, k_h, &ky_start, &ky_end);
-            for (ox = 0; ox < out_w; ++ox) {
+            for (ox = 0; ox < out_w; ox += pixels) {
                 const int32_t x0 = ox * params->stride_w - params->pad_left;
-                int32_t kx_start, kx_end;
+                int32_t kx_start, kx_end, kx_start1, kx_end1;
+                mq_patch pt;
                 mq_tap_range(x0, params->dilation_w, in_w, k_w, &kx_start, &kx_end);
-                for (oc = 0; oc < out_c; ++oc) {
-                    const int32_t c0 = (oc / oc_per_group) * f_c;
-                    const int8_t *w_oc = filter + oc * k_h * k_w * f_c;
-                    int32_t acc = bias ? bias[oc] : 0;
-                    int32_t ky, kx;
-                    for (ky = ky_start; ky < ky_end; ++ky) {
-                        const int32_t iy = y0 + ky * params->dilation_h;
-                        for (kx = kx_start; kx < kx_end; ++kx) {
-                            const int32_t ix = x0 + kx * params->dilation_w;
-                            acc += mq_dot_s8(in_batch + (iy * in_w + ix) * in_c + c0,
-                                             w_oc + (ky * k_w + kx) * f_c, f_c,
-                                             params->input_offset);
+                /* Two neighbouring pixels share one pass when their valid taps are the same. */
+                pixels = 1;
+                if (ox + 1 < out_w) {
+                    mq_tap_range(x0 + params->stride_w, params->dilation_w, in_w, k_w, &kx_start1,
+                                 &kx_end1);
+                    pixels = kx_start1 == kx_start && kx_end1 == kx_end ? 2 : 1;
+                }
+                pt.rows = ky_end - ky_start;
+                pt.cols = kx_end - kx_start;
+                pt.run = f_c;
+                pt.x_row = params->dilation_h * in_w * in_c;
+                pt.x_col = params->dilation_w * in_c;
+                pt.w_row = k_w * f_c;
+                if (params->dilation_w == 1 && groups == 1) {
+                    /* A tap row is one contiguous run in both input and filter (NHWC, OHWI). */
+                    pt.run = pt.cols * f_c;
+                    pt.cols = pt.cols > 0 ? 1 : 0;
+                }
+                for (oc = 0; oc < out_c; oc += filters) {
+                    const int32_t g = oc / oc_per_group;
+                    int32_t acc[4];
+                    int32_t i, f;
+                    filters = (oc + 1) % oc_per_group != 0 && oc + 1 < out_c ? 2 : 1;
+                    acc[0] = bias ? bias[oc] : 0;
+                    acc[1] = bias && filters == 2 ? bias[oc + 1] : 0;
+                    acc[2] = acc[0];
+                    acc[3] = acc[1];
+                    if (pt.rows > 0 && pt.cols > 0) {
+                        pt.x = in_batch +
+                               ((y0 + ky_start * params->dilation_h) * in_w + x0 +
+                                kx_start * params->dilation_w) * in_c + g * f_c;
+                        pt.w = filter + oc * filter_size + (ky_start * k_w + kx_start) * f_c;
+                        mq_patch_dot(&pt, pixels, params->stride_w * in_c, filters, filter_size,
+                                     params->input_offset, acc);
+                    }
+                    for (i = 0; i < pixels; ++i) {
+                        int8_t *y = output + (((n * out_h + oy) * out_w) + ox + i) * out_c + oc;
+                        for (f = 0; f < filters; ++f) {
+                            y[f] = mq_requant_out(acc[2 * i + f], quant->multiplier[oc + f],
+                                                  quant->shift[oc + f], params->output_offset,
+                                                  params->act_min, params->act_max);
                         }
                     }
-                    *output++ = mq_requant_out(acc, quant->multiplier[oc], quant->shift[oc],
-                                               params->output_offset, params->act_min,
-                                               params->act_max);
                 }
             }
         }
     }
     return MQ_OK;
+}
+
+/* Depthwise, channel multiplier 1: acc[j] += the valid taps of channels c..c+3 of one pixel.
+ * NHWC and 1HWO keep four neighbouring channels in one 32-bit word of input and filter. */
+static void mq_dw_4ch(const int8_t *x, const int8_t *w, int32_t rows, int32_t cols,
+                      int32_t x_row, int32_t x_col, int32_t w_row, int32_t w_col,
+                      int32_t input_offset, int32_t *acc)
+{
+    int32_t a0 = acc[0];
+    int32_t a1 = acc[1];
+    int32_t a2 = acc[2];
+    int32_t a3 = acc[3];
+    int32_t r, c;
+#if MQ_DSP
+    const uint32_t off2 = mq_offset2(input_offset);
+#endif
+    for (r = 0; r < rows; ++r) {
+        const int8_t *xp = x + r * x_row;
+        const int8_t *wp = w + r * w_row;
+        for (c = 0; c < cols; ++c) {
+#if MQ_DSP
+            const uint32_t xv = mq_read_s8x4(xp);
+            const uint32_t wv = mq_read_s8x4(wp);
+            const uint32_t xe = __sxtab16(off2, xv);
+            const uint32_t xo = mq_sxtab16_ror8(off2, xv);
+            const uint32_t we = __sxtb16(wv);
+            const uint32_t wo = mq_sxtb16_ror8(wv);
+            a0 = __smlabb((int32_t)xe, (int32_t)we, a0);
+            a2 = __smlatt((int32_t)xe, (int32_t)we, a2);
+            a1 = __smlabb((int32_t)xo, (int32_t)wo, a1);
+            a3 = __smlatt((int32_t)xo, (int32_t)wo, a3);
+#else
+            a0 += ((int32_t)xp[0] + input_offset) * wp[0];
+            a1 += ((int32_t)xp[1] + input_offset) * wp[1];
+            a2 += ((int32_t)xp[2] + input_offset) * wp[2];
+            a3 += ((int32_t)xp[3] + input_offset) * wp[3];
+#endif
+            xp += x_col;
+            wp += w_col;
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
 }
 
 mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant *quant,
@@ -187,9 +274,31 @@ mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_chan
                 const int32_t x0 = ox * params->stride_w - params->pad_left;
                 int32_t kx_start, kx_end;
                 mq_tap_range(x0, params->dilation_w, in_w, k_w, &kx_start, &kx_end);
+                ic = 0;
+                if (ch_mult == 1 && ky_end > ky_start && kx_end > kx_start) {
+                    const int32_t first = ((y0 + ky_start * params->dilation_h) * in_w + x0 +
+                                           kx_start * params->dilation_w) * in_c;
+                    const int8_t *w_first = filter + (ky_start * k_w + kx_start) * out_c;
+                    for (; ic + 4 <= in_c; ic += 4) {
+                        int32_t acc[4];
+                        int32_t j;
+                        for (j = 0; j < 4; ++j) {
+                            acc[j] = bias ? bias[ic + j] : 0;
+                        }
+                        mq_dw_4ch(in_batch + first + ic, w_first + ic, ky_end - ky_start,
+                                  kx_end - kx_start, params->dilation_h * in_w * in_c,
+                                  params->dilation_w * in_c, k_w * out_c, out_c,
+                                  params->input_offset, acc);
+                        for (j = 0; j < 4; ++j) {
+                            *output++ = mq_requant_out(acc[j], quant->multiplier[ic + j],
+                                                       quant->shift[ic + j], params->output_offset,
+                                                       params->act_min, params->act_max);
+                        }
+                    }
+                }
                 /* Output channels are ic * ch_mult + m, so the output pixel is written in
                  * order; each channel walks its taps with a stride of in_c / out_c bytes. */
-                for (ic = 0; ic < in_c; ++ic) {
+                for (; ic < in_c; ++ic) {
                     for (m = 0; m < ch_mult; ++m) {
                         const int32_t oc = ic * ch_mult + m;
                         int32_t acc = bias ? bias[oc] : 0;

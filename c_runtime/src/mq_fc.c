@@ -5,8 +5,8 @@
  * bias. With microq's symmetric weights (filter_offset = 0, |w| <= 127) |term| < 2^15 and the
  * bound is 2^16 terms, far above the in_features of any MCU layer.
  */
+#include "mq_dsp.h"
 #include "mq_fc.h"
-#include "mq_requant.h"
 
 mq_status mq_fully_connected_s8(const mq_fc_params *params, const mq_per_channel_quant *quant,
                                 const mq_dims *input_dims, const int8_t *input,
@@ -14,7 +14,6 @@ mq_status mq_fully_connected_s8(const mq_fc_params *params, const mq_per_channel
                                 const int32_t *bias, const mq_dims *output_dims, int8_t *output)
 {
     int32_t rows, depth, out_c;
-    int32_t r, o, k;
 
     if (!params || !quant || !quant->multiplier || !quant->shift || !input_dims || !input ||
         !filter_dims || !filter || !output_dims || !output || params->act_min < -128 ||
@@ -34,19 +33,8 @@ mq_status mq_fully_connected_s8(const mq_fc_params *params, const mq_per_channel
         return MQ_ERR_ARG;
     }
 
-    for (r = 0; r < rows; ++r) {
-        const int8_t *x = input + r * depth;
-        for (o = 0; o < out_c; ++o) {
-            const int8_t *w = filter + o * depth;
-            int32_t acc = bias ? bias[o] : 0;
-            int32_t v;
-            for (k = 0; k < depth; ++k) {
-                acc += ((int32_t)x[k] + params->input_offset) *
-                       ((int32_t)w[k] + params->filter_offset);
-            }
-            v = mq_mbqm(acc, quant->multiplier[o], quant->shift[o]) + params->output_offset;
-            *output++ = (int8_t)mq_clamp(v, params->act_min, params->act_max);
-        }
-    }
+    mq_rows_s8(input, rows, depth, filter, bias, out_c, params->input_offset,
+               params->filter_offset, params->output_offset, params->act_min, params->act_max,
+               quant->multiplier, quant->shift, output);
     return MQ_OK;
 }

@@ -377,6 +377,8 @@ def _runtime_files(families: list[str]) -> dict[str, bytes]:
         if base in files:
             continue
         path = root / rel
+        if not path.exists() and (root / "src" / base).exists():
+            path = root / "src" / base  # internal headers (mq_dsp.h) live beside the sources
         if not path.exists():
             raise MicroqError(f"runtime file {path} is missing")
         data = path.read_bytes()

@@ -1,0 +1,263 @@
+"""Kernel instructions per MAC on emulated Cortex-M cores, against Arm's CMSIS-NN reference points.
+
+Builds a small hand-written model folder (kernel_folder: one layer per case, each reading its own
+model input and writing its own model output) and counts instructions with the QEMU plugin of
+microq.runtime.profile. tests/test_kernel_perf.py uses the same folder builder for its
+bit-exactness runs.
+
+Usage: python tools/bench_kernels.py [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from microq.qir import ConvParams, FCParams
+from microq.ref.conv import conv2d, depthwise_conv2d
+from microq.ref.fc import fully_connected
+from microq.runtime import profile
+
+RUNTIME = Path(__file__).resolve().parents[1] / "c_runtime"
+RUNTIME_FILES = ("include/mq_types.h", "include/mq_requant.h", "include/mq_conv.h",
+                 "include/mq_fc.h", "src/mq_conv.c", "src/mq_fc.c")
+KERNELS = {"conv2d": "mq_conv2d_s8", "depthwise": "mq_depthwise_conv2d_s8",
+           "fc": "mq_fully_connected_s8"}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One kernel call. in_shape/out_shape are one sample's: (H, W, C) for conv, (rows, K) for
+    fully connected."""
+
+    name: str
+    kind: str  # a KERNELS key
+    params: ConvParams | FCParams
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+
+    @property
+    def macs(self) -> int:
+        if self.kind == "fc":
+            return self.out_shape[0] * self.out_shape[1] * self.in_shape[1]
+        taps = self.params.filter.shape[1] * self.params.filter.shape[2]
+        depth = 1 if self.kind == "depthwise" else self.params.filter.shape[3]
+        return int(np.prod(self.out_shape)) * taps * depth
+
+
+def reference(layer: Layer, x: np.ndarray, rounding: str = "double") -> np.ndarray:
+    """The numpy integer reference on N samples x [N, *in_shape] -> [N, *out_shape]."""
+    if layer.kind == "fc":
+        rows, k = layer.in_shape
+        y = fully_connected(layer.params, x.reshape(-1, k), rounding)
+        return y.reshape(x.shape[0], *layer.out_shape)
+    fn = depthwise_conv2d if layer.kind == "depthwise" else conv2d
+    return fn(layer.params, x, layer.out_shape[:2], rounding)
+
+
+def _c_array(ctype: str, name: str, values: np.ndarray) -> str:
+    flat = [str(int(v)) for v in np.asarray(values).ravel()]
+    rows = [", ".join(flat[i : i + 16]) for i in range(0, len(flat), 16)]
+    return f"static const {ctype} {name}[{len(flat)}] = {{\n    " + ",\n    ".join(rows) + "\n};"
+
+
+def _layer_c(i: int, layer: Layer) -> tuple[list[str], str]:
+    """(definitions, call) of layer i; the call reads inputs[i] and writes outputs[i]."""
+    p = layer.params
+    f = f"L{i}_"
+    defs = [_c_array("int8_t", f + "filter", p.filter),
+            _c_array("int32_t", f + "mult", p.multiplier),
+            _c_array("int32_t", f + "shift", p.shift)]
+    bias = "NULL"
+    if p.bias is not None:
+        defs.append(_c_array("int32_t", f + "bias", p.bias))
+        bias = f + "bias"
+    defs.append(f"static const mq_per_channel_quant {f}quant = {{{f}mult, {f}shift}};")
+    if layer.kind == "fc":
+        rows, k = layer.in_shape
+        defs.append(f"static const mq_fc_params {f}params = {{{p.input_offset}, {p.filter_offset}, "
+                    f"{p.output_offset}, {p.act_min}, {p.act_max}}};")
+        dims = [(rows, 1, 1, k), (p.filter.shape[0], 1, 1, k), (rows, 1, 1, p.filter.shape[0])]
+    else:
+        defs.append(
+            f"static const mq_conv_params {f}params = {{{p.stride_h}, {p.stride_w}, {p.pad_top}, "
+            f"{p.pad_left}, {p.dilation_h}, {p.dilation_w}, {p.input_offset}, {p.output_offset}, "
+            f"{p.act_min}, {p.act_max}, {p.ch_mult}}};")
+        dims = [(1, *layer.in_shape), p.filter.shape, (1, *layer.out_shape)]
+    for tag, d in zip(("in", "filter_dims", "out"), dims):
+        defs.append(f"static const mq_dims {f}{tag} = {{{', '.join(str(int(v)) for v in d)}}};")
+    call = (f"    /* L{i} {layer.kind} \"{layer.name}\" */\n"
+            f"    status = {KERNELS[layer.kind]}(&{f}params, &{f}quant, &{f}in, inputs[{i}], "
+            f"&{f}filter_dims, {f}filter, {bias}, &{f}out, outputs[{i}]);\n"
+            "    if (status != MQ_OK) {\n        return (int)status;\n    }\n")
+    return defs, call
+
+
+def runtime_files() -> dict[str, bytes]:
+    """The conv/fc runtime sources and every header they include (from include/ or src/)."""
+    files: dict[str, bytes] = {}
+    wanted = list(RUNTIME_FILES)
+    while wanted:
+        rel = wanted.pop(0)
+        base = Path(rel).name
+        if base in files:
+            continue
+        path = next(p for p in (RUNTIME / rel, RUNTIME / "src" / base) if p.exists())
+        files[base] = path.read_bytes()
+        wanted += [f"include/{h.decode()}" for h in
+                   re.findall(rb'^\s*#\s*include\s+"([^"]+)"', files[base], flags=re.M)]
+    return files
+
+
+def kernel_folder(layers: list[Layer], out_dir: Path, name: str = "kbench",
+                  rounding: str = "double") -> Path:
+    """Write a model folder (the shape `microq compile` writes) that runs `layers`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    defs, calls = [], []
+    for i, layer in enumerate(layers):
+        d, c = _layer_c(i, layer)
+        defs += d
+        calls.append(c)
+    proto = f"int {name}_invoke_multi(const int8_t *const *inputs, int8_t *const *outputs)"
+    (out_dir / f"{name}.h").write_text(f"#include <stdint.h>\n{proto};\n")
+    (out_dir / f"{name}.c").write_text(
+        f'#include <stddef.h>\n#include "{name}.h"\n#include "mq_conv.h"\n#include "mq_fc.h"\n\n'
+        + "\n".join(defs) + f"\n\n{proto}\n{{\n    mq_status status;\n" + "".join(calls)
+        + "    return 0;\n}\n")
+    for base, data in runtime_files().items():
+        (out_dir / base).write_bytes(data)
+
+    def spec(i: int, shape: tuple[int, ...]) -> dict:
+        return {"name": f"t{i}", "shape": [1, *shape], "size": int(np.prod(shape)),
+                "scale": 1.0, "zero_point": 0}
+
+    meta = {"name": name, "rounding": rounding, "arena_size": 0,
+            "macs": sum(layer.macs for layer in layers),
+            "layers": [{"index": i, "name": layer.name, "kernel": layer.kind, "macs": layer.macs}
+                       for i, layer in enumerate(layers)],
+            "inputs": [spec(i, layer.in_shape) for i, layer in enumerate(layers)],
+            "outputs": [spec(i, layer.out_shape) for i, layer in enumerate(layers)]}
+    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=2))
+    return out_dir
+
+
+def conv_layer(rng: np.random.Generator, name: str, hw: tuple[int, int], cin: int, cout: int,
+               k: tuple[int, int], stride: int = 1, pad: int = 0, dilation: int = 1,
+               groups: int = 1, depthwise: bool = False, ch_mult: int = 1,
+               bias: bool = True) -> Layer:
+    """A conv2d / depthwise layer with random int8 weights and outputs aimed at the int8 range."""
+    h, w = hw
+    span = [(kk - 1) * dilation + 1 for kk in k]
+    oh = (h + 2 * pad - span[0]) // stride + 1
+    ow = (w + 2 * pad - span[1]) // stride + 1
+    if depthwise:
+        cout = cin * ch_mult
+        filt = rng.integers(-127, 128, (1, *k, cout))
+        depth = k[0] * k[1]
+    else:
+        filt = rng.integers(-127, 128, (cout, *k, cin // groups))
+        depth = k[0] * k[1] * cin // groups
+    shift = -int(np.round(np.log2(5500 * np.sqrt(depth) / 64)))  # |acc| ~ 5500 sqrt(depth)
+    p = ConvParams(
+        stride_h=stride, stride_w=stride, pad_top=pad, pad_left=pad, dilation_h=dilation,
+        dilation_w=dilation, input_offset=int(rng.integers(-127, 129)),
+        output_offset=int(rng.integers(-128, 128)), act_min=-128, act_max=127,
+        ch_mult=ch_mult if depthwise else 1,
+        multiplier=rng.integers(2**30, 2**31, cout).astype(np.int32),
+        shift=(shift + rng.integers(-1, 2, cout)).astype(np.int32),
+        filter=filt.astype(np.int8),
+        bias=rng.integers(-(2**14), 2**14, cout).astype(np.int32) if bias else None)
+    return Layer(name, "depthwise" if depthwise else "conv2d", p, (h, w, cin), (oh, ow, cout))
+
+
+def fc_layer(rng: np.random.Generator, name: str, rows: int, k: int, n_out: int,
+             filter_offset: int = 0, bias: bool = True) -> Layer:
+    shift = -int(np.round(np.log2(5500 * np.sqrt(k) / 64)))
+    p = FCParams(
+        input_offset=int(rng.integers(-127, 129)), filter_offset=filter_offset,
+        output_offset=int(rng.integers(-128, 128)), act_min=-128, act_max=127,
+        multiplier=rng.integers(2**30, 2**31, n_out).astype(np.int32),
+        shift=(shift + rng.integers(-1, 2, n_out)).astype(np.int32),
+        filter=rng.integers(-127, 128, (n_out, k)).astype(np.int8),
+        bias=rng.integers(-(2**14), 2**14, n_out).astype(np.int32) if bias else None)
+    return Layer(name, "fc", p, (rows, k), (rows, n_out))
+
+
+# CMSIS-NN instructions per MAC (gcc 12 -O2, emulated core), from issue 3.
+CMSIS_NN = {"cortex-m4": {"conv 3x3": 2.14, "1x1 conv": 2.07, "fully connected": 2.07,
+                          "depthwise 3x3": 7.96},
+            "cortex-m0plus": {"conv 3x3": 7.13, "1x1 conv": 7.55, "fully connected": 6.42,
+                              "depthwise 3x3": 37.7}}
+# (target, dsp) columns of the table.
+RUNS = (("cortex-m4", True), ("cortex-m4", False), ("cortex-m0plus", False))
+
+
+def bench_layers() -> dict[str, Layer]:
+    """The reference configurations; sized so one layer's input + output fit the M0+'s 16 KiB."""
+    rng = np.random.default_rng(0)
+    return {
+        "conv 3x3": conv_layer(rng, "conv3x3 16x16x16->16 pad1", (16, 16), 16, 16, (3, 3), pad=1),
+        "1x1 conv": conv_layer(rng, "conv1x1 12x12x32->32", (12, 12), 32, 32, (1, 1)),
+        "fully connected": fc_layer(rng, "fc 256->64", 1, 256, 64),
+        "depthwise 3x3": conv_layer(rng, "dw3x3 12x12x32 pad1", (12, 12), 32, 0, (3, 3), pad=1,
+                                    depthwise=True),
+    }
+
+
+def measure(work: Path) -> list[dict]:
+    rows = []
+    for key, layer in bench_layers().items():
+        folder = kernel_folder([layer], work / re.sub(r"\W", "_", key))
+        row = {"kernel": key, "shape": layer.name, "macs": layer.macs}
+        for tgt, dsp in RUNS:
+            r = profile.profile(folder, tgt, dsp=dsp)
+            per_mac = r["layers"][0]["instructions"] / layer.macs
+            col = f"{tgt}{' dsp' if dsp else ' portable'}"
+            row[col] = round(per_mac, 2)
+            row[col + " vs cmsis-nn"] = round(per_mac / CMSIS_NN[tgt][key], 2)
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    head = ["kernel", "shape", "MACs"]
+    for tgt, dsp in RUNS:
+        head.append(f"{tgt} {'DSP' if dsp else 'portable'} (ratio vs CMSIS-NN {tgt})")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["kernel"], r["shape"], str(r["macs"])]
+        for tgt, dsp in RUNS:
+            col = f"{tgt}{' dsp' if dsp else ' portable'}"
+            cells.append(f"{r[col]:.2f} ({r[col + ' vs cmsis-nn']:.2f}x of "
+                         f"{CMSIS_NN[tgt][r['kernel']]})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", type=Path, help="also write the figures as JSON")
+    args = ap.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="mq_bench_kernels"))
+    try:
+        rows = measure(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("Instructions per MAC on the emulated core (QEMU TCG plugin, gcc 12 -O2); ratio < 1 "
+          "means fewer instructions than CMSIS-NN.\n")
+    print(markdown(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
