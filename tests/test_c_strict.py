@@ -13,7 +13,8 @@ import pytest
 from conftest import IN_CI, REPO
 
 SRC = sorted((REPO / "c_runtime" / "src").glob("*.c"))
-HDR = sorted((REPO / "c_runtime" / "include").glob("*.h"))
+HDR = sorted((REPO / "c_runtime" / "include").glob("*.h")) + sorted(
+    (REPO / "c_runtime" / "src").glob("*.h"))
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-c"]
 ASSETS = REPO / "python" / "microq" / "assets"
 

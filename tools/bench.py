@@ -1,6 +1,7 @@
 """`make bench`: compile the demo and the MLPerf Tiny float models and print the deterministic
 figures: flash (weights), RAM (arena vs the liveness lower bound), MACs, compile wall time,
-float vs int8 agreement, and host instructions per inference (valgrind callgrind, when installed).
+float vs int8 agreement, instructions per inference on the emulated Cortex-M4 (DSP and portable
+builds) and Cortex-M0+ (QEMU plugin, exact), and on the host (valgrind callgrind).
 
 Usage: python tools/bench.py [--json FILE] [--models demo,ic01,...]
 """
@@ -58,6 +59,28 @@ def host_instructions(model_dir: Path, name: str) -> int | None:
     return None
 
 
+def mcu_figures(out: Path) -> dict:
+    """Instructions per inference on the emulated cores, and the M4 image's code and stack."""
+    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
+        return {}
+    from microq.errors import MicroqError
+
+    fig = {}
+    for label, target, dsp in (("m4_dsp", "cortex-m4", True), ("m4_portable", "cortex-m4", False),
+                               ("m0plus", "cortex-m0plus", None)):
+        try:
+            p = api.profile(out, target, dsp=dsp)
+        except MicroqError:  # does not fit the board (the micro:bit has 16 KiB of RAM)
+            fig[f"{label}_per_mac"] = None
+            continue
+        fig[f"{label}_instructions"] = p["total_instructions"]
+        fig[f"{label}_per_mac"] = p["instructions_per_mac"]
+    size = api.size(out, "cortex-m4")
+    fig["m4_code"] = size["flash"]["runtime_code"] + size["flash"]["model_code"]
+    fig["m4_stack"] = size["ram"]["stack"]
+    return fig
+
+
 def datasets():
     from mlperf_data import model_path, real_data
 
@@ -100,6 +123,7 @@ def main() -> None:
                 "compile_s": round(secs, 2), "sqnr_db": round(st.sqnr_db, 1),
                 "host_instructions": host_instructions(out, key),
             }
+            row.update(mcu_figures(out))
             if row["host_instructions"]:
                 row["host_instr_per_mac"] = round(row["host_instructions"] / s["macs"], 2)
             x = next(iter(data.values())).reshape(len(r), -1)
@@ -115,7 +139,8 @@ def main() -> None:
             print(json.dumps(row), file=sys.stderr)
     cols = ["model", "samples", "macs", "flash_weights", "arena", "lower_bound", "arena_ratio",
             "sqnr_db", "top1_agreement", "acc_float", "acc_int8", "mse_float", "mse_int8",
-            "host_instructions", "host_instr_per_mac", "compile_s"]
+            "m4_dsp_instructions", "m4_dsp_per_mac", "m4_portable_per_mac", "m0plus_per_mac",
+            "m4_code", "m4_stack", "host_instructions", "host_instr_per_mac", "compile_s"]
 
     def fmt(v):
         if v is None:

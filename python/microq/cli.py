@@ -106,11 +106,41 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, as_
                                    command=command, progress=bar.update, rounding=rounding,
                                    bias_correction=bias_correction)
     seconds = time.perf_counter() - t0
+    size, note = _default_target_size(out_dir)
     if as_json:
-        click.echo(json.dumps(dict(result.summary_json(), seconds=round(seconds, 2)), indent=2))
+        click.echo(json.dumps(dict(result.summary_json(), seconds=round(seconds, 2),
+                                   size=size, size_note=note), indent=2))
     else:
         click.echo(result.summary_table())
+        click.echo(_size_lines(size) if size else note)
         click.echo(f"wrote {out_dir}/ in {seconds:.1f} s")
+
+
+DEFAULT_TARGET = "cortex-m4"
+
+
+def _default_target_size(out_dir: str) -> tuple[dict | None, str]:
+    """The linked size on the default target, when the Arm toolchain is installed."""
+    import shutil
+
+    from . import api
+
+    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
+        return None, (f"({DEFAULT_TARGET} size: install gcc-arm-none-eabi "
+                      "libnewlib-arm-none-eabi qemu-system-arm to see it)")
+    try:
+        return api.size(out_dir, DEFAULT_TARGET), ""
+    except MicroqError as e:
+        return None, f"({DEFAULT_TARGET} size not available: {e})"
+
+
+def _size_lines(rep: dict) -> str:
+    lines = [f"linked for {rep['target']} ({rep['board']}):"]
+    for kind in ("flash", "ram"):
+        parts = rep[kind]
+        items = ", ".join(f"{k} {v:,}" for k, v in parts.items() if k not in ("total", "available"))
+        lines.append(f"  {kind:5} {parts['total']:>9,} B of {parts['available']:,}  ({items})")
+    return "\n".join(lines)
 
 
 @main.command()
@@ -187,11 +217,7 @@ def size(model_dir, target, as_json) -> None:
     if as_json:
         click.echo(json.dumps(rep, indent=2))
         return
-    click.echo(f"{rep['model']} on {rep['target']} ({rep['board']})")
-    for kind in ("flash", "ram"):
-        parts = rep[kind]
-        items = ", ".join(f"{k} {v:,}" for k, v in parts.items() if k not in ("total", "available"))
-        click.echo(f"{kind:5} {parts['total']:>9,} B of {parts['available']:,}  ({items})")
+    click.echo(f"{rep['model']}: " + _size_lines(rep))
 
 
 @main.command()
