@@ -123,3 +123,44 @@ def test_conv3x3_instructions_per_mac(tmp_path, tgt, dsp):
     n = a["layers"][0]["instructions"]
     assert n == b["layers"][0]["instructions"], "counts must be repeatable"
     assert n / layer.macs <= BUDGET[(tgt, dsp)], f"{n / layer.macs:.2f} instructions per MAC"
+
+
+def _mbqm_cases() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, multiplier, shift) triples: random values, int32 edges and exact ties of both
+    roundings (multiplier 2^30 times odd multiples of powers of two), for every shift."""
+    rng = np.random.default_rng(3)
+    edges = [-(2**31), -(2**31) + 1, -(2**30) - 1, -(2**30), -(2**30) + 1, -2, -1, 0, 1, 2,
+             2**30 - 1, 2**30, 2**31 - 1]
+    ties = [s * (2 * j + 1) * 2**p for p in range(0, 30) for j in (0, 1, 5) for s in (1, -1)
+            if (2 * j + 1) * 2**p < 2**31]
+    xs = np.array(edges + ties + list(rng.integers(-(2**31), 2**31, 200)), dtype=np.int64)
+    ms = np.array([0, 1, 2**30, 2**30 + 1, 2**31 - 1, -(2**31), -(2**30)]
+                  + list(rng.integers(2**30, 2**31, 6)), dtype=np.int64)
+    x, m, s = np.meshgrid(xs, ms, np.arange(-31, 31), indexing="ij")
+    x, m, s = x.ravel(), m.ravel(), s.ravel()
+    # Positive shifts need x * 2^shift to fit int32 (the documented MBQM contract).
+    keep = (s <= 0) | (np.abs(x) < 2**31 >> np.maximum(s, 0))
+    return x[keep], m[keep], s[keep]
+
+
+@pytest.mark.parametrize("rounding", ["double", "single"])
+def test_mbqm_fast_path_exact(clib, clib_single, rounding):
+    """mq_mbqm (its one-SMLAL fast path for shift <= -2, and the general path) equals
+    microq.ref.arith.mbqm on every edge and tie case, for every shift."""
+    from microq.ref.arith import mbqm
+
+    _, lib = clib if rounding == "double" else clib_single
+    x, m, s = _mbqm_cases()
+    if rounding == "single":
+        keep = s <= 30
+        x, m, s = x[keep], m[keep], s[keep]
+    f = lib.mq_multiply_by_quantized_multiplier
+    got = np.array([f(int(a), int(b), int(c)) for a, b, c in zip(x, m, s)], dtype=np.int64)
+    want = mbqm(x, m, s, rounding)
+    # The exported function returns int32: compare where the reference fits (it always does
+    # for shift <= 0; larger shifts may wrap in both).
+    fits = (want >= -(2**31)) & (want < 2**31)
+    bad = np.flatnonzero((got != want) & fits)
+    assert bad.size == 0, (f"first mismatch x={x[bad[0]]} M={m[bad[0]]} shift={s[bad[0]]}: "
+                           f"{got[bad[0]]} != {want[bad[0]]}")
+    assert np.count_nonzero(s <= -2) > 10000

@@ -22,15 +22,18 @@ from pathlib import Path
 import numpy as np
 
 from microq.qir import ConvParams, FCParams
+from microq.ref.arith import quantize_multiplier
 from microq.ref.conv import conv2d, depthwise_conv2d
 from microq.ref.fc import fully_connected
 from microq.runtime import profile
 
 RUNTIME = Path(__file__).resolve().parents[1] / "c_runtime"
 RUNTIME_FILES = ("include/mq_types.h", "include/mq_requant.h", "include/mq_conv.h",
-                 "include/mq_fc.h", "src/mq_conv.c", "src/mq_fc.c")
+                 "include/mq_fc.h", "include/mq_elementwise.h", "include/mq_softmax.h",
+                 "src/mq_conv.c", "src/mq_fc.c", "src/mq_elementwise.c", "src/mq_softmax.c",
+                 "src/mq_requant.c")
 KERNELS = {"conv2d": "mq_conv2d_s8", "depthwise": "mq_depthwise_conv2d_s8",
-           "fc": "mq_fully_connected_s8"}
+           "fc": "mq_fully_connected_s8", "add": "mq_add_s8", "softmax": "mq_softmax_s8"}
 
 
 @dataclass(frozen=True)
@@ -40,12 +43,15 @@ class Layer:
 
     name: str
     kind: str  # a KERNELS key
-    params: ConvParams | FCParams
+    params: ConvParams | FCParams | dict
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
 
     @property
     def macs(self) -> int:
+        """MACs; for add and softmax, elements (the tables report instructions per element)."""
+        if self.kind in ("add", "softmax"):
+            return int(np.prod(self.in_shape))
         if self.kind == "fc":
             return self.out_shape[0] * self.out_shape[1] * self.in_shape[1]
         taps = self.params.filter.shape[1] * self.params.filter.shape[2]
@@ -69,8 +75,33 @@ def _c_array(ctype: str, name: str, values: np.ndarray) -> str:
     return f"static const {ctype} {name}[{len(flat)}] = {{\n    " + ",\n    ".join(rows) + "\n};"
 
 
+def _elementwise_c(i: int, layer: Layer) -> tuple[list[str], str]:
+    """add (the input added to itself, contiguous) and softmax over rows of the input."""
+    f = f"L{i}_"
+    p = layer.params
+    if layer.kind == "add":
+        n = int(np.prod(layer.in_shape))
+        fields = ", ".join(str(int(p[k])) for k in (
+            "input1_offset", "input1_multiplier", "input1_shift", "input2_offset",
+            "input2_multiplier", "input2_shift", "left_shift", "output_offset",
+            "output_multiplier", "output_shift", "act_min", "act_max"))
+        defs = [f"static const mq_add_params {f}params = {{{fields}}};",
+                f"static const mq_broadcast {f}bcast = {{1, {{1, 1, 1, 1, 1, {n}}}, "
+                f"{{0, 0, 0, 0, 0, 1}}, {{0, 0, 0, 0, 0, 1}}}};"]
+        call = f"mq_add_s8(&{f}params, &{f}bcast, inputs[{i}], inputs[{i}], outputs[{i}])"
+    else:
+        rows, size = layer.in_shape
+        defs = [f"static const mq_softmax_params {f}params = {{{p['input_multiplier']}, "
+                f"{p['input_left_shift']}, {p['diff_min']}}};"]
+        call = f"mq_softmax_s8(&{f}params, {rows}, {size}, inputs[{i}], outputs[{i}])"
+    return defs, (f"    /* L{i} {layer.kind} \"{layer.name}\" */\n    status = {call};\n"
+                  "    if (status != MQ_OK) {\n        return (int)status;\n    }\n")
+
+
 def _layer_c(i: int, layer: Layer) -> tuple[list[str], str]:
     """(definitions, call) of layer i; the call reads inputs[i] and writes outputs[i]."""
+    if layer.kind in ("add", "softmax"):
+        return _elementwise_c(i, layer)
     p = layer.params
     f = f"L{i}_"
     defs = [_c_array("int8_t", f + "filter", p.filter),
@@ -129,7 +160,8 @@ def kernel_folder(layers: list[Layer], out_dir: Path, name: str = "kbench",
     proto = f"int {name}_invoke_multi(const int8_t *const *inputs, int8_t *const *outputs)"
     (out_dir / f"{name}.h").write_text(f"#include <stdint.h>\n{proto};\n")
     (out_dir / f"{name}.c").write_text(
-        f'#include <stddef.h>\n#include "{name}.h"\n#include "mq_conv.h"\n#include "mq_fc.h"\n\n'
+        f'#include <stddef.h>\n#include "{name}.h"\n#include "mq_conv.h"\n#include "mq_fc.h"\n'
+        '#include "mq_elementwise.h"\n#include "mq_softmax.h"\n\n'
         + "\n".join(defs) + f"\n\n{proto}\n{{\n    mq_status status;\n" + "".join(calls)
         + "    return 0;\n}\n")
     for base, data in runtime_files().items():
@@ -212,6 +244,56 @@ def bench_layers() -> dict[str, Layer]:
     }
 
 
+def add_layer(name: str, n: int) -> Layer:
+    """A residual add with TFLite's int8 parameters (input scales 0.05 and 0.05, output 0.08)."""
+    s1, s2, so = 0.05, 0.05, 0.08
+    twice_max = 2 * max(s1, s2)
+    m1, sh1 = quantize_multiplier(s1 / twice_max)
+    m2, sh2 = quantize_multiplier(s2 / twice_max)
+    mo, sho = quantize_multiplier(twice_max / ((1 << 20) * so))
+    p = {"input1_offset": 3, "input1_multiplier": m1, "input1_shift": sh1, "input2_offset": 3,
+         "input2_multiplier": m2, "input2_shift": sh2, "left_shift": 20, "output_offset": -5,
+         "output_multiplier": mo, "output_shift": sho, "act_min": -128, "act_max": 127}
+    return Layer(name, "add", p, (n,), (n,))
+
+
+def softmax_layer(name: str, rows: int, size: int) -> Layer:
+    """Softmax with beta * input_scale = 0.1 (TFLite's PreprocessSoftmaxScaling)."""
+    mult, shift = quantize_multiplier(0.1 * 2**26)
+    p = {"input_multiplier": mult, "input_left_shift": shift,
+         "diff_min": -((31 << 26) >> shift)}
+    return Layer(name, "softmax", p, (rows, size), (rows, size))
+
+
+def elementwise_layers() -> dict[str, Layer]:
+    return {"add": add_layer("add 1024 (no broadcast)", 1024),
+            "softmax": softmax_layer("softmax 16 rows x 12", 16, 12)}
+
+
+def measure_elementwise(work: Path) -> list[dict]:
+    """Instructions per element of add and softmax."""
+    rows = []
+    for key, layer in elementwise_layers().items():
+        folder = kernel_folder([layer], work / f"ew_{key}")
+        row = {"kernel": key, "shape": layer.name, "elements": layer.macs}
+        for tgt, dsp in RUNS:
+            r = profile.profile(folder, tgt, dsp=dsp)
+            row[f"{tgt}{' dsp' if dsp else ' portable'}"] = round(
+                r["layers"][0]["instructions"] / layer.macs, 2)
+        rows.append(row)
+    return rows
+
+
+def markdown_elementwise(rows: list[dict]) -> str:
+    cols = [f"{tgt}{' dsp' if dsp else ' portable'}" for tgt, dsp in RUNS]
+    lines = ["| kernel | shape | elements | " + " | ".join(cols) + " |",
+             "|" + "---|" * (3 + len(cols))]
+    for r in rows:
+        lines.append(f"| {r['kernel']} | {r['shape']} | {r['elements']} | "
+                     + " | ".join(f"{r[c]:.1f}" for c in cols) + " |")
+    return "\n".join(lines)
+
+
 def measure(work: Path) -> list[dict]:
     rows = []
     for key, layer in bench_layers().items():
@@ -249,13 +331,16 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="mq_bench_kernels"))
     try:
         rows = measure(work)
+        ew = measure_elementwise(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("Instructions per MAC on the emulated core (QEMU TCG plugin, gcc 12 -O2); ratio < 1 "
           "means fewer instructions than CMSIS-NN.\n")
     print(markdown(rows))
+    print("\nInstructions per element:\n")
+    print(markdown_elementwise(ew))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        args.json.write_text(json.dumps({"per_mac": rows, "per_element": ew}, indent=2) + "\n")
     return 0
 
 

@@ -39,20 +39,56 @@ static inline int32_t mq_rdbpot(int32_t x, int32_t e)
     return (x >> e) + (rem > threshold ? 1 : 0);
 }
 
-/* x * multiplier * 2^(shift - 31), rounded as TFLite Micro does. */
-static inline int32_t mq_mbqm(int32_t x, int32_t multiplier, int32_t shift)
+/* x * multiplier * 2^(shift - 31), rounded as TFLite Micro does.
+ *
+ * Fast path, shift = -e <= -2 and multiplier >= 0 (every conv/fc/add multiplier below 1/2):
+ * one 64-bit multiply-accumulate and one shift, hi(P + R) >> (e - 1) with P = x * multiplier,
+ * i.e. floor((P + R) / 2^(31 + e)).
+ * - Single rounding: R = 2^(30 + e) is exactly the formula.
+ * - Double rounding: with s = floor((P + 2^30) / 2^31) (mq_srdhm; it cannot saturate, as
+ *   multiplier >= 0 excludes INT32_MIN * INT32_MIN), mq_rdbpot(s, e) rounds up iff the
+ *   remainder of s / 2^e is >= 2^(e-1) + [s < 0], so it equals floor((s + 2^(e-1) - [s < 0]) /
+ *   2^e). Nested floors by powers of two merge, floor((floor(A / 2^31) + c) / 2^e) = floor((A +
+ *   c 2^31) / 2^(31 + e)), so R = 2^30 + 2^(30 + e) - [s < 0] 2^31. [s < 0] is [P < -2^30]; we
+ *   use [x < 0] = [P < 0] (multiplier >= 0) instead, which differs only for P in [-2^30, 0]
+ *   (or x < 0 = multiplier), where s = 0 and both give floor((2^(e-1) - 1) / 2^e) = 0.
+ * With e >= 2 the low word of R is 2^30 - [x < 0] 2^31 and the high word 2^(e-2) - [x < 0]
+ * (the term 2^(30+e) lies wholly in the high word), so R costs two instructions. |P| <= 2^62,
+ * so P + R never overflows int64. Checked against python/microq/ref/arith.py exhaustively on
+ * edge values in tests/test_kernel_perf.py. */
+static inline int32_t mq_mbqm_fast(int32_t x, int32_t multiplier, int32_t round_hi,
+                                   int32_t e_minus_1)
 {
 #if MQ_SINGLE_ROUNDING
-    const int32_t total = 31 - shift;
-    const int64_t round = (int64_t)1 << (total - 1);
-    return (int32_t)(((int64_t)x * multiplier + round) >> total);
+    const int32_t neg = 0;
+    const uint32_t round_lo = 0;
 #else
-    const int32_t left = shift > 0 ? shift : 0;
-    const int32_t right = shift > 0 ? 0 : -shift;
-    /* Callers guarantee x * 2^left fits in int32 (left shifts only occur for small |x|);
-     * multiply in uint32 so the shift itself is never undefined for negative x. */
-    return mq_rdbpot(mq_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
+    const int32_t neg = x >> 31; /* 0 or -1: arithmetic shift, as in mq_rdbpot */
+    const uint32_t round_lo = 0x40000000u + ((uint32_t)neg << 31);
 #endif
+    const int64_t round =
+        (int64_t)(((uint64_t)(uint32_t)(round_hi + neg) << 32) | (uint64_t)round_lo);
+    return (int32_t)((round + (int64_t)x * multiplier) >> 32) >> e_minus_1;
+}
+
+static inline int32_t mq_mbqm(int32_t x, int32_t multiplier, int32_t shift)
+{
+    if (shift <= -2 && multiplier >= 0) {
+        return mq_mbqm_fast(x, multiplier, (int32_t)1 << (-shift - 2), -shift - 1);
+    }
+    {
+#if MQ_SINGLE_ROUNDING
+        const int32_t total = 31 - shift;
+        const int64_t round = (int64_t)1 << (total - 1);
+        return (int32_t)(((int64_t)x * multiplier + round) >> total);
+#else
+        const int32_t left = shift > 0 ? shift : 0;
+        const int32_t right = shift > 0 ? 0 : -shift;
+        /* Callers guarantee x * 2^left fits in int32 (left shifts only occur for small |x|);
+         * multiply in uint32 so the shift itself is never undefined for negative x. */
+        return mq_rdbpot(mq_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
+#endif
+    }
 }
 
 static inline int32_t mq_clamp(int32_t v, int32_t lo, int32_t hi)

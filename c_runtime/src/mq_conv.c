@@ -27,13 +27,6 @@ static void mq_tap_range(int32_t origin, int32_t dilation, int32_t size, int32_t
     *k_end = end > start ? end : start;
 }
 
-static int8_t mq_requant_out(int32_t acc, int32_t multiplier, int32_t shift, int32_t output_offset,
-                             int32_t act_min, int32_t act_max)
-{
-    const int32_t v = mq_mbqm(acc, multiplier, shift) + output_offset;
-    return (int8_t)mq_clamp(v, act_min, act_max);
-}
-
 static int mq_dims_positive(const mq_dims *d)
 {
     return d->n > 0 && d->h > 0 && d->w > 0 && d->c > 0;
@@ -161,6 +154,7 @@ mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant 
                 for (oc = 0; oc < out_c; oc += filters) {
                     const int32_t g = oc / oc_per_group;
                     int32_t acc[4];
+                    mq_rq q[2];
                     int32_t i, f;
                     filters = (oc + 1) % oc_per_group != 0 && oc + 1 < out_c ? 2 : 1;
                     acc[0] = bias ? bias[oc] : 0;
@@ -175,12 +169,14 @@ mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant 
                         mq_patch_dot(&pt, pixels, params->stride_w * in_c, filters, filter_size,
                                      params->input_offset, acc);
                     }
+                    q[0] = mq_rq_channel(quant->multiplier[oc], quant->shift[oc]);
+                    q[1] = mq_rq_channel(quant->multiplier[oc + filters - 1],
+                                         quant->shift[oc + filters - 1]);
                     for (i = 0; i < pixels; ++i) {
                         int8_t *y = output + (((n * out_h + oy) * out_w) + ox + i) * out_c + oc;
                         for (f = 0; f < filters; ++f) {
-                            y[f] = mq_requant_out(acc[2 * i + f], quant->multiplier[oc + f],
-                                                  quant->shift[oc + f], params->output_offset,
-                                                  params->act_min, params->act_max);
+                            y[f] = mq_rq_out(&q[f], acc[2 * i + f], params->output_offset,
+                                             params->act_min, params->act_max);
                         }
                     }
                 }
@@ -290,9 +286,10 @@ mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_chan
                                   params->dilation_w * in_c, k_w * out_c, out_c,
                                   params->input_offset, acc);
                         for (j = 0; j < 4; ++j) {
-                            *output++ = mq_requant_out(acc[j], quant->multiplier[ic + j],
-                                                       quant->shift[ic + j], params->output_offset,
-                                                       params->act_min, params->act_max);
+                            const mq_rq q = mq_rq_channel(quant->multiplier[ic + j],
+                                                          quant->shift[ic + j]);
+                            *output++ = mq_rq_out(&q, acc[j], params->output_offset,
+                                                  params->act_min, params->act_max);
                         }
                     }
                 }
@@ -313,9 +310,9 @@ mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_chan
                                        (int32_t)w_row[kx * out_c];
                             }
                         }
-                        *output++ = mq_requant_out(acc, quant->multiplier[oc], quant->shift[oc],
-                                                   params->output_offset, params->act_min,
-                                                   params->act_max);
+                        const mq_rq q = mq_rq_channel(quant->multiplier[oc], quant->shift[oc]);
+                        *output++ = mq_rq_out(&q, acc, params->output_offset, params->act_min,
+                                              params->act_max);
                     }
                 }
             }

@@ -62,6 +62,38 @@ static inline uint32_t mq_offset2(int32_t input_offset)
 
 #endif /* MQ_DSP */
 
+/* Per-channel requantization constants, set up once per channel and reused for every output
+ * of it (mq_mbqm_fast in mq_requant.h: one SMLAL and one shift on the M4). */
+typedef struct {
+    int32_t multiplier;
+    int32_t shift;
+    int32_t round_hi;  /* 2^(e-2) with e = -shift */
+    int32_t e_minus_1; /* e - 1, or -1 where mq_mbqm's general path applies */
+} mq_rq;
+
+static inline mq_rq mq_rq_channel(int32_t multiplier, int32_t shift)
+{
+    mq_rq q;
+    const int fast = shift <= -2 && shift >= -31 && multiplier >= 0;
+    q.multiplier = multiplier;
+    q.shift = shift;
+    q.round_hi = fast ? (int32_t)1 << (-shift - 2) : 0;
+    q.e_minus_1 = fast ? -shift - 1 : -1;
+    return q;
+}
+
+static inline int32_t mq_rq_apply(const mq_rq *q, int32_t x)
+{
+    return q->e_minus_1 >= 0 ? mq_mbqm_fast(x, q->multiplier, q->round_hi, q->e_minus_1)
+                             : mq_mbqm(x, q->multiplier, q->shift);
+}
+
+static inline int8_t mq_rq_out(const mq_rq *q, int32_t acc, int32_t output_offset,
+                               int32_t act_min, int32_t act_max)
+{
+    return (int8_t)mq_clamp(mq_rq_apply(q, acc) + output_offset, act_min, act_max);
+}
+
 /* sum_k (x[k] + input_offset). */
 static inline int32_t mq_dot_sum(const int8_t *x, int32_t len, int32_t input_offset)
 {
@@ -181,11 +213,71 @@ static inline void mq_dot_2x2(const int8_t *x0, const int8_t *x1, const int8_t *
     acc[3] = a11;
 }
 
+#if MQ_DSP
+/* Depth limit of the widened-row buffer of mq_rows_s8: 2 rows x 192 int16 = 768 bytes of stack.
+ * Deeper rows use the byte cores. */
+#define MQ_WIDE_MAX_DEPTH 192
+
+/* Two rows x0, x1 widened once, for every filter pair: per group of 4 bytes the words
+ * (x0[0], x0[2]), (x0[1], x0[3]), (x1[0], x1[2]), (x1[1], x1[3]) with input_offset added, the
+ * pairing SXTB16 / SXTB16-ror-8 gives the filter words. */
+static inline void mq_widen_2rows(const int8_t *x0, const int8_t *x1, int32_t quads,
+                                  int32_t input_offset, uint32_t *buf)
+{
+    const uint32_t off2 = mq_offset2(input_offset);
+    int32_t q;
+    for (q = 0; q < quads; ++q) {
+        const uint32_t v0 = mq_read_s8x4(x0 + 4 * q);
+        const uint32_t v1 = mq_read_s8x4(x1 + 4 * q);
+        buf[4 * q] = __sxtab16(off2, v0);
+        buf[4 * q + 1] = mq_sxtab16_ror8(off2, v0);
+        buf[4 * q + 2] = __sxtab16(off2, v1);
+        buf[4 * q + 3] = mq_sxtab16_ror8(off2, v1);
+    }
+}
+
+/* mq_dot_2x2 over `quads` groups of 4 with the rows pre-widened by mq_widen_2rows: the inner
+ * step is two filter loads, four SXTB16 and eight SMLAD for 16 MACs. */
+static inline void mq_dot_2x2_wide(const uint32_t *xw, const int8_t *w0, int32_t w_step,
+                                   int32_t quads, int32_t *acc)
+{
+    int32_t a00 = acc[0];
+    int32_t a01 = acc[1];
+    int32_t a10 = acc[2];
+    int32_t a11 = acc[3];
+    const uint32_t *end = xw + 4 * quads;
+    while (xw != end) {
+        uint32_t wv = mq_read_s8x4(w0);
+        const uint32_t w0e = __sxtb16(wv);
+        const uint32_t w0o = mq_sxtb16_ror8(wv);
+        uint32_t w1e, w1o;
+        wv = mq_read_s8x4(w0 + w_step);
+        w1e = __sxtb16(wv);
+        w1o = mq_sxtb16_ror8(wv);
+        a00 = (int32_t)__smlad(xw[0], w0e, (uint32_t)a00);
+        a00 = (int32_t)__smlad(xw[1], w0o, (uint32_t)a00);
+        a01 = (int32_t)__smlad(xw[0], w1e, (uint32_t)a01);
+        a01 = (int32_t)__smlad(xw[1], w1o, (uint32_t)a01);
+        a10 = (int32_t)__smlad(xw[2], w0e, (uint32_t)a10);
+        a10 = (int32_t)__smlad(xw[3], w0o, (uint32_t)a10);
+        a11 = (int32_t)__smlad(xw[2], w1e, (uint32_t)a11);
+        a11 = (int32_t)__smlad(xw[3], w1o, (uint32_t)a11);
+        xw += 4;
+        w0 += 4;
+    }
+    acc[0] = a00;
+    acc[1] = a01;
+    acc[2] = a10;
+    acc[3] = a11;
+}
+#endif /* MQ_DSP */
+
 /* out[r, o] = clamp(output_offset + MBQM(bias[o] + sum_k (x[r, k] + input_offset) *
  * (w[o, k] + filter_offset))) for rows x [rows, depth] and filters w [out_c, depth]: the
  * fully connected layer and the 1x1 convolution. A non-zero filter_offset adds
  * filter_offset * sum_k (x[r, k] + input_offset) per row (exact). Two rows by two filters at a
- * time; odd tails use the narrower cores. */
+ * time; odd tails use the narrower cores. On DSP cores a row pair is widened to int16 once
+ * (mq_widen_2rows) and shared by all filter pairs. */
 static inline void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, const int8_t *w,
                               const int32_t *bias, int32_t out_c, int32_t input_offset,
                               int32_t filter_offset, int32_t output_offset, int32_t act_min,
@@ -193,11 +285,21 @@ static inline void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, cons
                               int8_t *out)
 {
     int32_t r, o, i;
+#if MQ_DSP
+    uint32_t wide[MQ_WIDE_MAX_DEPTH]; /* 2 rows x depth int16 */
+    const int32_t quads = depth / 4;
+#endif
     for (r = 0; r < rows; r += 2) {
         const int8_t *x0 = x + r * depth;
         const int32_t nr = rows - r >= 2 ? 2 : 1;
         const int8_t *x1 = x0 + (nr - 1) * depth;
         int32_t extra[2] = {0, 0};
+#if MQ_DSP
+        const int use_wide = nr == 2 && depth <= MQ_WIDE_MAX_DEPTH && out_c >= 2;
+        if (use_wide) {
+            mq_widen_2rows(x0, x1, quads, input_offset, wide);
+        }
+#endif
         if (filter_offset != 0) {
             for (i = 0; i < nr; ++i) {
                 extra[i] = filter_offset * mq_dot_sum(x0 + i * depth, depth, input_offset);
@@ -209,26 +311,43 @@ static inline void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, cons
             const int8_t *w1 = w0 + (nf - 1) * depth;
             const int32_t b0 = bias ? bias[o] : 0;
             const int32_t b1 = bias ? bias[o + nf - 1] : 0;
+            mq_rq q[2];
             int32_t acc[4];
             acc[0] = b0 + extra[0];
             acc[1] = b1 + extra[0];
             acc[2] = b0 + extra[1];
             acc[3] = b1 + extra[1];
             if (nr == 2 && nf == 2) {
-                mq_dot_2x2(x0, x1, w0, w1, depth, input_offset, acc);
+#if MQ_DSP
+                if (use_wide) {
+                    int32_t k;
+                    mq_dot_2x2_wide(wide, w0, depth, quads, acc);
+                    for (k = 4 * quads; k < depth; ++k) {
+                        const int32_t xk0 = (int32_t)x0[k] + input_offset;
+                        const int32_t xk1 = (int32_t)x1[k] + input_offset;
+                        acc[0] += xk0 * w0[k];
+                        acc[1] += xk0 * w1[k];
+                        acc[2] += xk1 * w0[k];
+                        acc[3] += xk1 * w1[k];
+                    }
+                } else
+#endif
+                {
+                    mq_dot_2x2(x0, x1, w0, w1, depth, input_offset, acc);
+                }
             } else if (nf == 2) {
                 mq_dot_1x2(x0, w0, w1, depth, input_offset, acc);
             } else {
                 acc[0] = mq_dot_1x1(x0, w0, depth, input_offset, acc[0]);
                 acc[2] = mq_dot_1x1(x1, w0, depth, input_offset, acc[2]);
             }
+            q[0] = mq_rq_channel(multiplier[o], shift[o]);
+            q[1] = mq_rq_channel(multiplier[o + nf - 1], shift[o + nf - 1]);
             for (i = 0; i < nr * 2; i += 2) {
                 int8_t *y = out + (r + i / 2) * out_c + o;
                 int32_t f;
                 for (f = 0; f < nf; ++f) {
-                    const int32_t v =
-                        mq_mbqm(acc[i + f], multiplier[o + f], shift[o + f]) + output_offset;
-                    y[f] = (int8_t)mq_clamp(v, act_min, act_max);
+                    y[f] = mq_rq_out(&q[f], acc[i + f], output_offset, act_min, act_max);
                 }
             }
         }

@@ -1,5 +1,6 @@
 /* microq runtime: int8 add, sub, mul with numpy broadcasting; lookup table; requantize.
  * Bit-exact with the TFLite Micro reference kernels (integer_ops/add.h, mul.h, requantize.h). */
+#include "mq_dsp.h"
 #include "mq_elementwise.h"
 #include "mq_requant.h"
 
@@ -54,15 +55,27 @@ static mq_status check_mul_params(const mq_mul_params *p)
     return MQ_OK;
 }
 
-static inline int8_t add_one(const mq_add_params *p, int32_t x1, int32_t x2, int32_t negate)
+/* ADD / SUB over one run: the parameters are copied to locals and the three multipliers set up
+ * once (mq_rq), so the loop body is three multiply-shifts and the clamp. */
+static void add_row(const mq_add_params *p, const int8_t *in1, int32_t stride1,
+                    const int8_t *in2, int32_t stride2, int8_t *out, int32_t n, int32_t negate)
 {
-    const int32_t shifted1 = (x1 + p->input1_offset) * (1 << p->left_shift);
-    const int32_t shifted2 = (x2 + p->input2_offset) * (1 << p->left_shift);
-    const int32_t scaled1 = mq_mbqm(shifted1, p->input1_multiplier, p->input1_shift);
-    const int32_t scaled2 = mq_mbqm(shifted2, p->input2_multiplier, p->input2_shift);
-    const int32_t raw = negate ? scaled1 - scaled2 : scaled1 + scaled2;
-    const int32_t out = mq_mbqm(raw, p->output_multiplier, p->output_shift) + p->output_offset;
-    return (int8_t)mq_clamp(out, p->act_min, p->act_max);
+    const mq_rq q1 = mq_rq_channel(p->input1_multiplier, p->input1_shift);
+    const mq_rq q2 = mq_rq_channel(p->input2_multiplier, p->input2_shift);
+    const mq_rq qo = mq_rq_channel(p->output_multiplier, p->output_shift);
+    const int32_t offset1 = p->input1_offset;
+    const int32_t offset2 = p->input2_offset;
+    const int32_t scale = (int32_t)1 << p->left_shift;
+    const int32_t output_offset = p->output_offset;
+    const int32_t act_min = p->act_min;
+    const int32_t act_max = p->act_max;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const int32_t scaled1 = mq_rq_apply(&q1, ((int32_t)in1[i * stride1] + offset1) * scale);
+        const int32_t scaled2 = mq_rq_apply(&q2, ((int32_t)in2[i * stride2] + offset2) * scale);
+        const int32_t raw = negate ? scaled1 - scaled2 : scaled1 + scaled2;
+        out[i] = mq_rq_out(&qo, raw, output_offset, act_min, act_max);
+    }
 }
 
 static inline int8_t mul_one(const mq_mul_params *p, int32_t x1, int32_t x2)
@@ -80,14 +93,10 @@ static void run_row(const mq_ew_kernel *k, const int8_t *in1, int32_t stride1, c
     int32_t i;
     switch (k->op) {
     case MQ_EW_ADD:
-        for (i = 0; i < n; ++i) {
-            out[i] = add_one(k->add, in1[i * stride1], in2[i * stride2], 0);
-        }
+        add_row(k->add, in1, stride1, in2, stride2, out, n, 0);
         break;
     case MQ_EW_SUB:
-        for (i = 0; i < n; ++i) {
-            out[i] = add_one(k->add, in1[i * stride1], in2[i * stride2], 1);
-        }
+        add_row(k->add, in1, stride1, in2, stride2, out, n, 1);
         break;
     case MQ_EW_MUL:
         for (i = 0; i < n; ++i) {

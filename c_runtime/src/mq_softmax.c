@@ -8,6 +8,10 @@
 
 #define MQ_SOFTMAX_ACCUM_BITS 12
 
+/* Rows up to this length keep their exp() values (256 bytes of stack) from the sum pass for the
+ * output pass instead of computing them twice. */
+#define MQ_SOFTMAX_CACHE 64
+
 /* The multiplier is capped at 2^31 - 1 (2^30 - 1 with single rounding, whose MBQM takes shifts
  * up to 30), as TFLite's PreprocessSoftmaxScaling does. */
 #if MQ_SINGLE_ROUNDING
@@ -131,6 +135,8 @@ static void softmax_row(const mq_softmax_params *params, int32_t row_size, const
     int32_t shifted_scale;
     int32_t exponent;
     int32_t c;
+    int32_t exps[MQ_SOFTMAX_CACHE];
+    const int cached = row_size <= MQ_SOFTMAX_CACHE;
 
     for (c = 0; c < row_size; ++c) {
         max_in_row = input[c] > max_in_row ? input[c] : max_in_row;
@@ -140,6 +146,9 @@ static void softmax_row(const mq_softmax_params *params, int32_t row_size, const
         const int32_t diff = (int32_t)input[c] - max_in_row;
         if (diff >= params->diff_min) {
             const int32_t e = exp_on_negative_values(rescale_diff(params, diff));
+            if (cached) {
+                exps[c] = e;
+            }
             sum_of_exps += mq_rdbpot(e, MQ_SOFTMAX_ACCUM_BITS); /* Q0.31 -> Q12.19 */
         }
     }
@@ -161,7 +170,8 @@ static void softmax_row(const mq_softmax_params *params, int32_t row_size, const
         const int32_t diff = (int32_t)input[c] - max_in_row;
         int32_t out = -128;
         if (diff >= params->diff_min) {
-            const int32_t e = exp_on_negative_values(rescale_diff(params, diff));
+            const int32_t e =
+                cached ? exps[c] : exp_on_negative_values(rescale_diff(params, diff));
             const int32_t prob = mq_srdhm(shifted_scale, e);
             /* exponent > 31 only when sum >= 2^28 (exps summing to >= 512): then
              * prob < 2^31 is below half of 2^exponent and rounds to 0. */

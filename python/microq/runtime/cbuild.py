@@ -101,5 +101,6 @@ def build_c_runtime(defines: dict[str, str] | None = None):
     headers.sort(key=lambda p: p.name != "mq_types.h")  # types first
     cdef = cdef_from_headers(headers)
     preamble = "\n".join(f'#include "{p.name}"' for p in headers)
-    sources = sorted((REPO_C_RUNTIME / "src").glob("*.c"))
+    # internal headers of src/ (e.g. mq_dsp.h) are hashed too: build() compiles only the .c
+    sources = sorted((REPO_C_RUNTIME / "src").glob("*.[ch]"))
     return build("runtime", sources, [inc], cdef, preamble, defines)
