@@ -38,6 +38,20 @@ def progress_bar(label: str, quiet: bool = False, length: int | None = None):
         yield bar
 
 
+def calibration_steps(calib, method: str) -> int | None:
+    """Length of the calibration progress bar: samples x passes over them (None if unknown)."""
+    from .quant.calibrate import passes
+
+    if calib is None:
+        return None
+    try:
+        arrays = calib if isinstance(calib, dict) else load_arrays(calib)
+    except MicroqError:
+        return None  # compile_model reports the problem with the file
+    first = next((a for k, a in arrays.items() if k != "label"), None)
+    return None if first is None or np.ndim(first) == 0 else len(first) * passes(method)
+
+
 # --- inspect ---------------------------------------------------------------------------------
 @dataclass
 class InspectView:

@@ -101,7 +101,8 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, as_
         raise MicroqError(f"--name '{name}' is not a C identifier; use letters, digits and _")
     command = "microq " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     t0 = time.perf_counter()
-    with api.progress_bar("calibrating", as_json) as bar:
+    steps = api.calibration_steps(calib, method)
+    with api.progress_bar("calibrating", as_json or steps is None, steps) as bar:
         result = api.compile_model(model, calib, out_dir, name=name, method=method,
                                    command=command, progress=bar.update, rounding=rounding,
                                    bias_correction=bias_correction)
@@ -156,7 +157,8 @@ def quantize(model, calib, out_path, method, bias_correction) -> None:
 
     if calib is None:
         raise MicroqError(f"{model}: quantize needs calibration data (--calib)")
-    with api.progress_bar("calibrating") as bar:
+    steps = api.calibration_steps(calib, method)
+    with api.progress_bar("calibrating", steps is None, steps) as bar:
         path = api.quantize_to_qdq(model, calib, out_path, method=method, progress=bar.update,
                                    bias_correction=bias_correction)
     click.echo(f"wrote {path}")
