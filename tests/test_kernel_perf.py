@@ -143,13 +143,20 @@ def _mbqm_cases() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x[keep], m[keep], s[keep]
 
 
+@pytest.mark.parametrize("mul64", [True, False], ids=["mul64", "no_mul64"])
 @pytest.mark.parametrize("rounding", ["double", "single"])
-def test_mbqm_fast_path_exact(clib, clib_single, rounding):
+def test_mbqm_fast_path_exact(clib, clib_single, rounding, mul64):
     """mq_mbqm (its one-SMLAL fast path for shift <= -2, and the general path) equals
-    microq.ref.arith.mbqm on every edge and tie case, for every shift."""
+    microq.ref.arith.mbqm on every edge and tie case, for every shift; no_mul64 is the
+    16-bit-halves fast path that ARMv6-M (Cortex-M0+) builds use."""
     from microq.ref.arith import mbqm
+    from microq.runtime.cbuild import build_c_runtime
 
-    _, lib = clib if rounding == "double" else clib_single
+    if mul64:
+        _, lib = clib if rounding == "double" else clib_single
+    else:
+        _, lib = build_c_runtime({"MQ_NO_MUL64": "1", "MQ_SINGLE_ROUNDING":
+                                  "1" if rounding == "single" else "0"})
     x, m, s = _mbqm_cases()
     if rounding == "single":
         keep = s <= 30

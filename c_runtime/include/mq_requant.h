@@ -15,6 +15,17 @@
 #define MQ_SINGLE_ROUNDING 0
 #endif
 
+/* 1 where the core has no 32x32->64 multiply (ARMv6-M, ARMv8-M baseline: it would be an
+ * __aeabi_lmul call); mq_mbqm_fast then multiplies in 16-bit halves. Defining it on the host
+ * tests that path (tests/test_kernel_perf.py). */
+#ifndef MQ_NO_MUL64
+#if defined(__ARM_ARCH_6M__) || defined(__ARM_ARCH_8M_BASE__)
+#define MQ_NO_MUL64 1
+#else
+#define MQ_NO_MUL64 0
+#endif
+#endif
+
 /* gemmlowp SaturatingRoundingDoublingHighMul (ARM VQRDMULH). The 64-bit product of two int32
  * never overflows; the only saturating case is INT32_MIN * INT32_MIN. */
 static inline int32_t mq_srdhm(int32_t a, int32_t b)
@@ -66,9 +77,34 @@ static inline int32_t mq_mbqm_fast(int32_t x, int32_t multiplier, int32_t round_
     const int32_t neg = x >> 31; /* 0 or -1: arithmetic shift, as in mq_rdbpot */
     const uint32_t round_lo = 0x40000000u + ((uint32_t)neg << 31);
 #endif
+#if MQ_NO_MUL64
+    /* The high word of x * multiplier + R from 16-bit halves. With x = xh 2^16 + xl and
+     * multiplier = mh 2^16 + ml (xh signed, xl, ml < 2^16, 0 <= mh < 2^15) every partial
+     * product fits its type: |xh ml| < 2^31, xl mh < 2^31, xl ml < 2^32. Each cross term c 2^16
+     * splits exactly into (c >> 16) 2^32 (arithmetic shift, a floor) plus its low half << 16;
+     * the low-word sums carry into the high word. */
+    const int32_t xh = x >> 16;
+    const uint32_t xl = (uint32_t)x & 0xFFFFu;
+    const int32_t mh = multiplier >> 16;
+    const uint32_t ml = (uint32_t)multiplier & 0xFFFFu;
+    const int32_t c1 = xh * (int32_t)ml;
+    const int32_t c2 = (int32_t)(xl * (uint32_t)mh);
+    uint32_t lo = xl * ml;
+    uint32_t t = (uint32_t)c1 << 16;
+    int32_t hi = xh * mh + (round_hi + neg) + (c1 >> 16) + (c2 >> 16);
+    lo += t;
+    hi += lo < t;
+    t = (uint32_t)c2 << 16;
+    lo += t;
+    hi += lo < t;
+    lo += round_lo;
+    hi += lo < round_lo;
+    return hi >> e_minus_1;
+#else
     const int64_t round =
         (int64_t)(((uint64_t)(uint32_t)(round_hi + neg) << 32) | (uint64_t)round_lo);
     return (int32_t)((round + (int64_t)x * multiplier) >> 32) >> e_minus_1;
+#endif
 }
 
 static inline int32_t mq_mbqm(int32_t x, int32_t multiplier, int32_t shift)

@@ -52,8 +52,9 @@ typedef struct {
     int32_t w_row; /* filter bytes between tap rows */
 } mq_patch;
 
-/* acc += the patch of pixels (x, x + x_step) against filters (w, w + w_step); acc as in
- * mq_dot_2x2. pixels and filters are 1 or 2. */
+/* acc += the patch of pixels (x, x + x_step) against filters (w, w + w_step, ...); acc as in
+ * mq_dot_2x2, or mq_dot_1x4 for one pixel against four filters. pixels is 1 or 2, filters 1, 2
+ * or 4 (with one pixel). */
 static void mq_patch_dot(const mq_patch *pt, int32_t pixels, int32_t x_step, int32_t filters,
                          int32_t w_step, int32_t input_offset, int32_t *acc)
 {
@@ -62,7 +63,9 @@ static void mq_patch_dot(const mq_patch *pt, int32_t pixels, int32_t x_step, int
         const int8_t *x = pt->x + r * pt->x_row;
         const int8_t *w = pt->w + r * pt->w_row;
         for (c = 0; c < pt->cols; ++c) {
-            if (pixels == 2 && filters == 2) {
+            if (filters == 4) {
+                mq_dot_1x4(x, w, w_step, pt->run, input_offset, acc);
+            } else if (pixels == 2 && filters == 2) {
                 mq_dot_2x2(x, x + x_step, w, w + w_step, pt->run, input_offset, acc);
             } else if (filters == 2) {
                 mq_dot_1x2(x, w, w + w_step, pt->run, input_offset, acc);
@@ -135,7 +138,7 @@ mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant 
                 mq_tap_range(x0, params->dilation_w, in_w, k_w, &kx_start, &kx_end);
                 /* Two neighbouring pixels share one pass when their valid taps are the same. */
                 pixels = 1;
-                if (ox + 1 < out_w) {
+                if (MQ_DSP && ox + 1 < out_w) {
                     mq_tap_range(x0 + params->stride_w, params->dilation_w, in_w, k_w, &kx_start1,
                                  &kx_end1);
                     pixels = kx_start1 == kx_start && kx_end1 == kx_end ? 2 : 1;
@@ -154,13 +157,19 @@ mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant 
                 for (oc = 0; oc < out_c; oc += filters) {
                     const int32_t g = oc / oc_per_group;
                     int32_t acc[4];
-                    mq_rq q[2];
+                    mq_rq q[4];
                     int32_t i, f;
-                    filters = (oc + 1) % oc_per_group != 0 && oc + 1 < out_c ? 2 : 1;
+                    /* Without DSP a pixel takes four filters at a time (mq_dot_1x4); with DSP
+                     * two pixels take two filters (mq_dot_2x2). */
+                    if (!MQ_DSP && oc % oc_per_group + 4 <= oc_per_group) {
+                        filters = 4;
+                    } else {
+                        filters = (oc + 1) % oc_per_group != 0 && oc + 1 < out_c ? 2 : 1;
+                    }
                     acc[0] = bias ? bias[oc] : 0;
-                    acc[1] = bias && filters == 2 ? bias[oc + 1] : 0;
-                    acc[2] = acc[0];
-                    acc[3] = acc[1];
+                    acc[1] = bias && filters >= 2 ? bias[oc + 1] : 0;
+                    acc[2] = filters == 4 ? (bias ? bias[oc + 2] : 0) : acc[0];
+                    acc[3] = filters == 4 ? (bias ? bias[oc + 3] : 0) : acc[1];
                     if (pt.rows > 0 && pt.cols > 0) {
                         pt.x = in_batch +
                                ((y0 + ky_start * params->dilation_h) * in_w + x0 +
@@ -169,9 +178,9 @@ mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant 
                         mq_patch_dot(&pt, pixels, params->stride_w * in_c, filters, filter_size,
                                      params->input_offset, acc);
                     }
-                    q[0] = mq_rq_channel(quant->multiplier[oc], quant->shift[oc]);
-                    q[1] = mq_rq_channel(quant->multiplier[oc + filters - 1],
-                                         quant->shift[oc + filters - 1]);
+                    for (f = 0; f < filters; ++f) {
+                        q[f] = mq_rq_channel(quant->multiplier[oc + f], quant->shift[oc + f]);
+                    }
                     for (i = 0; i < pixels; ++i) {
                         int8_t *y = output + (((n * out_h + oy) * out_w) + ox + i) * out_c + oc;
                         for (f = 0; f < filters; ++f) {

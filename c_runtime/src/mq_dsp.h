@@ -28,6 +28,14 @@
 #define MQ_DSP 0
 #endif
 
+/* Keeps a hot loop out of its (large) caller, so that the register allocator sees only the
+ * loop: on ARMv6-M, inlined into a kernel, the 1x4 core's bases spill to the stack. */
+#if defined(__GNUC__)
+#define MQ_NOINLINE __attribute__((noinline, unused))
+#else
+#define MQ_NOINLINE
+#endif
+
 #if MQ_DSP
 
 /* Unaligned 32-bit load (LDR allows it on v7-M/v8-M mainline); __builtin_memcpy stays a single
@@ -162,6 +170,73 @@ static inline void mq_dot_1x2(const int8_t *x, const int8_t *w0, const int8_t *w
     acc[1] = a1;
 }
 
+/* acc[j] += x.w_j for the four filters w_j = w + j * w_step: one row against four filters, each
+ * input load (and its offset add) shared by four products. The portable loop runs a negative
+ * index up to zero, so ARMv6-M needs no compare and keeps every base in a register. */
+static MQ_NOINLINE void mq_dot_1x4(const int8_t *x, const int8_t *w, int32_t w_step, int32_t len,
+                                   int32_t input_offset, int32_t *acc)
+{
+    int32_t a0 = acc[0];
+    int32_t a1 = acc[1];
+    int32_t a2 = acc[2];
+    int32_t a3 = acc[3];
+#if MQ_DSP
+    const uint32_t off2 = mq_offset2(input_offset);
+    const int8_t *w1 = w + w_step;
+    const int8_t *w2 = w1 + w_step;
+    const int8_t *w3 = w2 + w_step;
+    const int8_t *end = x + (len & ~3);
+    int32_t k;
+    while (x != end) {
+        const uint32_t xv = mq_read_s8x4(x);
+        const uint32_t xe = __sxtab16(off2, xv);
+        const uint32_t xo = mq_sxtab16_ror8(off2, xv);
+        uint32_t wv = mq_read_s8x4(w);
+        a0 = (int32_t)__smlad(xe, __sxtb16(wv), (uint32_t)a0);
+        a0 = (int32_t)__smlad(xo, mq_sxtb16_ror8(wv), (uint32_t)a0);
+        wv = mq_read_s8x4(w1);
+        a1 = (int32_t)__smlad(xe, __sxtb16(wv), (uint32_t)a1);
+        a1 = (int32_t)__smlad(xo, mq_sxtb16_ror8(wv), (uint32_t)a1);
+        wv = mq_read_s8x4(w2);
+        a2 = (int32_t)__smlad(xe, __sxtb16(wv), (uint32_t)a2);
+        a2 = (int32_t)__smlad(xo, mq_sxtb16_ror8(wv), (uint32_t)a2);
+        wv = mq_read_s8x4(w3);
+        a3 = (int32_t)__smlad(xe, __sxtb16(wv), (uint32_t)a3);
+        a3 = (int32_t)__smlad(xo, mq_sxtb16_ror8(wv), (uint32_t)a3);
+        x += 4;
+        w += 4;
+        w1 += 4;
+        w2 += 4;
+        w3 += 4;
+    }
+    for (k = 0; k < (len & 3); ++k) {
+        const int32_t xk = (int32_t)x[k] + input_offset;
+        a0 += xk * w[k];
+        a1 += xk * w1[k];
+        a2 += xk * w2[k];
+        a3 += xk * w3[k];
+    }
+#else
+    const int8_t *w0 = w + len;
+    const int8_t *w1 = w0 + w_step;
+    const int8_t *w2 = w1 + w_step;
+    const int8_t *w3 = w2 + w_step;
+    int32_t k;
+    x += len;
+    for (k = -len; k != 0; ++k) {
+        const int32_t xk = (int32_t)x[k] + input_offset;
+        a0 += xk * w0[k];
+        a1 += xk * w1[k];
+        a2 += xk * w2[k];
+        a3 += xk * w3[k];
+    }
+#endif
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
 /* acc[0] += x0.w0, acc[1] += x0.w1, acc[2] += x1.w0, acc[3] += x1.w1: two rows against two
  * filters, each load used twice. */
 static inline void mq_dot_2x2(const int8_t *x0, const int8_t *x1, const int8_t *w0,
@@ -238,8 +313,8 @@ static inline void mq_widen_2rows(const int8_t *x0, const int8_t *x1, int32_t qu
 
 /* mq_dot_2x2 over `quads` groups of 4 with the rows pre-widened by mq_widen_2rows: the inner
  * step is two filter loads, four SXTB16 and eight SMLAD for 16 MACs. */
-static inline void mq_dot_2x2_wide(const uint32_t *xw, const int8_t *w0, int32_t w_step,
-                                   int32_t quads, int32_t *acc)
+static MQ_NOINLINE void mq_dot_2x2_wide(const uint32_t *xw, const int8_t *w0, int32_t w_step,
+                                        int32_t quads, int32_t *acc)
 {
     int32_t a00 = acc[0];
     int32_t a01 = acc[1];
@@ -272,6 +347,41 @@ static inline void mq_dot_2x2_wide(const uint32_t *xw, const int8_t *w0, int32_t
 }
 #endif /* MQ_DSP */
 
+/* One row of mq_rows_s8 (below) against all filters, four at a time; extra is the row's
+ * filter-offset term. */
+static inline void mq_row_s8(const int8_t *x, int32_t depth, const int8_t *w, const int32_t *bias,
+                             int32_t out_c, int32_t input_offset, int32_t extra,
+                             int32_t output_offset, int32_t act_min, int32_t act_max,
+                             const int32_t *multiplier, const int32_t *shift, int8_t *y)
+{
+    int32_t o = 0;
+    int32_t j;
+    /* On DSP cores four accumulators plus the widened operands exceed the register file, so
+     * filters go in pairs there. */
+    const int32_t block = MQ_DSP ? 2 : 4;
+    for (; o + block <= out_c; o += block) {
+        int32_t acc[4];
+        for (j = 0; j < block; ++j) {
+            acc[j] = (bias ? bias[o + j] : 0) + extra;
+        }
+        if (MQ_DSP) {
+            mq_dot_1x2(x, w + o * depth, w + (o + 1) * depth, depth, input_offset, acc);
+        } else {
+            mq_dot_1x4(x, w + o * depth, depth, depth, input_offset, acc);
+        }
+        for (j = 0; j < block; ++j) {
+            const mq_rq q = mq_rq_channel(multiplier[o + j], shift[o + j]);
+            y[o + j] = mq_rq_out(&q, acc[j], output_offset, act_min, act_max);
+        }
+    }
+    for (; o < out_c; ++o) {
+        const mq_rq q = mq_rq_channel(multiplier[o], shift[o]);
+        const int32_t acc =
+            mq_dot_1x1(x, w + o * depth, depth, input_offset, (bias ? bias[o] : 0) + extra);
+        y[o] = mq_rq_out(&q, acc, output_offset, act_min, act_max);
+    }
+}
+
 /* out[r, o] = clamp(output_offset + MBQM(bias[o] + sum_k (x[r, k] + input_offset) *
  * (w[o, k] + filter_offset))) for rows x [rows, depth] and filters w [out_c, depth]: the
  * fully connected layer and the 1x1 convolution. A non-zero filter_offset adds
@@ -294,6 +404,19 @@ static inline void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, cons
         const int32_t nr = rows - r >= 2 ? 2 : 1;
         const int8_t *x1 = x0 + (nr - 1) * depth;
         int32_t extra[2] = {0, 0};
+        if (!MQ_DSP || nr == 1 || out_c < 2) {
+            /* Single rows, and every row on cores without DSP (whose few registers cannot
+             * hold a 2x2 block), use the 1x4 core. */
+            for (i = 0; i < nr; ++i) {
+                const int8_t *xi = x0 + i * depth;
+                mq_row_s8(xi, depth, w, bias, out_c, input_offset,
+                          filter_offset != 0 ? filter_offset * mq_dot_sum(xi, depth, input_offset)
+                                             : 0,
+                          output_offset, act_min, act_max, multiplier, shift,
+                          out + (r + i) * out_c);
+            }
+            continue;
+        }
 #if MQ_DSP
         const int use_wide = nr == 2 && depth <= MQ_WIDE_MAX_DEPTH && out_c >= 2;
         if (use_wide) {
