@@ -110,14 +110,40 @@ def test_nan_in_weights(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; see test below")
-def test_unwritable_output_readonly_dir(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    r = microq("compile", DEMO, "--calib", CALIB, "-o", ro / "out")
+def test_unwritable_output(tmp_path):
+    # a read-only folder stops a normal user; root writes anywhere, so it gets /proc instead
+    if os.geteuid() == 0:
+        target = Path("/proc/microq-test-out/out")
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        target = ro / "out"
+    r = microq("compile", DEMO, "--calib", CALIB, "-o", target)
     assert_user_error(r, "out")
-    assert not (ro / "out").exists()
+    assert not target.exists()
+
+
+def test_output_folder_of_the_user_is_never_replaced(tmp_path):
+    precious = tmp_path / "project"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("mine")
+    r = microq("compile", DEMO, "--calib", CALIB, "-o", precious)
+    assert_user_error(r, "project", "-o")
+    assert (precious / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in precious.iterdir()) == ["notes.txt"]
+
+
+def test_own_output_folder_is_replaced_whole(tmp_path):
+    out = tmp_path / "net"
+    for _ in range(2):
+        r = microq("compile", DEMO, "--calib", CALIB, "-o", out, "--name", "net", "--json")
+        assert r.returncode == 0, r.stderr
+    (out / "stale.c").write_text("/* left over */\n")
+    r = microq("compile", DEMO, "--calib", CALIB, "-o", out, "--name", "net2", "--json")
+    assert r.returncode == 0, r.stderr
+    assert not (out / "stale.c").exists() and not (out / "net.h").exists()
+    assert (out / "net2.h").is_file()
 
 
 def test_unwritable_output_is_a_file(tmp_path):

@@ -259,8 +259,8 @@ def test_emit_is_deterministic(emitted, tmp_path):
     g, out, _ = emitted
     again = tmp_path / g.name
     _emit(GRAPHS[g.name](), again)  # a freshly built, equal graph
-    names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(p.name for p in again.iterdir())
+    names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert names == sorted(str(p.relative_to(again)) for p in again.rglob("*") if p.is_file())
     _, mismatch, errors = filecmp.cmpfiles(out, again, names, shallow=False)
     assert mismatch == [] and errors == [], f"differing files: {mismatch + errors}"
 
@@ -363,7 +363,10 @@ def test_failed_emission_leaves_no_partial_folder(tmp_path, monkeypatch):
     g = chain_graph()
     target = tmp_path / "chain"
     _emit(g, target)
-    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    def files(d):
+        return {str(p.relative_to(d)): p.read_bytes() for p in d.rglob("*") if p.is_file()}
+
+    before = files(target)
 
     real = Path.write_bytes
     calls = []
@@ -378,7 +381,7 @@ def test_failed_emission_leaves_no_partial_folder(tmp_path, monkeypatch):
     with pytest.raises(MicroqError, match="No space left"):
         emit(multi_graph(), target, "chain")
     monkeypatch.undo()
-    assert {p.name: p.read_bytes() for p in target.iterdir()} == before  # old folder intact
+    assert files(target) == before  # old folder intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chain"]  # no temporary left over
 
     fresh = tmp_path / "fresh"
@@ -513,11 +516,22 @@ def test_emit_replaces_existing_folder(tmp_path):
     from microq.codegen import emit
 
     target = tmp_path / "p"
-    target.mkdir()
+    emit(passthrough_graph(), target, "p")
     (target / "stale.c").write_text("#error stale\n")
     emit(passthrough_graph(), target, "p")
     assert not (target / "stale.c").exists() and (target / "p.c").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+
+
+def test_emit_never_replaces_a_foreign_folder(tmp_path):
+    from microq.codegen import emit
+
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(MicroqError, match="did not write"):
+        emit(passthrough_graph(), target, "p")
+    assert [p.name for p in target.iterdir()] == ["notes.txt"]
 
 
 @pytest.mark.parametrize(

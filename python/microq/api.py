@@ -94,8 +94,13 @@ class CompileResult:
 
 def _check_writable(out_dir: Path) -> None:
     """Fail before any work if the output folder cannot be written (parents are created)."""
+    from .codegen.emit import MARKER
+
     if out_dir.exists() and not out_dir.is_dir():
         raise MicroqError(f"{out_dir}: exists and is not a folder; choose another -o")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
+        raise MicroqError(f"{out_dir} is a folder microq did not write and is not empty; "
+                          "choose a new -o (microq replaces its output folder as a whole)")
     parent = out_dir.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -257,9 +262,17 @@ TARGET_NAMES = ("host", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", 
                 "cortex-m55")
 
 
+def emulation_timeout(model_dir, samples: int) -> float:
+    """A generous default time limit for an emulated run: QEMU executes about 4e8 guest
+    instructions/s and our kernels need under ~30 instructions per MAC on any core; x4 margin."""
+    macs = sum(int(layer.get("macs", 0)) for layer in load_meta(model_dir)["layers"])
+    return 30.0 + 4.0 * samples * max(macs, 100_000) * 30 / 4e8
+
+
 def run_on(model_dir, inputs, target: str = "host", raw: bool = False,
-           dsp: bool | None = None) -> dict[str, np.ndarray]:
-    """`run` on the host or on an emulated Cortex-M core (QEMU); the same outputs either way."""
+           dsp: bool | None = None, timeout: float | None = None) -> dict[str, np.ndarray]:
+    """`run` on the host or on an emulated Cortex-M core (QEMU); the same outputs either way.
+    `timeout` (seconds) bounds the emulated run; by default it scales with samples x MACs."""
     if target == "host":
         return run(model_dir, inputs, raw=raw)
     from .runtime import mcu
@@ -269,7 +282,9 @@ def run_on(model_dir, inputs, target: str = "host", raw: bool = False,
     data = model_inputs(inputs if not isinstance(inputs, dict) else "inputs", arrays,
                         m.logical_input_shapes())
     q = {k: m.quantize_input(k, v) for k, v in data.items()}
-    out = mcu.run_int8(model_dir, target, q, dsp=dsp)
+    n = len(next(iter(q.values())))
+    limit = timeout if timeout is not None else emulation_timeout(model_dir, n)
+    out = mcu.run_int8(model_dir, target, q, dsp=dsp, timeout=limit)
     return out if raw else {k: m.dequantize_output(k, v) for k, v in out.items()}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import time
@@ -23,13 +24,23 @@ def _fail(e: Exception) -> None:
 
 
 class _Group(click.Group):
-    """Turns MicroqError into a one-line message and exit status 1 (no traceback)."""
+    """Turns MicroqError into a one-line message and exit status 1 (no traceback). Anything
+    else is a microq bug: one line too, unless MICROQ_DEBUG=1 asks for the traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except MicroqError as e:
             _fail(e)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as e:  # noqa: BLE001 - the last line of defence for users
+            if os.environ.get("MICROQ_DEBUG"):
+                raise
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            _fail(RuntimeError(f"internal error ({type(e).__name__}: {msg}); this is a microq "
+                               "bug, please report it with the command (MICROQ_DEBUG=1 shows "
+                               "the traceback)"))
 
 
 @click.group(cls=_Group)
@@ -173,12 +184,14 @@ def quantize(model, calib, out_path, method, bias_correction) -> None:
 @click.option("--raw", is_flag=True, help="Write the int8 outputs instead of dequantized floats.")
 @click.option("--target", default="host", show_default=True, type=click.Choice(TARGETS),
               help="host (cffi build), or an emulated Cortex-M core under QEMU.")
-def run(model_dir, input_path, out_path, raw, target) -> None:
+@click.option("--timeout", type=float, default=None,
+              help="Seconds allowed for an emulated run (default: scaled by samples x MACs).")
+def run(model_dir, input_path, out_path, raw, target, timeout) -> None:
     """Build MODEL_DIR (a folder from `microq compile`) for the host or an emulated Cortex-M
     core, run it on every sample of the input file, and save the outputs."""
     from . import api
 
-    outputs = api.run_on(model_dir, input_path, target=target, raw=raw)
+    outputs = api.run_on(model_dir, input_path, target=target, raw=raw, timeout=timeout)
     api.save_npz(out_path, outputs)
     shapes = ", ".join(f"{k} {tuple(v.shape)} {v.dtype}" for k, v in outputs.items())
     click.echo(f"wrote {out_path}: {shapes}")

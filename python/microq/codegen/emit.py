@@ -388,12 +388,21 @@ def _runtime_files(families: list[str]) -> dict[str, bytes]:
     return dict(sorted(files.items()))
 
 
+MARKER = ".microq/generated"  # marks a folder microq may replace as a whole
+
+
 def write_folder(out_dir: Path, files: dict[str, bytes]) -> None:
     """Write `files` into a temporary sibling of out_dir, then swap it in: a failure leaves
-    either the old folder or nothing, never a partial one."""
+    either the old folder or nothing, never a partial one. An existing out_dir is replaced only
+    if it is empty or an earlier microq output (it holds MARKER): never a user's folder."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise MicroqError(f"cannot write the C folder: {out_dir} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
+        raise MicroqError(f"{out_dir} is a folder microq did not write and is not empty; "
+                          "choose a new -o (microq replaces its output folder as a whole)")
+    files = dict(files)
+    files[MARKER] = b"written by microq; the next compile into this folder replaces it whole\n"
     if not out_dir.parent.is_dir():
         raise MicroqError(f"cannot write the C folder {out_dir}: {out_dir.parent} is not a folder")
     tmp: Path | None = None

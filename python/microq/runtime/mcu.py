@@ -277,7 +277,8 @@ def run_elf(tgt: Target, elf: Path, meta: dict, data: bytes, n: int, timeout: fl
                                text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise MicroqError(f"{where}: timeout, the emulated run did not finish within "
-                              f"{timeout:g} s (raise the timeout for big models)") from None
+                              f"{timeout:g} s (pass a larger --timeout for big models or many "
+                              "samples)") from None
         msg = (p.stderr + p.stdout).strip()[-2000:]
         if p.returncode == EXIT_FAULT:
             raise MicroqError(f"{where}: the guest faulted (HardFault): {msg}")
