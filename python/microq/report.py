@@ -73,9 +73,14 @@ class Stats:
     dot: float = 0.0
     max_abs: float = 0.0
 
-    def add(self, r: np.ndarray, q: np.ndarray) -> None:
-        r = np.asarray(r, np.float64).ravel()
-        q = np.asarray(q, np.float64).ravel()
+    def add(self, r: np.ndarray, q: np.ndarray, what: str = "tensor") -> None:
+        """Accumulate q against r; the shapes must agree exactly (flattening both sides would
+        hide a layout bug)."""
+        r, q = np.asarray(r, np.float64), np.asarray(q, np.float64)
+        if r.shape != q.shape:
+            raise MicroqError(f"{what}: the reference has shape {r.shape} but the int8 result "
+                              f"{q.shape}; this is a microq bug, please report it")
+        r, q = r.ravel(), q.ravel()
         e = r - q
         self.n += r.size
         self.ref2 += float(r @ r)
@@ -226,7 +231,11 @@ def run_onnxruntime(model: str | Path, data: dict[str, np.ndarray]) -> dict[str,
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    try:
+        sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MicroqError(f"{model}: onnxruntime cannot load the model ({why})") from None
     names = [o.name for o in sess.get_outputs()]
     n = len(next(iter(data.values())))
     outs: dict[str, list] = {k: [] for k in names}
@@ -239,10 +248,13 @@ def run_onnxruntime(model: str | Path, data: dict[str, np.ndarray]) -> dict[str,
 
 def compare(model, model_dir, data_path) -> CompareReport:
     from . import api
-    from .onnx_import import import_onnx
+    from .onnx_import import load_onnx
     from .ref.float_exec import to_physical
 
+    onnx_model = load_onnx(model)  # a one-line error for a missing or damaged file
     qg = api.load_qgraph(model_dir)
+    check_model_matches(model, onnx_model, model_dir, qg)
+    graph = _float_graph(model, onnx_model)  # unsupported models fail before any run
     arrays = load_arrays(data_path)
     shapes = {k: qg.logical_shapes[k] for k in qg.inputs}
     data = model_inputs(data_path, arrays, shapes)
@@ -253,7 +265,7 @@ def compare(model, model_dir, data_path) -> CompareReport:
     labels = arrays.get("label")
     for k in qg.outputs:
         s = Stats()
-        s.add(ref[k], got[k])
+        s.add(ref[k], got[k], f"output '{k}'")
         rep.outputs[k] = s
         r, g = ref[k].reshape(n, -1), got[k].reshape(n, -1)
         if r.shape[1] > 1:
@@ -263,13 +275,52 @@ def compare(model, model_dir, data_path) -> CompareReport:
                 rep.accuracy_float[k] = float(np.mean(r.argmax(1) == lab))
                 rep.accuracy_int8[k] = float(np.mean(g.argmax(1) == lab))
 
-    graph = import_onnx(str(model))
     m = min(n, LAYER_SAMPLES)
     rep.layer_samples = m
     feeds = {k: to_physical(graph, k, v[:m]) for k, v in data.items()}
     rounding = api.load_meta(model_dir).get("rounding", "double")
     rep.layers = layer_errors(graph, qg, feeds, rounding)
     return rep
+
+
+def _float_graph(model, onnx_model):
+    """The float IR the int8 layers are measured against; a QDQ model's is its float model
+    without the Q/DQ nodes (as qdq.import_qdq compiles it)."""
+    from .onnx_import import import_onnx
+    from .qdq import is_qdq
+    from .qdq.strip import strip_qdq
+
+    if not is_qdq(onnx_model):
+        return import_onnx(str(model))
+    graph = import_onnx(strip_qdq(onnx_model, str(model)).model)
+    graph.source_path = str(model)
+    return graph
+
+
+def check_model_matches(model, onnx_model, model_dir, qg) -> None:
+    """The float model must be the one compiled into model_dir: same input names and shapes
+    (the batch aside), and every compiled output among its outputs."""
+    consts = {i.name for i in onnx_model.graph.initializer}
+
+    def dims(vi) -> tuple:
+        return tuple(d.dim_value if d.HasField("dim_value") else d.dim_param or "?"
+                     for d in vi.type.tensor_type.shape.dim)[1:]
+
+    have = {i.name: dims(i) for i in onnx_model.graph.input if i.name not in consts}
+    want = {k: tuple(qg.logical_shapes[k][1:]) for k in qg.inputs}
+    hint = f"compare the model that was compiled into {model_dir}"
+
+    def fmt(d: dict) -> str:
+        return ", ".join(f"'{k}' (N, {', '.join(map(str, s))})" for k, s in d.items())
+
+    if have != want:
+        raise MicroqError(f"{model}: its inputs {fmt(have)} do not match the inputs of "
+                          f"{model_dir}: {fmt(want)}; {hint}")
+    outs = [o.name for o in onnx_model.graph.output]
+    missing = [k for k in qg.outputs if k not in outs]
+    if missing:
+        raise MicroqError(f"{model}: has no output {missing} (its outputs are {outs}) but "
+                          f"{model_dir} computes {list(qg.outputs)}; {hint}")
 
 
 def layer_errors(graph, qg, feeds: dict[str, np.ndarray], rounding: str = "double"
@@ -299,8 +350,8 @@ def layer_errors(graph, qg, feeds: dict[str, np.ndarray], rounding: str = "doubl
                     for a in node.inputs]
             got = deq(t, ints[t])
             alone = OPS[node.op](args, node.attrs)
-            iso.setdefault(t, Stats()).add(alone.reshape(got.shape), got)
-            cum.setdefault(t, Stats()).add(floats[t][i : i + 1].reshape(got.shape), got)
+            iso.setdefault(t, Stats()).add(alone, got, f"layer output '{t}'")
+            cum.setdefault(t, Stats()).add(floats[t][i : i + 1], got, f"layer output '{t}'")
     rows = []
     for node in qg.nodes:
         t = node.outputs[0]

@@ -26,11 +26,12 @@ def import_onnx(model_or_path: onnx.ModelProto | str | os.PathLike) -> ir.Graph:
 
 
 def convert_with_problems(
-    model_or_path: onnx.ModelProto | str | os.PathLike,
+    model_or_path: onnx.ModelProto | str | os.PathLike, path: str | None = None,
 ) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
-    """The fused IR graph plus the unsupported nodes, without raising for them."""
+    """The fused IR graph plus the unsupported nodes, without raising for them; `path` names a
+    model given as a proto in messages."""
     if isinstance(model_or_path, onnx.ModelProto):
-        model, path = model_or_path, model_or_path.graph.name or "<model>"
+        model, path = model_or_path, path or model_or_path.graph.name or "<model>"
     else:
         path = str(model_or_path)
         model = load_onnx(path)

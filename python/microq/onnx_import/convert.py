@@ -136,23 +136,34 @@ def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
         cx.name = out.name
         v = cx.b.to_logical(v, logical, [])
         if v.name != out.name:
-            _name_output(cx, v.name, out.name, inputs)
+            _name_output(cx, v.name, out.name, inputs + outputs)
         outputs.append(out.name)
     graph = ir.Graph(g.name or "model", cx.b.tensors, cx.b.nodes, inputs, outputs, input_perm,
                      logical_shapes, prep.path)
     return graph, problems
 
 
-def _name_output(cx: Ctx, current: str, wanted: str, inputs: list[str]) -> None:
-    """Make the graph output tensor carry its ONNX name (rename, or copy via a Reshape)."""
+def _name_output(cx: Ctx, current: str, wanted: str, taken: list[str]) -> None:
+    """Make the graph output tensor carry its ONNX name (rename, or copy via a Reshape).
+
+    `taken`: graph inputs and outputs already named, which must keep their names."""
     if wanted in cx.b.tensors:  # its physical-layout version: free the name for the output
-        cx.b.rename(wanted, cx.b.tensor_name(f"{wanted}__phys"))
+        _rename(cx, wanted, cx.b.tensor_name(f"{wanted}__phys"))
     produced = any(current in n.outputs for n in cx.b.nodes)
-    if produced and current not in inputs:
-        cx.b.rename(current, wanted)
+    if produced and current not in taken:
+        _rename(cx, current, wanted)
         return
     shape = cx.b.shape(current)
     cx.b.add("Reshape", [current], wanted, shape, ir.ReshapeAttrs(shape), f"{wanted}__copy")
+
+
+def _rename(cx: Ctx, old: str, new: str) -> None:
+    """Rename an IR tensor and every ONNX value mapped to it: a later graph output (or any
+    reader) of the old name must keep seeing the same data in the same layout."""
+    cx.b.rename(old, new)
+    for k, v in cx.values.items():
+        if v.name == old:
+            cx.values[k] = Value(new, v.perm)
 
 
 def _poison(cx: Ctx, node: onnx.NodeProto) -> None:

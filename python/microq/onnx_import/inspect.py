@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from microq import ir
+from microq.errors import MicroqError
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class InspectReport:
     outputs: dict[str, tuple[int, ...]]
     rows: list[InspectRow] = field(default_factory=list)
     unsupported: list[tuple[str, str, str]] = field(default_factory=list)  # (node, op, reason)
+    quantized: bool = False  # a QDQ model: shown without its QuantizeLinear/DequantizeLinear
 
     @property
     def total_macs(self) -> int:
@@ -45,19 +47,35 @@ def _macs(g: ir.Graph, n: ir.Node) -> int:
         return int(np.prod(out)) * int(np.prod(w[1:]))
     if n.op == "FullyConnected":
         return int(np.prod(out)) * g.tensors[n.inputs[1]].shape[1]
+    if n.op == "MatMul":  # activation x activation: B*M*N outputs, K products each
+        return int(np.prod(out)) * g.tensors[n.inputs[0]].shape[-1]
+    if n.op == "LayerNorm":  # one multiply-add per element, as the compile summary counts it
+        return int(np.prod(out))
     return 0
 
 
 def inspect_onnx(path: str | os.PathLike) -> InspectReport:
-    """Describe a model; unsupported nodes are listed, not raised (only unreadable files raise)."""
-    from microq.onnx_import import convert_with_problems
+    """Describe a model; unsupported nodes are listed, not raised (only unreadable files raise).
 
-    g, problems = convert_with_problems(path)
+    A QDQ model (already quantized) is described as compile sees it: without its Q/DQ nodes."""
+    from microq.onnx_import import convert_with_problems, load_onnx
+    from microq.qdq.strip import is_qdq, strip_qdq
+
+    path = str(path)
+    if path.lower().endswith(".tflite"):
+        raise MicroqError(f"{path}: inspect reads ONNX models; a .tflite model can be compiled "
+                          "directly with microq compile")
+    model = load_onnx(path)
+    quantized = is_qdq(model)
+    if quantized:
+        model = strip_qdq(model, path).model
+    g, problems = convert_with_problems(model, path)
     report = InspectReport(
-        str(path),
+        path,
         {i: g.logical_shapes.get(i, ()) for i in g.inputs},
         {o: g.logical_shapes.get(o, ()) for o in g.outputs},
         unsupported=problems,
+        quantized=quantized,
     )
     for n in g.nodes:
         consts = [g.tensors[i] for i in n.inputs if g.tensors[i].is_const]
@@ -85,6 +103,9 @@ def format_table(report: InspectReport) -> str:
     lines = [f"{report.path}: inputs "
              + ", ".join(f"{k} {_dims(v)}" for k, v in report.inputs.items())
              + "; outputs " + ", ".join(f"{k} {_dims(v)}" for k, v in report.outputs.items())]
+    if report.quantized:
+        lines.append("already quantized (QDQ model): QuantizeLinear/DequantizeLinear nodes not "
+                     "shown; compile uses the model's own scales and needs no --calib")
     for row in [head] + body:
         cells = [c.rjust(w) if j in (0, 5, 6) else c.ljust(w) for j, (c, w) in
                  enumerate(zip(row, widths))]
@@ -108,6 +129,7 @@ def to_json(report: InspectReport) -> dict:
              "output_shape": list(r.output_shape)}
             for r in report.rows
         ],
+        "quantized": report.quantized,
         "unsupported": [{"node": n, "op": op, "reason": why} for n, op, why in report.unsupported],
         "total_macs": report.total_macs,
         "total_params": report.total_params,

@@ -65,6 +65,16 @@ def _out_size(size: int, pb: int, pe: int, k: int, s: int, d: int, ceil: bool) -
     return out
 
 
+def _check_windows(cx: Ctx, in_sp: list[int], outs: list[int], k: list[int], pb: list[int],
+                   pe: list[int]) -> None:
+    """An invalid model whose window does not fit the padded input gets a reason, not a crash."""
+    if min(outs) >= 1 and min(pb + pe) >= 0:
+        return
+    padded = "x".join(str(in_sp[i] + pb[i] + pe[i]) for i in range(len(in_sp)))
+    raise Unsupported(f"kernel {'x'.join(map(str, k))} does not fit the padded input {padded} "
+                      f"(output size {'x'.join(map(str, outs))}): the model is invalid")
+
+
 def conv(cx: Ctx) -> None:
     a = cx.attrs()
     w = cx.const(1)
@@ -88,6 +98,11 @@ def conv(cx: Ctx) -> None:
     groups = int(a.get("group", 1))
     cout = w.shape[0]
     oh, ow = (_out_size(in_sp[i], pb[i], pe[i], k[i], s[i], d[i], False) for i in range(2))
+    span = [(k[i] - 1) * d[i] + 1 for i in range(2)]
+    _check_windows(cx, in_sp, [oh, ow], span, pb, pe)
+    if groups < 1 or xs[3] != w.shape[1] * groups or cout % groups:
+        raise Unsupported(f"weight {list(w.shape)} with group={groups} does not match "
+                          f"{xs[3]} input channels: the model is invalid")
     attrs = ir.ConvAttrs(tuple(s), tuple(d), (pb[0], pb[1], pe[0], pe[1]), groups)
     wname = cx.b.const(cx.node.input[1], np.transpose(w, (0, 2, 3, 1)))
     bias = np.zeros(cout, np.float32) if b is None else b.reshape(cout)
@@ -115,6 +130,7 @@ def pool(cx: Ctx) -> None:
         k, s, pb, pe, in_sp = [1] + k, [1] + s, [0] + pb, [0] + pe, [1] + in_sp
     ceil = bool(a.get("ceil_mode", 0))
     outs = [_out_size(in_sp[i], pb[i], pe[i], k[i], s[i], 1, ceil) for i in range(2)]
+    _check_windows(cx, in_sp, outs, k, pb, pe)
     # ceil_mode: the last window may reach past the declared padding; pad that part implicitly.
     extra = [max((outs[i] - 1) * s[i] + k[i] - (in_sp[i] + pb[i] + pe[i]), 0) for i in range(2)]
     include = bool(a.get("count_include_pad", 0)) and op == "AvgPool" and any(pb + pe)

@@ -98,6 +98,8 @@ def concat(cx: Ctx) -> None:
     acts = [cx.values[i] for i in cx.node.input if i in cx.values]
     perms = {v.perm for v in acts}
     perm = perms.pop() if len(perms) == 1 else identity(rank)
+    if perm.index(axis) == 0:  # every executor runs a batch of samples along physical axis 0
+        raise Unsupported("Concat along the batch axis is not supported")
     names = []
     for idx, name in enumerate(cx.node.input):
         c = cx.const(idx)
@@ -114,6 +116,10 @@ def reshape(cx: Ctx) -> None:
     """Reshape, Flatten, Squeeze, Unsqueeze: a reshape of the logical (row-major) data."""
     logical = cx.shape(cx.node.input[0])
     out_logical = cx.shape(cx.out())
+    if int(np.prod(out_logical)) != int(np.prod(logical)):
+        raise Unsupported(f"{cx.node.op_type} of {int(np.prod(logical))} elements "
+                          f"{list(logical)} to shape {list(out_logical)} "
+                          f"({int(np.prod(out_logical))} elements): the model is invalid")
     v = cx.value(0)
     if out_logical == logical:
         cx.values[cx.out()] = v  # nothing to do (tf2onnx emits such reshapes)
@@ -137,6 +143,8 @@ def softmax(cx: Ctx) -> None:
     rank = len(logical)
     default = -1 if cx.opset >= 13 else 1
     axis = int(cx.attrs().get("axis", default)) % rank
+    if axis == 0 and cx.opset >= 13:  # over the batch: each sample alone gives 1.0 everywhere
+        raise Unsupported("Softmax along the batch axis (axis 0) is not supported")
     v = cx.value(0)
     if cx.opset < 13 and axis != rank - 1:  # coerced to 2-D [prod(:axis), prod(axis:)]
         v = cx.b.to_logical(v, logical, cx.source)
