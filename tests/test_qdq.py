@@ -287,3 +287,32 @@ def test_unrepresentable_qdq_gives_clear_error(ort_qdq, tmp_path, how, message):
         api.compile_model(path, None, tmp_path / "out", name="net")
     assert "'" in str(e.value), "the error names the tensor"
     assert not (tmp_path / "out").exists(), "nothing is written on error"
+
+
+def test_export_when_a_conv_output_is_a_graph_output(tmp_path):
+    """A 4-D graph output is stored NHWC inside and transposed back: the export must follow it.
+    onnxruntime runs with graph optimizations off: its fused int8 conv (u8s8 on x86 AVX2) can
+    saturate the intermediate sums and is not a faithful QDQ reference."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array((rng.normal(size=(4, 3, 3, 3)) * 0.3).astype(np.float32), "w")
+    b = numpy_helper.from_array((rng.normal(size=(4,)) * 0.1).astype(np.float32), "b")
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[1, 1, 1, 1])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])], [w, b])
+    model = tmp_path / "conv.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), model)
+    x = rng.normal(size=(16, 3, 6, 6)).astype(np.float32)
+    api.quantize_to_qdq(model, {"x": x}, tmp_path / "conv.int8.onnx")
+    api.compile_model(model, {"x": x}, tmp_path / "c")
+    c = api.run(tmp_path / "c", {"x": x})["y"]
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(str(tmp_path / "conv.int8.onnx"), so)
+    r = np.concatenate([sess.run(None, {"x": x[i : i + 1]})[0] for i in range(len(x))])
+    step = api.load_qgraph(tmp_path / "c").tensors["y"].q.scale
+    assert r.shape == c.shape
+    assert np.abs(r - c).max() <= step * 1.001, np.abs(r - c).max() / step

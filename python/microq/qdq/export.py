@@ -71,9 +71,11 @@ class _Writer:
         return None
 
     def onnx_tensor(self, t: str) -> str:
-        """The ONNX tensor an IR tensor stands for (a Conv1D's 2-D view -> its reshape)."""
+        """The ONNX tensor an IR tensor stands for (a Conv1D's 2-D view -> its reshape; the
+        NHWC copy of a 4-D graph output -> the transpose back to the ONNX layout)."""
         while self.producer(t) is None:
-            nxt = [n for n in self.qg.nodes if n.kernel == "reshape" and n.inputs == [t]]
+            nxt = [n for n in self.qg.nodes
+                   if n.kernel in ("reshape", "transpose") and n.inputs == [t]]
             if not nxt:
                 raise MicroqError(f"tensor '{t}' is not in the ONNX graph; cannot export it")
             t = nxt[0].outputs[0]
