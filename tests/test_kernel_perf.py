@@ -19,7 +19,7 @@ from conftest import IN_CI, REPO
 from microq.runtime import mcu, profile
 
 sys.path.insert(0, str(REPO / "tools"))
-from bench_kernels import conv_layer, fc_layer, kernel_folder, reference  # noqa: E402
+from bench_kernels import bench_layers, conv_layer, fc_layer, kernel_folder, reference  # noqa: E402
 
 TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-objdump", "qemu-system-arm")
 
@@ -46,6 +46,7 @@ def layers(seed: int):
         conv_layer(rng, "conv_groups2_nobias", (6, 5), 8, 6, (3, 3), pad=1, groups=2,
                    bias=False),
         conv_layer(rng, "conv1x1_fast", (5, 3), 13, 9, (1, 1)),
+        conv_layer(rng, "conv1x1_filter_pairs", (5, 3), 16, 9, (1, 1)),
         conv_layer(rng, "conv1x1_stride2", (6, 6), 12, 8, (1, 1), stride=2),
         conv_layer(rng, "conv_1d", (1, 17), 7, 4, (1, 5), pad=2),
         conv_layer(rng, "dw3x3_pad1", (7, 6), 10, 0, (3, 3), pad=1, depthwise=True),
@@ -123,6 +124,31 @@ def test_conv3x3_instructions_per_mac(tmp_path, tgt, dsp):
     n = a["layers"][0]["instructions"]
     assert n == b["layers"][0]["instructions"], "counts must be repeatable"
     assert n / layer.macs <= BUDGET[(tgt, dsp)], f"{n / layer.macs:.2f} instructions per MAC"
+
+
+# The figures of tools/bench_kernels.py (issue 3, section 6) with a few percent of margin, so that
+# a slower fast path fails here: M4 DSP at or below CMSIS-NN's M4 counts for 1x1 conv and fully
+# connected, M0+ below CMSIS-NN's M0+ counts for conv 3x3, fully connected and depthwise.
+BENCH_BUDGET = {
+    ("cortex-m4", True): {"conv 3x3": 2.7, "1x1 conv": 2.1, "fully connected": 2.07,
+                          "depthwise 3x3": 8.6},
+    ("cortex-m0plus", False): {"conv 3x3": 6.6, "1x1 conv": 8.3, "fully connected": 6.1,
+                               "depthwise 3x3": 21.0},
+}
+
+
+@pytest.mark.parametrize("tgt, dsp", list(BENCH_BUDGET), ids=["m4-dsp", "m0plus"])
+def test_bench_layers_instructions_per_mac(tmp_path, tgt, dsp):
+    need_tools()
+    per_mac = {}
+    for i, (key, layer) in enumerate(bench_layers().items()):
+        # One folder per layer: together they would not fit the M0+'s 16 KiB of RAM.
+        folder = kernel_folder([layer], tmp_path / f"k{i}")
+        count = profile.profile(folder, tgt, dsp=dsp)["layers"][0]["instructions"]
+        per_mac[key] = count / layer.macs
+    over = {k: f"{v:.2f} > {BENCH_BUDGET[(tgt, dsp)][k]}" for k, v in per_mac.items()
+            if v > BENCH_BUDGET[(tgt, dsp)][k]}
+    assert not over, f"instructions per MAC over budget: {over}"
 
 
 def _mbqm_cases() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

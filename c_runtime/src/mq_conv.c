@@ -197,9 +197,9 @@ mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant 
 
 /* Depthwise, channel multiplier 1: acc[j] += the valid taps of channels c..c+3 of one pixel.
  * NHWC and 1HWO keep four neighbouring channels in one 32-bit word of input and filter. */
-static void mq_dw_4ch(const int8_t *x, const int8_t *w, int32_t rows, int32_t cols,
-                      int32_t x_row, int32_t x_col, int32_t w_row, int32_t w_col,
-                      int32_t input_offset, int32_t *acc)
+static inline void mq_dw_4ch(const int8_t *x, const int8_t *w, int32_t rows, int32_t cols,
+                             int32_t x_row, int32_t x_col, int32_t w_row, int32_t w_col,
+                             int32_t input_offset, int32_t *acc)
 {
     int32_t a0 = acc[0];
     int32_t a1 = acc[1];
@@ -240,13 +240,89 @@ static void mq_dw_4ch(const int8_t *x, const int8_t *w, int32_t rows, int32_t co
     acc[3] = a3;
 }
 
+/* One tap of four channels: a[j] += (x[j] + input_offset) * w[j]. */
+static inline void mq_dw_tap4(const int8_t *x, const int8_t *w, int32_t input_offset,
+                              int32_t *a)
+{
+#if MQ_DSP
+    const uint32_t off2 = mq_offset2(input_offset);
+    const uint32_t xv = mq_read_s8x4(x);
+    const uint32_t wv = mq_read_s8x4(w);
+    const uint32_t xe = __sxtab16(off2, xv);
+    const uint32_t xo = mq_sxtab16_ror8(off2, xv);
+    const uint32_t we = __sxtb16(wv);
+    const uint32_t wo = mq_sxtb16_ror8(wv);
+    a[0] = __smlabb((int32_t)xe, (int32_t)we, a[0]);
+    a[2] = __smlatt((int32_t)xe, (int32_t)we, a[2]);
+    a[1] = __smlabb((int32_t)xo, (int32_t)wo, a[1]);
+    a[3] = __smlatt((int32_t)xo, (int32_t)wo, a[3]);
+#else
+    a[0] += ((int32_t)x[0] + input_offset) * w[0];
+    a[1] += ((int32_t)x[1] + input_offset) * w[1];
+    a[2] += ((int32_t)x[2] + input_offset) * w[2];
+    a[3] += ((int32_t)x[3] + input_offset) * w[3];
+#endif
+}
+
+/* mq_dw_4ch with three columns per tap row (a 3-wide kernel away from the left and right
+ * borders): the columns are unrolled, the loop runs over tap rows only. Used on DSP cores; on
+ * ARMv6-M the unrolled body spills and costs more than the loop it saves. */
+static void mq_dw_4ch_3col(const int8_t *x, const int8_t *w, int32_t rows, int32_t x_row,
+                           int32_t x_col, int32_t w_row, int32_t w_col, int32_t input_offset,
+                           int32_t *acc)
+{
+    int32_t a[4];
+    int32_t r;
+    a[0] = acc[0];
+    a[1] = acc[1];
+    a[2] = acc[2];
+    a[3] = acc[3];
+    for (r = 0; r < rows; ++r) {
+        mq_dw_tap4(x, w, input_offset, a);
+        mq_dw_tap4(x + x_col, w + w_col, input_offset, a);
+        mq_dw_tap4(x + 2 * x_col, w + 2 * w_col, input_offset, a);
+        x += x_row;
+        w += w_row;
+    }
+    acc[0] = a[0];
+    acc[1] = a[1];
+    acc[2] = a[2];
+    acc[3] = a[3];
+}
+
+static inline int8_t mq_dw_out1(int32_t acc, const mq_rq *q, int32_t output_offset,
+                                int32_t act_min, int32_t act_max)
+{
+    return (int8_t)mq_clamp(
+        mq_mbqm_fast(acc, q->multiplier, q->round_hi, q->e_minus_1) + output_offset, act_min,
+        act_max);
+}
+
+/* Four channels of one output pixel; their requantization constants are set up by the caller
+ * once for all pixels (fast: every channel on mq_mbqm_fast). */
+static inline void mq_dw_out4(const int32_t *acc, const mq_rq *q, int fast, int32_t output_offset,
+                              int32_t act_min, int32_t act_max, int8_t *y)
+{
+    int32_t j;
+    if (fast) {
+        y[0] = mq_dw_out1(acc[0], &q[0], output_offset, act_min, act_max);
+        y[1] = mq_dw_out1(acc[1], &q[1], output_offset, act_min, act_max);
+        y[2] = mq_dw_out1(acc[2], &q[2], output_offset, act_min, act_max);
+        y[3] = mq_dw_out1(acc[3], &q[3], output_offset, act_min, act_max);
+    } else {
+        for (j = 0; j < 4; ++j) {
+            y[j] = mq_rq_out(&q[j], acc[j], output_offset, act_min, act_max);
+        }
+    }
+}
+
 mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant *quant,
                                  const mq_dims *input_dims, const int8_t *input,
                                  const mq_dims *filter_dims, const int8_t *filter,
                                  const int32_t *bias, const mq_dims *output_dims, int8_t *output)
 {
     int32_t batch, in_h, in_w, in_c, ch_mult, k_h, k_w, out_h, out_w, out_c;
-    int32_t n, oy, ox, ic, m;
+    int32_t n, oy, ox, ic, m, c4;
 
     if (!params || !quant || !input_dims || !input || !filter_dims || !filter || !output_dims ||
         !output || !mq_conv_params_ok(params, quant) || !mq_dims_positive(input_dims) ||
@@ -269,42 +345,70 @@ mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_chan
         return MQ_ERR_ARG;
     }
 
+    /* Multiplier 1: groups of four channels outermost, so that a group's bias and
+     * requantization set-up are done once for all of its pixels. */
+    c4 = ch_mult == 1 ? in_c & ~3 : 0;
     for (n = 0; n < batch; ++n) {
         const int8_t *in_batch = input + n * in_h * in_w * in_c;
-        for (oy = 0; oy < out_h; ++oy) {
+        int8_t *out_batch = output + n * out_h * out_w * out_c;
+        for (ic = 0; ic < c4; ic += 4) {
+            int32_t b[4];
+            mq_rq q[4];
+            int32_t j;
+            int fast = 1;
+            for (j = 0; j < 4; ++j) {
+                b[j] = bias ? bias[ic + j] : 0;
+                q[j] = mq_rq_channel(quant->multiplier[ic + j], quant->shift[ic + j]);
+                fast = fast && q[j].e_minus_1 >= 0;
+            }
+            for (oy = 0; oy < out_h; ++oy) {
+                const int32_t y0 = oy * params->stride_h - params->pad_top;
+                int32_t ky_start, ky_end;
+                int8_t *y = out_batch + oy * out_w * out_c + ic;
+                mq_tap_range(y0, params->dilation_h, in_h, k_h, &ky_start, &ky_end);
+                for (ox = 0; ox < out_w; ++ox) {
+                    const int32_t x0 = ox * params->stride_w - params->pad_left;
+                    int32_t kx_start, kx_end;
+                    int32_t acc[4];
+                    mq_tap_range(x0, params->dilation_w, in_w, k_w, &kx_start, &kx_end);
+                    acc[0] = b[0];
+                    acc[1] = b[1];
+                    acc[2] = b[2];
+                    acc[3] = b[3];
+                    if (ky_end > ky_start && kx_end > kx_start) {
+                        const int32_t first = ((y0 + ky_start * params->dilation_h) * in_w + x0 +
+                                               kx_start * params->dilation_w) * in_c;
+                        const int8_t *xp = in_batch + first + ic;
+                        const int8_t *wp = filter + (ky_start * k_w + kx_start) * out_c + ic;
+                        if (MQ_DSP && kx_end - kx_start == 3) {
+                            mq_dw_4ch_3col(xp, wp, ky_end - ky_start,
+                                           params->dilation_h * in_w * in_c,
+                                           params->dilation_w * in_c, k_w * out_c, out_c,
+                                           params->input_offset, acc);
+                        } else {
+                            mq_dw_4ch(xp, wp, ky_end - ky_start, kx_end - kx_start,
+                                      params->dilation_h * in_w * in_c, params->dilation_w * in_c,
+                                      k_w * out_c, out_c, params->input_offset, acc);
+                        }
+                    }
+                    mq_dw_out4(acc, q, fast, params->output_offset, params->act_min,
+                               params->act_max, y);
+                    y += out_c;
+                }
+            }
+        }
+        for (oy = 0; c4 < in_c && oy < out_h; ++oy) {
             const int32_t y0 = oy * params->stride_h - params->pad_top;
             int32_t ky_start, ky_end;
             mq_tap_range(y0, params->dilation_h, in_h, k_h, &ky_start, &ky_end);
             for (ox = 0; ox < out_w; ++ox) {
                 const int32_t x0 = ox * params->stride_w - params->pad_left;
                 int32_t kx_start, kx_end;
+                int8_t *y = out_batch + (oy * out_w + ox) * out_c + c4;
                 mq_tap_range(x0, params->dilation_w, in_w, k_w, &kx_start, &kx_end);
-                ic = 0;
-                if (ch_mult == 1 && ky_end > ky_start && kx_end > kx_start) {
-                    const int32_t first = ((y0 + ky_start * params->dilation_h) * in_w + x0 +
-                                           kx_start * params->dilation_w) * in_c;
-                    const int8_t *w_first = filter + (ky_start * k_w + kx_start) * out_c;
-                    for (; ic + 4 <= in_c; ic += 4) {
-                        int32_t acc[4];
-                        int32_t j;
-                        for (j = 0; j < 4; ++j) {
-                            acc[j] = bias ? bias[ic + j] : 0;
-                        }
-                        mq_dw_4ch(in_batch + first + ic, w_first + ic, ky_end - ky_start,
-                                  kx_end - kx_start, params->dilation_h * in_w * in_c,
-                                  params->dilation_w * in_c, k_w * out_c, out_c,
-                                  params->input_offset, acc);
-                        for (j = 0; j < 4; ++j) {
-                            const mq_rq q = mq_rq_channel(quant->multiplier[ic + j],
-                                                          quant->shift[ic + j]);
-                            *output++ = mq_rq_out(&q, acc[j], params->output_offset,
-                                                  params->act_min, params->act_max);
-                        }
-                    }
-                }
-                /* Output channels are ic * ch_mult + m, so the output pixel is written in
+                /* Output channels are ic * ch_mult + m, so the rest of the pixel is written in
                  * order; each channel walks its taps with a stride of in_c / out_c bytes. */
-                for (; ic < in_c; ++ic) {
+                for (ic = c4; ic < in_c; ++ic) {
                     for (m = 0; m < ch_mult; ++m) {
                         const int32_t oc = ic * ch_mult + m;
                         int32_t acc = bias ? bias[oc] : 0;
@@ -320,8 +424,8 @@ mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_chan
                             }
                         }
                         const mq_rq q = mq_rq_channel(quant->multiplier[oc], quant->shift[oc]);
-                        *output++ = mq_rq_out(&q, acc, params->output_offset, params->act_min,
-                                              params->act_max);
+                        *y++ = mq_rq_out(&q, acc, params->output_offset, params->act_min,
+                                         params->act_max);
                     }
                 }
             }
