@@ -12,7 +12,7 @@ class UnsupportedModelError(MicroqError):
         self.path = path
         self.problems = problems
         items = "; ".join(f"node '{n}' ({op}): {why}" for n, op, why in problems)
-        super().__init__(
-            f"{path}: {len(problems)} unsupported node(s): {items}. "
-            "See `microq inspect` for the supported ops."
-        )
+        invalid = all("invalid" in why for _, _, why in problems)
+        hint = ("Fix or re-export the model." if invalid
+                else "See `microq inspect` for the supported ops.")
+        super().__init__(f"{path}: {len(problems)} unsupported node(s): {items}. {hint}")
