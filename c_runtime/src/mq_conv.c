@@ -81,21 +81,81 @@ static void mq_patch_dot(const mq_patch *pt, int32_t pixels, int32_t x_step, int
     }
 }
 
-mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant *quant,
-                       const mq_dims *input_dims, const int8_t *input,
-                       const mq_dims *filter_dims, const int8_t *filter, const int32_t *bias,
-                       const mq_dims *output_dims, int8_t *output)
+/* mq_patch_dot for two pixels against two filters, out of line so that its loop keeps the
+ * operands in registers rather than sharing them with the kernel's bookkeeping. The bases
+ * stay fixed and a negative index runs up to zero: if a base spills, it is only reloaded. */
+static MQ_NOINLINE void mq_patch_2x2(const int8_t *x, int32_t x_step, const int8_t *w,
+                                     int32_t w_step, int32_t rows, int32_t run, int32_t x_row,
+                                     int32_t w_row, int32_t input_offset, int32_t *acc)
+{
+    int32_t r;
+#if MQ_DSP
+    if ((run & 3) == 0) {
+        const uint32_t off2 = mq_offset2(input_offset);
+        int32_t a00 = acc[0];
+        int32_t a01 = acc[1];
+        int32_t a10 = acc[2];
+        int32_t a11 = acc[3];
+        for (r = 0; r < rows; ++r) {
+            const int8_t *x0 = x + run;
+            const int8_t *x1 = x0 + x_step;
+            const int8_t *w0 = w + run;
+            const int8_t *w1 = w0 + w_step;
+            int32_t k;
+            for (k = -run; k != 0; k += 4) {
+                uint32_t wv = mq_read_s8x4(w0 + k);
+                const uint32_t w0e = __sxtb16(wv);
+                const uint32_t w0o = mq_sxtb16_ror8(wv);
+                uint32_t w1e, w1o;
+                uint32_t xv = mq_read_s8x4(x0 + k);
+                uint32_t xe = __sxtab16(off2, xv);
+                uint32_t xo = mq_sxtab16_ror8(off2, xv);
+                a00 = (int32_t)__smlad(xe, w0e, (uint32_t)a00);
+                a00 = (int32_t)__smlad(xo, w0o, (uint32_t)a00);
+                wv = mq_read_s8x4(w1 + k);
+                w1e = __sxtb16(wv);
+                w1o = mq_sxtb16_ror8(wv);
+                a01 = (int32_t)__smlad(xe, w1e, (uint32_t)a01);
+                a01 = (int32_t)__smlad(xo, w1o, (uint32_t)a01);
+                xv = mq_read_s8x4(x1 + k);
+                xe = __sxtab16(off2, xv);
+                xo = mq_sxtab16_ror8(off2, xv);
+                a10 = (int32_t)__smlad(xe, w0e, (uint32_t)a10);
+                a10 = (int32_t)__smlad(xo, w0o, (uint32_t)a10);
+                a11 = (int32_t)__smlad(xe, w1e, (uint32_t)a11);
+                a11 = (int32_t)__smlad(xo, w1o, (uint32_t)a11);
+            }
+            x += x_row;
+            w += w_row;
+        }
+        acc[0] = a00;
+        acc[1] = a01;
+        acc[2] = a10;
+        acc[3] = a11;
+        return;
+    }
+#endif
+    for (r = 0; r < rows; ++r) {
+        mq_dot_2x2(x, x + x_step, w, w + w_step, run, input_offset, acc);
+        x += x_row;
+        w += w_row;
+    }
+}
+
+/* Every other convolution, with arguments checked by mq_conv2d_s8; out of line, so that its
+ * frame stays off the 1x1 path's stack. */
+static MQ_NOINLINE void mq_conv_general(const mq_conv_params *params,
+                                        const mq_per_channel_quant *quant,
+                                        const mq_dims *input_dims, const int8_t *input,
+                                        const mq_dims *filter_dims, const int8_t *filter,
+                                        const int32_t *bias, const mq_dims *output_dims,
+                                        int8_t *output)
 {
     int32_t batch, groups, f_c, oc_per_group, in_h, in_w, in_c, k_h, k_w, out_h, out_w, out_c;
     int32_t n, oy, ox, oc, filter_size;
     int32_t pixels = 1;
     int32_t filters = 1;
 
-    if (!params || !quant || !input_dims || !input || !filter_dims || !filter || !output_dims ||
-        !output || !mq_conv_params_ok(params, quant) || !mq_dims_positive(input_dims) ||
-        !mq_dims_positive(filter_dims) || !mq_dims_positive(output_dims)) {
-        return MQ_ERR_ARG;
-    }
     batch = input_dims->n;
     in_h = input_dims->h;
     in_w = input_dims->w;
@@ -106,23 +166,8 @@ mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant 
     f_c = filter_dims->c;
     out_h = output_dims->h;
     out_w = output_dims->w;
-    if (in_c % f_c != 0 || output_dims->n != batch || output_dims->c != out_c) {
-        return MQ_ERR_ARG;
-    }
     groups = in_c / f_c;
-    if (out_c % groups != 0) {
-        return MQ_ERR_ARG;
-    }
     oc_per_group = out_c / groups;
-
-    if (k_h == 1 && k_w == 1 && params->stride_h == 1 && params->stride_w == 1 &&
-        params->pad_top == 0 && params->pad_left == 0 && groups == 1 && out_h == in_h &&
-        out_w == in_w) {
-        mq_rows_s8(input, batch * in_h * in_w, in_c, filter, bias, out_c, params->input_offset, 0,
-                   params->output_offset, params->act_min, params->act_max, quant->multiplier,
-                   quant->shift, output);
-        return MQ_OK;
-    }
 
     filter_size = k_h * k_w * f_c;
     for (n = 0; n < batch; ++n) {
@@ -175,8 +220,14 @@ mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant 
                                ((y0 + ky_start * params->dilation_h) * in_w + x0 +
                                 kx_start * params->dilation_w) * in_c + g * f_c;
                         pt.w = filter + oc * filter_size + (ky_start * k_w + kx_start) * f_c;
-                        mq_patch_dot(&pt, pixels, params->stride_w * in_c, filters, filter_size,
-                                     params->input_offset, acc);
+                        if (pixels == 2 && filters == 2 && pt.cols == 1) {
+                            mq_patch_2x2(pt.x, params->stride_w * in_c, pt.w, filter_size,
+                                         pt.rows, pt.run, pt.x_row, pt.w_row,
+                                         params->input_offset, acc);
+                        } else {
+                            mq_patch_dot(&pt, pixels, params->stride_w * in_c, filters,
+                                         filter_size, params->input_offset, acc);
+                        }
                     }
                     for (f = 0; f < filters; ++f) {
                         q[f] = mq_rq_channel(quant->multiplier[oc + f], quant->shift[oc + f]);
@@ -192,6 +243,48 @@ mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant 
             }
         }
     }
+}
+
+mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant *quant,
+                       const mq_dims *input_dims, const int8_t *input,
+                       const mq_dims *filter_dims, const int8_t *filter, const int32_t *bias,
+                       const mq_dims *output_dims, int8_t *output)
+{
+    int32_t batch, groups, f_c, in_h, in_w, in_c, k_h, k_w, out_h, out_w, out_c;
+
+    if (!params || !quant || !input_dims || !input || !filter_dims || !filter || !output_dims ||
+        !output || !mq_conv_params_ok(params, quant) || !mq_dims_positive(input_dims) ||
+        !mq_dims_positive(filter_dims) || !mq_dims_positive(output_dims)) {
+        return MQ_ERR_ARG;
+    }
+    batch = input_dims->n;
+    in_h = input_dims->h;
+    in_w = input_dims->w;
+    in_c = input_dims->c;
+    out_c = filter_dims->n;
+    k_h = filter_dims->h;
+    k_w = filter_dims->w;
+    f_c = filter_dims->c;
+    out_h = output_dims->h;
+    out_w = output_dims->w;
+    if (in_c % f_c != 0 || output_dims->n != batch || output_dims->c != out_c) {
+        return MQ_ERR_ARG;
+    }
+    groups = in_c / f_c;
+    if (out_c % groups != 0) {
+        return MQ_ERR_ARG;
+    }
+    if (k_h == 1 && k_w == 1 && params->stride_h == 1 && params->stride_w == 1 &&
+        params->pad_top == 0 && params->pad_left == 0 && groups == 1 && out_h == in_h &&
+        out_w == in_w) {
+        mq_rows_s8(input, batch * in_h * in_w, in_c, filter, bias, out_c, params->input_offset, 0,
+                   params->output_offset, params->act_min, params->act_max, quant->multiplier,
+                   quant->shift, output);
+        return MQ_OK;
+    }
+
+    mq_conv_general(params, quant, input_dims, input, filter_dims, filter, bias, output_dims,
+                    output);
     return MQ_OK;
 }
 
@@ -290,6 +383,64 @@ static void mq_dw_4ch_3col(const int8_t *x, const int8_t *w, int32_t rows, int32
     acc[3] = a[3];
 }
 
+#if MQ_DSP
+/* One tap of four channels for two pixels: the filter word is widened once for both. */
+#define MQ_DW_TAP2(xa, xb, wq)                                                                  \
+    do {                                                                                       \
+        const uint32_t wv_ = mq_read_s8x4(wq);                                                 \
+        const uint32_t we_ = __sxtb16(wv_);                                                    \
+        const uint32_t wo_ = mq_sxtb16_ror8(wv_);                                              \
+        uint32_t xv_ = mq_read_s8x4(xa);                                                       \
+        uint32_t xe_ = __sxtab16(off2, xv_);                                                   \
+        uint32_t xo_ = mq_sxtab16_ror8(off2, xv_);                                             \
+        a0 = __smlabb((int32_t)xe_, (int32_t)we_, a0);                                         \
+        a2 = __smlatt((int32_t)xe_, (int32_t)we_, a2);                                         \
+        a1 = __smlabb((int32_t)xo_, (int32_t)wo_, a1);                                         \
+        a3 = __smlatt((int32_t)xo_, (int32_t)wo_, a3);                                         \
+        xv_ = mq_read_s8x4(xb);                                                                \
+        xe_ = __sxtab16(off2, xv_);                                                            \
+        xo_ = mq_sxtab16_ror8(off2, xv_);                                                      \
+        b0 = __smlabb((int32_t)xe_, (int32_t)we_, b0);                                         \
+        b2 = __smlatt((int32_t)xe_, (int32_t)we_, b2);                                         \
+        b1 = __smlabb((int32_t)xo_, (int32_t)wo_, b1);                                         \
+        b3 = __smlatt((int32_t)xo_, (int32_t)wo_, b3);                                         \
+    } while (0)
+
+/* mq_dw_4ch_3col for two neighbouring output pixels (stride and dilation 1, so that tap
+ * columns, filter columns and the two pixels are all `c` bytes apart): each widened filter
+ * word serves both pixels. acc[0..3] is the first pixel, acc[4..7] the second. */
+static MQ_NOINLINE void mq_dw_3col_2px(const int8_t *x, const int8_t *w, int32_t rows,
+                                       int32_t x_row, int32_t w_row, int32_t c,
+                                       int32_t input_offset, int32_t *acc)
+{
+    const uint32_t off2 = mq_offset2(input_offset);
+    int32_t a0 = acc[0];
+    int32_t a1 = acc[1];
+    int32_t a2 = acc[2];
+    int32_t a3 = acc[3];
+    int32_t b0 = acc[4];
+    int32_t b1 = acc[5];
+    int32_t b2 = acc[6];
+    int32_t b3 = acc[7];
+    const int8_t *end = x + rows * x_row;
+    while (x != end) {
+        MQ_DW_TAP2(x, x + c, w);
+        MQ_DW_TAP2(x + c, x + 2 * c, w + c);
+        MQ_DW_TAP2(x + 2 * c, x + 3 * c, w + 2 * c);
+        x += x_row;
+        w += w_row;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+    acc[4] = b0;
+    acc[5] = b1;
+    acc[6] = b2;
+    acc[7] = b3;
+}
+#endif
+
 static inline int8_t mq_dw_out1(int32_t acc, const mq_rq *q, int32_t output_offset,
                                 int32_t act_min, int32_t act_max)
 {
@@ -369,8 +520,30 @@ mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_chan
                 for (ox = 0; ox < out_w; ++ox) {
                     const int32_t x0 = ox * params->stride_w - params->pad_left;
                     int32_t kx_start, kx_end;
-                    int32_t acc[4];
+                    int32_t acc[8];
                     mq_tap_range(x0, params->dilation_w, in_w, k_w, &kx_start, &kx_end);
+#if MQ_DSP
+                    if (k_w == 3 && params->stride_w == 1 && params->dilation_w == 1 &&
+                        x0 >= 0 && x0 + 3 < in_w && ox + 1 < out_w && ky_end > ky_start) {
+                        /* Two pixels with all three tap columns share one pass. */
+                        for (j = 0; j < 4; ++j) {
+                            acc[j] = b[j];
+                            acc[4 + j] = b[j];
+                        }
+                        mq_dw_3col_2px(in_batch + ((y0 + ky_start * params->dilation_h) * in_w +
+                                                   x0) * in_c + ic,
+                                       filter + ky_start * 3 * out_c + ic, ky_end - ky_start,
+                                       params->dilation_h * in_w * in_c, 3 * out_c, out_c,
+                                       params->input_offset, acc);
+                        mq_dw_out4(acc, q, fast, params->output_offset, params->act_min,
+                                   params->act_max, y);
+                        mq_dw_out4(acc + 4, q, fast, params->output_offset, params->act_min,
+                                   params->act_max, y + out_c);
+                        y += 2 * out_c;
+                        ++ox;
+                        continue;
+                    }
+#endif
                     acc[0] = b[0];
                     acc[1] = b[1];
                     acc[2] = b[2];
