@@ -7,12 +7,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from cmsis_cases import assert_exact, family_dir, list_cases, load_case
+from cmsis_cases import assert_exact, family_dir, list_cases, load_case, weighted_args
 from microq.qir import ConvParams
 from microq.ref.conv import conv2d, depthwise_conv2d
 
 MQ_OK, MQ_ERR_ARG = 0, 1
-_ARRAYS = ("multiplier", "shift", "filter", "bias")  # ConvParams fields that are not C scalars
 
 
 @pytest.fixture(params=["double", "single"])
@@ -26,19 +25,9 @@ def run_c(ffi, lib, p: ConvParams, x: np.ndarray, out_hw, depthwise=False, dims=
     """Call mq_conv2d_s8 / mq_depthwise_conv2d_s8; returns (status, int8 output)."""
     n, h, w, c = x.shape
     out_c = p.filter.shape[3] if depthwise else p.filter.shape[0]
-    fields = ConvParams.__dataclass_fields__
-    cp = ffi.new("mq_conv_params *", {k: getattr(p, k) for k in fields if k not in _ARRAYS})
-    mult = np.ascontiguousarray(p.multiplier, dtype=np.int32)
-    shift = np.ascontiguousarray(p.shift, dtype=np.int32)
-    quant = ffi.new("mq_per_channel_quant *")
-    quant.multiplier = ffi.from_buffer("int32_t[]", mult)
-    quant.shift = ffi.from_buffer("int32_t[]", shift)
+    cp, quant, bias, _keep = weighted_args(ffi, p)
     xs = np.ascontiguousarray(x, dtype=np.int8)
     fs = np.ascontiguousarray(p.filter, dtype=np.int8)
-    bias = ffi.NULL
-    if p.bias is not None:
-        bias_arr = np.ascontiguousarray(p.bias, dtype=np.int32)
-        bias = ffi.from_buffer("int32_t[]", bias_arr)
     out = np.full((n, *out_hw, out_c), 0x5A, dtype=np.int8)
     d = dims or {}
     in_d = ffi.new("mq_dims *", d.get("input", (n, h, w, c)))

@@ -7,12 +7,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from cmsis_cases import assert_exact, family_dir, list_cases, load_case
+from cmsis_cases import assert_exact, family_dir, list_cases, load_case, weighted_args
 from microq.qir import FCParams
 from microq.ref.fc import fully_connected
 
 MQ_OK, MQ_ERR_ARG = 0, 1
-_ARRAYS = ("multiplier", "shift", "filter", "bias")  # FCParams fields that are not C scalars
 
 
 @pytest.fixture(params=["double", "single"])
@@ -26,19 +25,9 @@ def run_c(ffi, lib, p: FCParams, x: np.ndarray, dims=None):
     """Call mq_fully_connected_s8 on x [rows, K]; returns (status, int8 [rows, out])."""
     rows, depth = x.shape
     out_c = p.filter.shape[0]
-    fields = FCParams.__dataclass_fields__
-    cp = ffi.new("mq_fc_params *", {k: getattr(p, k) for k in fields if k not in _ARRAYS})
-    mult = np.ascontiguousarray(p.multiplier, dtype=np.int32)
-    shift = np.ascontiguousarray(p.shift, dtype=np.int32)
-    quant = ffi.new("mq_per_channel_quant *")
-    quant.multiplier = ffi.from_buffer("int32_t[]", mult)
-    quant.shift = ffi.from_buffer("int32_t[]", shift)
+    cp, quant, bias, _keep = weighted_args(ffi, p)
     xs = np.ascontiguousarray(x, dtype=np.int8)
     fs = np.ascontiguousarray(p.filter, dtype=np.int8)
-    bias = ffi.NULL
-    if p.bias is not None:
-        bias_arr = np.ascontiguousarray(p.bias, dtype=np.int32)
-        bias = ffi.from_buffer("int32_t[]", bias_arr)
     out = np.full((rows, out_c), 0x5A, dtype=np.int8)
     d = dims or {}
     in_d = ffi.new("mq_dims *", d.get("input", (rows, 1, 1, depth)))
