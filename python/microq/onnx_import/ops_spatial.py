@@ -113,9 +113,13 @@ def conv(cx: Ctx) -> None:
 def pool(cx: Ctx) -> None:
     a = cx.attrs()
     op = "MaxPool" if cx.node.op_type == "MaxPool" else "AvgPool"
+    dil = [int(dd) for dd in a.get("dilations", [])]
+    if any(dd != 1 for dd in dil):
+        # the int8 pooling kernels read contiguous windows; ignoring the attribute would
+        # change both the output shape and its values
+        raise Unsupported(f"{cx.node.op_type} with dilations {dil}: dilated pooling windows "
+                          "are not supported (only dilations of 1)")
     if op == "MaxPool":
-        if any(dd != 1 for dd in a.get("dilations", [])):
-            raise Unsupported("MaxPool with dilation != 1")
         if a.get("storage_order", 0) != 0:
             raise Unsupported("MaxPool storage_order=1")
         if not cx.unused(1):

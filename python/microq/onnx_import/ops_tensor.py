@@ -209,6 +209,20 @@ def passthrough(cx: Ctx) -> None:
         to = int(cx.attrs()["to"])
         if to not in (1, 10, 11, 16):  # float, float16, double, bfloat16
             raise Unsupported("Cast of an activation to a non-float type")
-    if cx.node.op_type == "Dropout" and not cx.unused(1):
-        raise Unsupported("Dropout mask output")
+    if cx.node.op_type == "Dropout":
+        if not cx.unused(1):
+            raise Unsupported("Dropout mask output")
+        # opset 12+: input 2 is training_mode; True drops (and rescales) activations at
+        # random, which is not an identity (opset < 7: attribute is_test=0 means the same)
+        if cx.has_input(2):
+            mode = cx.const(2)
+            if mode is None:
+                raise Unsupported("Dropout whose training_mode is not a constant: make it a "
+                                  "constant False for inference")
+            if np.any(np.asarray(mode).astype(bool)):
+                raise Unsupported("Dropout with training_mode=True is random, not an identity: "
+                                  "export the model in eval mode (training_mode=False)")
+        if "is_test" in cx.attrs() and not cx.attrs()["is_test"]:
+            raise Unsupported("Dropout with is_test=0 (training mode) is not an identity: "
+                              "export the model in eval mode")
     cx.values[cx.out()] = cx.value(0)

@@ -110,6 +110,9 @@ class _FixedQuantizer(_Quantizer):
             c: ConstQ | None = self.qdq.consts.get(bname)
             if c is None or c.q.dtype != np.int32 or c.q.size != b.size:
                 continue
+            if not np.all(np.isfinite(c.scale) & (np.asarray(c.scale) > 0)):
+                raise MicroqError(f"bias '{bname}' has scale {np.asarray(c.scale).min()!r}: a "
+                                  "quantized bias needs positive finite scales")
             expect = np.float32(s_in) * s_w.astype(np.float32)
             same_scale = np.allclose(np.broadcast_to(c.scale, b.shape), expect, rtol=1e-6)
             unchanged = np.array_equal((c.q.astype(np.float32) * c.scale).astype(np.float32), b)

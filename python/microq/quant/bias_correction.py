@@ -20,7 +20,8 @@ from typing import Callable
 import numpy as np
 
 from .. import ir, qir
-from ..ref.arith import INT32_MAX, INT32_MIN
+from ..ref.arith import INT32_MAX
+from .guards import channel_weight_sums, reach
 from ..ref.float_exec import OPS
 from ..ref.int_exec import KERNELS
 
@@ -105,7 +106,10 @@ def _corrected(node: qir.QNode, err: np.ndarray, s_out: float) -> qir.QNode:
     # a zero multiplier makes the channel a constant: its bias has no effect
     delta = np.round(np.where(scale > 0, err / np.where(scale > 0, scale, 1.0), 0.0))
     bias = np.zeros(len(p.multiplier), np.int64) if p.bias is None else p.bias.astype(np.int64)
-    new_bias = np.clip(bias - delta.astype(np.int64), INT32_MIN, INT32_MAX).astype(np.int32)
+    # keep the accumulator bound of guards.py: reach * sum|w| + |bias| <= 2^31 - 1
+    room = INT32_MAX - reach(p.input_offset) * channel_weight_sums(
+        node.kernel, p.filter, getattr(p, "filter_offset", 0))
+    new_bias = np.clip(bias - delta.astype(np.int64), -room, room).astype(np.int32)
     return dataclasses.replace(node, params=dataclasses.replace(p, bias=new_bias))
 
 

@@ -17,7 +17,7 @@ from .. import ir, qir
 from ..errors import MicroqError
 from ..ref import activations
 from ..ref.arith import quantize_multiplier, round_half_away
-from . import scheme
+from . import guards, scheme
 from .calibrate import Range
 
 INT32_MAX = 2**31 - 1
@@ -40,6 +40,9 @@ def quantize_weights_per_channel(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     # float32 scales: the value every file format (QDQ ONNX, TFLite) stores, so that a model
     # written out and read back requantizes to the same multipliers.
     scales = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32).astype(np.float64)
+    # a channel below float32's smallest normal would get scale 0 (division by zero): such
+    # weights are zero in int8 at any representable scale
+    scales = np.maximum(scales, float(np.finfo(np.float32).tiny))
     q = np.clip(round_half_away(flat / scales[:, None]), -127, 127).astype(np.int8)
     return q.reshape(w.shape), scales
 
@@ -47,6 +50,58 @@ def quantize_weights_per_channel(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def _bias(b: np.ndarray, s_in: float, s_w: np.ndarray) -> np.ndarray:
     q = round_half_away(b.astype(np.float64) / (s_in * s_w))
     return np.clip(q, -INT32_MAX, INT32_MAX).astype(np.int32)
+
+
+def _up_f32(x: float) -> float:
+    """The smallest float32 >= x (scales are stored as float32)."""
+    f = np.float32(x)
+    if float(f) < x:
+        f = np.nextafter(f, np.float32(np.inf))
+    return float(f)
+
+
+def fit_channels(name: str, w: np.ndarray, b: np.ndarray, s_in: float, input_offset: int,
+                 wq: np.ndarray, s_w: np.ndarray, bias: np.ndarray):
+    """Make every output channel's int32 accumulator provably safe (guards.py): reach *
+    sum|wq| + |bias| <= 2^31 - 1, with the bias not saturated. A channel whose bias does not
+    fit (tiny weights, large bias: s_in * s_w / s_out below 2^-31 and the bias beyond int32)
+    gets a larger weight scale, as TFLite's quantizer does, so that its bias fits; its weights
+    then quantize coarser, which is harmless as they are negligible next to the bias. A
+    channel whose weights alone overflow (too deep a reduction) is refused.
+
+    w: float weights [Cout, ...], b: float bias [Cout]; returns (wq, s_w, bias)."""
+    limit = INT32_MAX
+    r = guards.reach(input_offset)
+    flat_w = w.reshape(w.shape[0], -1).astype(np.float64)
+    b = np.asarray(b, np.float64).reshape(-1)
+    wq = wq.reshape(w.shape[0], -1).copy()
+    s_w = np.asarray(s_w, np.float64).copy()
+    bias = np.asarray(bias, np.int64).copy()
+    wsum = np.abs(wq.astype(np.int64)).sum(axis=1)
+    deep = np.flatnonzero(r * wsum >= limit)
+    if deep.size:
+        c = int(deep[0])
+        raise MicroqError(
+            f"node '{name}': output channel {c} sums {flat_w.shape[1]} products whose int8 "
+            f"magnitudes ({r} * {int(wsum[c])}) exceed the int32 accumulator; the reduction is "
+            "too deep for int8 inference: split the layer into smaller ones")
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        raw = np.abs(b / (s_in * s_w))
+    bad = np.flatnonzero(~(raw + r * wsum < limit) | (r * wsum + np.abs(bias) > limit))
+    for c in bad:
+        room = limit - r * int(wsum[c]) - 1  # > 0 by the depth check
+        s = max(float(s_w[c]), _up_f32(abs(float(b[c])) / (s_in * room)))
+        for _ in range(64):
+            q = np.clip(round_half_away(flat_w[c] / s), -127, 127).astype(np.int64)
+            qb = round_half_away(float(b[c]) / (s_in * s))
+            if r * int(np.abs(q).sum()) + abs(qb) <= limit:
+                break
+            s = _up_f32(s * (1 + 2**-20))
+        else:  # pragma: no cover - each step shrinks both terms
+            raise MicroqError(f"node '{name}': the bias of output channel {c} cannot be fitted "
+                              "into int32")
+        wq[c], s_w[c], bias[c] = q, s, qb
+    return wq.reshape(w.shape).astype(np.int8), s_w, bias.astype(np.int32)
 
 
 def _multipliers(s_in: float, s_w: np.ndarray, s_out: float,
@@ -96,9 +151,17 @@ class _Quantizer:
     def bias(self, node: ir.Node, s_in: float, s_w: np.ndarray) -> np.ndarray:
         return _bias(self.g.tensors[node.inputs[2]].const, s_in, s_w)
 
+    def fit(self, node: ir.Node, wq: np.ndarray, s_w: np.ndarray, bias: np.ndarray,
+            s_in: float, input_offset: int):
+        """fit_channels on this node's float weights and bias."""
+        w, b = (self.g.tensors[node.inputs[i]].const for i in (1, 2))
+        return fit_channels(node.name, w, b, s_in, input_offset, wq, s_w, bias)
+
     def emit(self, node: ir.Node, kernel: str, inputs, outputs, params) -> None:
-        self.nodes.append(qir.QNode(node.name, kernel, list(inputs), list(outputs), params,
-                                    list(node.source) or [node.name]))
+        qn = qir.QNode(node.name, kernel, list(inputs), list(outputs), params,
+                       list(node.source) or [node.name])
+        guards.check_node(qn, self.tensors, rounding=self.rounding)
+        self.nodes.append(qn)
 
     # -- ops -----------------------------------------------------------------------------
     def run(self) -> qir.QGraph:
@@ -122,6 +185,7 @@ class _Quantizer:
         qo = self.q(out)
         wf = self.g.tensors[w].const
         wq, s_w = self.weights(node)
+        wq, s_w, bias = self.fit(node, wq, s_w, self.bias(node, s_in, s_w), s_in, -zp_in)
         mult, shift = _multipliers(s_in, s_w, qo.scale, self.rounding)
         lo, hi = scheme.act_range(qo.scale, qo.zero_point, a.act_min, a.act_max)
         cin = self.g.tensors[x].shape[-1]
@@ -134,7 +198,7 @@ class _Quantizer:
             dilation_h=a.dilation[0], dilation_w=a.dilation[1], input_offset=-zp_in,
             output_offset=qo.zero_point, act_min=lo, act_max=hi,
             ch_mult=cout // cin if depthwise else 1, multiplier=mult, shift=shift,
-            filter=filt, bias=self.bias(node, s_in, s_w))
+            filter=filt, bias=bias)
         self.emit(node, kernel, [x], [out], p)
 
     def fully_connected(self, node: ir.Node) -> None:
@@ -145,11 +209,13 @@ class _Quantizer:
         self.add_tensor(out, self.calibrated(out))
         qo = self.q(out)
         wq, s_w = self.weights(node)
+        wq, s_w, bias = self.fit(node, wq, s_w, self.bias(node, qi.scale, s_w), qi.scale,
+                                 -qi.zero_point)
         mult, shift = _multipliers(qi.scale, s_w, qo.scale, self.rounding)
         lo, hi = scheme.act_range(qo.scale, qo.zero_point, a.act_min, a.act_max)
         p = qir.FCParams(input_offset=-qi.zero_point, filter_offset=0,
                          output_offset=qo.zero_point, act_min=lo, act_max=hi, multiplier=mult,
-                         shift=shift, filter=wq, bias=self.bias(node, qi.scale, s_w))
+                         shift=shift, filter=wq, bias=bias)
         self.emit(node, "fully_connected", [x], [out], p)
 
     def pool(self, node: ir.Node) -> None:

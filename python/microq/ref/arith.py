@@ -19,10 +19,25 @@ def _i64(x) -> np.ndarray:
     return np.asarray(x, dtype=np.int64)
 
 
-def wrap_i32(x) -> np.ndarray:
-    """Two's complement wrap of int64 values to the int32 range (as a C cast would do)."""
+class Int32Overflow(AssertionError):
+    """A reference kernel met a value outside int32: the C would overflow (undefined behaviour
+    on the MCU). The compile-time guards (quant/guards.py) must make this impossible, so it is
+    an assertion: a test that reaches it has found a bug."""
+
+
+def check_i32(x, what: str) -> np.ndarray:
+    """x (int64) unchanged if every value fits int32, else Int32Overflow naming `what`."""
     x = _i64(x)
-    return ((x + 2**31) & 0xFFFFFFFF) - 2**31
+    if x.size and (int(x.max()) > INT32_MAX or int(x.min()) < INT32_MIN):
+        bad = int(x.max()) if int(x.max()) > INT32_MAX else int(x.min())
+        raise Int32Overflow(f"{what}: {bad} does not fit int32 (the C kernel would overflow)")
+    return x
+
+
+def check_acc(abs_sum, what: str) -> None:
+    """The order-free accumulator bound: the sum of |terms| (and |bias|) of every accumulator
+    fits int32, so no partial sum in any order overflows."""
+    check_i32(abs_sum, f"{what} accumulator (sum of |terms| + |bias|)")
 
 
 def srdhm(a, b) -> np.ndarray:
@@ -48,17 +63,22 @@ def rdbpot(x, e) -> np.ndarray:
 
 def mbqm(x, multiplier, shift, rounding: str = "double") -> np.ndarray:
     """MultiplyByQuantizedMultiplier: x * M * 2^(shift-31) with TFLite Micro's rounding."""
-    x = _i64(x)
+    x = check_i32(x, "requantization input")
     m = _i64(multiplier)
     shift = _i64(shift)
+    if shift.size and (int(shift.min()) < -31 or int(shift.max()) > 31):
+        raise Int32Overflow(f"requantization shift {shift.min()}..{shift.max()} is outside "
+                            "[-31, 31]")
     if rounding == "single":
+        if shift.size and int(shift.max()) > 30:
+            raise Int32Overflow(f"single-rounding shift {shift.max()} is above 30")
         total = 31 - shift
         return (x * m + (np.int64(1) << (total - 1))) >> total
     if rounding != "double":
         raise ValueError(f"rounding must be 'double' or 'single', not {rounding!r}")
     left = np.maximum(shift, 0)
     right = np.maximum(-shift, 0)
-    return rdbpot(srdhm(wrap_i32(x << left), m), right)
+    return rdbpot(srdhm(check_i32(x << left, "requantization input << shift"), m), right)
 
 
 def quantize_multiplier(real: float, rounding: str = "double") -> tuple[int, int]:
@@ -67,6 +87,11 @@ def quantize_multiplier(real: float, rounding: str = "double") -> tuple[int, int
         raise ValueError("quantize_multiplier needs a non-negative multiplier")
     if real == 0.0:
         return 0, 0
+    if not math.isfinite(real):
+        from ..errors import MicroqError
+
+        raise MicroqError(f"requantization multiplier {real!r} is not finite: the scales "
+                          "involved are out of range")
     q, shift = math.frexp(real)
     q_fixed = round_half_away(q * (1 << 31))
     if q_fixed == (1 << 31):

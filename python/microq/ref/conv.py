@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from microq.qir import ConvParams
-from microq.ref.arith import clamp, mbqm
+from microq.ref.arith import check_acc, clamp, mbqm
 
 
 def _padded_input(p: ConvParams, x: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
@@ -62,12 +62,16 @@ def conv2d(
     xp = _padded_input(p, x, out_hw)
     w = p.filter.astype(np.int64).reshape(groups, oc_per_group, kh, kw, f_c)
     acc = np.zeros((x.shape[0], *out_hw, groups, oc_per_group), dtype=np.int64)
+    mag = np.zeros_like(acc)  # sum of |term|: bounds every partial sum, in any order
     for ky in range(kh):
         for kx in range(kw):
             tap = _tap(p, xp, ky, kx, out_hw)
             tap = tap.reshape(*tap.shape[:3], groups, f_c)
             acc += np.einsum("nyxgc,goc->nyxgo", tap, w[:, :, ky, kx, :])
-    acc = acc.reshape(*acc.shape[:3], out_c) + _bias(p, out_c)
+            mag += np.einsum("nyxgc,goc->nyxgo", np.abs(tap), np.abs(w[:, :, ky, kx, :]))
+    bias = _bias(p, out_c)
+    acc = acc.reshape(*acc.shape[:3], out_c) + bias
+    check_acc(mag.reshape(acc.shape) + np.abs(bias), "conv2d")
     return _requantize(p, acc, rounding)
 
 
@@ -82,9 +86,13 @@ def depthwise_conv2d(
     xp = _padded_input(p, x, out_hw)
     w = p.filter.astype(np.int64)
     acc = np.zeros((x.shape[0], *out_hw, out_c), dtype=np.int64)
+    mag = np.zeros_like(acc)
     for ky in range(kh):
         for kx in range(kw):
             tap = np.repeat(_tap(p, xp, ky, kx, out_hw), p.ch_mult, axis=3)
             acc += tap * w[0, ky, kx, :]
-    acc += _bias(p, out_c)
+            mag += np.abs(tap) * np.abs(w[0, ky, kx, :])
+    bias = _bias(p, out_c)
+    acc += bias
+    check_acc(mag + np.abs(bias), "depthwise_conv2d")
     return _requantize(p, acc, rounding)

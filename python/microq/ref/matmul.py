@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..qir import BatchMatMulParams
-from .arith import clamp, mbqm
+from .arith import check_acc, clamp, mbqm
 
 MAX_DEPTH = 32768  # MQ_MATMUL_MAX_DEPTH: K * 255^2 stays below 2^31
 
@@ -28,5 +28,6 @@ def batch_matmul(
     if a.shape[-1] != b.shape[-2] or a.shape[-1] > MAX_DEPTH:
         raise ValueError(f"batch_matmul depth mismatch or too deep: {a.shape} @ {b.shape}")
     acc = np.matmul(a, b)  # int64 matmul: exact, |acc| < 2^31 by the depth bound
+    check_acc(np.matmul(np.abs(a), np.abs(b)), "batch_matmul")
     out = mbqm(acc, p.output_multiplier, p.output_shift, rounding)
     return clamp(out + p.output_offset, p.act_min, p.act_max).astype(np.int8)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from microq.qir import PoolParams
-from microq.ref.arith import clamp
+from microq.ref.arith import check_acc, clamp
 
 
 def _tap_range(origin: int, size: int, k_size: int) -> tuple[int, int]:
@@ -71,7 +71,13 @@ def avg_pool(p: PoolParams, x: np.ndarray, out_hw: tuple[int, int]) -> np.ndarra
             if p.count_include_pad:
                 count_w = min(x0 + p.kernel_w, w + p.pad_right) - x0
             window = x[:, y0 + ky_start : y0 + ky_end, x0 + kx_start : x0 + kx_end, :]
-            s = (window.astype(np.int64) + p.input_offset).sum(axis=(1, 2))
-            avg = _div_round_away(s, count_h * count_w)
+            raw = window.astype(np.int64)
+            s = (raw + p.input_offset).sum(axis=(1, 2))
+            count = count_h * count_w
+            # the C sums x, adds taps * input_offset, then +- count / 2 before dividing
+            taps = window.shape[1] * window.shape[2]
+            check_acc(np.maximum(np.abs(raw).sum(axis=(1, 2)), np.maximum(
+                taps * abs(p.input_offset), np.abs(s) + count // 2)), "avg_pool")
+            avg = _div_round_away(s, count)
             out[:, oy, ox, :] = clamp(avg + p.output_offset, p.act_min, p.act_max)
     return out

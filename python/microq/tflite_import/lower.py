@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import qir
 from ..errors import MicroqError
-from ..quant import scheme
+from ..quant import guards, scheme
 from ..ref.arith import quantize_multiplier, round_half_away
 from .reader import TfModel, TfOp, TfTensor
 
@@ -116,14 +116,22 @@ class Lowering:
         hi = 127 if clip[1] is None else min(127, _quantize_f32(clip[1], s, q.zero_point))
         return lo, hi
 
-    def multipliers(self, s_in: float, s_w: list, s_out: float):
+    def multipliers(self, s_in: float, s_w: list, s_out: float, op: TfOp | None = None):
+        bad = [sw for sw in s_w if not (np.isfinite(sw) and sw >= 0)]
+        if bad:
+            where = f"{op.name} ({op.opcode}): " if op is not None else ""
+            raise MicroqError(f"{self.m.path}: {where}weight scale {bad[0]!r} is not a "
+                              "non-negative finite number")
         ms = [quantize_multiplier(s_in * sw / s_out, self.rounding) for sw in s_w]
         return (np.array([m for m, _ in ms], dtype=np.int32),
                 np.array([sh for _, sh in ms], dtype=np.int32))
 
     def emit(self, op: TfOp, kernel: str, inputs, outputs, params) -> None:
         source = [self.names[self.t(i).index] for i in op.outputs]
-        self.nodes.append(qir.QNode(op.name, kernel, list(inputs), list(outputs), params, source))
+        node = qir.QNode(op.name, kernel, list(inputs), list(outputs), params, source)
+        # int32 accumulator and shift range proved before anything reaches the kernels
+        guards.check_node(node, self.tensors, f"{self.m.path}: ", self.rounding)
+        self.nodes.append(node)
 
     def options(self, op: TfOp):
         if op.options is None:
@@ -149,7 +157,7 @@ class Lowering:
         pad_top = compute_padding(sh, dh, h, kh, oh)[0] if o.Padding() == _SAME else 0
         pad_left = compute_padding(sw, dw, w, kw, ow)[0] if o.Padding() == _SAME else 0
         qi, qo = self.qp(x), self.qp(out)
-        mult, shift = self.multipliers(qi.scale, s_w, qo.scale)
+        mult, shift = self.multipliers(qi.scale, s_w, qo.scale, op)
         lo, hi = self.act_range(op, out)
         p = qir.ConvParams(
             stride_h=sh, stride_w=sw, pad_top=pad_top, pad_left=pad_left, dilation_h=dh,
@@ -174,7 +182,7 @@ class Lowering:
             self.emit(op, "reshape", [x], [flat], qir.ReshapeParams((rows, n_in)))
             x = flat
         qi, qo = self.qp(x), self.qp(out)
-        mult, shift = self.multipliers(qi.scale, s_w, qo.scale)
+        mult, shift = self.multipliers(qi.scale, s_w, qo.scale, op)
         lo, hi = self.act_range(op, out)
         p = qir.FCParams(input_offset=-qi.zero_point, filter_offset=0,
                          output_offset=qo.zero_point, act_min=lo, act_max=hi, multiplier=mult,
