@@ -223,12 +223,25 @@ def run(model_dir, inputs, raw: bool = False) -> dict[str, np.ndarray]:
     """Run the generated C on the host. `inputs`: a data file path or a dict of float arrays in
     the ONNX layout (N, *input_shape[1:]). Returns outputs keyed by name, dequantized unless raw."""
     m = load(model_dir)
-    arrays = inputs if isinstance(inputs, dict) else load_arrays(inputs)
-    data = model_inputs(inputs if not isinstance(inputs, dict) else "inputs", arrays,
-                        m.logical_input_shapes())
-    q = {k: m.quantize_input(k, v) for k, v in data.items()}
+    q = _quantized_inputs(m, inputs)
     out = m.run_int8(q)
     return out if raw else {k: m.dequantize_output(k, v) for k, v in out.items()}
+
+
+def _quantized_inputs(m, inputs) -> dict[str, np.ndarray]:
+    """`inputs` of run/run_on (a data file path or a dict of float arrays), checked against the
+    model's inputs and quantized into the physical layout."""
+    if isinstance(inputs, dict):
+        arrays, what = inputs, "inputs"
+    elif isinstance(inputs, (str, os.PathLike)):
+        arrays, what = load_arrays(inputs), inputs
+    else:
+        names = [s["name"] for s in m.inputs]
+        raise MicroqError(f"inputs must be a data file path or a dict {{input name: array}}, "
+                          f"not {type(inputs).__name__}; e.g. {{{names[0]!r}: x}}" if names else
+                          f"inputs must be a data file path or a dict, not {type(inputs).__name__}")
+    data = model_inputs(what, arrays, m.batched_input_shapes())
+    return {k: m.quantize_input(k, v) for k, v in data.items()}
 
 
 def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
@@ -278,10 +291,7 @@ def run_on(model_dir, inputs, target: str = "host", raw: bool = False,
     from .runtime import mcu
 
     m = load(model_dir)  # the host build supplies the quantization helpers
-    arrays = inputs if isinstance(inputs, dict) else load_arrays(inputs)
-    data = model_inputs(inputs if not isinstance(inputs, dict) else "inputs", arrays,
-                        m.logical_input_shapes())
-    q = {k: m.quantize_input(k, v) for k, v in data.items()}
+    q = _quantized_inputs(m, inputs)
     n = len(next(iter(q.values())))
     limit = timeout if timeout is not None else emulation_timeout(model_dir, n)
     out = mcu.run_int8(model_dir, target, q, dsp=dsp, timeout=limit)
