@@ -5,6 +5,7 @@ producer, one-line user errors and the crash-safe folder swap."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -128,3 +129,120 @@ def test_host_runner_rejects_short_int8_input(demo_dir) -> None:
     m = api.load(demo_dir)
     with pytest.raises(MicroqError, match="must be int8"):
         m.run_int8({"input": np.zeros((2, 8, 8), np.int8)})  # one axis short
+
+
+# ---- 2. model names never reach C text unescaped ---------------------------------------------
+
+# Each tries to end the comment it is written into, change a #define or add a directive.
+ATTACKS = [
+    "*\\\n/ + 1 /*",  # backslash-newline splices "*" and "/" into a comment terminator
+    "*??/\n/ + 1 /*",  # the same with the ??/ trigraph (a backslash under -std=c99)
+    "*/ + 1 /*",
+    "\n#include \"injected.h\"\n",
+    "\n#error injected\n",
+    "\r\n#define MQ_OK 1\n",
+    "trailing backslash \\",
+    "caf\u00e9 \u4e2d\u6587 \x00 \x7f \t",
+    "a" * 300 + "*/" + ";" * 50,
+    "// line comment \\",
+]
+
+
+def _crafted(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """Every tensor and node name of `model` replaced by an attack string (made unique)."""
+    g = model.graph
+    names: dict[str, str] = {}
+
+    def new(old: str) -> str:
+        if old and old not in names:
+            names[old] = f"{ATTACKS[len(names) % len(ATTACKS)]}#{len(names)}"
+        return names.get(old, old)
+
+    for v in list(g.input) + list(g.output) + list(g.value_info):
+        v.name = new(v.name)
+    for t in g.initializer:
+        t.name = new(t.name)
+    for k, n in enumerate(g.node):
+        n.name = ATTACKS[k % len(ATTACKS)] + f"@{k}"
+        n.input[:] = [new(i) for i in n.input]
+        n.output[:] = [new(o) for o in n.output]
+    return model, names
+
+
+@pytest.fixture(scope="module")
+def crafted_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("crafted")
+    model, names = _crafted(onnx.load(DEMO))
+    onnx.save(model, d / "crafted.onnx")
+    calib = dict(np.load(CALIB))
+    res = api.compile_model(d / "crafted.onnx", {names["input"]: calib["input"][:32]},
+                            d / "net", name="net", command="microq compile \\\n#error x")
+    return d, res, names
+
+
+def _c_files(folder: Path) -> dict[str, str]:
+    """Every .c/.h of a folder; read as ASCII, so a non-ASCII byte fails the test."""
+    return {p.name: p.read_text(encoding="ascii") for p in sorted(folder.iterdir())
+            if p.suffix in (".c", ".h")}
+
+
+def _without_comments(text: str) -> str:
+    """The C tokens of `text` (comments removed, whitespace runs collapsed); exact once no
+    line splice or trigraph is present, which the caller asserts."""
+    return " ".join(re.sub(r"/\*.*?\*/", " ", text, flags=re.S).split())
+
+
+def test_crafted_names_add_no_directive_or_code(crafted_dir, tmp_path) -> None:
+    """The names only ever land inside comments: no backslash-newline, trigraph, CR or
+    non-ASCII byte anywhere, and with the comments removed the folder is byte-identical to the
+    same model compiled with its ordinary names, token for token (so no offset, directive or
+    statement changed)."""
+    d, _, _ = crafted_dir
+    api.compile_model(DEMO, {"input": dict(np.load(CALIB))["input"][:32]}, tmp_path / "net",
+                      name="net")
+    crafted, plain = _c_files(d / "net"), _c_files(tmp_path / "net")
+    assert sorted(crafted) == sorted(plain)
+    for fname, text in crafted.items():
+        if fname.startswith("net"):  # the runtime's own macros do use line splices
+            assert "??" not in text and "\\\n" not in text and "\r" not in text, fname
+        assert _without_comments(text) == _without_comments(plain[fname]), fname
+    header = crafted["net.h"]
+    assert "\\x0a#include \"injected.h\"\\x0a" in crafted["net.c"]  # kept, escaped
+    assert "* / + 1 / *" in crafted["net.c"] and "\\x5c\\x0a#error x" in header
+
+
+def test_crafted_names_folder_compiles_strict_and_runs_exact(crafted_dir, tmp_path) -> None:
+    """The folder compiles with -Werror under -std=c99 (trigraphs on) and gnu99, and the host build equals the integer reference bit for bit (an injected "+ 1" in an
+    arena offset or a spliced line would change the result or the build)."""
+    import shutil
+    import subprocess
+
+    d, res, names = crafted_dir
+    gcc = shutil.which("gcc")
+    assert gcc, "gcc is required"
+    srcs = sorted(str(p) for p in (d / "net").glob("*.c"))
+    for std in ("-std=c99", "-std=gnu99"):
+        r = subprocess.run([gcc, std, "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wtrigraphs",
+                            "-Wcomment", "-I", str(d / "net"), "-c", *srcs],
+                           cwd=tmp_path, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-3000:]
+    m = api.load(d / "net")
+    x = dict(np.load(CALIB))["input"][:8]
+    inp, out = names["input"], names["probs"]
+    q = m.quantize_input(inp, x)
+    got = m.run_int8({inp: q})[out]
+    for i in range(len(x)):
+        want = run_int(res.qgraph, {inp: q[i : i + 1]})[out]
+        assert np.array_equal(got[i].reshape(-1), np.asarray(want).reshape(-1)), i
+    meta = json.loads((d / "net" / "net.json").read_text())
+    assert meta["inputs"][0]["name"] == inp and meta["outputs"][0]["name"] == out
+
+
+def test_comment_text_keeps_only_safe_characters() -> None:
+    from microq.codegen.cformat import COMMENT_SAFE, comment_text
+
+    for attack in ATTACKS + ["/*/", "**/", "/**/", "*//*", "?" * 5 + "/"]:
+        got = comment_text(attack)
+        assert set(got) <= COMMENT_SAFE | {"\\"}, got
+        assert "*/" not in got and "/*" not in got and "??" not in got, got
+        assert "\\" not in got.replace("\\x", ""), got  # a backslash only starts \xNN

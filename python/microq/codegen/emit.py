@@ -162,6 +162,10 @@ def _io_lines(qgraph: QGraph, up: str, kind: str, names: list[str], single: bool
     for k, t in enumerate(names):
         qt = qgraph.tensors[t]
         size = np.prod(qt.shape, dtype=np.int64)
+        zp = int(qt.q.zero_point)
+        if not -128 <= zp <= 127 or not (np.isfinite(qt.q.scale) and qt.q.scale > 0):
+            raise MicroqError(f"{kind.lower()} '{t}': scale {qt.q.scale} / zero point {zp} "
+                              "is not an int8 quantization (scale > 0, zero point -128..127)")
         tags = [f"{kind}{k}"] + ([kind] if single else [])
         for tag in tags:
             out += [
