@@ -246,3 +246,125 @@ def test_comment_text_keeps_only_safe_characters() -> None:
         assert set(got) <= COMMENT_SAFE | {"\\"}, got
         assert "*/" not in got and "/*" not in got and "??" not in got, got
         assert "\\" not in got.replace("\\x", ""), got  # a backslash only starts \xNN
+
+
+# ---- 3. the quantized graph for compare is JSON + npz, never pickle --------------------------
+
+TRANSFORMERS = Path(__file__).resolve().parent / "models" / "transformers"
+
+
+def _same(a, b, where: str = "graph") -> None:
+    """a and b are equal with the same types all the way down (arrays: dtype, shape, bytes)."""
+    import dataclasses
+
+    assert type(a) is type(b), f"{where}: {type(a).__name__} != {type(b).__name__}"
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, where
+        assert a.tobytes() == b.tobytes(), where
+    elif dataclasses.is_dataclass(a):
+        assert vars(a).keys() == vars(b).keys(), where
+        for k in vars(a):
+            _same(getattr(a, k), getattr(b, k), f"{where}.{k}")
+    elif isinstance(a, dict):
+        assert list(a) == list(b), where
+        for k in a:
+            _same(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and np.isnan(a):
+        assert np.isnan(b), where
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _roundtrip(qg, tmp_path: Path):
+    from microq.codegen import store
+
+    d = tmp_path / ".microq"
+    d.mkdir(parents=True, exist_ok=True)
+    for k, v in store.dump(qg).items():
+        (d / k).write_bytes(v)
+    return store.load(d)
+
+
+@pytest.mark.parametrize("case", ["demo", "vit_digits", "kws_transformer"])
+def test_qgraph_store_roundtrip_is_exact(case, tmp_path) -> None:
+    if case == "demo":
+        model, calib = DEMO, CALIB
+    elif case == "vit_digits":
+        model, calib = TRANSFORMERS / "vit_digits.onnx", TRANSFORMERS / "vit_digits_calib.npz"
+    else:
+        model = TRANSFORMERS / "kws_transformer.onnx"
+        calib = TRANSFORMERS / "kws_transformer_data.npz"
+    data = {k: v[:16] for k, v in np.load(calib).items() if k != "label"}
+    _, qg = api.quantize_model(model, data)
+    back = _roundtrip(qg, tmp_path)
+    _same(qg, back)
+    kernels = {n.kernel for n in qg.nodes}
+    if case != "demo":
+        assert {"batch_matmul", "layernorm", "softmax"} <= kernels
+
+
+def test_compile_writes_no_pickle_and_compare_reads_the_store(demo_dir) -> None:
+    files = sorted(p.name for p in (demo_dir / ".microq").iterdir())
+    assert files == ["generated", "qgraph.json", "qgraph.npz"]
+    with np.load(demo_dir / ".microq" / "qgraph.npz", allow_pickle=False) as z:
+        assert all(z[k].dtype != object for k in z.files)
+    assert api.load_qgraph(demo_dir).outputs == ["probs"]
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_old_pickle_folder_is_refused_without_unpickling(demo_dir, tmp_path) -> None:
+    """A folder with only .microq/qgraph.pickle (an older microq, or a crafted one) is refused
+    with one line, and the pickle is never loaded (its payload would create a file)."""
+    import pickle
+
+    d = _copy(demo_dir, tmp_path / "old")
+    for f in ("qgraph.json", "qgraph.npz"):
+        (d / ".microq" / f).unlink()
+    witness = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (witness,))
+
+    (d / ".microq" / "qgraph.pickle").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(MicroqError, match="older microq.*compile the model again") as e:
+        api.load_qgraph(d)
+    assert "\n" not in str(e.value)
+    with pytest.raises(MicroqError, match="older microq"):
+        api.compare(DEMO, d, CALIB)
+    assert not witness.exists()
+
+
+@pytest.mark.parametrize("case", ["bad_json", "foreign_class", "object_array", "wrong_format",
+                                  "missing_array", "deep_nesting"])
+def test_damaged_qgraph_store_is_a_one_line_error(case, demo_dir, tmp_path) -> None:
+    d = _copy(demo_dir, tmp_path / "dmg")
+    j = d / ".microq" / "qgraph.json"
+    doc = json.loads(j.read_text())
+    if case == "bad_json":
+        j.write_text("{not json")
+    elif case == "foreign_class":
+        doc["graph"]["$type"] = "Path"
+        j.write_text(json.dumps(doc))
+    elif case == "object_array":
+        np.savez(d / ".microq" / "qgraph.npz", a0=np.array([{"x": 1}], dtype=object))
+    elif case == "wrong_format":
+        doc["format"] = 99
+        j.write_text(json.dumps(doc))
+    elif case == "missing_array":
+        np.savez(d / ".microq" / "qgraph.npz")
+    else:
+        j.write_text('{"format": 1, "graph": ' + "[" * 100000 + "]" * 100000 + "}")
+    with pytest.raises(MicroqError, match="compile the model again") as e:
+        api.load_qgraph(d)
+    assert "\n" not in str(e.value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,8 @@ from . import qir
 from .data import load_arrays, model_inputs
 from .errors import MicroqError
 
-QGRAPH_FILE = "qgraph.pickle"  # inside the generated folder's .microq/ (for compare)
+# the quantized graph for `compare` is stored in the folder's .microq/ as JSON + npz
+# (codegen.store; never pickle: loading a folder must not run code)
 
 
 # --- progress --------------------------------------------------------------------------------
@@ -187,7 +187,9 @@ def compile_model(model, calib, out_dir, name: str = "net", method: str = "minma
             raise MicroqError(f"{model}: an ONNX model needs calibration data (--calib)")
         _, qg = quantize_model(model, calib, method=method, progress=progress,
                                rounding=rounding, bias_correction=bias_correction)
-    extra = {f".microq/{QGRAPH_FILE}": pickle.dumps(qg, protocol=4)}
+    from .codegen import store
+
+    extra = {f".microq/{k}": v for k, v in store.dump(qg).items()}
     emit(qg, out_dir, name, command=command, rounding=rounding, extra_files=extra)
     return CompileResult(qg, out_dir, load_meta(out_dir))
 
@@ -203,10 +205,12 @@ def load_meta(model_dir: str | Path) -> dict:
 
 
 def load_qgraph(model_dir: str | Path) -> qir.QGraph:
-    p = Path(model_dir) / ".microq" / QGRAPH_FILE
-    if not p.is_file():
-        raise MicroqError(f"{model_dir}: {p.name} missing; compile the model again")
-    return pickle.loads(p.read_bytes())
+    """The quantized graph a folder was generated from (JSON + npz; no code runs)."""
+    from .codegen import store
+
+    if not Path(model_dir).is_dir():
+        raise MicroqError(f"{model_dir}: no such folder; run `microq compile` first")
+    return store.load(Path(model_dir) / ".microq")
 
 
 # --- run -------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def emit(
 ) -> Summary:
     """Write the C folder for `qgraph` to `out_dir` (replacing it); `command` is recorded in the
     header comment. `rounding` is recorded for builds: "single" needs -DMQ_SINGLE_ROUNDING=1.
-    `extra_files` (relative path -> bytes, e.g. ".microq/qgraph.pkl") are written along, in the
+    `extra_files` (relative path -> bytes, e.g. ".microq/qgraph.json") are written along, in the
     same atomic swap."""
     if not cf.is_identifier(name):
         raise MicroqError(f"model name '{name}' is not a C identifier (use letters, digits, _)")
