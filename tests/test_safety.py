@@ -368,3 +368,44 @@ def test_damaged_qgraph_store_is_a_one_line_error(case, demo_dir, tmp_path) -> N
     with pytest.raises(MicroqError, match="compile the model again") as e:
         api.load_qgraph(d)
     assert "\n" not in str(e.value)
+
+
+# ---- 4. --name collisions ----------------------------------------------------------------------
+
+RESERVED_NAMES = ["mq_conv", "mq_requant", "mq_types", "MQ_fc", "mq", "stdint", "stddef",
+                  "string", "int", "static", "_net", "harness", "startup", "main", "con",
+                  "n" * 65, "caf\u00e9", "my-model"]
+
+
+@pytest.mark.parametrize("name", RESERVED_NAMES)
+def test_reserved_model_name_is_refused_before_any_work(name, tmp_path, monkeypatch) -> None:
+    import microq.api as api_mod
+
+    def no_quantize(*a, **k):
+        raise AssertionError("quantized before the name was checked")
+
+    monkeypatch.setattr(api_mod, "quantize_model", no_quantize)
+    with pytest.raises(MicroqError, match="choose another --name") as e:
+        api.compile_model(DEMO, CALIB, tmp_path / "out", name=name)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["mq_conv", "stdint"])
+def test_cli_reserved_name_exits_nonzero_with_one_line(name, tmp_path) -> None:
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-m", "microq", "compile", str(DEMO), "--calib",
+                        str(CALIB), "-o", str(tmp_path / "out"), "--name", name],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and name in lines[0] and "--name" in lines[0], r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_ordinary_names_still_work(tmp_path) -> None:
+    from microq.codegen.emit import check_name
+
+    for name in ["net", "kws_v2", "Net", "model_mq", "mqtt", "digits", "int8net", "x"]:
+        check_name(name)

@@ -171,7 +171,9 @@ def compile_model(model, calib, out_dir, name: str = "net", method: str = "minma
     -> generated C folder. `rounding` "single" builds with MQ_SINGLE_ROUNDING. Nothing is
     written on error."""
     from .codegen import emit
+    from .codegen.emit import check_name
 
+    check_name(name)
     out_dir = Path(out_dir)
     _check_writable(out_dir)
     if Path(model).suffix.lower() == ".tflite":
