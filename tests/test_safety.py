@@ -409,3 +409,55 @@ def test_ordinary_names_still_work(tmp_path) -> None:
 
     for name in ["net", "kws_v2", "Net", "model_mq", "mqtt", "digits", "int8net", "x"]:
         check_name(name)
+
+
+# ---- 5. graph outputs with no producer ---------------------------------------------------------
+
+
+def _relu_model(outputs: list[str], inits=None) -> onnx.ModelProto:
+    return make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": (1, 4)}, outputs, inits)
+
+
+@pytest.mark.parametrize("case", ["dangling", "only_dangling", "constant", "no_outputs"])
+def test_output_without_producer_is_refused(case, tmp_path) -> None:
+    outputs, inits, needle = {
+        "dangling": (["y", "ghost"], None, "'ghost'"),
+        "only_dangling": (["ghost"], None, "'ghost'"),
+        "constant": (["y", "c"], {"c": np.ones((1, 4), np.float32)}, "'c'"),
+        "no_outputs": ([], None, "no outputs"),
+    }[case]
+    path = tmp_path / f"{case}.onnx"
+    onnx.save(_relu_model(outputs, inits), path)
+    with pytest.raises(MicroqError) as e:
+        api.compile_model(path, {"x": _x(8)}, tmp_path / "out", name="m")
+    msg = str(e.value)
+    assert "\n" not in msg and needle in msg and str(path) in msg, msg
+    assert not (tmp_path / "out").exists()
+
+
+def test_emit_refuses_a_qgraph_output_nobody_computes(tmp_path) -> None:
+    from microq import qir
+    from microq.codegen import emit
+
+    q = qir.QParams(0.1, 0)
+    g = qir.QGraph("g", {"x": qir.QTensor("x", (1, 4), q), "z": qir.QTensor("z", (1, 4), q)},
+                   [], ["x"], ["z"])
+    with pytest.raises(MicroqError, match="'z' is produced by no node"):
+        emit(g, tmp_path / "out", "m")
+    assert not (tmp_path / "out").exists()
+
+
+def test_graph_input_that_is_also_an_output_is_copied_exactly(tmp_path) -> None:
+    """An input listed as an output too (["y", "x"]): the C copies it into its output pointer;
+    equal to the quantized input and the integer reference."""
+    path = tmp_path / "io.onnx"
+    onnx.save(_relu_model(["y", "x"]), path)
+    res = api.compile_model(path, {"x": _x(16)}, tmp_path / "out", name="m")
+    assert [o["name"] for o in res.meta["outputs"]] == ["y", "x"]
+    m = api.load(tmp_path / "out")
+    q = m.quantize_input("x", _x(16)[:5])
+    got = m.run_int8({"x": q})
+    assert np.array_equal(got["x"], q)
+    for i in range(5):
+        want = run_int(res.qgraph, {"x": q[i : i + 1]})
+        assert np.array_equal(got["y"][i], np.asarray(want["y"]).reshape(-1)), i

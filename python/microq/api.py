@@ -171,7 +171,7 @@ def compile_model(model, calib, out_dir, name: str = "net", method: str = "minma
     -> generated C folder. `rounding` "single" builds with MQ_SINGLE_ROUNDING. Nothing is
     written on error."""
     from .codegen import emit
-    from .codegen.emit import check_name
+    from .codegen.emit import check_io, check_name
 
     check_name(name)
     out_dir = Path(out_dir)
@@ -191,6 +191,7 @@ def compile_model(model, calib, out_dir, name: str = "net", method: str = "minma
                                rounding=rounding, bias_correction=bias_correction)
     from .codegen import store
 
+    check_io(qg, str(model))
     extra = {f".microq/{k}": v for k, v in store.dump(qg).items()}
     emit(qg, out_dir, name, command=command, rounding=rounding, extra_files=extra)
     return CompileResult(qg, out_dir, load_meta(out_dir))

@@ -103,6 +103,32 @@ def check_name(name: str) -> None:
         raise MicroqError(f"model name '{name}' {why}; choose another --name")
 
 
+def check_io(qgraph: QGraph, where: str = "") -> None:
+    """Every tensor a node names exists, and the graph has inputs and outputs, each output
+    computed by a node or a graph input (never silently dropped: NUM_OUTPUTS 0 does not
+    build). `where` names the model file in the messages."""
+    where = where or f"model '{qgraph.name}'"
+    for node in qgraph.nodes:
+        for t in node.inputs + node.outputs:
+            if t not in qgraph.tensors:
+                raise MicroqError(f"{where}: node '{node.name}' uses tensor '{t}', which the "
+                                  "quantized graph does not define; the model is invalid")
+    if not qgraph.inputs:
+        raise MicroqError(f"{where} has no inputs: nothing to compute on; fix the model")
+    if not qgraph.outputs:
+        raise MicroqError(f"{where} has no outputs: nothing to compute; fix the model")
+    produced = {t for n in qgraph.nodes for t in n.outputs}
+    for t in qgraph.inputs + qgraph.outputs:
+        if t not in qgraph.tensors:
+            raise MicroqError(f"{where}: graph input/output '{t}' is not a tensor of the "
+                              "quantized graph; the model is invalid")
+    for t in qgraph.outputs:
+        if t not in produced and t not in qgraph.inputs:
+            what = "a constant" if qgraph.tensors[t].const is not None else "produced by no node"
+            raise MicroqError(f"{where}: graph output '{t}' is {what}, not computed from the "
+                              "inputs; remove it from the graph outputs")
+
+
 def emit(
     qgraph: QGraph,
     out_dir: Path,
@@ -118,6 +144,7 @@ def emit(
     check_name(name)
     if rounding not in ("double", "single"):
         raise MicroqError(f"rounding must be 'double' or 'single', not '{rounding}'")
+    check_io(qgraph)
     unknown = sorted({n.kernel for n in qgraph.nodes if n.kernel not in EMITTERS})
     if unknown:
         raise MicroqError(f"no C emitter for kernel(s): {', '.join(unknown)}")
