@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,8 @@ from . import qir
 from .data import load_arrays, model_inputs
 from .errors import MicroqError
 
-QGRAPH_FILE = "qgraph.pickle"  # inside the generated folder's .microq/ (for compare)
+# the quantized graph for `compare` is stored in the folder's .microq/ as JSON + npz
+# (codegen.store; never pickle: loading a folder must not run code)
 
 
 # --- progress --------------------------------------------------------------------------------
@@ -171,7 +171,9 @@ def compile_model(model, calib, out_dir, name: str = "net", method: str = "minma
     -> generated C folder. `rounding` "single" builds with MQ_SINGLE_ROUNDING. Nothing is
     written on error."""
     from .codegen import emit
+    from .codegen.emit import check_io, check_name
 
+    check_name(name)
     out_dir = Path(out_dir)
     _check_writable(out_dir)
     if Path(model).suffix.lower() == ".tflite":
@@ -187,7 +189,10 @@ def compile_model(model, calib, out_dir, name: str = "net", method: str = "minma
             raise MicroqError(f"{model}: an ONNX model needs calibration data (--calib)")
         _, qg = quantize_model(model, calib, method=method, progress=progress,
                                rounding=rounding, bias_correction=bias_correction)
-    extra = {f".microq/{QGRAPH_FILE}": pickle.dumps(qg, protocol=4)}
+    from .codegen import store
+
+    check_io(qg, str(model))
+    extra = {f".microq/{k}": v for k, v in store.dump(qg).items()}
     emit(qg, out_dir, name, command=command, rounding=rounding, extra_files=extra)
     return CompileResult(qg, out_dir, load_meta(out_dir))
 
@@ -203,10 +208,12 @@ def load_meta(model_dir: str | Path) -> dict:
 
 
 def load_qgraph(model_dir: str | Path) -> qir.QGraph:
-    p = Path(model_dir) / ".microq" / QGRAPH_FILE
-    if not p.is_file():
-        raise MicroqError(f"{model_dir}: {p.name} missing; compile the model again")
-    return pickle.loads(p.read_bytes())
+    """The quantized graph a folder was generated from (JSON + npz; no code runs)."""
+    from .codegen import store
+
+    if not Path(model_dir).is_dir():
+        raise MicroqError(f"{model_dir}: no such folder; run `microq compile` first")
+    return store.load(Path(model_dir) / ".microq")
 
 
 # --- run -------------------------------------------------------------------------------------
@@ -223,12 +230,25 @@ def run(model_dir, inputs, raw: bool = False) -> dict[str, np.ndarray]:
     """Run the generated C on the host. `inputs`: a data file path or a dict of float arrays in
     the ONNX layout (N, *input_shape[1:]). Returns outputs keyed by name, dequantized unless raw."""
     m = load(model_dir)
-    arrays = inputs if isinstance(inputs, dict) else load_arrays(inputs)
-    data = model_inputs(inputs if not isinstance(inputs, dict) else "inputs", arrays,
-                        m.logical_input_shapes())
-    q = {k: m.quantize_input(k, v) for k, v in data.items()}
+    q = _quantized_inputs(m, inputs)
     out = m.run_int8(q)
     return out if raw else {k: m.dequantize_output(k, v) for k, v in out.items()}
+
+
+def _quantized_inputs(m, inputs) -> dict[str, np.ndarray]:
+    """`inputs` of run/run_on (a data file path or a dict of float arrays), checked against the
+    model's inputs and quantized into the physical layout."""
+    if isinstance(inputs, dict):
+        arrays, what = inputs, "inputs"
+    elif isinstance(inputs, (str, os.PathLike)):
+        arrays, what = load_arrays(inputs), inputs
+    else:
+        names = [s["name"] for s in m.inputs]
+        raise MicroqError(f"inputs must be a data file path or a dict {{input name: array}}, "
+                          f"not {type(inputs).__name__}; e.g. {{{names[0]!r}: x}}" if names else
+                          f"inputs must be a data file path or a dict, not {type(inputs).__name__}")
+    data = model_inputs(what, arrays, m.batched_input_shapes())
+    return {k: m.quantize_input(k, v) for k, v in data.items()}
 
 
 def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
@@ -278,10 +298,7 @@ def run_on(model_dir, inputs, target: str = "host", raw: bool = False,
     from .runtime import mcu
 
     m = load(model_dir)  # the host build supplies the quantization helpers
-    arrays = inputs if isinstance(inputs, dict) else load_arrays(inputs)
-    data = model_inputs(inputs if not isinstance(inputs, dict) else "inputs", arrays,
-                        m.logical_input_shapes())
-    q = {k: m.quantize_input(k, v) for k, v in data.items()}
+    q = _quantized_inputs(m, inputs)
     n = len(next(iter(q.values())))
     limit = timeout if timeout is not None else emulation_timeout(model_dir, n)
     out = mcu.run_int8(model_dir, target, q, dsp=dsp, timeout=limit)

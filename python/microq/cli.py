@@ -108,8 +108,9 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, as_
     with any C99 compiler."""
     from . import api
 
-    if not name.isidentifier():
-        raise MicroqError(f"--name '{name}' is not a C identifier; use letters, digits and _")
+    from .codegen.emit import check_name
+
+    check_name(name)  # before calibrating
     command = "microq " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     t0 = time.perf_counter()
     steps = api.calibration_steps(calib, method)

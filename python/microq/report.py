@@ -242,7 +242,8 @@ def run_onnxruntime(model: str | Path, data: dict[str, np.ndarray]) -> dict[str,
     for i in range(n):
         res = sess.run(names, {k: v[i : i + 1] for k, v in data.items()})
         for k, r in zip(names, res):
-            outs[k].append(r[0])
+            # one sample as the host runner returns it (runtime.host.sample_shape)
+            outs[k].append(r[0] if r.ndim and r.shape[0] == 1 else r)
     return {k: np.stack(v) for k, v in outs.items()}
 
 
@@ -340,7 +341,18 @@ def layer_errors(graph, qg, feeds: dict[str, np.ndarray], rounding: str = "doubl
         q = qg.tensors[name].q
         return ((v.astype(np.float64) - q.zero_point) * q.scale).astype(np.float32)
 
-    for i in range(len(next(iter(feeds.values())))):
+    n = len(next(iter(feeds.values())))
+
+    def float_sample(t: str, i: int, like: np.ndarray) -> np.ndarray:
+        """Sample i of the float executor's batched tensor t, shaped like the int8 one. A
+        reshape that drops the leading 1 ([1, 3] -> [3]) folds the batch into axis 0; the
+        samples are then consecutive blocks of memory."""
+        f = floats[t]
+        if f[i : i + 1].shape == like.shape or f.size != n * like.size:
+            return f[i : i + 1]  # Stats.add rejects a shape mismatch
+        return f.reshape(n, -1)[i].reshape(like.shape)
+
+    for i in range(n):
         ints = {k: quantize_input(qg.tensors[k].q, v[i : i + 1]) for k, v in feeds.items()}
         run_int(qg, ints, rounding, on_tensor=ints.__setitem__)
         for t, node in fnodes.items():
@@ -351,7 +363,7 @@ def layer_errors(graph, qg, feeds: dict[str, np.ndarray], rounding: str = "doubl
             got = deq(t, ints[t])
             alone = OPS[node.op](args, node.attrs)
             iso.setdefault(t, Stats()).add(alone, got, f"layer output '{t}'")
-            cum.setdefault(t, Stats()).add(floats[t][i : i + 1], got, f"layer output '{t}'")
+            cum.setdefault(t, Stats()).add(float_sample(t, i, got), got, f"layer output '{t}'")
     rows = []
     for node in qg.nodes:
         t = node.outputs[0]

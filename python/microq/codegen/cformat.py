@@ -10,6 +10,8 @@ import re
 
 import numpy as np
 
+from ..errors import MicroqError
+
 WIDTH = 100
 INDENT = "    "
 MQ_MAX_DIMS = 6  # c_runtime/include/mq_types.h
@@ -22,26 +24,53 @@ def is_identifier(name: str) -> bool:
 
 
 def c_int(v: int) -> str:
-    """A decimal literal; INT32_MIN is spelled so that no literal exceeds int32."""
+    """A decimal literal; INT32_MIN (and INT64_MIN) are spelled so that no literal exceeds its
+    type. A value outside int64 has no C99 literal: refused."""
     v = int(v)
     if v == -(2**31):
         return "(-2147483647 - 1)"
+    if v == -(2**63):
+        return "(-9223372036854775807 - 1)"
+    if not -(2**63) < v < 2**63:
+        raise MicroqError(f"the constant {v} does not fit in int64 C code; the model's "
+                          "parameters are out of range")
     return str(v)
 
 
 def c_float(v: float) -> str:
     """A float literal with 9 significant digits (exact for float32), always with a dot or an
-    exponent so that the `f` suffix is valid C."""
+    exponent so that the `f` suffix is valid C. NaN and infinities have no literal: refused."""
+    if not np.isfinite(v):
+        raise MicroqError(f"the scale {v} is not a finite number; the model's quantization "
+                          "parameters are invalid")
     s = f"{float(v):.9g}"
     if not any(ch in s for ch in ".en"):
         s += ".0"
     return s + "f"
 
 
+# Characters a model-controlled string (tensor/node names, the command line) may keep in a C
+# comment; every other one is written as \xNN per UTF-8 byte. Left out on purpose: backslash
+# (line splicing happens before comments end), '?' (the `??/` trigraph is a backslash under
+# -std=c99), every control character (a newline would end a #define or start a directive) and
+# non-ASCII. '*' and '/' stay, but a "*/" or "/*" pair is split below.
+COMMENT_SAFE = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    " _.,:;=+-()[]<>{}!#$%&|^~@'\"/*"
+)
+
+
 def comment_text(s: str) -> str:
-    """Text safe inside a /* */ comment: ASCII only, no comment terminator."""
-    s = s.encode("ascii", "backslashreplace").decode("ascii")
-    return s.replace("*/", "* /").replace("/*", "/ *")
+    """Text safe inside a /* */ comment, on one line: only COMMENT_SAFE characters (the rest
+    hex-escaped), no comment terminator or opener."""
+    out = []
+    for ch in str(s):
+        if ch in COMMENT_SAFE:
+            out.append(ch)
+        else:
+            out += [f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogatepass")]
+    # after the first replace no "*/" is left, and "/ *" cannot form one with its neighbours
+    return "".join(out).replace("*/", "* /").replace("/*", "/ *")
 
 
 def wrap_items(items: list[str], indent: str = INDENT, width: int = WIDTH) -> list[str]:

@@ -56,6 +56,79 @@ def runtime_dir() -> Path:
     raise MicroqError(f"the microq C runtime was not found (looked in {_PKG_RUNTIME})")
 
 
+C_KEYWORDS = frozenset(
+    "auto break case char const continue default do double else enum extern float for goto if "
+    "inline int long register restrict return short signed sizeof static struct switch typedef "
+    "union unsigned void volatile while _Bool _Complex _Imaginary _Alignas _Alignof _Atomic "
+    "_Generic _Noreturn _Static_assert _Thread_local alignas alignof bool constexpr false "
+    "nullptr static_assert thread_local true typeof typeof_unqual asm".split()
+)
+# <name.h> of the C standard library: NAME.h in a folder passed with -I would shadow it
+C_HEADERS = frozenset(
+    "assert complex ctype errno fenv float inttypes iso646 limits locale math setjmp signal "
+    "stdalign stdarg stdatomic stdbit stdbool stdckdint stddef stdint stdio stdlib stdnoreturn "
+    "string tgmath threads time uchar wchar wctype".split()
+)
+# file names Windows cannot create (con.h, aux.c, ...)
+DEVICE_NAMES = frozenset(
+    ["con", "prn", "aux", "nul"] + [f"{d}{i}" for d in ("com", "lpt") for i in range(10)]
+)
+MAX_NAME = 64
+
+
+def check_name(name: str) -> None:
+    """Refuse a model name (--name) that is not a portable C identifier or whose files or
+    symbols would clash with the runtime (mq_*), the MCU harness, the C library's headers, a
+    keyword or a reserved identifier; one line saying why."""
+    why = None
+    low = name.lower() if isinstance(name, str) else ""
+    reserved = {p.stem.lower() for p in runtime_dir().rglob("*") if p.is_file()} | {"main"}
+    if not isinstance(name, str) or not cf.is_identifier(name):
+        why = "is not a C identifier (use ASCII letters, digits and _, not starting with a digit)"
+    elif len(name) > MAX_NAME:
+        why = f"is longer than {MAX_NAME} characters"
+    elif name.startswith("_"):
+        why = "starts with '_' (such identifiers are reserved for the C implementation)"
+    elif low == "mq" or low.startswith("mq_"):
+        why = "clashes with the microq runtime (its files and symbols are mq_*)"
+    elif name in C_KEYWORDS:
+        why = "is a C keyword"
+    elif low in C_HEADERS:
+        why = f"would shadow the C library header <{low}.h>"
+    elif low in reserved:
+        why = f"clashes with the runtime/harness file {low}.c or {low}.h"
+    elif low in DEVICE_NAMES:
+        why = "is a reserved device name on Windows"
+    if why:
+        raise MicroqError(f"model name '{name}' {why}; choose another --name")
+
+
+def check_io(qgraph: QGraph, where: str = "") -> None:
+    """Every tensor a node names exists, and the graph has inputs and outputs, each output
+    computed by a node or a graph input (never silently dropped: NUM_OUTPUTS 0 does not
+    build). `where` names the model file in the messages."""
+    where = where or f"model '{qgraph.name}'"
+    for node in qgraph.nodes:
+        for t in node.inputs + node.outputs:
+            if t not in qgraph.tensors:
+                raise MicroqError(f"{where}: node '{node.name}' uses tensor '{t}', which the "
+                                  "quantized graph does not define; the model is invalid")
+    if not qgraph.inputs:
+        raise MicroqError(f"{where} has no inputs: nothing to compute on; fix the model")
+    if not qgraph.outputs:
+        raise MicroqError(f"{where} has no outputs: nothing to compute; fix the model")
+    produced = {t for n in qgraph.nodes for t in n.outputs}
+    for t in qgraph.inputs + qgraph.outputs:
+        if t not in qgraph.tensors:
+            raise MicroqError(f"{where}: graph input/output '{t}' is not a tensor of the "
+                              "quantized graph; the model is invalid")
+    for t in qgraph.outputs:
+        if t not in produced and t not in qgraph.inputs:
+            what = "a constant" if qgraph.tensors[t].const is not None else "produced by no node"
+            raise MicroqError(f"{where}: graph output '{t}' is {what}, not computed from the "
+                              "inputs; remove it from the graph outputs")
+
+
 def emit(
     qgraph: QGraph,
     out_dir: Path,
@@ -66,12 +139,12 @@ def emit(
 ) -> Summary:
     """Write the C folder for `qgraph` to `out_dir` (replacing it); `command` is recorded in the
     header comment. `rounding` is recorded for builds: "single" needs -DMQ_SINGLE_ROUNDING=1.
-    `extra_files` (relative path -> bytes, e.g. ".microq/qgraph.pkl") are written along, in the
+    `extra_files` (relative path -> bytes, e.g. ".microq/qgraph.json") are written along, in the
     same atomic swap."""
-    if not cf.is_identifier(name):
-        raise MicroqError(f"model name '{name}' is not a C identifier (use letters, digits, _)")
+    check_name(name)
     if rounding not in ("double", "single"):
         raise MicroqError(f"rounding must be 'double' or 'single', not '{rounding}'")
+    check_io(qgraph)
     unknown = sorted({n.kernel for n in qgraph.nodes if n.kernel not in EMITTERS})
     if unknown:
         raise MicroqError(f"no C emitter for kernel(s): {', '.join(unknown)}")
@@ -162,6 +235,10 @@ def _io_lines(qgraph: QGraph, up: str, kind: str, names: list[str], single: bool
     for k, t in enumerate(names):
         qt = qgraph.tensors[t]
         size = np.prod(qt.shape, dtype=np.int64)
+        zp = int(qt.q.zero_point)
+        if not -128 <= zp <= 127 or not (np.isfinite(qt.q.scale) and qt.q.scale > 0):
+            raise MicroqError(f"{kind.lower()} '{t}': scale {qt.q.scale} / zero point {zp} "
+                              "is not an int8 quantization (scale > 0, zero point -128..127)")
         tags = [f"{kind}{k}"] + ([kind] if single else [])
         for tag in tags:
             out += [

@@ -129,7 +129,12 @@ def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
     outputs = []
     for out in g.output:
         v = cx.values.get(out.name)
-        if v is None:
+        if v is None:  # never silently dropped: a folder with NUM_OUTPUTS 0 does not build
+            why = ("it is a constant (initializer), not computed from the inputs: invalid for "
+                   "microq" if out.name in prep.consts else
+                   "it is produced by no node and is not a graph input: the model is invalid")
+            problems.append((out.name, "graph output",
+                             f"{why} (remove it from the graph outputs)"))
             continue
         logical = cx.shape(out.name)
         logical_shapes[out.name] = logical

@@ -7,6 +7,7 @@ content), so the host executes exactly the code the MCU gets.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,53 @@ from . import cbuild
 STATUS_NAMES = {1: "MQ_ERR_ARG", 2: "MQ_ERR_SIZE"}  # c_runtime/include/mq_types.h
 
 
+def _has_batch_axis(shape) -> bool:
+    return len(shape) >= 1 and int(shape[0]) == 1
+
+
+def sample_shape(shape) -> tuple[int, ...]:
+    """The shape of one sample of a graph input/output in the arrays the runners take and
+    return, (N, *sample_shape): the compiled (batch-1) shape without its leading 1, or the
+    whole shape when it does not start with 1 (a `view(-1)` head [3] gives (N, 3), a
+    transposed [3, 1] output (N, 3, 1)). Either way one sample holds prod(shape) bytes, the
+    size the C reads or writes."""
+    shape = tuple(int(d) for d in shape)
+    return shape[1:] if _has_batch_axis(shape) else shape
+
+
+def batched_text(sample: tuple[int, ...]) -> str:
+    return "(" + ", ".join(["N", *map(str, sample)]) + ")"
+
+
+def _read_meta(path: Path) -> dict:
+    """NAME.json, checked enough that nothing in it can make the runner touch memory the C
+    does not own or read a file outside the folder: a one-line error otherwise."""
+    bad = f"{path}: not the NAME.json of a microq folder"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise MicroqError(f"{bad} ({e}); compile the model again") from None
+    if not isinstance(meta, dict):
+        raise MicroqError(f"{bad}; compile the model again")
+    name = meta.get("name")
+    if not isinstance(name, str) or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is None:
+        raise MicroqError(f"{bad} (name {name!r} is not a C identifier); compile it again")
+    for kind in ("inputs", "outputs"):
+        specs = meta.get(kind)
+        if not isinstance(specs, list):
+            raise MicroqError(f"{bad} (no '{kind}' list); compile the model again")
+        for spec in specs:
+            ok = isinstance(spec, dict) and isinstance(spec.get("name"), str)
+            dims = spec.get("shape") if ok else None
+            ok = ok and isinstance(dims, list) and all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dims
+            )
+            ok = ok and isinstance(spec.get("logical_shape"), list)
+            if not ok or spec.get("size") != int(np.prod(dims, dtype=np.int64)):
+                raise MicroqError(f"{bad} (a malformed entry in '{kind}'); compile it again")
+    return meta
+
+
 @dataclass
 class HostModel:
     folder: Path
@@ -27,14 +75,14 @@ class HostModel:
 
     @classmethod
     def load(cls, folder: Path | str) -> HostModel:
-        """Read NAME.json of a generated folder and build its C (cached)."""
+        """Read NAME.json of a generated folder, check it, and build its C (cached)."""
         folder = Path(folder)
         metas = sorted(folder.glob("*.json"))
         if len(metas) != 1:
             raise MicroqError(
                 f"{folder}: expected one NAME.json of a generated model, found {len(metas)}"
             )
-        meta = json.loads(metas[0].read_text())
+        meta = _read_meta(metas[0])
         name = meta["name"]
         header = folder / f"{name}.h"
         if not header.exists():
@@ -48,7 +96,25 @@ class HostModel:
             f'#include "{name}.h"\n',
             defines,
         )
-        return cls(folder, meta, ffi, lib)
+        model = cls(folder, meta, ffi, lib)
+        model._check_against_header()
+        return model
+
+    def _check_against_header(self) -> None:
+        """NAME.json must describe the C exactly: the number of inputs/outputs and every size
+        agree with NAME.h, so the buffers run_int8 passes are the sizes the C reads/writes."""
+        up = self.name.upper()
+        where = f"{self.folder}: {self.name}.json does not match {self.name}.h"
+        for kind, specs in (("INPUT", self.inputs), ("OUTPUT", self.outputs)):
+            count = getattr(self.lib, f"{up}_NUM_{kind}S", None)
+            if count is not None and count != len(specs):
+                raise MicroqError(f"{where} ({len(specs)} vs {count} {kind.lower()}s); "
+                                  "compile the model again")
+            for k, spec in enumerate(specs):
+                size = getattr(self.lib, f"{up}_{kind}{k}_SIZE", None)
+                if size is not None and size != spec["size"]:
+                    raise MicroqError(f"{where} ({kind.lower()} {k} '{spec['name']}': "
+                                      f"{spec['size']} vs {size} bytes); compile the model again")
 
     @property
     def name(self) -> str:
@@ -63,25 +129,30 @@ class HostModel:
         return self.meta["outputs"]
 
     def run_int8(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run N samples: inputs[name] is int8 (N, *physical[1:]); returns outputs likewise."""
+        """Run N samples: inputs[name] is int8 (N, *sample_shape(physical)); returns the outputs
+        likewise (see sample_shape). Every buffer handed to the C is exactly the size it reads
+        or writes (NAME.h's SIZE)."""
+        if not isinstance(inputs, dict):
+            raise MicroqError(f"model {self.name}: inputs must be a dict {{input name: int8 "
+                              f"array}}, got {type(inputs).__name__}")
         xs = []
         n = None
         for spec in self.inputs:
             if spec["name"] not in inputs:
                 raise MicroqError(f"model {self.name}: missing input '{spec['name']}'")
             x = np.asarray(inputs[spec["name"]])
-            want = tuple(spec["shape"][1:])
-            if x.dtype != np.int8 or tuple(x.shape[1:]) != want or x.ndim != len(want) + 1:
+            want = sample_shape(spec["shape"])
+            if x.dtype != np.int8 or x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
                 raise MicroqError(
-                    f"model {self.name}: input '{spec['name']}' must be int8 (N, "
-                    f"{', '.join(map(str, want))}), got {x.dtype} {x.shape}"
+                    f"model {self.name}: input '{spec['name']}' must be int8 "
+                    f"{batched_text(want)}, got {x.dtype} {x.shape}"
                 )
             if n is not None and x.shape[0] != n:
                 raise MicroqError(f"model {self.name}: inputs have different batch sizes")
             n = x.shape[0]
-            xs.append(np.ascontiguousarray(x))
+            xs.append(np.ascontiguousarray(x).reshape(n, spec["size"]))
         n = n or 0
-        ys = [np.zeros((n, *spec["shape"][1:]), dtype=np.int8) for spec in self.outputs]
+        ys = [np.zeros((n, spec["size"]), dtype=np.int8) for spec in self.outputs]
         invoke = getattr(self.lib, f"{self.name}_invoke_multi")
         in_ptrs = self.ffi.new("int8_t *[]", max(len(xs), 1))
         out_ptrs = self.ffi.new("int8_t *[]", max(len(ys), 1))
@@ -99,11 +170,18 @@ class HostModel:
                 raise MicroqError(
                     f"model {self.name}: a kernel returned {what} ({status}) on sample {i}"
                 )
-        return {spec["name"]: y for spec, y in zip(self.outputs, ys)}
+        return {
+            spec["name"]: y.reshape(n, *sample_shape(spec["shape"]))
+            for spec, y in zip(self.outputs, ys)
+        }
 
     def logical_input_shapes(self) -> dict[str, tuple[int, ...]]:
         """The user's (ONNX) shape of each input, batch 1."""
         return {s["name"]: tuple(s["logical_shape"]) for s in self.inputs}
+
+    def batched_input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """(1, *sample_shape(logical)) of each input: data.model_inputs checks (N, *[1:])."""
+        return {s["name"]: (1, *sample_shape(s["logical_shape"])) for s in self.inputs}
 
     def _spec(self, specs: list[dict], name: str) -> dict:
         for spec in specs:
@@ -121,7 +199,10 @@ class HostModel:
         spec = self._spec(self.inputs, name)
         x = np.asarray(x, dtype=np.float32)
         if spec.get("input_perm") is not None:
-            x = x.transpose(spec["input_perm"])
+            perm = list(spec["input_perm"])
+            if not _has_batch_axis(spec["logical_shape"]):  # axis 0 of x is the sample axis
+                perm = [0] + [a + 1 for a in perm]
+            x = x.transpose(perm)
         q = np.round(x / np.float32(spec["scale"])) + np.float32(spec["zero_point"])
         return np.ascontiguousarray(np.clip(q, -128, 127).astype(np.int8))
 

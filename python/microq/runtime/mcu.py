@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import MicroqError
 from . import cbuild
+from .host import sample_shape
 
 TARGETS_DIR = cbuild.REPO_C_RUNTIME / "targets"
 ARM_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
@@ -247,7 +248,7 @@ def pack_inputs(meta: dict, inputs: dict[str, np.ndarray]) -> tuple[bytes, int]:
         if spec["name"] not in inputs:
             raise MicroqError(f"model {meta['name']}: missing input '{spec['name']}'")
         x = np.asarray(inputs[spec["name"]])
-        want = tuple(spec["shape"][1:])
+        want = sample_shape(spec["shape"])
         if x.dtype != np.int8 or x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
             raise MicroqError(f"model {meta['name']}: input '{spec['name']}' must be int8 (N, "
                               f"{', '.join(map(str, want))}), got {x.dtype} {x.shape}")
@@ -307,7 +308,8 @@ def run_int8(model_dir: str | Path, target_name: str, inputs: dict[str, np.ndarr
     outs, pos = {}, 0
     for spec in meta["outputs"]:
         size = int(spec["size"])
-        outs[spec["name"]] = flat[:, pos : pos + size].reshape(n, *spec["shape"][1:]).copy()
+        rows = flat[:, pos : pos + size]
+        outs[spec["name"]] = rows.reshape(n, *sample_shape(spec["shape"])).copy()
         pos += size
     return outs
 

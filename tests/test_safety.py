@@ -1,0 +1,463 @@
+"""Memory safety, injection and error vocabulary (issue 9): the host runner's buffers, model
+names in the generated C, the qgraph store of `compare`, --name collisions, outputs with no
+producer, one-line user errors and the crash-safe folder swap."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from onnx_builders import make_model, run_ort, weights  # noqa: E402
+
+from microq import api  # noqa: E402
+from microq.errors import MicroqError  # noqa: E402
+from microq.ref.int_exec import run_int  # noqa: E402
+
+ASSETS = Path(__file__).resolve().parents[1] / "python" / "microq" / "assets"
+DEMO = ASSETS / "digits_cnn.onnx"
+CALIB = ASSETS / "digits_calib.npz"
+
+
+def _x(n: int, k: int = 4, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, k)).astype(np.float32)
+
+
+# ---- 1. host runner buffers are exactly the C sizes ------------------------------------------
+
+
+def _head(tail: str) -> onnx.ModelProto:
+    """x [1, 4] -> Gemm [1, 3] -> a tail that drops or moves the batch axis."""
+    inits = {"w": weights((3, 4)), "b": weights((3,), seed=3)}
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1)]
+    if tail == "view_flat":  # torch x.view(-1): a rank-1 output [3]
+        inits["s"] = np.array([-1], np.int64)
+        nodes.append(helper.make_node("Reshape", ["h", "s"], ["y"]))
+    elif tail == "transpose":  # [3, 1]: output dim 0 is not 1
+        nodes.append(helper.make_node("Transpose", ["h"], ["y"], perm=[1, 0]))
+    elif tail == "scalar_head":  # Gemm to one value, view(-1): a rank-1 output [1]
+        inits = {"w": weights((1, 4)), "b": weights((1,), seed=3), "s": np.array([-1], np.int64)}
+        nodes.append(helper.make_node("Reshape", ["h", "s"], ["y"]))
+    return make_model(nodes, {"x": (1, 4)}, ["y"], inits, batch=1)
+
+
+HEADS = {"view_flat": (3,), "transpose": (3, 1), "scalar_head": ()}
+
+
+@pytest.mark.parametrize("tail", list(HEADS))
+def test_host_runner_output_buffers_match_c_sizes(tail, tmp_path) -> None:
+    """An output whose dim 0 is not 1 or of rank 1 (view(-1) head): the runner hands the C a
+    buffer of exactly NAME_OUTPUT0_SIZE bytes per sample, returns (N, *sample) and equals the
+    integer reference bit for bit (a short buffer used to be overrun, rank 1 gave BufferError)."""
+    path = tmp_path / f"{tail}.onnx"
+    onnx.save(_head(tail), path)
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=_x(16))
+    res = api.compile_model(path, calib, tmp_path / "out", name="head")
+    x = _x(16)[:7]  # inside the calibrated range: the float check is about layout, not clipping
+    raw = api.run(tmp_path / "out", {"x": x}, raw=True)["y"]
+    assert raw.shape == (7, *HEADS[tail]) and raw.dtype == np.int8
+    m = api.load(tmp_path / "out")
+    q = m.quantize_input("x", x)
+    for i in range(7):
+        want = run_int(res.qgraph, {"x": q[i : i + 1]})["y"]
+        assert np.array_equal(raw[i].reshape(-1), np.asarray(want).reshape(-1)), f"sample {i}"
+    real = api.run(tmp_path / "out", {"x": x})["y"]
+    ref = run_ort(_head(tail), {"x": x})[0].reshape(real.shape)
+    scale = res.meta["outputs"][0]["scale"]
+    assert np.max(np.abs(real - ref)) < 4 * scale
+
+
+def test_compare_of_a_rank1_output_model(tmp_path) -> None:
+    """`compare` on a view(-1) head: onnxruntime's per-sample outputs line up with the C's."""
+    path = tmp_path / "flat.onnx"
+    onnx.save(_head("view_flat"), path)
+    np.savez(tmp_path / "d.npz", x=_x(12))
+    api.compile_model(path, tmp_path / "d.npz", tmp_path / "out", name="flat")
+    rep = api.compare(path, tmp_path / "out", tmp_path / "d.npz")
+    assert rep.outputs["y"].sqnr_db > 30
+    assert [r.kernel for r in rep.layers] == ["fully_connected"]
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "net"
+    api.compile_model(DEMO, CALIB, out, name="net")
+    return out
+
+
+def _tampered_copy(src: Path, dst: Path, edit) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    meta = json.loads((dst / "net.json").read_text())
+    edit(meta)
+    (dst / "net.json").write_text(json.dumps(meta))
+    return dst
+
+
+@pytest.mark.parametrize("case", ["output_size", "output_shape", "input_count", "name_path"])
+def test_host_runner_refuses_metadata_that_disagrees_with_the_header(case, demo_dir, tmp_path):
+    """NAME.json decides the buffer sizes: one that disagrees with NAME.h (or names a file
+    outside the folder) is refused with one line before any C runs."""
+
+    def edit(meta):
+        if case == "output_size":
+            meta["outputs"][0]["shape"] = [1, 5]
+            meta["outputs"][0]["size"] = 5
+        elif case == "output_shape":
+            meta["outputs"][0]["shape"] = [1, 5]  # size no longer the product
+        elif case == "input_count":
+            meta["inputs"] = []
+        else:
+            meta["name"] = "../net"
+
+    d = _tampered_copy(demo_dir, tmp_path / "t", edit)
+    with pytest.raises(MicroqError) as e:
+        api.run(d, {"input": np.zeros((1, 1, 8, 8), np.float32)})
+    assert "\n" not in str(e.value) and "net.json" in str(e.value)
+
+
+def test_host_runner_rejects_short_int8_input(demo_dir) -> None:
+    m = api.load(demo_dir)
+    with pytest.raises(MicroqError, match="must be int8"):
+        m.run_int8({"input": np.zeros((2, 8, 8), np.int8)})  # one axis short
+
+
+# ---- 2. model names never reach C text unescaped ---------------------------------------------
+
+# Each tries to end the comment it is written into, change a #define or add a directive.
+ATTACKS = [
+    "*\\\n/ + 1 /*",  # backslash-newline splices "*" and "/" into a comment terminator
+    "*??/\n/ + 1 /*",  # the same with the ??/ trigraph (a backslash under -std=c99)
+    "*/ + 1 /*",
+    "\n#include \"injected.h\"\n",
+    "\n#error injected\n",
+    "\r\n#define MQ_OK 1\n",
+    "trailing backslash \\",
+    "caf\u00e9 \u4e2d\u6587 \x00 \x7f \t",
+    "a" * 300 + "*/" + ";" * 50,
+    "// line comment \\",
+]
+
+
+def _crafted(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """Every tensor and node name of `model` replaced by an attack string (made unique)."""
+    g = model.graph
+    names: dict[str, str] = {}
+
+    def new(old: str) -> str:
+        if old and old not in names:
+            names[old] = f"{ATTACKS[len(names) % len(ATTACKS)]}#{len(names)}"
+        return names.get(old, old)
+
+    for v in list(g.input) + list(g.output) + list(g.value_info):
+        v.name = new(v.name)
+    for t in g.initializer:
+        t.name = new(t.name)
+    for k, n in enumerate(g.node):
+        n.name = ATTACKS[k % len(ATTACKS)] + f"@{k}"
+        n.input[:] = [new(i) for i in n.input]
+        n.output[:] = [new(o) for o in n.output]
+    return model, names
+
+
+@pytest.fixture(scope="module")
+def crafted_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("crafted")
+    model, names = _crafted(onnx.load(DEMO))
+    onnx.save(model, d / "crafted.onnx")
+    calib = dict(np.load(CALIB))
+    res = api.compile_model(d / "crafted.onnx", {names["input"]: calib["input"][:32]},
+                            d / "net", name="net", command="microq compile \\\n#error x")
+    return d, res, names
+
+
+def _c_files(folder: Path) -> dict[str, str]:
+    """Every .c/.h of a folder; read as ASCII, so a non-ASCII byte fails the test."""
+    return {p.name: p.read_text(encoding="ascii") for p in sorted(folder.iterdir())
+            if p.suffix in (".c", ".h")}
+
+
+def _without_comments(text: str) -> str:
+    """The C tokens of `text` (comments removed, whitespace runs collapsed); exact once no
+    line splice or trigraph is present, which the caller asserts."""
+    return " ".join(re.sub(r"/\*.*?\*/", " ", text, flags=re.S).split())
+
+
+def test_crafted_names_add_no_directive_or_code(crafted_dir, tmp_path) -> None:
+    """The names only ever land inside comments: no backslash-newline, trigraph, CR or
+    non-ASCII byte anywhere, and with the comments removed the folder is byte-identical to the
+    same model compiled with its ordinary names, token for token (so no offset, directive or
+    statement changed)."""
+    d, _, _ = crafted_dir
+    api.compile_model(DEMO, {"input": dict(np.load(CALIB))["input"][:32]}, tmp_path / "net",
+                      name="net")
+    crafted, plain = _c_files(d / "net"), _c_files(tmp_path / "net")
+    assert sorted(crafted) == sorted(plain)
+    for fname, text in crafted.items():
+        if fname.startswith("net"):  # the runtime's own macros do use line splices
+            assert "??" not in text and "\\\n" not in text and "\r" not in text, fname
+        assert _without_comments(text) == _without_comments(plain[fname]), fname
+    header = crafted["net.h"]
+    assert "\\x0a#include \"injected.h\"\\x0a" in crafted["net.c"]  # kept, escaped
+    assert "* / + 1 / *" in crafted["net.c"] and "\\x5c\\x0a#error x" in header
+
+
+def test_crafted_names_folder_compiles_strict_and_runs_exact(crafted_dir, tmp_path) -> None:
+    """The folder compiles with -Werror under -std=c99 (trigraphs on) and gnu99, and the host build equals the integer reference bit for bit (an injected "+ 1" in an
+    arena offset or a spliced line would change the result or the build)."""
+    import shutil
+    import subprocess
+
+    d, res, names = crafted_dir
+    gcc = shutil.which("gcc")
+    assert gcc, "gcc is required"
+    srcs = sorted(str(p) for p in (d / "net").glob("*.c"))
+    for std in ("-std=c99", "-std=gnu99"):
+        r = subprocess.run([gcc, std, "-Wall", "-Wextra", "-Werror", "-pedantic", "-Wtrigraphs",
+                            "-Wcomment", "-I", str(d / "net"), "-c", *srcs],
+                           cwd=tmp_path, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-3000:]
+    m = api.load(d / "net")
+    x = dict(np.load(CALIB))["input"][:8]
+    inp, out = names["input"], names["probs"]
+    q = m.quantize_input(inp, x)
+    got = m.run_int8({inp: q})[out]
+    for i in range(len(x)):
+        want = run_int(res.qgraph, {inp: q[i : i + 1]})[out]
+        assert np.array_equal(got[i].reshape(-1), np.asarray(want).reshape(-1)), i
+    meta = json.loads((d / "net" / "net.json").read_text())
+    assert meta["inputs"][0]["name"] == inp and meta["outputs"][0]["name"] == out
+
+
+def test_comment_text_keeps_only_safe_characters() -> None:
+    from microq.codegen.cformat import COMMENT_SAFE, comment_text
+
+    for attack in ATTACKS + ["/*/", "**/", "/**/", "*//*", "?" * 5 + "/"]:
+        got = comment_text(attack)
+        assert set(got) <= COMMENT_SAFE | {"\\"}, got
+        assert "*/" not in got and "/*" not in got and "??" not in got, got
+        assert "\\" not in got.replace("\\x", ""), got  # a backslash only starts \xNN
+
+
+# ---- 3. the quantized graph for compare is JSON + npz, never pickle --------------------------
+
+TRANSFORMERS = Path(__file__).resolve().parent / "models" / "transformers"
+
+
+def _same(a, b, where: str = "graph") -> None:
+    """a and b are equal with the same types all the way down (arrays: dtype, shape, bytes)."""
+    import dataclasses
+
+    assert type(a) is type(b), f"{where}: {type(a).__name__} != {type(b).__name__}"
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, where
+        assert a.tobytes() == b.tobytes(), where
+    elif dataclasses.is_dataclass(a):
+        assert vars(a).keys() == vars(b).keys(), where
+        for k in vars(a):
+            _same(getattr(a, k), getattr(b, k), f"{where}.{k}")
+    elif isinstance(a, dict):
+        assert list(a) == list(b), where
+        for k in a:
+            _same(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and np.isnan(a):
+        assert np.isnan(b), where
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _roundtrip(qg, tmp_path: Path):
+    from microq.codegen import store
+
+    d = tmp_path / ".microq"
+    d.mkdir(parents=True, exist_ok=True)
+    for k, v in store.dump(qg).items():
+        (d / k).write_bytes(v)
+    return store.load(d)
+
+
+@pytest.mark.parametrize("case", ["demo", "vit_digits", "kws_transformer"])
+def test_qgraph_store_roundtrip_is_exact(case, tmp_path) -> None:
+    if case == "demo":
+        model, calib = DEMO, CALIB
+    elif case == "vit_digits":
+        model, calib = TRANSFORMERS / "vit_digits.onnx", TRANSFORMERS / "vit_digits_calib.npz"
+    else:
+        model = TRANSFORMERS / "kws_transformer.onnx"
+        calib = TRANSFORMERS / "kws_transformer_data.npz"
+    data = {k: v[:16] for k, v in np.load(calib).items() if k != "label"}
+    _, qg = api.quantize_model(model, data)
+    back = _roundtrip(qg, tmp_path)
+    _same(qg, back)
+    kernels = {n.kernel for n in qg.nodes}
+    if case != "demo":
+        assert {"batch_matmul", "layernorm", "softmax"} <= kernels
+
+
+def test_compile_writes_no_pickle_and_compare_reads_the_store(demo_dir) -> None:
+    files = sorted(p.name for p in (demo_dir / ".microq").iterdir())
+    assert files == ["generated", "qgraph.json", "qgraph.npz"]
+    with np.load(demo_dir / ".microq" / "qgraph.npz", allow_pickle=False) as z:
+        assert all(z[k].dtype != object for k in z.files)
+    assert api.load_qgraph(demo_dir).outputs == ["probs"]
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_old_pickle_folder_is_refused_without_unpickling(demo_dir, tmp_path) -> None:
+    """A folder with only .microq/qgraph.pickle (an older microq, or a crafted one) is refused
+    with one line, and the pickle is never loaded (its payload would create a file)."""
+    import pickle
+
+    d = _copy(demo_dir, tmp_path / "old")
+    for f in ("qgraph.json", "qgraph.npz"):
+        (d / ".microq" / f).unlink()
+    witness = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (witness,))
+
+    (d / ".microq" / "qgraph.pickle").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(MicroqError, match="older microq.*compile the model again") as e:
+        api.load_qgraph(d)
+    assert "\n" not in str(e.value)
+    with pytest.raises(MicroqError, match="older microq"):
+        api.compare(DEMO, d, CALIB)
+    assert not witness.exists()
+
+
+@pytest.mark.parametrize("case", ["bad_json", "foreign_class", "object_array", "wrong_format",
+                                  "missing_array", "deep_nesting"])
+def test_damaged_qgraph_store_is_a_one_line_error(case, demo_dir, tmp_path) -> None:
+    d = _copy(demo_dir, tmp_path / "dmg")
+    j = d / ".microq" / "qgraph.json"
+    doc = json.loads(j.read_text())
+    if case == "bad_json":
+        j.write_text("{not json")
+    elif case == "foreign_class":
+        doc["graph"]["$type"] = "Path"
+        j.write_text(json.dumps(doc))
+    elif case == "object_array":
+        np.savez(d / ".microq" / "qgraph.npz", a0=np.array([{"x": 1}], dtype=object))
+    elif case == "wrong_format":
+        doc["format"] = 99
+        j.write_text(json.dumps(doc))
+    elif case == "missing_array":
+        np.savez(d / ".microq" / "qgraph.npz")
+    else:
+        j.write_text('{"format": 1, "graph": ' + "[" * 100000 + "]" * 100000 + "}")
+    with pytest.raises(MicroqError, match="compile the model again") as e:
+        api.load_qgraph(d)
+    assert "\n" not in str(e.value)
+
+
+# ---- 4. --name collisions ----------------------------------------------------------------------
+
+RESERVED_NAMES = ["mq_conv", "mq_requant", "mq_types", "MQ_fc", "mq", "stdint", "stddef",
+                  "string", "int", "static", "_net", "harness", "startup", "main", "con",
+                  "n" * 65, "caf\u00e9", "my-model"]
+
+
+@pytest.mark.parametrize("name", RESERVED_NAMES)
+def test_reserved_model_name_is_refused_before_any_work(name, tmp_path, monkeypatch) -> None:
+    import microq.api as api_mod
+
+    def no_quantize(*a, **k):
+        raise AssertionError("quantized before the name was checked")
+
+    monkeypatch.setattr(api_mod, "quantize_model", no_quantize)
+    with pytest.raises(MicroqError, match="choose another --name") as e:
+        api.compile_model(DEMO, CALIB, tmp_path / "out", name=name)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["mq_conv", "stdint"])
+def test_cli_reserved_name_exits_nonzero_with_one_line(name, tmp_path) -> None:
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-m", "microq", "compile", str(DEMO), "--calib",
+                        str(CALIB), "-o", str(tmp_path / "out"), "--name", name],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and name in lines[0] and "--name" in lines[0], r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_ordinary_names_still_work(tmp_path) -> None:
+    from microq.codegen.emit import check_name
+
+    for name in ["net", "kws_v2", "Net", "model_mq", "mqtt", "digits", "int8net", "x"]:
+        check_name(name)
+
+
+# ---- 5. graph outputs with no producer ---------------------------------------------------------
+
+
+def _relu_model(outputs: list[str], inits=None) -> onnx.ModelProto:
+    return make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": (1, 4)}, outputs, inits)
+
+
+@pytest.mark.parametrize("case", ["dangling", "only_dangling", "constant", "no_outputs"])
+def test_output_without_producer_is_refused(case, tmp_path) -> None:
+    outputs, inits, needle = {
+        "dangling": (["y", "ghost"], None, "'ghost'"),
+        "only_dangling": (["ghost"], None, "'ghost'"),
+        "constant": (["y", "c"], {"c": np.ones((1, 4), np.float32)}, "'c'"),
+        "no_outputs": ([], None, "no outputs"),
+    }[case]
+    path = tmp_path / f"{case}.onnx"
+    onnx.save(_relu_model(outputs, inits), path)
+    with pytest.raises(MicroqError) as e:
+        api.compile_model(path, {"x": _x(8)}, tmp_path / "out", name="m")
+    msg = str(e.value)
+    assert "\n" not in msg and needle in msg and str(path) in msg, msg
+    assert not (tmp_path / "out").exists()
+
+
+def test_emit_refuses_a_qgraph_output_nobody_computes(tmp_path) -> None:
+    from microq import qir
+    from microq.codegen import emit
+
+    q = qir.QParams(0.1, 0)
+    g = qir.QGraph("g", {"x": qir.QTensor("x", (1, 4), q), "z": qir.QTensor("z", (1, 4), q)},
+                   [], ["x"], ["z"])
+    with pytest.raises(MicroqError, match="'z' is produced by no node"):
+        emit(g, tmp_path / "out", "m")
+    assert not (tmp_path / "out").exists()
+
+
+def test_graph_input_that_is_also_an_output_is_copied_exactly(tmp_path) -> None:
+    """An input listed as an output too (["y", "x"]): the C copies it into its output pointer;
+    equal to the quantized input and the integer reference."""
+    path = tmp_path / "io.onnx"
+    onnx.save(_relu_model(["y", "x"]), path)
+    res = api.compile_model(path, {"x": _x(16)}, tmp_path / "out", name="m")
+    assert [o["name"] for o in res.meta["outputs"]] == ["y", "x"]
+    m = api.load(tmp_path / "out")
+    q = m.quantize_input("x", _x(16)[:5])
+    got = m.run_int8({"x": q})
+    assert np.array_equal(got["x"], q)
+    for i in range(5):
+        want = run_int(res.qgraph, {"x": q[i : i + 1]})
+        assert np.array_equal(got["y"][i], np.asarray(want["y"]).reshape(-1)), i
