@@ -73,8 +73,11 @@ def prepare(model: onnx.ModelProto, path: str) -> Prepared:
     model = onnx.ModelProto.FromString(model.SerializeToString())  # never mutate the caller's
     if model.functions:
         model = onnx.inliner.inline_local_functions(model)
+    check_tensors(model, path)
     fix_batch(model, path)
     model = infer(model, path)
+    limit = size_limit(model)
+    check_sizes(model, path, static_shapes(model), limit)
     check_finite(model, path)
     consts, nodes = fold_constants(model, path, static_shapes(model))
     # Re-infer on the folded graph: Reshape targets built by shape subgraphs are now constants.
@@ -88,7 +91,109 @@ def prepare(model: onnx.ModelProto, path: str) -> Prepared:
         consts.update(more)
         nodes = left
         rebuilt = infer(rebuild(rebuilt, consts, nodes), path)
+    check_sizes(rebuilt, path, static_shapes(rebuilt), limit)
     return Prepared(rebuilt, path, opset, consts, static_shapes(rebuilt), nodes)
+
+
+# Constant element types microq reads (numpy_helper.to_array gives a plain numeric array).
+_CONST_TYPES = {
+    onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
+    onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT16,
+    onnx.TensorProto.UINT16, onnx.TensorProto.INT32, onnx.TensorProto.UINT32,
+    onnx.TensorProto.INT64, onnx.TensorProto.UINT64, onnx.TensorProto.BOOL,
+}
+# No tensor of a model microq can put on a microcontroller comes near 2^24 elements (16 MiB as
+# int8); the float calibration holds 32 samples of it, so 2^24 floats are already 2 GiB.
+MAX_ELEMENTS = 2**24
+# Nor does an activation exceed 256 x the model's largest input or weight (floor 2^20 elements):
+# a shape beyond that comes from a corrupt attribute (pads=2000, a huge Resize scale, dims of
+# 10^6) and is refused before anything is allocated for it.
+REL_ELEMENTS, MIN_LIMIT = 256, 2**20
+
+
+def _type_name(dt: int) -> str:
+    try:
+        return onnx.TensorProto.DataType.Name(dt)
+    except ValueError:
+        return "unknown"
+
+
+def check_tensor(t: onnx.TensorProto, what: str, path: str) -> None:
+    """A constant tensor's type, dims and stored data agree (before numpy ever reads it)."""
+    dt = t.data_type
+    if dt not in _CONST_TYPES:
+        raise MicroqError(
+            f"{path}: {what} has data_type {dt} ({_type_name(dt)}); microq reads float, "
+            "integer and bool constants: fix or re-export the model"
+        )
+    dims = [int(d) for d in t.dims]
+    if any(d < 0 for d in dims):
+        raise MicroqError(f"{path}: {what} has a negative dimension {dims}: the file is corrupt")
+    want = int(np.prod(dims, dtype=object)) if dims else 1
+    if want > 2**31:
+        raise MicroqError(f"{path}: {what} declares {want} elements {dims}: the file is corrupt")
+    if t.data_location == onnx.TensorProto.EXTERNAL:
+        raise MicroqError(
+            f"{path}: {what} keeps its data in an external file that was not loaded; keep the "
+            "data file next to the model, or save the model with the data inside"
+        )
+    itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(dt)).itemsize
+    if t.HasField("raw_data"):
+        n_bytes = len(t.raw_data)
+        have = n_bytes // itemsize if n_bytes % itemsize == 0 else None
+        stored = f"{n_bytes} bytes of raw data"
+    else:
+        have = len(getattr(t, onnx.helper.tensor_dtype_to_field(dt)))
+        stored = f"{have} values"
+    if have != want:
+        raise MicroqError(
+            f"{path}: {what} declares shape {dims} ({want} x {_type_name(dt)}) but stores "
+            f"{stored}: the file is corrupt, export it again"
+        )
+
+
+def check_tensors(model: onnx.ModelProto, path: str) -> None:
+    """Every initializer and Constant node value is readable as declared."""
+    for init in model.graph.initializer:
+        check_tensor(init, f"initializer '{init.name}'", path)
+    for node in model.graph.node:
+        if node.op_type != "Constant":
+            continue
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.TENSOR:
+                check_tensor(a.t, f"Constant node '{node.name or node.output[0]}'", path)
+            elif a.type == onnx.AttributeProto.SPARSE_TENSOR:
+                raise MicroqError(
+                    f"{path}: Constant node '{node.name or node.output[0]}' holds a sparse "
+                    "tensor; microq reads dense constants only"
+                )
+
+
+def size_limit(model: onnx.ModelProto) -> int:
+    """The largest tensor (elements) microq accepts in this model: REL_ELEMENTS x its largest
+    graph input or initializer, at least MIN_LIMIT, at most MAX_ELEMENTS."""
+    sizes = [int(np.prod(i.dims, dtype=object)) if i.dims else 1 for i in model.graph.initializer]
+    for vi in model.graph.input:
+        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim if d.HasField("dim_value")]
+        sizes.append(int(np.prod(dims, dtype=object)) if dims else 1)
+    return min(MAX_ELEMENTS, max(MIN_LIMIT, REL_ELEMENTS * max(sizes, default=1)))
+
+
+def check_sizes(
+    model: onnx.ModelProto, path: str, shapes: dict[str, tuple[int, ...]], limit: int
+) -> None:
+    """No tensor whose shape inference knows its size is absurdly large (see size_limit)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for name, shape in shapes.items():
+        n = int(np.prod(shape, dtype=object)) if shape else 1
+        if n > limit:
+            node = producer.get(name)
+            by = f" (output of node '{node.name}', {node.op_type})" if node is not None else ""
+            raise MicroqError(
+                f"{path}: tensor '{name}'{by} would have shape {list(shape)} = {n:,} elements, "
+                f"more than the {limit:,} microq accepts for this model; check that node's "
+                "attributes and inputs"
+            )
 
 
 def fix_batch(model: onnx.ModelProto, path: str) -> None:

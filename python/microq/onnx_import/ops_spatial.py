@@ -9,6 +9,38 @@ from microq.onnx_import.context import Ctx, Unsupported
 from microq.onnx_import.layout import NHWC, NLC, const_to_physical, permute
 
 
+MAX_WINDOW = 2**16  # a kernel, stride, dilation or pad beyond this is a corrupt attribute
+
+
+def _ints(name: str, vals, n: int, lo: int, hi: int = MAX_WINDOW) -> list[int]:
+    """An INTS window attribute: `n` integers in [lo, hi], else the node is invalid."""
+    vals = [int(v) for v in vals]
+    if len(vals) != n or any(not lo <= v <= hi for v in vals):
+        raise Unsupported(f"{name}={vals}: expected {n} integers in [{lo}, {hi}]: the model is "
+                          "invalid")
+    return vals
+
+
+def _window_attrs(a: dict, nsp: int, k: list[int] | None = None) -> tuple[list[int], ...]:
+    """Validated (kernel, strides, dilations) of a Conv or pool with `nsp` spatial dims; also
+    checks pads and auto_pad. `k` is the Conv weight's kernel (kernel_shape must agree)."""
+    if k is None:
+        k = _ints("kernel_shape", a.get("kernel_shape", []), nsp, 1)
+    elif "kernel_shape" in a and [int(v) for v in a["kernel_shape"]] != list(k):
+        raise Unsupported(f"kernel_shape={list(a['kernel_shape'])} does not match the weight's "
+                          f"kernel {list(k)}: the model is invalid")
+    s = _ints("strides", a.get("strides", [1] * nsp), nsp, 1)
+    d = _ints("dilations", a.get("dilations", [1] * nsp), nsp, 1)
+    if "pads" in a:
+        _ints("pads", a["pads"], 2 * nsp, 0)
+    auto = a.get("auto_pad", b"NOTSET")
+    auto = auto.decode(errors="replace") if isinstance(auto, bytes) else str(auto)
+    if auto not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+        raise Unsupported(f"auto_pad='{auto}': expected NOTSET, SAME_UPPER, SAME_LOWER or "
+                          "VALID: the model is invalid")
+    return k, s, d
+
+
 def _spatial_pads(
     a: dict, in_sp: list[int], k: list[int], s: list[int], d: list[int]
 ) -> tuple[list[int], list[int]]:
@@ -87,9 +119,7 @@ def conv(cx: Ctx) -> None:
     if cx.has_input(2) and b is None:
         raise Unsupported("Conv with a non-constant bias is not supported")
     x, xs, is_1d = _to_2d(cx, 0)
-    k = list(w.shape[2:])
-    s = list(a.get("strides", [1] * nsp))
-    d = list(a.get("dilations", [1] * nsp))
+    k, s, d = _window_attrs(a, nsp, [int(v) for v in w.shape[2:]])
     in_sp = [xs[2]] if is_1d else [xs[1], xs[2]]
     pb, pe = _spatial_pads(a, in_sp, k, s, d)
     if is_1d:  # [N,1,L,C]: the H axis is a dummy of size 1
@@ -124,12 +154,14 @@ def pool(cx: Ctx) -> None:
             raise Unsupported("MaxPool storage_order=1")
         if not cx.unused(1):
             raise Unsupported("MaxPool Indices output")
-    k = list(a["kernel_shape"])
-    nsp = len(k)
-    s = list(a.get("strides", [1] * nsp))
+    nsp = len(cx.shape(cx.node.input[0])) - 2
+    k, s, _ = _window_attrs(a, nsp)
     x, xs, is_1d = _to_2d(cx, 0)
     in_sp = [xs[2]] if is_1d else [xs[1], xs[2]]
     pb, pe = _spatial_pads(a, in_sp, k, s, [1] * nsp)
+    # onnxruntime: "Pad should be smaller than kernel" (a window of padding only has no value)
+    if any(pb[i] >= k[i] or pe[i] >= k[i] for i in range(nsp)):
+        raise Unsupported(f"pads {pb + pe} not smaller than the kernel {k}: the model is invalid")
     if is_1d:
         k, s, pb, pe, in_sp = [1] + k, [1] + s, [0] + pb, [0] + pe, [1] + in_sp
     ceil = bool(a.get("ceil_mode", 0))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .. import qir
 from ..errors import MicroqError, UnsupportedModelError
+from .checks import check_graph
 from .lower import HANDLERS, Lowering
 from .reader import TfModel, TfOp, read_tflite
 
@@ -42,6 +43,7 @@ def import_tflite(path: str | Path, rounding: str = "double") -> qir.QGraph:
                    if op.opcode not in HANDLERS]
     if unsupported:
         raise UnsupportedModelError(str(path), unsupported)
+    check_graph(m, ops, inputs, outputs)
     low = Lowering(m, rounding)
     for op in ops:
         HANDLERS[op.opcode](low, op)

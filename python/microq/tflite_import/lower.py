@@ -51,6 +51,10 @@ class Lowering:
 
     # -- tensor checks -------------------------------------------------------------------
     def t(self, idx: int) -> TfTensor:
+        # never Python's negative indexing: -1 (an omitted input) is not the last tensor
+        if not 0 <= idx < len(self.m.tensors):
+            raise MicroqError(f"{self.m.path}: tensor index {idx} is out of range "
+                              f"(0..{len(self.m.tensors) - 1}): the file is corrupt")
         return self.m.tensors[idx]
 
     def _fail(self, op: TfOp, role: str, t: TfTensor, why: str):
@@ -68,6 +72,9 @@ class Lowering:
                        "quantized per tensor")
         if not (t.scales[0] > 0 and np.isfinite(t.scales[0])):
             self._fail(op, role, t, f"has scale {t.scales[0]!r}; expected a positive scale")
+        if not -128 <= int(t.zero_points[0]) <= 127:
+            self._fail(op, role, t, f"has zero point {int(t.zero_points[0])}; an int8 zero "
+                       "point is in [-128, 127]")
         name = self.names[t.index]
         if name not in self.tensors:
             q = qir.QParams(float(t.scales[0]), int(t.zero_points[0]))
@@ -89,6 +96,10 @@ class Lowering:
                        f"expected 1 or {channels} on axis {axis}")
         if np.any(t.zero_points != 0):
             self._fail(op, "weight", t, "has a nonzero zero point; weights must be symmetric")
+        bad = [float(s) for s in t.scales if not (np.isfinite(s) and s > 0)]
+        if bad or n == 0:
+            self._fail(op, "weight", t, f"has scale {bad[0] if bad else 'none'}; weight scales "
+                       "must be positive and finite")
         scales = [float(s) for s in t.scales] if n > 1 else [float(t.scales[0])] * channels
         return t.data, scales
 
