@@ -312,3 +312,34 @@ def test_reference_requantization_asserts_instead_of_wrapping():
     with pytest.raises(Int32Overflow, match="requantization input"):
         mbqm(1 << 31, 1 << 30, -1)
     assert int(mbqm(1 << 20, 1 << 30, 10)) == 1 << 29  # in range: unchanged arithmetic
+
+
+def test_nearly_dead_relu_layer_gets_a_safe_output_scale(tmp_path):
+    # every ReLU output is at most ~1e-6: the calibrated output scale (~4e-9) would need a left
+    # shift of ~20 bits on accumulators of ~2^18 (the old C wrapped, then the guard refused)
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((4, 16)).astype(np.float32) * 0.5
+    x = rng.random((8, 16)).astype(np.float32)
+    b = (-(x @ w.T).max(axis=0) + 1e-6).astype(np.float32)
+    gemm = helper.make_node("Gemm", ["x", "w", "b"], ["c"], name="dead_gemm", transB=1)
+    relu = helper.make_node("Relu", ["c"], ["y"], name="relu_0")
+    m = make_model([gemm, relu], {"x": (1, 16)}, ["y"], {"w": w, "b": b}, batch=1)
+    path = tmp_path / "dead.onnx"
+    onnx.save(m, str(path))
+    np.savez(tmp_path / "calib.npz", x=x)
+    out = tmp_path / "dead"
+    api.compile_model(path, tmp_path / "calib.npz", out)
+    qg = api.load_qgraph(out)
+    node = next(n for n in qg.nodes if n.kernel == "fully_connected")
+    p = node.params
+    assert int(p.shift.max()) > 0, "the fixture must need a left shift"
+    qi, qo = qg.tensors[node.inputs[0]].q, qg.tensors[node.outputs[0]].q
+    xq = np.clip(np.round(x / qi.scale) + qi.zero_point, -128, 127).astype(np.int8)
+    got = np.stack([run_int(qg, {qg.inputs[0]: xq[i : i + 1]})[qg.outputs[0]][0]
+                    for i in range(len(x))])
+    assert np.array_equal(api.run(out, {"x": x}, raw=True)["y"], got), "C != reference"
+    # the exact integer result: acc * multiplier, rounded once, no int32 wrap on the way
+    acc = (xq.astype(np.int64) - qi.zero_point) @ p.filter.astype(np.int64).T + p.bias
+    real = p.multiplier.astype(np.float64) * 2.0 ** (p.shift.astype(np.float64) - 31)
+    want = np.clip(np.round(acc * real) + qo.zero_point, p.act_min, p.act_max)
+    assert np.abs(got.astype(np.int64) - want).max() <= 1

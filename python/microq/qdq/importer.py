@@ -62,6 +62,9 @@ class _FixedQuantizer(_Quantizer):
                                      rounding=self.rounding)
         self.emit(node, "requantize", [tmp], [out], p)
 
+    def widen_output(self, out, s_in, s_w, bounds) -> None:
+        """The model's output scale is kept as given: an unsafe left shift is refused."""
+
     def calibrated(self, name: str) -> qir.QParams:
         p = self.qdq.acts.get(name)
         if p is not None:
