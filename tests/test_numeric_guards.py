@@ -237,7 +237,11 @@ def test_qdq_bias_scale_zero_or_negative_is_refused(tmp_path, scale):
         api.compile_model(path, None, tmp_path / "out")
 
 
-def test_tflite_extreme_output_scale_is_refused(tmp_path):
+@pytest.mark.parametrize("operand, value, message", [
+    ("output", 1e-30, r"\(fully_connected\): requantization shift \d+ .* outside"),
+    ("weight", -1.0, r"\(FULLY_CONNECTED\): weight scale -1.0 is not a non-negative"),
+])
+def test_tflite_extreme_scale_is_refused(tmp_path, operand, value, message):
     try:
         import tflite
     except ImportError:  # pragma: no cover - a test dependency (pyproject's test extra)
@@ -247,14 +251,16 @@ def test_tflite_extreme_output_scale_is_refused(tmp_path):
     src = require(MODELS / "tflite" / "ad01_int8.tflite", "int8 TFLite model ad01")
     buf = bytearray(src.read_bytes())
     sg = tflite.Model.GetRootAsModel(buf, 0).Subgraphs(0)
-    qtab = sg.Tensors(sg.Operators(0).Outputs(0)).Quantization()._tab
+    op = sg.Operators(0)
+    idx = op.Outputs(0) if operand == "output" else op.Inputs(1)
+    qtab = sg.Tensors(idx).Quantization()._tab
     pos = qtab.Vector(qtab.Offset(8))  # QuantizationParameters.scale: float32 vector
-    buf[pos : pos + 4] = np.float32(1e-30).tobytes()
-    path = tmp_path / "ad01_tiny_scale.tflite"
+    buf[pos : pos + 4] = np.float32(value).tobytes()
+    path = tmp_path / "ad01_bad_scale.tflite"
     path.write_bytes(bytes(buf))
-    with pytest.raises(MicroqError, match=r"ad01_tiny_scale.tflite: node '.*' "
-                       r"\(fully_connected\): requantization shift \d+"):
+    with pytest.raises(MicroqError, match=r"ad01_bad_scale.tflite: .*" + message):
         api.compile_model(path, None, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_flushed_multiplier_is_an_exact_zero():
@@ -343,3 +349,29 @@ def test_nearly_dead_relu_layer_gets_a_safe_output_scale(tmp_path):
     real = p.multiplier.astype(np.float64) * 2.0 ** (p.shift.astype(np.float64) - 31)
     want = np.clip(np.round(acc * real) + qo.zero_point, p.act_min, p.act_max)
     assert np.abs(got.astype(np.int64) - want).max() <= 1
+
+
+def test_matmul_deeper_than_the_kernel_is_refused_at_compile_time():
+    p = qir.BatchMatMulParams(rhs_transposed=0, lhs_offset=0, rhs_offset=0, output_offset=0,
+                              output_multiplier=1 << 30, output_shift=-10, act_min=-128,
+                              act_max=127)
+    node = qir.QNode("mm_0", "batch_matmul", ["a", "b"], ["y"], p)
+    q = qir.QParams(1.0, 0)
+    ok = {"a": qir.QTensor("a", (4, 32768), q), "b": qir.QTensor("b", (32768, 4), q)}
+    guards.check_node(node, ok)
+    deep = {"a": qir.QTensor("a", (4, 32769), q), "b": qir.QTensor("b", (32769, 4), q)}
+    with pytest.raises(MicroqError, match=r"mm_0.*depth 32769"):
+        guards.check_node(node, deep)
+    # worst zero points (-128 both): 32768 * 255^2 still fits int32
+    worst = dataclasses.replace(p, lhs_offset=128, rhs_offset=128)
+    guards.check_node(dataclasses.replace(node, params=worst), ok)
+
+
+def test_bias_correction_keeps_the_accumulator_bound():
+    from microq.quant.bias_correction import _corrected
+
+    node = _conv_node(-10, bias=0)
+    for err, want in ((-1e30, INT32_MAX - 128), (1e30, -(INT32_MAX - 128))):
+        fixed = _corrected(node, np.array([err]), 1.0)  # a huge correction either way
+        assert int(fixed.params.bias[0]) == want
+        guards.check_node(fixed)

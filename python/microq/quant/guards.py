@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import MicroqError
 from ..ref.arith import INT32_MAX
+from ..ref.matmul import MAX_DEPTH as MATMUL_MAX_DEPTH
 
 SHIFT_MIN, SHIFT_MAX = -31, 31
 
@@ -117,6 +118,9 @@ def check_node(node, tensors: Mapping | None = None, where: str = "",
         if tensors is not None and node.inputs and node.inputs[0] in tensors:
             depth = int(tensors[node.inputs[0]].shape[-1])
             bound = depth * reach(p.lhs_offset) * reach(p.rhs_offset)
+            if depth > MATMUL_MAX_DEPTH:
+                _fail(where, node, f"depth {depth} exceeds the kernel's {MATMUL_MAX_DEPTH} "
+                      "(MQ_MATMUL_MAX_DEPTH); split the matmul")
             if bound > INT32_MAX:
                 _fail(where, node, f"depth {depth} can accumulate {bound}, beyond int32 "
                       f"(at most {INT32_MAX // (reach(p.lhs_offset) * reach(p.rhs_offset))} "
