@@ -375,3 +375,12 @@ def test_bias_correction_keeps_the_accumulator_bound():
         fixed = _corrected(node, np.array([err]), 1.0)  # a huge correction either way
         assert int(fixed.params.bias[0]) == want
         guards.check_node(fixed)
+
+
+def test_softmax_rows_beyond_4095_classes_are_refused_at_compile_time():
+    p = qir.SoftmaxParams(input_multiplier=1 << 30, input_left_shift=20, diff_min=-100)
+    node = qir.QNode("sm_0", "softmax", ["x"], ["y"], p)
+    q = qir.QParams(1.0, 0)
+    guards.check_node(node, {"x": qir.QTensor("x", (1, 4095), q)})
+    with pytest.raises(MicroqError, match=r"sm_0.*4096 classes"):
+        guards.check_node(node, {"x": qir.QTensor("x", (1, 4096), q)})
