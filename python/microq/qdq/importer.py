@@ -18,7 +18,7 @@ import onnx
 from .. import ir, qir
 from ..errors import MicroqError
 from ..quant import scheme
-from ..quant.quantize import HANDLERS, _Quantizer
+from ..quant.quantize import _Quantizer
 from .strip import ConstQ, Stripped, strip_qdq
 
 # ops whose output parameters follow from their input (softmax: fixed at 1/256, -128)
@@ -37,10 +37,7 @@ class _FixedQuantizer(_Quantizer):
         for name in self.g.inputs:
             self.add_tensor(name, self.calibrated(name))
         for node in self.g.nodes:
-            handler = HANDLERS.get(node.op)
-            if handler is None:
-                raise MicroqError(f"node '{node.name}': op {node.op} has no quantized kernel")
-            handler(self, node)
+            self.handle(node)
             if node.op in FIXED_OUTPUT:
                 self._requantize_to_given(node)
         return qir.QGraph(self.g.name, self.tensors, self.nodes, list(self.g.inputs),
@@ -58,8 +55,11 @@ class _FixedQuantizer(_Quantizer):
         self.add_tensor(tmp, have)
         self.nodes[-1].outputs = [tmp]
         self.add_tensor(out, want)
-        p = scheme.requantize_params(have.scale, have.zero_point, want.scale, want.zero_point,
-                                     rounding=self.rounding)
+        try:
+            p = scheme.requantize_params(have.scale, have.zero_point, want.scale,
+                                         want.zero_point, rounding=self.rounding)
+        except MicroqError as e:
+            raise MicroqError(f"node '{node.name}' ({node.op}) output: {e}") from None
         self.emit(node, "requantize", [tmp], [out], p)
 
     def widen_output(self, out, s_in, s_w, bounds) -> None:

@@ -188,13 +188,22 @@ class _Quantizer:
         for name in self.g.inputs:
             self.add_tensor(name, self.calibrated(name))
         for node in self.g.nodes:
-            handler = HANDLERS.get(node.op)
-            if handler is None:
-                raise MicroqError(f"node '{node.name}': op {node.op} has no quantized kernel")
-            handler(self, node)
+            self.handle(node)
         return qir.QGraph(self.g.name, self.tensors, self.nodes, list(self.g.inputs),
                           list(self.g.outputs), dict(self.g.input_perm),
                           dict(self.g.logical_shapes))
+
+    def handle(self, node: ir.Node) -> None:
+        """Quantize one node; a scheme error is reported with the node's name."""
+        handler = HANDLERS.get(node.op)
+        if handler is None:
+            raise MicroqError(f"node '{node.name}': op {node.op} has no quantized kernel")
+        try:
+            handler(self, node)
+        except MicroqError as e:
+            if f"'{node.name}'" in str(e):
+                raise
+            raise MicroqError(f"node '{node.name}' ({node.op}): {e}") from None
 
     def conv(self, node: ir.Node) -> None:
         a: ir.ConvAttrs = node.attrs
