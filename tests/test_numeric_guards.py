@@ -384,3 +384,13 @@ def test_softmax_rows_beyond_4095_classes_are_refused_at_compile_time():
     guards.check_node(node, {"x": qir.QTensor("x", (1, 4095), q)})
     with pytest.raises(MicroqError, match=r"sm_0.*4096 classes"):
         guards.check_node(node, {"x": qir.QTensor("x", (1, 4096), q)})
+
+
+def test_subnormal_weight_channel_gets_a_nonzero_scale():
+    # 1e-45 / 127 underflows float32 to 0: the old scale 0 gave weights +-127 and an inf bias
+    w = np.array([[1e-45, -1e-45], [0.5, 0.1]], np.float32)
+    wq, s_w = quantize_weights_per_channel(w)
+    assert s_w.min() > 0 and np.array_equal(wq[0], [0, 0])
+    wq2, s_w2, bias = fit_channels("fc", w, np.array([0.25, 0.0]), 0.01, 0, wq, s_w,
+                                   np.array([INT32_MAX, 0], np.int32))
+    assert abs(int(bias[0]) * 0.01 * s_w2[0] - 0.25) < 1e-6
