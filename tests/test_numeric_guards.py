@@ -225,16 +225,18 @@ def test_qdq_extreme_output_scale_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("what", ["bias", "weight"])
 @pytest.mark.parametrize("scale", [0.0, -1.0])
-def test_qdq_bias_scale_zero_or_negative_is_refused(tmp_path, scale):
+def test_qdq_bias_or_weight_scale_zero_or_negative_is_refused(tmp_path, scale, what):
     path = _qdq_demo(tmp_path)
     m = onnx.load(str(path))
-    dq = next(n for n in m.graph.node if n.name.endswith("Conv_bias_DequantizeLinear"))
+    dq = next(n for n in m.graph.node if n.name.endswith(f"Conv_{what}_DequantizeLinear"))
     s = numpy_helper.to_array(next(i for i in m.graph.initializer if i.name == dq.input[1]))
     _set_init(m, dq.input[1], np.full(s.shape, scale))
     onnx.save(m, str(path))
-    with pytest.raises(MicroqError, match=r"bias '.*' has scale .*positive"):
+    with pytest.raises(MicroqError, match=rf"{what} '.*' has scale .*positive"):
         api.compile_model(path, None, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("operand, value, message", [

@@ -96,6 +96,9 @@ class _FixedQuantizer(_Quantizer):
         if c.axis is not None and c.axis != _out_axis(self.qdq, src, c.q.ndim):
             raise MicroqError(f"weight '{wname}': quantized per channel along axis {c.axis}, not "
                               "the output channels; microq needs per-output-channel scales")
+        if not np.all(np.isfinite(c.scale) & (np.asarray(c.scale) > 0)):
+            raise MicroqError(f"weight '{wname}' has scale {np.asarray(c.scale).min()!r}: "
+                              "quantized weights need positive finite scales")
         s = np.broadcast_to(c.scale.astype(np.float32), (cout,))
         bshape = (cout,) + (1,) * (w.ndim - 1)
         q = np.rint(w / s.reshape(bshape))

@@ -65,7 +65,8 @@ def fit_channels(name: str, w: np.ndarray, b: np.ndarray, s_in: float, input_off
     """Make every output channel's int32 accumulator provably safe (guards.py): reach *
     sum|wq| + |bias| <= 2^31 - 1, with the bias not saturated. A channel whose bias does not
     fit (tiny weights, large bias: s_in * s_w / s_out below 2^-31 and the bias beyond int32)
-    gets a larger weight scale, as TFLite's quantizer does, so that its bias fits; its weights
+    gets a larger weight scale, as TFLite's quantizer does (AdjustWeightsForBiasScale in
+    tensorflow/lite/tools/optimize/quantization_utils.cc), so that its bias fits; its weights
     then quantize coarser, which is harmless as they are negligible next to the bias. A
     channel whose weights alone overflow (too deep a reduction) is refused.
 
