@@ -186,7 +186,9 @@ def test_mbqm_fast_path_exact(clib, clib_single, rounding, mul64):
                                   "1" if rounding == "single" else "0"})
     x, m, s = _mbqm_cases()
     if rounding == "single":
-        keep = s <= 30
+        # INT32_MIN * INT32_MIN >> 31 is 2^31: the reference asserts instead of wrapping (no
+        # multiplier is ever INT32_MIN; double rounding saturates that pair in srdhm)
+        keep = (s <= 30) & ~((x == -(2**31)) & (m == -(2**31)))
         x, m, s = x[keep], m[keep], s[keep]
     f = lib.mq_multiply_by_quantized_multiplier
     got = np.array([f(int(a), int(b), int(c)) for a, b, c in zip(x, m, s)], dtype=np.int64)

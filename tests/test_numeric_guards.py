@@ -225,19 +225,25 @@ def test_qdq_extreme_output_scale_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("what", ["bias", "weight"])
 @pytest.mark.parametrize("scale", [0.0, -1.0])
-def test_qdq_bias_scale_zero_or_negative_is_refused(tmp_path, scale):
+def test_qdq_bias_or_weight_scale_zero_or_negative_is_refused(tmp_path, scale, what):
     path = _qdq_demo(tmp_path)
     m = onnx.load(str(path))
-    dq = next(n for n in m.graph.node if n.name.endswith("Conv_bias_DequantizeLinear"))
+    dq = next(n for n in m.graph.node if n.name.endswith(f"Conv_{what}_DequantizeLinear"))
     s = numpy_helper.to_array(next(i for i in m.graph.initializer if i.name == dq.input[1]))
     _set_init(m, dq.input[1], np.full(s.shape, scale))
     onnx.save(m, str(path))
-    with pytest.raises(MicroqError, match=r"bias '.*' has scale .*positive"):
+    with pytest.raises(MicroqError, match=rf"{what} '.*' has scale .*positive"):
         api.compile_model(path, None, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
-def test_tflite_extreme_output_scale_is_refused(tmp_path):
+@pytest.mark.parametrize("operand, value, message", [
+    ("output", 1e-30, r"\(fully_connected\): requantization shift \d+ .* outside"),
+    ("weight", -1.0, r"\(FULLY_CONNECTED\): weight scale -1.0 is not a non-negative"),
+])
+def test_tflite_extreme_scale_is_refused(tmp_path, operand, value, message):
     try:
         import tflite
     except ImportError:  # pragma: no cover - a test dependency (pyproject's test extra)
@@ -247,14 +253,16 @@ def test_tflite_extreme_output_scale_is_refused(tmp_path):
     src = require(MODELS / "tflite" / "ad01_int8.tflite", "int8 TFLite model ad01")
     buf = bytearray(src.read_bytes())
     sg = tflite.Model.GetRootAsModel(buf, 0).Subgraphs(0)
-    qtab = sg.Tensors(sg.Operators(0).Outputs(0)).Quantization()._tab
+    op = sg.Operators(0)
+    idx = op.Outputs(0) if operand == "output" else op.Inputs(1)
+    qtab = sg.Tensors(idx).Quantization()._tab
     pos = qtab.Vector(qtab.Offset(8))  # QuantizationParameters.scale: float32 vector
-    buf[pos : pos + 4] = np.float32(1e-30).tobytes()
-    path = tmp_path / "ad01_tiny_scale.tflite"
+    buf[pos : pos + 4] = np.float32(value).tobytes()
+    path = tmp_path / "ad01_bad_scale.tflite"
     path.write_bytes(bytes(buf))
-    with pytest.raises(MicroqError, match=r"ad01_tiny_scale.tflite: node '.*' "
-                       r"\(fully_connected\): requantization shift \d+"):
+    with pytest.raises(MicroqError, match=r"ad01_bad_scale.tflite: .*" + message):
         api.compile_model(path, None, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_flushed_multiplier_is_an_exact_zero():
@@ -312,3 +320,79 @@ def test_reference_requantization_asserts_instead_of_wrapping():
     with pytest.raises(Int32Overflow, match="requantization input"):
         mbqm(1 << 31, 1 << 30, -1)
     assert int(mbqm(1 << 20, 1 << 30, 10)) == 1 << 29  # in range: unchanged arithmetic
+
+
+def test_nearly_dead_relu_layer_gets_a_safe_output_scale(tmp_path):
+    # every ReLU output is at most ~1e-6: the calibrated output scale (~4e-9) would need a left
+    # shift of ~20 bits on accumulators of ~2^18 (the old C wrapped, then the guard refused)
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((4, 16)).astype(np.float32) * 0.5
+    x = rng.random((8, 16)).astype(np.float32)
+    b = (-(x @ w.T).max(axis=0) + 1e-6).astype(np.float32)
+    gemm = helper.make_node("Gemm", ["x", "w", "b"], ["c"], name="dead_gemm", transB=1)
+    relu = helper.make_node("Relu", ["c"], ["y"], name="relu_0")
+    m = make_model([gemm, relu], {"x": (1, 16)}, ["y"], {"w": w, "b": b}, batch=1)
+    path = tmp_path / "dead.onnx"
+    onnx.save(m, str(path))
+    np.savez(tmp_path / "calib.npz", x=x)
+    out = tmp_path / "dead"
+    api.compile_model(path, tmp_path / "calib.npz", out)
+    qg = api.load_qgraph(out)
+    node = next(n for n in qg.nodes if n.kernel == "fully_connected")
+    p = node.params
+    assert int(p.shift.max()) > 0, "the fixture must need a left shift"
+    qi, qo = qg.tensors[node.inputs[0]].q, qg.tensors[node.outputs[0]].q
+    xq = np.clip(np.round(x / qi.scale) + qi.zero_point, -128, 127).astype(np.int8)
+    got = np.stack([run_int(qg, {qg.inputs[0]: xq[i : i + 1]})[qg.outputs[0]][0]
+                    for i in range(len(x))])
+    assert np.array_equal(api.run(out, {"x": x}, raw=True)["y"], got), "C != reference"
+    # the exact integer result: acc * multiplier, rounded once, no int32 wrap on the way
+    acc = (xq.astype(np.int64) - qi.zero_point) @ p.filter.astype(np.int64).T + p.bias
+    real = p.multiplier.astype(np.float64) * 2.0 ** (p.shift.astype(np.float64) - 31)
+    want = np.clip(np.round(acc * real) + qo.zero_point, p.act_min, p.act_max)
+    assert np.abs(got.astype(np.int64) - want).max() <= 1
+
+
+def test_matmul_deeper_than_the_kernel_is_refused_at_compile_time():
+    p = qir.BatchMatMulParams(rhs_transposed=0, lhs_offset=0, rhs_offset=0, output_offset=0,
+                              output_multiplier=1 << 30, output_shift=-10, act_min=-128,
+                              act_max=127)
+    node = qir.QNode("mm_0", "batch_matmul", ["a", "b"], ["y"], p)
+    q = qir.QParams(1.0, 0)
+    ok = {"a": qir.QTensor("a", (4, 32768), q), "b": qir.QTensor("b", (32768, 4), q)}
+    guards.check_node(node, ok)
+    deep = {"a": qir.QTensor("a", (4, 32769), q), "b": qir.QTensor("b", (32769, 4), q)}
+    with pytest.raises(MicroqError, match=r"mm_0.*depth 32769"):
+        guards.check_node(node, deep)
+    # worst zero points (-128 both): 32768 * 255^2 still fits int32
+    worst = dataclasses.replace(p, lhs_offset=128, rhs_offset=128)
+    guards.check_node(dataclasses.replace(node, params=worst), ok)
+
+
+def test_bias_correction_keeps_the_accumulator_bound():
+    from microq.quant.bias_correction import _corrected
+
+    node = _conv_node(-10, bias=0)
+    for err, want in ((-1e30, INT32_MAX - 128), (1e30, -(INT32_MAX - 128))):
+        fixed = _corrected(node, np.array([err]), 1.0)  # a huge correction either way
+        assert int(fixed.params.bias[0]) == want
+        guards.check_node(fixed)
+
+
+def test_softmax_rows_beyond_4095_classes_are_refused_at_compile_time():
+    p = qir.SoftmaxParams(input_multiplier=1 << 30, input_left_shift=20, diff_min=-100)
+    node = qir.QNode("sm_0", "softmax", ["x"], ["y"], p)
+    q = qir.QParams(1.0, 0)
+    guards.check_node(node, {"x": qir.QTensor("x", (1, 4095), q)})
+    with pytest.raises(MicroqError, match=r"sm_0.*4096 classes"):
+        guards.check_node(node, {"x": qir.QTensor("x", (1, 4096), q)})
+
+
+def test_subnormal_weight_channel_gets_a_nonzero_scale():
+    # 1e-45 / 127 underflows float32 to 0: the old scale 0 gave weights +-127 and an inf bias
+    w = np.array([[1e-45, -1e-45], [0.5, 0.1]], np.float32)
+    wq, s_w = quantize_weights_per_channel(w)
+    assert s_w.min() > 0 and np.array_equal(wq[0], [0, 0])
+    wq2, s_w2, bias = fit_channels("fc", w, np.array([0.25, 0.0]), 0.01, 0, wq, s_w,
+                                   np.array([INT32_MAX, 0], np.int32))
+    assert abs(int(bias[0]) * 0.01 * s_w2[0] - 0.25) < 1e-6

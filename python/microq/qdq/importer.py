@@ -18,7 +18,7 @@ import onnx
 from .. import ir, qir
 from ..errors import MicroqError
 from ..quant import scheme
-from ..quant.quantize import HANDLERS, _Quantizer
+from ..quant.quantize import _Quantizer
 from .strip import ConstQ, Stripped, strip_qdq
 
 # ops whose output parameters follow from their input (softmax: fixed at 1/256, -128)
@@ -37,10 +37,7 @@ class _FixedQuantizer(_Quantizer):
         for name in self.g.inputs:
             self.add_tensor(name, self.calibrated(name))
         for node in self.g.nodes:
-            handler = HANDLERS.get(node.op)
-            if handler is None:
-                raise MicroqError(f"node '{node.name}': op {node.op} has no quantized kernel")
-            handler(self, node)
+            self.handle(node)
             if node.op in FIXED_OUTPUT:
                 self._requantize_to_given(node)
         return qir.QGraph(self.g.name, self.tensors, self.nodes, list(self.g.inputs),
@@ -58,9 +55,15 @@ class _FixedQuantizer(_Quantizer):
         self.add_tensor(tmp, have)
         self.nodes[-1].outputs = [tmp]
         self.add_tensor(out, want)
-        p = scheme.requantize_params(have.scale, have.zero_point, want.scale, want.zero_point,
-                                     rounding=self.rounding)
+        try:
+            p = scheme.requantize_params(have.scale, have.zero_point, want.scale,
+                                         want.zero_point, rounding=self.rounding)
+        except MicroqError as e:
+            raise MicroqError(f"node '{node.name}' ({node.op}) output: {e}") from None
         self.emit(node, "requantize", [tmp], [out], p)
+
+    def widen_output(self, out, s_in, s_w, bounds) -> None:
+        """The model's output scale is kept as given: an unsafe left shift is refused."""
 
     def calibrated(self, name: str) -> qir.QParams:
         p = self.qdq.acts.get(name)
@@ -93,6 +96,9 @@ class _FixedQuantizer(_Quantizer):
         if c.axis is not None and c.axis != _out_axis(self.qdq, src, c.q.ndim):
             raise MicroqError(f"weight '{wname}': quantized per channel along axis {c.axis}, not "
                               "the output channels; microq needs per-output-channel scales")
+        if not np.all(np.isfinite(c.scale) & (np.asarray(c.scale) > 0)):
+            raise MicroqError(f"weight '{wname}' has scale {np.asarray(c.scale).min()!r}: "
+                              "quantized weights need positive finite scales")
         s = np.broadcast_to(c.scale.astype(np.float32), (cout,))
         bshape = (cout,) + (1,) * (w.ndim - 1)
         q = np.rint(w / s.reshape(bshape))

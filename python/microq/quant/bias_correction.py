@@ -109,7 +109,8 @@ def _corrected(node: qir.QNode, err: np.ndarray, s_out: float) -> qir.QNode:
     # keep the accumulator bound of guards.py: reach * sum|w| + |bias| <= 2^31 - 1
     room = INT32_MAX - reach(p.input_offset) * channel_weight_sums(
         node.kernel, p.filter, getattr(p, "filter_offset", 0))
-    new_bias = np.clip(bias - delta.astype(np.int64), -room, room).astype(np.int32)
+    # clip in float64 first: a huge delta would not survive a cast to int64
+    new_bias = np.clip(bias - np.clip(delta, -2.0**33, 2.0**33), -room, room).astype(np.int32)
     return dataclasses.replace(node, params=dataclasses.replace(p, bias=new_bias))
 
 

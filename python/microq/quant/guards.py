@@ -12,6 +12,7 @@ partial sum of the accumulator, in any order (the kernels start from the bias or
 A left shift (shift > 0) must keep that bound times 2^shift within int32 too.
 Average pooling: taps * reach(input_offset) + taps / 2 <= 2^31 - 1 (taps = kernel_h * kernel_w).
 Batched matmul: K * reach(lhs_offset) * reach(rhs_offset) <= 2^31 - 1.
+Softmax rows <= 4095 (the sum of exponentials), LayerNorm rows <= 32768.
 Every requantization shift lies in [-31, 31] (single rounding: [-31, 30]).
 """
 
@@ -23,6 +24,9 @@ import numpy as np
 
 from ..errors import MicroqError
 from ..ref.arith import INT32_MAX
+from ..ref.layernorm import MAX_ROW as LAYERNORM_MAX_ROW
+from ..ref.matmul import MAX_DEPTH as MATMUL_MAX_DEPTH
+from ..ref.softmax import MAX_ROW_SIZE as SOFTMAX_MAX_ROW
 
 SHIFT_MIN, SHIFT_MAX = -31, 31
 
@@ -117,6 +121,9 @@ def check_node(node, tensors: Mapping | None = None, where: str = "",
         if tensors is not None and node.inputs and node.inputs[0] in tensors:
             depth = int(tensors[node.inputs[0]].shape[-1])
             bound = depth * reach(p.lhs_offset) * reach(p.rhs_offset)
+            if depth > MATMUL_MAX_DEPTH:
+                _fail(where, node, f"depth {depth} exceeds the kernel's {MATMUL_MAX_DEPTH} "
+                      "(MQ_MATMUL_MAX_DEPTH); split the matmul")
             if bound > INT32_MAX:
                 _fail(where, node, f"depth {depth} can accumulate {bound}, beyond int32 "
                       f"(at most {INT32_MAX // (reach(p.lhs_offset) * reach(p.rhs_offset))} "
@@ -138,9 +145,18 @@ def check_node(node, tensors: Mapping | None = None, where: str = "",
                 _fail(where, node, f"rescaling shift {s} must be <= 0 (a multiplier below 1)")
     elif k == "layernorm":
         _check_shifts(where, node, p.shift, p.multiplier, rounding, signed=True)
+        row = np.asarray(p.multiplier).size
+        if row > LAYERNORM_MAX_ROW:
+            _fail(where, node, f"rows of {row} values exceed the kernel's {LAYERNORM_MAX_ROW} "
+                  "(its int32 sums are bounded for that many)")
     elif k == "softmax":
         if not 0 <= int(p.input_left_shift) <= SHIFT_MAX:
             _fail(where, node, f"input left shift {p.input_left_shift} is outside [0, 31]")
+        if tensors is not None and node.inputs and node.inputs[0] in tensors:
+            row = int(tensors[node.inputs[0]].shape[-1])
+            if row > SOFTMAX_MAX_ROW:
+                _fail(where, node, f"rows of {row} classes exceed {SOFTMAX_MAX_ROW}: the int32 "
+                      "sum of exponentials would overflow")
 
 
 def check_graph(qg, where: str = "", rounding: str = "double") -> None:

@@ -65,7 +65,8 @@ def fit_channels(name: str, w: np.ndarray, b: np.ndarray, s_in: float, input_off
     """Make every output channel's int32 accumulator provably safe (guards.py): reach *
     sum|wq| + |bias| <= 2^31 - 1, with the bias not saturated. A channel whose bias does not
     fit (tiny weights, large bias: s_in * s_w / s_out below 2^-31 and the bias beyond int32)
-    gets a larger weight scale, as TFLite's quantizer does, so that its bias fits; its weights
+    gets a larger weight scale, as TFLite's quantizer does (AdjustWeightsForBiasScale in
+    tensorflow/lite/tools/optimize/quantization_utils.cc), so that its bias fits; its weights
     then quantize coarser, which is harmless as they are negligible next to the bias. A
     channel whose weights alone overflow (too deep a reduction) is refused.
 
@@ -157,6 +158,26 @@ class _Quantizer:
         w, b = (self.g.tensors[node.inputs[i]].const for i in (1, 2))
         return fit_channels(node.name, w, b, s_in, input_offset, wq, s_w, bias)
 
+    def widen_output(self, out: str, s_in: float, s_w: np.ndarray, bounds: np.ndarray) -> None:
+        """A conv/FC multiplier above 1 left-shifts the accumulator, which must stay within
+        int32 (guards.py). A nearly dead output (a calibrated range far below one accumulator
+        step, e.g. a ReLU that almost never fires) would need more: its output scale is raised
+        to the smallest one whose left shifts are safe, instead of refusing the layer."""
+        qo = self.q(out)
+        bounds = np.maximum(np.asarray(bounds, np.float64), 1.0)
+        max_left = np.minimum(np.floor(np.log2(INT32_MAX / bounds)), guards.SHIFT_MAX)
+        if np.any(max_left < 0):
+            return  # not bounded at all: the guard refuses the layer
+        # real = s_in s_w / s_out < 2^max_left keeps the shift <= max_left (margin: rounding)
+        need = float(np.max(s_in * np.asarray(s_w, np.float64) / 2.0 ** max_left)) * (1 + 2**-20)
+        if qo.scale >= need:
+            return
+        r = self.ranges.get(out)
+        lo = min(r.lo, 0.0) if r is not None else 0.0
+        scale = _up_f32(need)
+        zp = int(np.clip(round_half_away(-128 - lo / scale), -128, 127))
+        self.add_tensor(out, qir.QParams(scale, zp))
+
     def emit(self, node: ir.Node, kernel: str, inputs, outputs, params) -> None:
         qn = qir.QNode(node.name, kernel, list(inputs), list(outputs), params,
                        list(node.source) or [node.name])
@@ -168,13 +189,22 @@ class _Quantizer:
         for name in self.g.inputs:
             self.add_tensor(name, self.calibrated(name))
         for node in self.g.nodes:
-            handler = HANDLERS.get(node.op)
-            if handler is None:
-                raise MicroqError(f"node '{node.name}': op {node.op} has no quantized kernel")
-            handler(self, node)
+            self.handle(node)
         return qir.QGraph(self.g.name, self.tensors, self.nodes, list(self.g.inputs),
                           list(self.g.outputs), dict(self.g.input_perm),
                           dict(self.g.logical_shapes))
+
+    def handle(self, node: ir.Node) -> None:
+        """Quantize one node; a scheme error is reported with the node's name."""
+        handler = HANDLERS.get(node.op)
+        if handler is None:
+            raise MicroqError(f"node '{node.name}': op {node.op} has no quantized kernel")
+        try:
+            handler(self, node)
+        except MicroqError as e:
+            if f"'{node.name}'" in str(e):
+                raise
+            raise MicroqError(f"node '{node.name}' ({node.op}): {e}") from None
 
     def conv(self, node: ir.Node) -> None:
         a: ir.ConvAttrs = node.attrs
@@ -182,10 +212,12 @@ class _Quantizer:
         out = node.outputs[0]
         s_in, zp_in = self.q(x).scale, self.q(x).zero_point
         self.add_tensor(out, self.calibrated(out))
-        qo = self.q(out)
         wf = self.g.tensors[w].const
         wq, s_w = self.weights(node)
         wq, s_w, bias = self.fit(node, wq, s_w, self.bias(node, s_in, s_w), s_in, -zp_in)
+        self.widen_output(out, s_in, s_w, guards.reach(-zp_in) * np.abs(
+            wq.reshape(len(s_w), -1).astype(np.int64)).sum(axis=1) + np.abs(bias))
+        qo = self.q(out)
         mult, shift = _multipliers(s_in, s_w, qo.scale, self.rounding)
         lo, hi = scheme.act_range(qo.scale, qo.zero_point, a.act_min, a.act_max)
         cin = self.g.tensors[x].shape[-1]
@@ -207,10 +239,12 @@ class _Quantizer:
         out = node.outputs[0]
         qi = self.q(x)
         self.add_tensor(out, self.calibrated(out))
-        qo = self.q(out)
         wq, s_w = self.weights(node)
         wq, s_w, bias = self.fit(node, wq, s_w, self.bias(node, qi.scale, s_w), qi.scale,
                                  -qi.zero_point)
+        self.widen_output(out, qi.scale, s_w, guards.reach(-qi.zero_point) * np.abs(
+            wq.astype(np.int64)).sum(axis=1) + np.abs(bias))
+        qo = self.q(out)
         mult, shift = _multipliers(qi.scale, s_w, qo.scale, self.rounding)
         lo, hi = scheme.act_range(qo.scale, qo.zero_point, a.act_min, a.act_max)
         p = qir.FCParams(input_offset=-qi.zero_point, filter_offset=0,

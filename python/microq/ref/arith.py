@@ -73,7 +73,8 @@ def mbqm(x, multiplier, shift, rounding: str = "double") -> np.ndarray:
         if shift.size and int(shift.max()) > 30:
             raise Int32Overflow(f"single-rounding shift {shift.max()} is above 30")
         total = 31 - shift
-        return (x * m + (np.int64(1) << (total - 1))) >> total
+        out = (x * m + (np.int64(1) << (total - 1))) >> total
+        return check_i32(out, "single-rounding requantization result")
     if rounding != "double":
         raise ValueError(f"rounding must be 'double' or 'single', not {rounding!r}")
     left = np.maximum(shift, 0)

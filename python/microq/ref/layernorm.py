@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..qir import LayerNormParams
-from .arith import clamp, mbqm, rdbpot
+from .arith import check_acc, clamp, mbqm, rdbpot
 
 NORM_BITS = 20  # MQ_LAYERNORM_NORM_BITS: z = (x - mean) / sqrt(var + eps) in Q11.20
 OUT_BITS = 8  # MQ_LAYERNORM_OUT_BITS: gamma * z + beta in 1/256 output steps
@@ -40,6 +40,8 @@ def layernorm(p: LayerNormParams, x, rounding: str = "double") -> np.ndarray:
         raise ValueError(f"layernorm row size {row_size} vs {len(p.multiplier)} channels")
     total = x.sum(axis=1, keepdims=True)
     sum_sq = (x * x).sum(axis=1, keepdims=True)
+    check_acc(np.abs(x).sum(axis=1), "layernorm sum")  # int32 in the C; var is int64
+    check_acc(sum_sq, "layernorm sum of squares")
     var = ((row_size * sum_sq - total * total) << VAR_BITS) + p.eps  # C^2 2^16 (var + eps)
     # var == 0 only for a constant row without eps: every n is 0 then, inv = 0 keeps z = 0.
     inv, k = inv_sqrt_q30(np.maximum(var, 1))
@@ -50,6 +52,9 @@ def layernorm(p: LayerNormParams, x, rounding: str = "double") -> np.ndarray:
     z = (n * inv + (np.int64(1) << (norm_shift - 1))) >> norm_shift  # nearest, ties up
     mult = np.asarray(p.multiplier, np.int64)
     shift = np.asarray(p.shift, np.int64)
-    acc = mbqm(z, mult, shift, rounding) + np.asarray(p.bias, np.int64)
+    scaled = mbqm(z, mult, shift, rounding)
+    bias = np.asarray(p.bias, np.int64)
+    check_acc(np.abs(scaled) + np.abs(bias), "layernorm output")
+    acc = scaled + bias
     out = rdbpot(acc, OUT_BITS) + p.output_offset
     return clamp(out, p.act_min, p.act_max).astype(np.int8)

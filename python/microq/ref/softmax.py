@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..qir import SoftmaxParams
-from .arith import INT32_MAX, INT32_MIN, clamp, mbqm, rdbpot, srdhm
+from .arith import INT32_MAX, INT32_MIN, check_acc, clamp, mbqm, rdbpot, srdhm
 
 ACCUM_BITS = 12
 MAX_ROW_SIZE = 4095  # each exp term is <= 2^19 in Q12.19: 4095 of them fit int32
@@ -100,6 +100,7 @@ def softmax(p: SoftmaxParams, x, rounding: str = "double") -> np.ndarray:
     # Entries below diff_min are skipped by the kernel; 0 keeps them harmless here.
     e = exp_on_negative_values(rescale_diff(p, np.where(valid, diff, 0), rounding))
     sum_of_exps = np.where(valid, rdbpot(e, ACCUM_BITS), 0).sum(axis=-1, keepdims=True)
+    check_acc(sum_of_exps, "softmax sum of exponentials")  # terms >= 0: the sum bounds all
 
     headroom_plus_one = count_leading_zeros(sum_of_exps)
     num_bits_over_unit = ACCUM_BITS - headroom_plus_one

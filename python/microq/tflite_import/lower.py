@@ -137,6 +137,13 @@ class Lowering:
         return (np.array([m for m, _ in ms], dtype=np.int32),
                 np.array([sh for _, sh in ms], dtype=np.int32))
 
+    def params(self, op: TfOp, fn, *args, **kw):
+        """A scheme.*_params call whose MicroqError names the file and the operator."""
+        try:
+            return fn(*args, **kw)
+        except MicroqError as e:
+            raise MicroqError(f"{self.m.path}: {op.name} ({op.opcode}): {e}") from None
+
     def emit(self, op: TfOp, kernel: str, inputs, outputs, params) -> None:
         source = [self.names[self.t(i).index] for i in op.outputs]
         node = qir.QNode(op.name, kernel, list(inputs), list(outputs), params, source)
@@ -227,9 +234,9 @@ class Lowering:
         lo, hi = self.act_range(op, out)
         args = (q1.scale, q1.zero_point, q2.scale, q2.zero_point, qo.scale, qo.zero_point, lo, hi)
         if op.opcode == "MUL":
-            p = scheme.mul_params(*args, rounding=self.rounding)
+            p = self.params(op, scheme.mul_params, *args, rounding=self.rounding)
         else:  # TFLite SUB uses ADD's parameters
-            p = scheme.add_params(*args, rounding=self.rounding)
+            p = self.params(op, scheme.add_params, *args, rounding=self.rounding)
         self.emit(op, op.opcode.lower(), [x1, x2], [out], p)
 
     def softmax(self, op: TfOp) -> None:
@@ -238,7 +245,7 @@ class Lowering:
             self._fail(op, "output", self.t(op.outputs[0]), f"is quantized {self.qp(out)}; "
                        "int8 softmax needs scale 1/256 and zero point -128")
         beta = float(op.options.Beta()) if op.options is not None else 1.0
-        p = scheme.softmax_params(self.qp(x).scale, beta, self.rounding)
+        p = self.params(op, scheme.softmax_params, self.qp(x).scale, beta, self.rounding)
         self.emit(op, "softmax", [x], [out], p)
 
     def reshape(self, op: TfOp) -> None:
@@ -253,7 +260,7 @@ class Lowering:
         before lowering."""
         x, out = self.act(op, op.inputs[0], "input"), self.act(op, op.outputs[0], "output")
         qi, qo = self.qp(x), self.qp(out)
-        p = scheme.requantize_params(qi.scale, qi.zero_point, qo.scale, qo.zero_point,
+        p = self.params(op, scheme.requantize_params, qi.scale, qi.zero_point, qo.scale, qo.zero_point,
                                      rounding=self.rounding)
         self.emit(op, "requantize", [x], [out], p)
 
