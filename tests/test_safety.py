@@ -461,3 +461,75 @@ def test_graph_input_that_is_also_an_output_is_copied_exactly(tmp_path) -> None:
     for i in range(5):
         want = run_int(res.qgraph, {"x": q[i : i + 1]})
         assert np.array_equal(got["y"][i], np.asarray(want["y"]).reshape(-1)), i
+
+
+# ---- 6. one error vocabulary: user mistakes are one-line errors --------------------------------
+
+
+def _cli(*args, **kw):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "microq", *map(str, args)], capture_output=True,
+                          text=True, timeout=300, **kw)
+
+
+def _one_line(r, *needles) -> str:
+    assert r.returncode != 0, r.stdout
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1, r.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", ["folder", "missing_folder", "proc"])
+def test_quantize_unwritable_output_is_a_user_error(case, tmp_path) -> None:
+    if case == "proc" and not Path("/proc/self").exists():
+        pytest.skip("needs Linux /proc")
+    out = {"folder": tmp_path, "missing_folder": tmp_path / "no" / "m.onnx",
+           "proc": Path("/proc/m.int8.onnx")}[case]
+    r = _cli("quantize", DEMO, "--calib", CALIB, "-o", out)
+    _one_line(r, str(out))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no temp file left
+
+
+def test_quantize_writes_atomically(tmp_path) -> None:
+    out = tmp_path / "m.int8.onnx"
+    r = _cli("quantize", DEMO, "--calib", CALIB, "-o", out)
+    assert r.returncode == 0, r.stderr
+    onnx.checker.check_model(onnx.load(out))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.int8.onnx"]
+
+
+@pytest.mark.parametrize("args", [["inspect", DEMO], ["inspect", "--json", DEMO], ["--help"]],
+                         ids=["inspect", "inspect_json", "help"])
+def test_broken_pipe_exits_silently(args) -> None:
+    """`microq inspect m.onnx | head`: the reader is gone before microq writes; no message."""
+    import os
+    import subprocess
+
+    rd, wr = os.pipe()
+    os.close(rd)
+    try:
+        r = subprocess.run([sys.executable, "-m", "microq", *map(str, args)], stdout=wr,
+                           stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(wr)
+    assert r.stderr.strip() == "", r.stderr
+    assert r.returncode == 1
+
+
+def test_run_with_an_ndarray_instead_of_a_dict(demo_dir) -> None:
+    with pytest.raises(MicroqError, match=r"dict.*not ndarray.*'input'") as e:
+        api.run(demo_dir, np.zeros((1, 1, 8, 8), np.float32))
+    assert "\n" not in str(e.value)
+    m = api.load(demo_dir)
+    with pytest.raises(MicroqError, match="must be a dict"):
+        m.run_int8(np.zeros((1, 8, 8, 1), np.int8))
+
+
+def test_data_file_that_is_not_npz_never_suggests_unpickling(tmp_path) -> None:
+    r = _cli("compile", DEMO, "--calib", DEMO, "-o", tmp_path / "out")
+    line = _one_line(r, str(DEMO), "never loads")
+    assert "allow_pickle" not in line and "pickle.load" not in line

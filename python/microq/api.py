@@ -144,9 +144,34 @@ def quantize_to_qdq(model: str | Path, calib, out_path: str | Path, method: str 
     """Quantize an ONNX model and write it as a standard QDQ ONNX model (onnxruntime, Netron)."""
     from .qdq import export_qdq
 
+    out = Path(out_path)
+    _check_writable_file(out)
     _, qg = quantize_model(model, calib, method=method, progress=progress,
                            bias_correction=bias_correction)
-    return export_qdq(model, qg, out_path)
+    # written next to the target and renamed over it: never a half-written model
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")  # same format
+    try:
+        export_qdq(model, qg, tmp)
+        os.replace(tmp, out)
+    except OSError as e:
+        raise MicroqError(f"{out}: cannot write ({e.strerror or e}); choose a writable -o"
+                          ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return out
+
+
+def _check_writable_file(out: Path) -> None:
+    """Fail before any work if the output file cannot be written (its folder must exist)."""
+    if out.is_dir():
+        raise MicroqError(f"{out}: is a folder; -o takes the file to write (e.g. model.int8.onnx)")
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        raise MicroqError(f"{out}: folder {parent} does not exist; create it or choose another -o")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise MicroqError(f"{out}: cannot write in {parent} (permission denied); "
+                          "choose a writable -o")
 
 
 def _is_qdq_onnx(model) -> bool:

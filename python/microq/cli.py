@@ -34,6 +34,8 @@ class _Group(click.Group):
             _fail(e)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:  # `microq inspect m.onnx | head`: click exits 1, silently
+            raise
         except Exception as e:  # noqa: BLE001 - the last line of defence for users
             if os.environ.get("MICROQ_DEBUG"):
                 raise
