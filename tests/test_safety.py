@@ -533,3 +533,122 @@ def test_data_file_that_is_not_npz_never_suggests_unpickling(tmp_path) -> None:
     r = _cli("compile", DEMO, "--calib", DEMO, "-o", tmp_path / "out")
     line = _one_line(r, str(DEMO), "never loads")
     assert "allow_pickle" not in line and "pickle.load" not in line
+
+
+# ---- 7. a kill inside the folder swap never leaves -o missing; leftovers are cleaned up --------
+
+KILL_SCRIPT = r"""
+import os, shutil, signal, sys
+from pathlib import Path
+from microq.codegen import swap
+from microq.codegen.emit import write_folder
+
+target, point = Path(sys.argv[1]), sys.argv[2]
+write_folder(target, {"a.c": b"old\n"})           # the folder a new compile replaces
+new = {f"f{i}.c": b"new\n" for i in range(5)}
+die = lambda: os.kill(os.getpid(), signal.SIGKILL)
+if point == "writing":                                  # the 3rd file of the new folder
+    real, n = Path.write_bytes, [0]
+    def write_bytes(self, data):
+        n[0] += 1
+        if n[0] == 3:
+            die()
+        return real(self, data)
+    Path.write_bytes = write_bytes
+elif point == "between_renames":                        # no RENAME_EXCHANGE: old moved aside
+    swap._exchange = lambda a, b: False
+    real_replace = os.replace
+    def replace(a, b):
+        real_replace(a, b)
+        die()
+    swap.os.replace = replace
+elif point == "after_exchange":                         # new in place, old not yet deleted
+    swap.shutil.rmtree = lambda *a, **k: die()
+write_folder(target, new)
+"""
+
+
+def _siblings(target: Path) -> list[str]:
+    return sorted(p.name for p in target.parent.iterdir() if p.name != target.name)
+
+
+@pytest.mark.parametrize("point", ["writing", "between_renames", "after_exchange"])
+def test_kill_inside_folder_swap_never_loses_the_folder(point, tmp_path) -> None:
+    """SIGKILL at each step of the swap; then the next write (or a reader) finds the old or
+    the new folder complete, and no hidden folder is left."""
+    import os
+    import subprocess
+
+    target = tmp_path / "out" / "net"
+    target.parent.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(Path(api.__file__).resolve().parents[1]))
+    r = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(target), point], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == -9, r.stderr
+    from microq.codegen import swap
+
+    if point == "after_exchange" and sys.platform.startswith("linux"):
+        assert (target / "f4.c").is_file()  # atomic exchange: the new folder, at once
+    if point == "writing":
+        assert sorted(p.name for p in target.iterdir()) == [".microq", "a.c"]
+    assert _siblings(target), "the kill should have left a hidden folder"
+    swap.recover(target)  # what the next compile or reader runs first
+    files = sorted(p.name for p in target.iterdir() if p.is_file())
+    assert files in (["a.c"], [f"f{i}.c" for i in range(5)]), files
+    assert (target / ".microq" / "generated").is_file()
+    assert _siblings(target) == []
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_reader_recovers_a_folder_left_missing_by_a_killed_compile(demo_dir, tmp_path) -> None:
+    """The state a kill between the two renames leaves (target moved aside, new folder
+    complete): `microq run` puts the old folder back and removes the hidden ones."""
+    import shutil
+
+    target = tmp_path / "net"
+    pid = _dead_pid()
+    shutil.copytree(demo_dir, tmp_path / f".net.microq.{pid}.0a1b2c3d.old")
+    shutil.copytree(demo_dir, tmp_path / f".net.microq.{pid}.4e5f6a7b.new")
+    out = api.run(target, {"input": np.zeros((1, 1, 8, 8), np.float32)})
+    assert out["probs"].shape == (1, 10)
+    assert _siblings(target) == []
+
+
+def test_stale_hidden_folders_are_cleaned_only_when_they_are_microqs(tmp_path) -> None:
+    """Hidden siblings of -o: removed if microq's (name pattern + marker + dead writer, or an
+    old version's mkdtemp name older than 10 min); a live writer's or a user's are kept."""
+    import os
+
+    from microq.codegen.emit import write_folder
+
+    dead = _dead_pid()
+
+    def folder(name: str, marker: bool = True, old: bool = False) -> Path:
+        d = tmp_path / name
+        (d / ".microq").mkdir(parents=True)
+        (d / "x.c").write_text("x\n")
+        if marker:
+            (d / ".microq" / "generated").write_text("microq\n")
+        if old:
+            os.utime(d, (1_000_000_000, 1_000_000_000))
+        return d
+
+    folder(f".net.microq.{dead}.00aa11bb.new")  # a killed compile: removed
+    folder(f".net.microq.{dead}.22cc33dd.old")  # its backup, target present: removed
+    folder(".net.k3j4h5g6.tmp", old=True)  # microq <= 0.1 mkdtemp leftover: removed
+    folder(".net.k3j4h5g6.old", old=True)
+    folder(".net.recent00.tmp")  # an old version's, too recent to judge: kept
+    folder(".net.microq.1.44ee55ff.new")  # pid 1 is alive: a writer at work, kept
+    folder(f".net.microq.{dead}.66aa77bb.new", marker=False)  # not microq's: kept
+    folder(".other.microq.1.00000000.new")  # another target's: kept
+    write_folder(tmp_path / "net", {"a.c": b"a\n"})
+    assert _siblings(tmp_path / "net") == sorted([
+        ".net.recent00.tmp", ".net.microq.1.44ee55ff.new",
+        f".net.microq.{dead}.66aa77bb.new", ".other.microq.1.00000000.new"])

@@ -222,9 +222,18 @@ def compile_model(model, calib, out_dir, name: str = "net", method: str = "minma
     return CompileResult(qg, out_dir, load_meta(out_dir))
 
 
+def _recover(model_dir) -> None:
+    """A folder missing because a compile was killed inside its swap is put back first."""
+    if not Path(model_dir).exists():
+        from .codegen.swap import recover
+
+        recover(Path(model_dir))
+
+
 def load_meta(model_dir: str | Path) -> dict:
     import json
 
+    _recover(model_dir)
     d = Path(model_dir)
     metas = sorted(d.glob("*.json")) if d.is_dir() else []
     if not metas:
@@ -236,6 +245,7 @@ def load_qgraph(model_dir: str | Path) -> qir.QGraph:
     """The quantized graph a folder was generated from (JSON + npz; no code runs)."""
     from .codegen import store
 
+    _recover(model_dir)
     if not Path(model_dir).is_dir():
         raise MicroqError(f"{model_dir}: no such folder; run `microq compile` first")
     return store.load(Path(model_dir) / ".microq")
@@ -246,6 +256,7 @@ def load(model_dir: str | Path):
     """The host build of a generated folder (cffi, cached by content)."""
     from .runtime.host import HostModel
 
+    _recover(model_dir)
     if not Path(model_dir).is_dir():
         raise MicroqError(f"{model_dir}: no such folder; run `microq compile` first")
     return HostModel.load(Path(model_dir))
@@ -348,5 +359,6 @@ def profile(model_dir, target: str = "cortex-m4", dsp: bool | None = None) -> di
 
 
 def _require_dir(model_dir) -> None:
+    _recover(model_dir)
     if not Path(model_dir).is_dir():
         raise MicroqError(f"{model_dir}: no such folder; run `microq compile` first")
