@@ -75,6 +75,27 @@ def test_host_runner_output_buffers_match_c_sizes(tail, tmp_path) -> None:
     assert np.max(np.abs(real - ref)) < 4 * scale
 
 
+def test_emulated_run_of_a_transposed_output_equals_the_host(tmp_path) -> None:
+    """The MCU runner (QEMU, Cortex-M4) returns the same (N, 3, 1) bytes as the host."""
+    import shutil
+
+    from conftest import IN_CI
+
+    missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
+    if missing:
+        if IN_CI:
+            pytest.fail(f"{missing} not installed (under CI=true this is a failure)")
+        pytest.skip(f"{missing} not installed")
+    path = tmp_path / "tr.onnx"
+    onnx.save(_head("transpose"), path)
+    np.savez(tmp_path / "d.npz", x=_x(16))
+    api.compile_model(path, tmp_path / "d.npz", tmp_path / "out", name="head")
+    x = {"x": _x(16)[:4]}
+    host = api.run(tmp_path / "out", x, raw=True)["y"]
+    mcu = api.run_on(tmp_path / "out", x, target="cortex-m4", raw=True)["y"]
+    assert host.shape == mcu.shape == (4, 3, 1) and np.array_equal(host, mcu)
+
+
 def test_compare_of_a_rank1_output_model(tmp_path) -> None:
     """`compare` on a view(-1) head: onnxruntime's per-sample outputs line up with the C's."""
     path = tmp_path / "flat.onnx"
@@ -103,7 +124,8 @@ def _tampered_copy(src: Path, dst: Path, edit) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("case", ["output_size", "output_shape", "input_count", "name_path"])
+@pytest.mark.parametrize("case", ["output_size", "output_shape", "input_count", "name_path",
+                                  "input_perm", "not_json"])
 def test_host_runner_refuses_metadata_that_disagrees_with_the_header(case, demo_dir, tmp_path):
     """NAME.json decides the buffer sizes: one that disagrees with NAME.h (or names a file
     outside the folder) is refused with one line before any C runs."""
@@ -116,10 +138,14 @@ def test_host_runner_refuses_metadata_that_disagrees_with_the_header(case, demo_
             meta["outputs"][0]["shape"] = [1, 5]  # size no longer the product
         elif case == "input_count":
             meta["inputs"] = []
+        elif case == "input_perm":
+            meta["inputs"][0]["input_perm"] = [0, 7]
         else:
             meta["name"] = "../net"
 
     d = _tampered_copy(demo_dir, tmp_path / "t", edit)
+    if case == "not_json":
+        (d / "net.json").write_bytes(b"\xff{")
     with pytest.raises(MicroqError) as e:
         api.run(d, {"input": np.zeros((1, 1, 8, 8), np.float32)})
     assert "\n" not in str(e.value) and "net.json" in str(e.value)

@@ -109,7 +109,6 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, as_
     and write a self-contained C folder (NAME.h, NAME.c, weights, runtime sources) that compiles
     with any C99 compiler."""
     from . import api
-
     from .codegen.emit import check_name
 
     check_name(name)  # before calibrating
