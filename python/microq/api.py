@@ -144,9 +144,34 @@ def quantize_to_qdq(model: str | Path, calib, out_path: str | Path, method: str 
     """Quantize an ONNX model and write it as a standard QDQ ONNX model (onnxruntime, Netron)."""
     from .qdq import export_qdq
 
+    out = Path(out_path)
+    _check_writable_file(out)
     _, qg = quantize_model(model, calib, method=method, progress=progress,
                            bias_correction=bias_correction)
-    return export_qdq(model, qg, out_path)
+    # written next to the target and renamed over it: never a half-written model
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{out.suffix}")  # same format
+    try:
+        export_qdq(model, qg, tmp)
+        os.replace(tmp, out)
+    except OSError as e:
+        raise MicroqError(f"{out}: cannot write ({e.strerror or e}); choose a writable -o"
+                          ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return out
+
+
+def _check_writable_file(out: Path) -> None:
+    """Fail before any work if the output file cannot be written (its folder must exist)."""
+    if out.is_dir():
+        raise MicroqError(f"{out}: is a folder; -o takes the file to write (e.g. model.int8.onnx)")
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        raise MicroqError(f"{out}: folder {parent} does not exist; create it or choose another -o")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise MicroqError(f"{out}: cannot write in {parent} (permission denied); "
+                          "choose a writable -o")
 
 
 def _is_qdq_onnx(model) -> bool:
@@ -197,9 +222,18 @@ def compile_model(model, calib, out_dir, name: str = "net", method: str = "minma
     return CompileResult(qg, out_dir, load_meta(out_dir))
 
 
+def _recover(model_dir) -> None:
+    """A folder missing because a compile was killed inside its swap is put back first."""
+    if not Path(model_dir).exists():
+        from .codegen.swap import recover
+
+        recover(Path(model_dir))
+
+
 def load_meta(model_dir: str | Path) -> dict:
     import json
 
+    _recover(model_dir)
     d = Path(model_dir)
     metas = sorted(d.glob("*.json")) if d.is_dir() else []
     if not metas:
@@ -211,6 +245,7 @@ def load_qgraph(model_dir: str | Path) -> qir.QGraph:
     """The quantized graph a folder was generated from (JSON + npz; no code runs)."""
     from .codegen import store
 
+    _recover(model_dir)
     if not Path(model_dir).is_dir():
         raise MicroqError(f"{model_dir}: no such folder; run `microq compile` first")
     return store.load(Path(model_dir) / ".microq")
@@ -221,6 +256,7 @@ def load(model_dir: str | Path):
     """The host build of a generated folder (cffi, cached by content)."""
     from .runtime.host import HostModel
 
+    _recover(model_dir)
     if not Path(model_dir).is_dir():
         raise MicroqError(f"{model_dir}: no such folder; run `microq compile` first")
     return HostModel.load(Path(model_dir))
@@ -323,5 +359,6 @@ def profile(model_dir, target: str = "cortex-m4", dsp: bool | None = None) -> di
 
 
 def _require_dir(model_dir) -> None:
+    _recover(model_dir)
     if not Path(model_dir).is_dir():
         raise MicroqError(f"{model_dir}: no such folder; run `microq compile` first")

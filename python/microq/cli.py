@@ -34,6 +34,8 @@ class _Group(click.Group):
             _fail(e)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:  # `microq inspect m.onnx | head`: click exits 1, silently
+            raise
         except Exception as e:  # noqa: BLE001 - the last line of defence for users
             if os.environ.get("MICROQ_DEBUG"):
                 raise
@@ -107,7 +109,6 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, as_
     and write a self-contained C folder (NAME.h, NAME.c, weights, runtime sources) that compiles
     with any C99 compiler."""
     from . import api
-
     from .codegen.emit import check_name
 
     check_name(name)  # before calibrating

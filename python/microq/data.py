@@ -21,7 +21,10 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise MicroqError(f"{p}: not a readable .npz/.npy file ({e})") from None
+        why = str(e).split(". ")[0] if str(e).strip() else type(e).__name__
+        if "pickle" in str(e):  # numpy's text suggests loading it unsafely: never
+            why = "numpy could read it only as a pickle, which microq never loads"
+        raise MicroqError(f"{p}: not a readable .npz/.npy file ({why})") from None
 
 
 def model_inputs(

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from .. import __version__
 from ..errors import MicroqError
 from ..qir import QGraph
 from . import cformat as cf
+from . import swap
 from .layers import EMITTERS, FAMILY_SOURCES, Ctx, LayerCode
 from .plan import Plan, plan_graph
 
@@ -465,14 +465,17 @@ def _runtime_files(families: list[str]) -> dict[str, bytes]:
     return dict(sorted(files.items()))
 
 
-MARKER = ".microq/generated"  # marks a folder microq may replace as a whole
+MARKER = swap.MARKER  # ".microq/generated": marks a folder microq may replace as a whole
 
 
 def write_folder(out_dir: Path, files: dict[str, bytes]) -> None:
-    """Write `files` into a temporary sibling of out_dir, then swap it in: a failure leaves
-    either the old folder or nothing, never a partial one. An existing out_dir is replaced only
-    if it is empty or an earlier microq output (it holds MARKER): never a user's folder."""
+    """Write `files` into a hidden sibling of out_dir, then swap it in (codegen.swap: atomic
+    on Linux, recoverable elsewhere): a failure or a kill leaves either the old folder or the
+    new one, never a partial or missing one; hidden folders an earlier interrupted run left
+    are restored or removed first. An existing out_dir is replaced only if it is empty or an
+    earlier microq output (it holds MARKER): never a user's folder."""
     out_dir = Path(out_dir)
+    swap.recover(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise MicroqError(f"cannot write the C folder: {out_dir} exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
@@ -484,28 +487,15 @@ def write_folder(out_dir: Path, files: dict[str, bytes]) -> None:
         raise MicroqError(f"cannot write the C folder {out_dir}: {out_dir.parent} is not a folder")
     tmp: Path | None = None
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-        for rel, data in sorted(files.items()):
+        tmp = swap.temp_name(out_dir, "new")
+        os.mkdir(tmp)
+        # the marker first: recover() recognises a half-written folder as microq's
+        for rel, data in sorted(files.items(), key=lambda kv: (kv[0] != MARKER, kv[0])):
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a generated folder is ordinary
-        if out_dir.exists():
-            old = Path(
-                tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent)
-            )
-            backup = old / out_dir.name
-            os.replace(out_dir, backup)
-            try:
-                os.replace(tmp, out_dir)
-            except OSError:
-                os.replace(backup, out_dir)
-                raise
-            tmp = None
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-            tmp = None
+        swap.swap_in(tmp, out_dir)
+        tmp = None
     except OSError as e:
         raise MicroqError(f"cannot write the C folder {out_dir}: {e.strerror or e}") from e
     finally:

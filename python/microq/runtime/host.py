@@ -55,15 +55,29 @@ def _read_meta(path: Path) -> dict:
         if not isinstance(specs, list):
             raise MicroqError(f"{bad} (no '{kind}' list); compile the model again")
         for spec in specs:
-            ok = isinstance(spec, dict) and isinstance(spec.get("name"), str)
-            dims = spec.get("shape") if ok else None
-            ok = ok and isinstance(dims, list) and all(
-                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dims
-            )
-            ok = ok and isinstance(spec.get("logical_shape"), list)
-            if not ok or spec.get("size") != int(np.prod(dims, dtype=np.int64)):
+            if not _spec_ok(spec):
                 raise MicroqError(f"{bad} (a malformed entry in '{kind}'); compile it again")
     return meta
+
+
+def _dims_ok(dims) -> bool:
+    return isinstance(dims, list) and all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dims
+    )
+
+
+def _spec_ok(spec) -> bool:
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        return False
+    dims, logical, perm = spec.get("shape"), spec.get("logical_shape"), spec.get("input_perm")
+    if not _dims_ok(dims) or not _dims_ok(logical):
+        return False
+    if spec.get("size") != int(np.prod(dims, dtype=np.int64)):
+        return False
+    if perm is not None and (not _dims_ok(perm) or sorted(perm) != list(range(len(logical)))):
+        return False
+    numbers = (spec.get("scale"), spec.get("zero_point"))
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers)
 
 
 @dataclass
