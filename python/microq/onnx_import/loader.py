@@ -217,13 +217,9 @@ def check_sizes(
     inits = {i.name for i in model.graph.initializer}
     for name, shape in shapes.items():
         n = int(np.prod(shape, dtype=object)) if shape else 1
-        if n == 0 and name not in inits:  # an empty constant (Resize roi) is fine
-            node = producer.get(name)
-            by = "graph input" if node is None else f"output of {_node_label(node)}"
-            raise MicroqError(
-                f"{path}: tensor '{name}' ({by}) has shape {list(shape)}, no elements; a "
-                "model for microq computes no empty tensors: check that node's attributes"
-            )
+        if n == 0 and name not in inits and name not in producer:
+            raise MicroqError(f"{path}: graph input '{name}' has shape {list(shape)}, no "
+                              "elements: export with a fixed, non-empty input size")
         if n > limit:
             node = producer.get(name)
             by = f" (output of {_node_label(node)})" if node is not None else ""
@@ -232,6 +228,21 @@ def check_sizes(
                 f"more than the {limit:,} microq accepts for this model; check that node's "
                 "attributes and inputs"
             )
+
+
+def empty_outputs(prep: Prepared, names: list[str]) -> list[tuple[str, str, str]]:
+    """(node, op_type, reason) for every remaining node (uniquely named by `names`) that
+    computes a tensor with no elements (Slice start past the end, Split of size 0): the
+    calibration and the kernels have nothing to work on."""
+    problems = []
+    for node, name in zip(prep.nodes, names):
+        for o in node.output:
+            shape = prep.shapes.get(o)
+            if o and shape is not None and 0 in shape:
+                problems.append((name, node.op_type, f"output '{o}' has shape {list(shape)}, "
+                                 "no elements: the model is invalid"))
+                break
+    return problems
 
 
 def fix_batch(model: onnx.ModelProto, path: str) -> None:
