@@ -751,7 +751,10 @@ def table(summary: dict) -> str:
 
 def fuzz(count: int, seed: int, kinds=("onnx", "tflite"), asan: str = "sample",
          mem_mb: int = 3072, timeout: float = 120, seeds: list[Seed] | None = None,
-         work: Path | None = None, verbose: bool = False, asan_per_seed: int = 1) -> dict:
+         work: Path | None = None, verbose: bool = False,
+         asan_per_kind: int | None = None) -> dict:
+    """Make and run the mutants; return the summary (see summarize). asan="sample" builds and
+    runs the first compiled case of each seed model (at most `asan_per_kind` per format)."""
     seeds = find_seeds() if seeds is None else seeds
     own = work is None
     work = Path(tempfile.mkdtemp(prefix="mqfuzz_")) if own else work
@@ -764,13 +767,16 @@ def fuzz(count: int, seed: int, kinds=("onnx", "tflite"), asan: str = "sample",
                       f"[{c.what}] {c.message[:160]}", file=sys.stderr, flush=True)
 
         run_cases(cases, mem_mb, timeout, log)
-        checked: dict[str, int] = {}
+        seen: set[str] = set()
+        per_kind: dict[str, int] = {}
         for c in cases:
-            if c.outcome != "compiled":
+            if c.outcome != "compiled" or asan == "none":
                 continue
-            if asan == "none" or (asan == "sample" and checked.get(c.seed, 0) >= asan_per_seed):
+            if asan == "sample" and (c.seed in seen or (
+                    asan_per_kind is not None and per_kind.get(c.kind, 0) >= asan_per_kind)):
                 continue
-            checked[c.seed] = checked.get(c.seed, 0) + 1
+            seen.add(c.seed)
+            per_kind[c.kind] = per_kind.get(c.kind, 0) + 1
             c.c_checked = True
             c.outcome, msg = check_c(Path(c.out))
             c.message = msg or c.message
@@ -790,6 +796,8 @@ def main(argv=None) -> int:
     ap.add_argument("--asan", choices=["none", "sample", "all"], default="sample",
                     help="build and run compiled cases under ASan+UBSan: one per seed model "
                          "(sample, default), every one (all), or none")
+    ap.add_argument("--asan-max", type=int, default=None,
+                    help="with --asan sample: at most this many builds per format")
     ap.add_argument("--mem-mb", type=int, default=3072, help="RLIMIT_AS of the compile (MiB)")
     ap.add_argument("--timeout", type=float, default=120, help="seconds per compile")
     ap.add_argument("--keep", type=str, default=None, help="keep the mutants in this folder")
@@ -804,7 +812,8 @@ def main(argv=None) -> int:
     work = Path(a.keep) if a.keep else None
     if work:
         work.mkdir(parents=True, exist_ok=True)
-    s = fuzz(a.count, a.seed, kinds, a.asan, a.mem_mb, a.timeout, work=work, verbose=a.verbose)
+    s = fuzz(a.count, a.seed, kinds, a.asan, a.mem_mb, a.timeout, work=work, verbose=a.verbose,
+             asan_per_kind=a.asan_max)
     print(json.dumps(s, indent=2) if a.json else table(s))
     return 1 if s["failures"] else 0
 

@@ -8,10 +8,10 @@ import onnx
 
 from microq import ir
 from microq.errors import UnsupportedModelError
-from microq.onnx_import.convert import convert
+from microq.onnx_import.convert import convert, onnx_node_names
 from microq.onnx_import.fuse import fuse
 from microq.onnx_import.inspect import InspectReport, format_table, inspect_onnx, to_json
-from microq.onnx_import.loader import load_onnx, prepare
+from microq.onnx_import.loader import empty_outputs, load_onnx, prepare
 
 __all__ = ["load_onnx", "import_onnx", "inspect_onnx", "InspectReport", "format_table", "to_json"]
 
@@ -35,6 +35,9 @@ def convert_with_problems(
     else:
         path = str(model_or_path)
         model = load_onnx(path)
-    graph, problems = convert(prepare(model, path))
+    prep = prepare(model, path)
+    graph, problems = convert(prep)
+    bad = {n for n, _, _ in problems}
+    problems += [p for p in empty_outputs(prep, onnx_node_names(prep.nodes)) if p[0] not in bad]
     fuse(graph)
     return graph, problems

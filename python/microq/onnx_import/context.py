@@ -90,3 +90,13 @@ class Ctx:
         name = self.node.output[idx]
         graph_outs = {o.name for o in self.prep.model.graph.output}
         return name not in graph_outs and all(name not in n.input for n in self.prep.nodes)
+
+
+def axis_of(value: object, rank: int, what: str = "axis") -> int:
+    """An ONNX axis attribute/input in [-rank, rank) as 0..rank-1; anything else is an invalid
+    model (never Python's wrap-around: axis 5 of a rank-3 tensor is not axis 2)."""
+    ax = int(value)  # type: ignore[call-overload]
+    if not -rank <= ax < rank:
+        raise Unsupported(f"{what}={ax} is out of range for a rank-{rank} input: the model is "
+                          "invalid")
+    return ax % rank

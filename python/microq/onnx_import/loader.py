@@ -92,6 +92,15 @@ def prepare(model: onnx.ModelProto, path: str) -> Prepared:
         nodes = left
         rebuilt = infer(rebuild(rebuilt, consts, nodes), path)
     check_sizes(rebuilt, path, static_shapes(rebuilt), limit)
+    outputs = {o.name for o in rebuilt.graph.output}
+    for node in nodes:
+        ins = [i for i in node.input if i]
+        if ins and all(i in consts for i in ins) and outputs & set(node.output):
+            raise MicroqError(
+                f"{path}: graph output '{sorted(outputs & set(node.output))[0]}' of "
+                f"{_node_label(node)} is a constant (it depends on no graph input); remove it "
+                "from the graph outputs"
+            )
     return Prepared(rebuilt, path, opset, consts, static_shapes(rebuilt), nodes)
 
 
@@ -152,8 +161,25 @@ def check_tensor(t: onnx.TensorProto, what: str, path: str) -> None:
         )
 
 
+def check_names(model: onnx.ModelProto, path: str) -> None:
+    """Every node and tensor name is text: protobuf hands a name that is not valid UTF-8 (a
+    corrupt or crafted file) over as bytes."""
+    g = model.graph
+    named = [("node", n.name) for n in g.node] + [("node input", i) for n in g.node
+                                                   for i in n.input]
+    named += [("node output", o) for n in g.node for o in n.output]
+    named += [("op type", n.op_type) for n in g.node] + [("domain", n.domain) for n in g.node]
+    named += [("tensor", v.name) for v in list(g.input) + list(g.output) + list(g.value_info)]
+    named += [("initializer", i.name) for i in g.initializer]
+    for what, name in named:
+        if not isinstance(name, str):
+            raise MicroqError(f"{path}: a {what} name {bytes(name)[:40]!r} is not valid UTF-8: "
+                              "the file is corrupt")
+
+
 def check_tensors(model: onnx.ModelProto, path: str) -> None:
     """Every initializer and Constant node value is readable as declared."""
+    check_names(model, path)
     for init in model.graph.initializer:
         check_tensor(init, f"initializer '{init.name}'", path)
     for node in model.graph.node:
@@ -179,21 +205,44 @@ def size_limit(model: onnx.ModelProto) -> int:
     return min(MAX_ELEMENTS, max(MIN_LIMIT, REL_ELEMENTS * max(sizes, default=1)))
 
 
+def _node_label(node: onnx.NodeProto) -> str:
+    return f"{node.op_type} node '{node.name}'" if node.name else f"a {node.op_type} node"
+
+
 def check_sizes(
     model: onnx.ModelProto, path: str, shapes: dict[str, tuple[int, ...]], limit: int
 ) -> None:
     """No tensor whose shape inference knows its size is absurdly large (see size_limit)."""
     producer = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name for i in model.graph.initializer}
     for name, shape in shapes.items():
         n = int(np.prod(shape, dtype=object)) if shape else 1
+        if n == 0 and name not in inits and name not in producer:
+            raise MicroqError(f"{path}: graph input '{name}' has shape {list(shape)}, no "
+                              "elements: export with a fixed, non-empty input size")
         if n > limit:
             node = producer.get(name)
-            by = f" (output of node '{node.name}', {node.op_type})" if node is not None else ""
+            by = f" (output of {_node_label(node)})" if node is not None else ""
             raise MicroqError(
                 f"{path}: tensor '{name}'{by} would have shape {list(shape)} = {n:,} elements, "
                 f"more than the {limit:,} microq accepts for this model; check that node's "
                 "attributes and inputs"
             )
+
+
+def empty_outputs(prep: Prepared, names: list[str]) -> list[tuple[str, str, str]]:
+    """(node, op_type, reason) for every remaining node (uniquely named by `names`) that
+    computes a tensor with no elements (Slice start past the end, Split of size 0): the
+    calibration and the kernels have nothing to work on."""
+    problems = []
+    for node, name in zip(prep.nodes, names):
+        for o in node.output:
+            shape = prep.shapes.get(o)
+            if o and shape is not None and 0 in shape:
+                problems.append((name, node.op_type, f"output '{o}' has shape {list(shape)}, "
+                                 "no elements: the model is invalid"))
+                break
+    return problems
 
 
 def fix_batch(model: onnx.ModelProto, path: str) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 
 from microq import ir
 from microq.onnx_import import ops_spatial as sp
-from microq.onnx_import.context import Ctx, Unsupported
+from microq.onnx_import.context import Ctx, Unsupported, axis_of
 from microq.onnx_import.layout import Value, identity, permute
 
 
@@ -42,7 +42,9 @@ def layer_norm(cx: Ctx) -> None:
     a = cx.attrs()
     logical = cx.shape(cx.node.input[0])
     r = len(logical)
-    axis = int(a.get("axis", -1)) % r
+    axis = axis_of(a.get("axis", -1), r)
+    if axis == 0:  # over the batch: each sample alone is a different model
+        raise Unsupported("LayerNormalization over the batch axis (axis 0) is not supported")
     if not cx.unused(1) or not cx.unused(2):
         raise Unsupported("LayerNormalization with mean / inv_std_dev outputs")
     width = int(np.prod(logical[axis:]))
@@ -50,7 +52,12 @@ def layer_norm(cx: Ctx) -> None:
     beta = cx.const(2) if cx.has_input(2) else np.zeros(width, np.float32)
     if gamma is None or beta is None:
         raise Unsupported("LayerNormalization with non-constant scale or bias")
-    gamma, beta = (np.broadcast_to(p, logical[axis:]).reshape(width) for p in (gamma, beta))
+    try:
+        gamma, beta = (np.broadcast_to(p, logical[axis:]).reshape(width) for p in (gamma, beta))
+    except ValueError:
+        raise Unsupported(f"scale {list(gamma.shape)} / bias {list(beta.shape)} do not "
+                          f"broadcast to the normalized shape {list(logical[axis:])}: the model "
+                          "is invalid") from None
     v = cx.value(0)
     if axis != r - 1:  # normalize the flattened trailing axes
         v = cx.b.to_logical(v, logical, cx.source)
@@ -82,6 +89,9 @@ def _slice_node(cx: Ctx, v: Value, logical: tuple[int, ...], axis: int, rng: ran
     """Slice logical axis `axis` of v to `rng`; returns the IR tensor and its logical shape."""
     if rng.step <= 0:
         raise Unsupported("Slice with a negative step")
+    if len(rng) == 0:
+        raise Unsupported(f"Slice selects no element of axis {axis} (size {logical[axis]}): "
+                          "an empty tensor")
     if axis == 0 and len(rng) != logical[0]:
         raise Unsupported("Slice along the batch axis")
     out_logical = logical[:axis] + (len(rng),) + logical[axis + 1 :]
@@ -119,7 +129,9 @@ def slice_(cx: Ctx) -> None:
     v = cx.value(0)
     name, shape = v.name, logical
     for s, e, ax, st in zip(starts, ends, axes, steps):
-        ax = int(ax) % rank
+        ax = axis_of(ax, rank, "axes")
+        if int(st) == 0:
+            raise Unsupported("Slice with step 0: the model is invalid")
         rng = range(*slice(int(s), int(e), int(st)).indices(shape[ax]))
         name, shape = _slice_node(cx, Value(name, v.perm), shape, ax, rng)
     cx.set(name, v.perm)
@@ -128,7 +140,7 @@ def slice_(cx: Ctx) -> None:
 def split(cx: Ctx) -> None:
     a = cx.attrs()
     logical = cx.shape(cx.node.input[0])
-    axis = int(a.get("axis", 0)) % len(logical)
+    axis = axis_of(a.get("axis", 0), len(logical))
     n = len(cx.node.output)
     if cx.has_input(1):
         sizes = cx.const(1)
@@ -140,6 +152,9 @@ def split(cx: Ctx) -> None:
     else:  # equal parts, the last one smaller (opset 18 num_outputs)
         part = -(-logical[axis] // n)
         sizes = [min(part, logical[axis] - i * part) for i in range(n)]
+    if len(sizes) != n or any(s < 1 for s in sizes) or sum(sizes) != logical[axis]:
+        raise Unsupported(f"split sizes {sizes} for {n} outputs do not partition axis {axis} "
+                          f"of size {logical[axis]}: the model is invalid")
     v = cx.value(0)
     start = 0
     for idx, size in enumerate(sizes):
@@ -156,8 +171,12 @@ def gather(cx: Ctx) -> None:
         raise Unsupported("Gather with non-constant indices or a constant table")
     logical = cx.shape(cx.node.input[0])
     rank = len(logical)
-    axis = int(cx.attrs().get("axis", 0)) % rank
-    flat = [int(i) % logical[axis] for i in np.asarray(idx).reshape(-1)]
+    axis = axis_of(cx.attrs().get("axis", 0), rank)
+    raw = [int(i) for i in np.asarray(idx).reshape(-1)]
+    if any(not -logical[axis] <= i < logical[axis] for i in raw):
+        raise Unsupported(f"Gather indices {raw[:8]} out of range for axis {axis} of size "
+                          f"{logical[axis]}: the model is invalid")
+    flat = [i % logical[axis] for i in raw]
     if idx.ndim > 1 or not flat or flat != list(range(flat[0], flat[0] + len(flat))):
         raise Unsupported("Gather of non-consecutive indices")
     v = cx.value(0)
@@ -178,7 +197,7 @@ def reduce_mean(cx: Ctx) -> None:
     logical = cx.shape(cx.node.input[0])
     rank = len(logical)
     axes = list(a.get("axes", [])) if cx.const(1) is None else [int(v) for v in cx.const(1)]
-    axes = sorted(ax % rank for ax in axes)
+    axes = sorted(axis_of(ax, rank, "axes") for ax in axes)
     if axes == list(range(2, rank)) and rank in (3, 4) and cx.node.input[0] in cx.values:
         v = cx.values[cx.node.input[0]]
         if rank == 4 or v.perm != identity(rank):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from microq import ir
-from microq.onnx_import.context import Ctx, Unsupported
+from microq.onnx_import.context import Ctx, Unsupported, axis_of
 from microq.onnx_import.layout import compose, const_to_physical, identity, inverse, permute
 
 INF = float("inf")
@@ -94,7 +94,7 @@ def binary(cx: Ctx) -> None:
 def concat(cx: Ctx) -> None:
     axis = int(cx.attrs()["axis"])
     rank = len(cx.shape(cx.out()))
-    axis %= rank
+    axis = axis_of(axis, rank)
     acts = [cx.values[i] for i in cx.node.input if i in cx.values]
     perms = {v.perm for v in acts}
     perm = perms.pop() if len(perms) == 1 else identity(rank)
@@ -134,7 +134,10 @@ def transpose(cx: Ctx) -> None:
     """Free: only the perm changes; a Transpose is emitted later if a consumer needs it."""
     v = cx.value(0)
     rank = len(v.perm)
-    q = tuple(cx.attrs().get("perm", tuple(reversed(range(rank)))))
+    q = tuple(int(p) for p in cx.attrs().get("perm", tuple(reversed(range(rank)))))
+    if sorted(q) != list(range(rank)):
+        raise Unsupported(f"perm={list(q)} is not a permutation of the {rank} axes: the model is "
+                          "invalid")
     cx.values[cx.out()] = type(v)(v.name, compose(inverse(q), v.perm))
 
 
@@ -142,7 +145,7 @@ def softmax(cx: Ctx) -> None:
     logical = cx.shape(cx.node.input[0])
     rank = len(logical)
     default = -1 if cx.opset >= 13 else 1
-    axis = int(cx.attrs().get("axis", default)) % rank
+    axis = axis_of(cx.attrs().get("axis", default), rank)
     if axis == 0 and cx.opset >= 13:  # over the batch: each sample alone gives 1.0 everywhere
         raise Unsupported("Softmax along the batch axis (axis 0) is not supported")
     v = cx.value(0)

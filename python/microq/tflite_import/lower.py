@@ -71,7 +71,8 @@ class Lowering:
             self._fail(op, role, t, f"has {len(t.scales)} scales; activations must be "
                        "quantized per tensor")
         if not (t.scales[0] > 0 and np.isfinite(t.scales[0])):
-            self._fail(op, role, t, f"has scale {t.scales[0]!r}; expected a positive scale")
+            self._fail(op, role, t, f"has scale {float(t.scales[0])!r}; expected a positive "
+                       "finite scale")
         if not -128 <= int(t.zero_points[0]) <= 127:
             self._fail(op, role, t, f"has zero point {int(t.zero_points[0])}; an int8 zero "
                        "point is in [-128, 127]")
