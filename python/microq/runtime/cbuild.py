@@ -17,7 +17,14 @@ import tempfile
 from pathlib import Path
 
 REPO_C_RUNTIME = Path(__file__).resolve().parents[3] / "c_runtime"
-CFLAGS = ["-std=c99", "-O2", "-fPIC"]  # strict warnings: tests/test_c_strict.py
+# -fno-wrapv: Python's sysconfig CFLAGS (which cffi passes first) carry -fwrapv; the kernels must
+# not rely on wrapping signed overflow, as the MCU builds get no such flag.
+CFLAGS = ["-std=c99", "-O2", "-fPIC", "-fno-wrapv"]  # strict warnings: tests/test_c_strict.py
+# The sanitizer build mode of build_executable: AddressSanitizer + UndefinedBehaviorSanitizer,
+# no wrapping overflow, and the first report ends the program (non-zero exit).
+SANITIZE_CFLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-wrapv",
+                   "-fno-omit-frame-pointer", "-g"]
+STRICT_CFLAGS = ["-Wall", "-Wextra", "-Werror", "-pedantic"]
 
 
 def cache_dir() -> Path:
@@ -104,3 +111,81 @@ def build_c_runtime(defines: dict[str, str] | None = None):
     # internal headers of src/ (e.g. mq_dsp.h) are hashed too: build() compiles only the .c
     sources = sorted((REPO_C_RUNTIME / "src").glob("*.[ch]"))
     return build("runtime", sources, [inc], cdef, preamble, defines)
+
+
+def host_cc() -> str:
+    """The host C compiler of build_executable: $CC, else gcc, else clang."""
+    import shlex
+
+    from ..errors import MicroqError
+
+    for cc in (*shlex.split(os.environ.get("CC", ""))[:1], "gcc", "clang"):
+        if shutil.which(cc):
+            return cc
+    raise MicroqError("no host C compiler found (gcc or clang); install gcc")
+
+
+def build_executable(
+    name: str,
+    sources: list[Path],
+    include_dirs: list[Path],
+    defines: dict[str, str] | None = None,
+    sanitize: bool = False,
+    plain_sources: tuple[Path, ...] = (),
+) -> Path:
+    """Compile a standalone host program (cached by content, like build()); returns its path.
+
+    `sources` get -std=c99 -O2 and the strict warnings (-Werror); `plain_sources` (generated
+    test tables) -std=c99 -O0 without -pedantic, which compiles megabytes of data quickly.
+    sanitize=True adds SANITIZE_CFLAGS to every file and to the link."""
+    from ..errors import MicroqError
+
+    cc = host_cc()
+    defs = [f"-D{k}={v}" for k, v in sorted((defines or {}).items())]
+    san = SANITIZE_CFLAGS if sanitize else ["-fno-wrapv"]
+    incs = [f"-I{Path(i).resolve()}" for i in include_dirs]
+    strict = ["-std=c99", "-O2", *STRICT_CFLAGS, *san, *defs]
+    plain = ["-std=c99", "-O0", "-Wall", "-Wextra", "-Werror", *san, *defs]
+    h = hashlib.sha256()
+    for part in (name, cc, " ".join(strict), " ".join(plain)):
+        h.update(part.encode() + b"\0")
+    files = [Path(s).resolve() for s in sources] + [Path(s).resolve() for s in plain_sources]
+    for inc in include_dirs:
+        files += sorted(Path(inc).glob("*.h"))
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    safe = re.sub(r"[^0-9a-zA-Z_]", "_", name)
+    out = cache_dir() / "exe" / f"{safe}-{h.hexdigest()[:16]}"
+    exe = out / safe
+    if exe.exists():
+        return exe
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name, dir=out.parent))
+    try:
+        objs = []
+        for i, src in enumerate([*sources, *plain_sources]):
+            flags = strict if i < len(sources) else plain
+            obj = tmp / f"{i}_{Path(src).stem}.o"
+            _run([cc, *flags, *incs, "-c", str(Path(src).resolve()), "-o", str(obj)], tmp,
+                 f"compiling {src}")
+            objs.append(str(obj))
+        _run([cc, *san, "-o", str(tmp / safe), *objs], tmp, f"linking {name}")
+        try:
+            os.replace(tmp, out)
+        except OSError:  # another process built the same key first
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not exe.exists():
+        raise MicroqError(f"building {name}: {exe} missing after the build")
+    return exe
+
+
+def _run(cmd: list[str], cwd: Path, what: str) -> None:
+    import subprocess
+
+    from ..errors import MicroqError
+
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise MicroqError(f"{what} failed:\n{(p.stderr or p.stdout).strip()[-3000:]}")
