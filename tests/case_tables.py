@@ -47,12 +47,17 @@ class CaseTable:
 
 
 def _key() -> str:
+    """Hash of what the recording depends on: the kernel tests and their helpers, the python
+    package (reference, cbuild), the runtime sources."""
     h = hashlib.sha256()
-    roots = [TESTS, REPO / "python" / "microq", REPO / "c_runtime"]
-    for root in roots:
-        for f in sorted(root.rglob("*")):
-            if f.is_file() and f.suffix in (".py", ".c", ".h") and "__pycache__" not in f.parts:
-                h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes())
+    files = [*KERNEL_TESTS, *(TESTS / n for n in ("conftest.py", "cmsis_cases.py",
+                                                   "case_recorder.py"))]
+    for root in (REPO / "python" / "microq", REPO / "c_runtime" / "include",
+                 REPO / "c_runtime" / "src"):
+        files += sorted(f for f in root.rglob("*") if f.suffix in (".py", ".c", ".h")
+                        and f.is_file() and "__pycache__" not in f.parts)
+    for f in files:
+        h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes())
     h.update(str(SHARED.resolve()).encode())
     return h.hexdigest()[:16]
 
