@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from case_tables import TARGETS, case_tables, check_report, kernel_functions
-from conftest import REPO
+from conftest import IN_CI, REPO
+from microq.errors import MicroqError
 from microq.runtime import cbuild
 
 RUNTIME = REPO / "c_runtime"
@@ -69,11 +70,20 @@ int main(int argc, char **argv)
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def canary(tmp_path_factory) -> Path:
+    """The canary program; skips the module (fails under CI=true) without a host compiler
+    that links -fsanitize=address,undefined."""
     src = tmp_path_factory.mktemp("canary") / "canary.c"
     src.write_text(CANARY)
-    return cbuild.build_executable("canary", [src], [], sanitize=True)
+    try:
+        return cbuild.build_executable("canary", [src], [], sanitize=True)
+    except MicroqError as e:
+        msg = (f"no sanitizer toolchain ({e}); install gcc with its runtimes: apt-get install -y "
+               "--no-install-recommends gcc libasan8 libubsan1")
+        if IN_CI:
+            pytest.fail(msg + " (under CI=true this is a failure)")
+        pytest.skip(msg)
 
 
 def test_sanitizer_build_reports_heap_overflow(canary):
@@ -121,7 +131,7 @@ def test_kernel_case_tables_clean_under_asan_ubsan(tables, variant):
         f"cases_{variant}_asan",
         [*sorted((RUNTIME / "src").glob("*.c")), TARGETS / "case_harness.c"],
         [RUNTIME / "include", RUNTIME / "src", TARGETS],
-        {**t.defines, "MQ_CASES_HOST": "1"},
+        t.defines,
         sanitize=True,
         plain_sources=(t.source,),
     )

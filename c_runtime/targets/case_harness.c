@@ -7,6 +7,10 @@
 
 #define MQ_CASE_MAX_BUFFERS 64u
 
+#if !defined(__arm__)
+#define MQ_CASES_HOST 1
+#endif
+
 #ifdef MQ_CASES_HOST
 #include <stdio.h>
 #include <stdlib.h>

@@ -4,7 +4,7 @@
  * buffer against the recorded results and releases the buffers with mq_case_end.
  *
  * case_harness.c implements these for two platforms:
- * - MQ_CASES_HOST: malloc'd buffers of exactly the recorded size (so AddressSanitizer sees any
+ * - the host (MQ_CASES_HOST, set where __arm__ is not): malloc'd buffers of exactly the recorded size (so AddressSanitizer sees any
  *   access past them), reports with stdio;
  * - otherwise an emulated Cortex-M: buffers from a static scratch area, reports through
  *   semihosting (mq_semihost.h).

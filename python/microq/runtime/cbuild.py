@@ -134,52 +134,70 @@ def build_executable(
     sanitize: bool = False,
     plain_sources: tuple[Path, ...] = (),
 ) -> Path:
-    """Compile a standalone host program (cached by content, like build()); returns its path.
+    """Compile a standalone host program; returns its path. Objects and programs are cached by
+    content (each object by its source, the headers it includes and the flags), so the same
+    runtime file in several model folders compiles once.
 
     `sources` get -std=c99 -O2 and the strict warnings (-Werror); `plain_sources` (generated
-    test tables) -std=c99 -O0 without -pedantic, which compiles megabytes of data quickly.
-    sanitize=True adds SANITIZE_CFLAGS to every file and to the link, at -O1."""
+    test tables, mostly data) -std=c99 -O0 without -pedantic and without instrumentation,
+    which compiles megabytes quickly. sanitize=True adds SANITIZE_CFLAGS to `sources` and the
+    link, at -O1."""
     from ..errors import MicroqError
 
     cc = host_cc()
     defs = [f"-D{k}={v}" for k, v in sorted((defines or {}).items())]
     san = SANITIZE_CFLAGS if sanitize else ["-fno-wrapv"]
-    incs = [f"-I{Path(i).resolve()}" for i in include_dirs]
-    strict = ["-std=c99", "-O1" if sanitize else "-O2", *STRICT_CFLAGS, *san, *defs]
-    plain = ["-std=c99", "-O0", "-Wall", "-Wextra", "-Werror", *san, *defs]
-    h = hashlib.sha256()
-    for part in (name, cc, " ".join(strict), " ".join(plain)):
-        h.update(part.encode() + b"\0")
-    files = [Path(s).resolve() for s in sources] + [Path(s).resolve() for s in plain_sources]
-    for inc in include_dirs:
-        files += sorted(Path(inc).glob("*.h"))
-    for f in files:
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    incs = [Path(i).resolve() for i in include_dirs]
+    strict = [cc, "-std=c99", "-O1" if sanitize else "-O2", *STRICT_CFLAGS, *san, *defs]
+    plain = [cc, "-std=c99", "-O0", "-Wall", "-Wextra", "-Werror", "-fno-wrapv", *defs]
+    objs = [_object(Path(src).resolve(), strict, incs) for src in sources]
+    objs += [_object(Path(src).resolve(), plain, incs) for src in plain_sources]
+    h = hashlib.sha256(" ".join([cc, *san]).encode())
+    for o in objs:
+        h.update(o.name.encode() + b"\0")
     safe = re.sub(r"[^0-9a-zA-Z_]", "_", name)
-    out = cache_dir() / "exe" / f"{safe}-{h.hexdigest()[:16]}"
-    exe = out / safe
-    if exe.exists():
-        return exe
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name, dir=out.parent))
-    try:
-        objs = []
-        for i, src in enumerate([*sources, *plain_sources]):
-            flags = strict if i < len(sources) else plain
-            obj = tmp / f"{i}_{Path(src).stem}.o"
-            _run([cc, *flags, *incs, "-c", str(Path(src).resolve()), "-o", str(obj)], tmp,
-                 f"compiling {src}")
-            objs.append(str(obj))
-        _run([cc, *san, "-o", str(tmp / safe), *objs], tmp, f"linking {name}")
-        try:
-            os.replace(tmp, out)
-        except OSError:  # another process built the same key first
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    exe = cache_dir() / "exe" / f"{safe}-{h.hexdigest()[:16]}"
+    if not exe.exists():
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        tmp = exe.with_name(f".{exe.name}.{os.getpid()}")
+        _run([cc, *san, "-o", str(tmp), *map(str, objs)], exe.parent, f"linking {name}")
+        os.replace(tmp, exe)
     if not exe.exists():
         raise MicroqError(f"building {name}: {exe} missing after the build")
     return exe
+
+
+def _included(src: Path, include_dirs: list[Path]) -> list[Path]:
+    """Every header `src` includes with #include "...", transitively, found in its own folder
+    or `include_dirs` (the compiler's search order)."""
+    seen: dict[Path, None] = {}
+    todo = [src]
+    while todo:
+        f = todo.pop()
+        for name in re.findall(r'^\s*#\s*include\s*"([^"]+)"', f.read_text(errors="replace"),
+                               flags=re.M):
+            for d in (f.parent, *include_dirs):
+                h = d / name
+                if h.is_file():
+                    if h not in seen:
+                        seen[h] = None
+                        todo.append(h)
+                    break
+    return list(seen)
+
+
+def _object(src: Path, cmd: list[str], include_dirs: list[Path]) -> Path:
+    h = hashlib.sha256("\0".join(cmd).encode())
+    for f in (src, *_included(src, include_dirs)):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    obj = cache_dir() / "obj" / f"{src.stem}-{h.hexdigest()[:16]}.o"
+    if not obj.exists():
+        obj.parent.mkdir(parents=True, exist_ok=True)
+        tmp = obj.with_name(f".{obj.name}.{os.getpid()}")
+        _run([*cmd, *[f"-I{d}" for d in include_dirs], "-c", str(src), "-o", str(tmp)],
+             obj.parent, f"compiling {src}")
+        os.replace(tmp, obj)  # atomic: a half-written object never has the final name
+    return obj
 
 
 def _run(cmd: list[str], cwd: Path, what: str) -> None:
