@@ -432,6 +432,28 @@ def _slice(ctx: Ctx, node: QNode) -> LayerCode:
     return code
 
 
+def _resize(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    x, y = node.inputs[0], node.outputs[0]
+    xs, ys = nhwc(ctx.shape(x)), nhwc(ctx.shape(y))
+    bilinear = node.kernel == "resize_bilinear"
+    code = LayerCode(f"{node.kernel} {xs[1]}x{xs[2]} -> {ys[1]}x{ys[2]}", "mq_resize")
+    parts = ("lo", "hi", "frac") if bilinear else ("lo",)
+    for axis in ("y", "x"):
+        code.weights += [(ctx.weight(f"{axis}_{t}"), _i32(getattr(p, f"{axis}_{t}")))
+                         for t in parts]
+        fields = [(t, ctx.weight(f"{axis}_{t}") if t in parts else "NULL")
+                  for t in ("lo", "hi", "frac")]
+        code.statics += [struct_def("mq_resize_taps", ctx.sym(f"{axis}_taps"), fields)]
+    code.statics += [dims_def(ctx.sym("input_dims"), xs), dims_def(ctx.sym("output_dims"), ys)]
+    code.call = _checked(
+        f"mq_{node.kernel}_s8(&{ctx.sym('input_dims')}, &{ctx.sym('y_taps')}, "
+        f"&{ctx.sym('x_taps')}, &{ctx.sym('output_dims')}, {ctx.ptr(x)}, {ctx.ptr(y)})"
+    )
+    code.macs = 4 * int(np.prod(ys, dtype=np.int64)) if bilinear else 0  # as inspect counts
+    return code
+
+
 EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "conv2d": _conv,
     "depthwise_conv2d": _conv,
@@ -451,6 +473,8 @@ EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "batch_matmul": _batch_matmul,
     "layernorm": _layernorm,
     "slice": _slice,
+    "resize_nearest": _resize,
+    "resize_bilinear": _resize,
 }
 
 # runtime family -> the C sources it needs (headers come from #include lines)
@@ -464,4 +488,5 @@ FAMILY_SOURCES: dict[str, tuple[str, ...]] = {
     "mq_matmul": ("mq_matmul.c",),
     "mq_layernorm": ("mq_layernorm.c",),
     "mq_slice": ("mq_slice.c",),
+    "mq_resize": ("mq_resize.c",),
 }

@@ -49,6 +49,8 @@ def _macs(g: ir.Graph, n: ir.Node) -> int:
         return int(np.prod(out)) * g.tensors[n.inputs[1]].shape[1]
     if n.op == "MatMul":  # activation x activation: B*M*N outputs, K products each
         return int(np.prod(out)) * g.tensors[n.inputs[0]].shape[-1]
+    if n.op == "Resize" and n.attrs.mode == "linear":  # one multiply per tap, four taps
+        return 4 * int(np.prod(out))
     if n.op == "LayerNorm":  # one multiply-add per element, as the compile summary counts it
         return int(np.prod(out))
     return 0

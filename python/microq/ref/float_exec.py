@@ -12,6 +12,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from microq import ir
+from microq.ref import resize as resize_ref
 
 
 def to_physical(graph: ir.Graph, name: str, x_logical: np.ndarray) -> np.ndarray:
@@ -204,4 +205,5 @@ OPS: dict[str, Callable[[list[np.ndarray], object], np.ndarray]] = {
     "MatMul": matmul,
     "LayerNorm": layer_norm,
     "Slice": slice_,
+    "Resize": resize_ref.float_resize,
 }

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..qir import QGraph, QNode
 from . import conv, elementwise, fc, layernorm, matmul, pool, softmax, tensor
+from . import resize
 from . import slice as slice_ref  # not `slice`: that is a builtin
 
 Adapter = Callable[[QNode, QGraph, list, str], np.ndarray]
@@ -106,6 +107,14 @@ def _slice(node, g, xs, rounding):
     return slice_ref.strided_slice(node.params, xs[0]).reshape(_out_shape(node, g))
 
 
+def _resize_nearest(node, g, xs, rounding):
+    return resize.resize_nearest(node.params, xs[0], _out_hw(node, g))
+
+
+def _resize_bilinear(node, g, xs, rounding):
+    return resize.resize_bilinear(node.params, xs[0], _out_hw(node, g))
+
+
 KERNELS: dict[str, Adapter] = {
     "conv2d": _conv2d,
     "depthwise_conv2d": _depthwise,
@@ -125,6 +134,8 @@ KERNELS: dict[str, Adapter] = {
     "batch_matmul": _batch_matmul,
     "layernorm": _layernorm,
     "slice": _slice,
+    "resize_nearest": _resize_nearest,
+    "resize_bilinear": _resize_bilinear,
 }
 
 
