@@ -454,6 +454,38 @@ def _resize(ctx: Ctx, node: QNode) -> LayerCode:
     return code
 
 
+def _transpose_conv(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    x, y = node.inputs[0], node.outputs[0]
+    filt = _i8(p.filter)
+    cout, kh, kw, f_c = (int(d) for d in filt.shape)
+    text = f"transpose_conv2d {kh}x{kw} {_stride_text(p.stride_h, p.stride_w)}"
+    if p.dilation_h != 1 or p.dilation_w != 1:
+        text += f" d{p.dilation_h}x{p.dilation_w}"
+    code = LayerCode(text, "mq_transpose_conv")
+    code.weights += [(ctx.weight("filter"), filt)]
+    if p.bias is not None:
+        code.weights += [(ctx.weight("bias"), _i32(p.bias))]
+    code.weights += [(ctx.weight("multiplier"), _i32(p.multiplier))]
+    code.weights += [(ctx.weight("shift"), _i32(p.shift))]
+    code.statics += [
+        struct_def("mq_conv_params", ctx.sym("params"), _fields(p, CONV_FIELDS)),
+        _quant_def(ctx),
+        dims_def(ctx.sym("input_dims"), nhwc(ctx.shape(x))),
+        dims_def(ctx.sym("filter_dims"), nhwc(filt.shape)),
+        dims_def(ctx.sym("output_dims"), nhwc(ctx.shape(y))),
+    ]
+    bias = ctx.weight("bias") if p.bias is not None else "NULL"
+    code.call = _checked(
+        f"mq_transpose_conv2d_s8(&{ctx.sym('params')}, &{ctx.sym('quant')}, "
+        f"&{ctx.sym('input_dims')}, {ctx.ptr(x)}, &{ctx.sym('filter_dims')}, "
+        f"{ctx.weight('filter')}, {bias}, &{ctx.sym('output_dims')}, {ctx.ptr(y)})"
+    )
+    n, h, w, _ = nhwc(ctx.shape(x))
+    code.macs = n * h * w * cout * kh * kw * f_c  # every input pixel x every tap, as inspect
+    return code
+
+
 EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "conv2d": _conv,
     "depthwise_conv2d": _conv,
@@ -475,6 +507,7 @@ EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "slice": _slice,
     "resize_nearest": _resize,
     "resize_bilinear": _resize,
+    "transpose_conv2d": _transpose_conv,
 }
 
 # runtime family -> the C sources it needs (headers come from #include lines)
@@ -489,4 +522,5 @@ FAMILY_SOURCES: dict[str, tuple[str, ...]] = {
     "mq_layernorm": ("mq_layernorm.c",),
     "mq_slice": ("mq_slice.c",),
     "mq_resize": ("mq_resize.c",),
+    "mq_transpose_conv": ("mq_transpose_conv.c",),
 }

@@ -8,6 +8,7 @@ import onnx
 
 from microq import ir
 from microq.onnx_import import ops_attention as att
+from microq.onnx_import import ops_convtranspose as ct
 from microq.onnx_import import ops_resize as rs
 from microq.onnx_import import ops_spatial as sp
 from microq.onnx_import import ops_tensor as tn
@@ -57,6 +58,7 @@ CONVERTERS: dict[str, Callable[[Ctx], None]] = {
     "Slice": att.slice_,
     "Gather": att.gather,
     "Resize": rs.resize,
+    "ConvTranspose": ct.conv_transpose,
 }
 
 
@@ -83,7 +85,7 @@ def _input_perm(prep: Prepared, name: str, rank: int) -> tuple[int, ...]:
     return identity(rank)
 
 
-CONV1D_CANDIDATES = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+CONV1D_CANDIDATES = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 
 
 def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:

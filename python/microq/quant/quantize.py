@@ -284,6 +284,7 @@ HANDLERS = {
     "LayerNorm": _Quantizer.layer_norm,
     "Slice": _Quantizer.slice_,
     "Resize": rules_spatial.resize,
+    "ConvTranspose2D": rules_spatial.transpose_conv,
 }
 
 

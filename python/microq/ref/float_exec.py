@@ -13,6 +13,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from microq import ir
 from microq.ref import resize as resize_ref
+from microq.ref import transpose_conv
 
 
 def to_physical(graph: ir.Graph, name: str, x_logical: np.ndarray) -> np.ndarray:
@@ -206,4 +207,5 @@ OPS: dict[str, Callable[[list[np.ndarray], object], np.ndarray]] = {
     "LayerNorm": layer_norm,
     "Slice": slice_,
     "Resize": resize_ref.float_resize,
+    "ConvTranspose2D": transpose_conv.float_transpose_conv,
 }

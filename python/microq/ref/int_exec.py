@@ -13,7 +13,7 @@ import numpy as np
 
 from ..qir import QGraph, QNode
 from . import conv, elementwise, fc, layernorm, matmul, pool, softmax, tensor
-from . import resize
+from . import resize, transpose_conv
 from . import slice as slice_ref  # not `slice`: that is a builtin
 
 Adapter = Callable[[QNode, QGraph, list, str], np.ndarray]
@@ -115,6 +115,10 @@ def _resize_bilinear(node, g, xs, rounding):
     return resize.resize_bilinear(node.params, xs[0], _out_hw(node, g))
 
 
+def _transpose_conv2d(node, g, xs, rounding):
+    return transpose_conv.transpose_conv2d(node.params, xs[0], _out_hw(node, g), rounding)
+
+
 KERNELS: dict[str, Adapter] = {
     "conv2d": _conv2d,
     "depthwise_conv2d": _depthwise,
@@ -136,6 +140,7 @@ KERNELS: dict[str, Adapter] = {
     "slice": _slice,
     "resize_nearest": _resize_nearest,
     "resize_bilinear": _resize_bilinear,
+    "transpose_conv2d": _transpose_conv2d,
 }
 
 
