@@ -486,6 +486,47 @@ def _transpose_conv(ctx: Ctx, node: QNode) -> LayerCode:
     return code
 
 
+CONV3D_FIELDS = ("stride_d", "stride_h", "stride_w", "pad_front", "pad_top", "pad_left",
+                 "dilation_d", "dilation_h", "dilation_w", "input_offset", "output_offset",
+                 "act_min", "act_max")
+
+
+def _dims5_def(cname: str, dims) -> str:
+    if len(dims) != 5:
+        raise MicroqError(f"conv3d tensor {list(dims)} must have rank 5 (NDHWC)")
+    return f"static const mq_dims5 {cname} = {{{', '.join(c_int(d) for d in dims)}}};\n"
+
+
+def _conv3d(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    x, y = node.inputs[0], node.outputs[0]
+    filt = _i8(p.filter)
+    k = "x".join(str(int(v)) for v in filt.shape[1:4])
+    strides = (p.stride_d, p.stride_h, p.stride_w)
+    text = f"conv3d {k} s{'x'.join(map(str, strides)) if len(set(strides)) > 1 else strides[0]}"
+    code = LayerCode(text, "mq_conv3d")
+    code.weights += [(ctx.weight("filter"), filt)]
+    if p.bias is not None:
+        code.weights += [(ctx.weight("bias"), _i32(p.bias))]
+    code.weights += [(ctx.weight("multiplier"), _i32(p.multiplier))]
+    code.weights += [(ctx.weight("shift"), _i32(p.shift))]
+    code.statics += [
+        struct_def("mq_conv3d_params", ctx.sym("params"), _fields(p, CONV3D_FIELDS)),
+        _quant_def(ctx),
+        _dims5_def(ctx.sym("input_dims"), ctx.shape(x)),
+        _dims5_def(ctx.sym("filter_dims"), filt.shape),
+        _dims5_def(ctx.sym("output_dims"), ctx.shape(y)),
+    ]
+    bias = ctx.weight("bias") if p.bias is not None else "NULL"
+    code.call = _checked(
+        f"mq_conv3d_s8(&{ctx.sym('params')}, &{ctx.sym('quant')}, &{ctx.sym('input_dims')}, "
+        f"{ctx.ptr(x)}, &{ctx.sym('filter_dims')}, {ctx.weight('filter')}, {bias}, "
+        f"&{ctx.sym('output_dims')}, {ctx.ptr(y)})"
+    )
+    code.macs = int(np.prod(ctx.shape(y), dtype=np.int64)) * int(np.prod(filt.shape[1:]))
+    return code
+
+
 EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "conv2d": _conv,
     "depthwise_conv2d": _conv,
@@ -508,6 +549,7 @@ EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "resize_nearest": _resize,
     "resize_bilinear": _resize,
     "transpose_conv2d": _transpose_conv,
+    "conv3d": _conv3d,
 }
 
 # runtime family -> the C sources it needs (headers come from #include lines)
@@ -523,4 +565,5 @@ FAMILY_SOURCES: dict[str, tuple[str, ...]] = {
     "mq_slice": ("mq_slice.c",),
     "mq_resize": ("mq_resize.c",),
     "mq_transpose_conv": ("mq_transpose_conv.c",),
+    "mq_conv3d": ("mq_conv3d.c",),
 }

@@ -285,6 +285,7 @@ HANDLERS = {
     "Slice": _Quantizer.slice_,
     "Resize": rules_spatial.resize,
     "ConvTranspose2D": rules_spatial.transpose_conv,
+    "Conv3D": rules_spatial.conv3d,
 }
 
 

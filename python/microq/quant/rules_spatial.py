@@ -48,3 +48,16 @@ def resize(q, node) -> None:
     p = resize_params(node.attrs, in_hw, tuple(node.attrs.size))
     kernel = "resize_nearest" if node.attrs.mode == "nearest" else "resize_bilinear"
     q.emit(node, kernel, [x], [out], p)
+
+
+def conv3d(q, node) -> None:
+    """Per-channel int8 weights [Cout,KD,KH,KW,Cin/g], int32 bias, any groups."""
+    a = node.attrs
+    x, out, qi, qo, wq, mult, shift, lo, hi, bias = _weighted(q, node)
+    p = qir.Conv3DParams(
+        stride_d=a.stride[0], stride_h=a.stride[1], stride_w=a.stride[2], pad_front=a.pads[0],
+        pad_top=a.pads[1], pad_left=a.pads[2], dilation_d=a.dilation[0],
+        dilation_h=a.dilation[1], dilation_w=a.dilation[2], input_offset=-qi.zero_point,
+        output_offset=qo.zero_point, act_min=lo, act_max=hi, multiplier=mult, shift=shift,
+        filter=wq, bias=bias)
+    q.emit(node, "conv3d", [x], [out], p)

@@ -13,7 +13,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from microq import ir
 from microq.ref import resize as resize_ref
-from microq.ref import transpose_conv
+from microq.ref import conv3d, transpose_conv
 
 
 def to_physical(graph: ir.Graph, name: str, x_logical: np.ndarray) -> np.ndarray:
@@ -208,4 +208,5 @@ OPS: dict[str, Callable[[list[np.ndarray], object], np.ndarray]] = {
     "Slice": slice_,
     "Resize": resize_ref.float_resize,
     "ConvTranspose2D": transpose_conv.float_transpose_conv,
+    "Conv3D": conv3d.float_conv3d,
 }
