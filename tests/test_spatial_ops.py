@@ -65,7 +65,32 @@ def conv3d_bn_relu():
     return make_model(nodes, {"x": X5}, ["y"], inits)
 
 
+def gather_lerp(x_shape, axis, lo, hi, w, nd=False):
+    """a + (b - a) * w, a/b = x gathered on `axis` (Gather, or the dynamo exporter's
+    Transpose / GatherND [K, 1] / Transpose when nd)."""
+    rank = len(x_shape)
+    wshape = (len(w),) + (1,) * (rank - 1 - axis)
+    inits = {"lo": i64(*lo), "hi": i64(*hi), "w": np.array(w, np.float32).reshape(wshape)}
+    nodes = []
+    if nd:
+        front = [axis] + [i for i in range(rank) if i != axis]
+        back = [front.index(i) for i in range(rank)]
+        inits["lo"], inits["hi"] = inits["lo"].reshape(-1, 1), inits["hi"].reshape(-1, 1)
+        nodes.append(helper.make_node("Transpose", ["x"], ["t"], perm=front))
+        for k in ("lo", "hi"):
+            nodes += [helper.make_node("GatherND", ["t", k], [f"g{k}"]),
+                      helper.make_node("Transpose", [f"g{k}"], [k + "_v"], perm=back)]
+    else:
+        nodes += [helper.make_node("Gather", ["x", k], [k + "_v"], axis=axis) for k in ("lo", "hi")]
+    nodes += [helper.make_node("Sub", ["hi_v", "lo_v"], ["d"]),
+              helper.make_node("Mul", ["d", "w"], ["m"]),
+              helper.make_node("Add", ["lo_v", "m"], ["y"])]
+    return make_model(nodes, {"x": x_shape}, ["y"], inits)
+
+
 X4, X3, X5 = (1, 3, 5, 6), (1, 4, 7), (1, 2, 5, 6, 4)
+LERP = dict(lo=[0, 0, 1, 1, 2, 3, 4, 5, 6], hi=[0, 1, 2, 2, 3, 4, 5, 6, 6],
+            w=[0.0, 0.25, 0.75, 0.1, 0.5, 0.9, 1.0, 0.3, 0.0])
 FLOAT_CASES = {
     "nearest_x2_asymmetric_floor": lambda: resize(X4, scales=f32(1, 1, 2, 2), mode="nearest",
                                                   coordinate_transformation_mode="asymmetric",
@@ -114,6 +139,9 @@ FLOAT_CASES = {
         [helper.make_node("ConvTranspose", ["x", "w"], ["t"], strides=[2, 2]),
          helper.make_node("Relu", ["t"], ["y"])], {"x": X4}, ["y"],
         {"w": weights((3, 4, 2, 2), seed=3)}),
+    "gather_lerp_1d_dynamo_form": lambda: gather_lerp(X3, 2, nd=True, **LERP),
+    "gather_lerp_height_gather_form": lambda: gather_lerp(
+        X4, 2, lo=[0, 1, 1, 3, 4], hi=[1, 2, 2, 4, 4], w=[0.5, 0.0, 0.4, 0.8, 0.0]),
     "conv3d_k3_p1": lambda: conv3((4, 2, 3, 3, 3), pads=[1] * 6),
     "conv3d_s2_asym_pads_dilation": lambda: conv3((3, 2, 2, 3, 2), strides=[2, 1, 2],
                                                   pads=[0, 1, 1, 1, 2, 0], dilations=[1, 2, 1]),
@@ -146,6 +174,8 @@ REFUSED = {
     "convt_3d": (lambda: convt((1, 2, 3, 3, 3), (2, 2, 2, 2, 2)), "ConvTranspose3D"),
     "convt_bad_groups": (lambda: convt(X4, (4, 2, 3, 3)), "does not match 3 input channels"),
     "conv3d_bad_groups": (lambda: conv3((4, 2, 3, 3, 3), group=2), "does not match 2 input"),
+    "gather_lerp_extrapolating": (lambda: gather_lerp(X3, 2, nd=True, lo=[0, 1], hi=[1, 2],
+                                                      w=[0.5, 1.5]), "GatherND is not supported"),
 }
 
 
@@ -164,7 +194,9 @@ INT8_CASES = {k: FLOAT_CASES[k] for k in ("nearest_x1p5_default_modes", "linear_
                                           "convt_dilation2_groups3_no_bias", "convt_1d_s3_outpad",
                                           "convt_then_relu", "conv3d_k3_p1",
                                           "conv3d_s2_asym_pads_dilation", "conv3d_bn_relu",
-                                          "conv3d_groups2_no_bias")}
+                                          "conv3d_groups2_no_bias",
+                                          "gather_lerp_1d_dynamo_form",
+                                          "gather_lerp_height_gather_form")}
 
 
 @pytest.mark.parametrize("case", list(INT8_CASES))
@@ -181,7 +213,7 @@ def test_int8_op_c_equals_reference_and_float(tmp_path, case):
     got, ref, deq = run_both(c, {"x": data})
     assert_bit_exact(got["y"], ref["y"], case)
     db = sqnr_db(run_onnxruntime(tmp_path / "m.onnx", {"x": data})["y"], deq["y"])
-    want = 38.0 if case.startswith(("linear", "nearest")) else 30.0  # resize: the input's grid
+    want = 38.0 if case.startswith(("linear", "nearest", "gather")) else 30.0  # resize: same grid
     assert db >= want, f"{case}: SQNR {db:.1f} dB < {want} dB"
 
 
@@ -190,7 +222,7 @@ def test_int8_op_c_equals_reference_and_float(tmp_path, case):
 # in the comment (minmax calibration on the first 12 samples)
 FIXTURE_SQNR = {
     "resize_net": 33.0,  # 36.9 both exporters
-    "resize1d_net": 36.0,  # 40.1 (torchscript)
+    "resize1d_net": 36.0,  # 40.1 both (dynamo: its gather + lerp form of linear, fused)
     "convtranspose_net": 43.0,  # 47.5 both exporters
     "convtranspose1d_net": 40.0,  # 44.0 both exporters
     "conv3d_net": 44.0,  # 48.6 both exporters
@@ -211,16 +243,7 @@ def compiled(tmp_path_factory):
     return get
 
 
-def _fixture_params():
-    return [pytest.param(f, marks=pytest.mark.xfail(reason=XFAIL[f], strict=True))
-            if f in XFAIL else f for f in FIXTURES]
-
-
-# the dynamo exporter decomposes upsample_linear1d into GatherND / Sub / Mul / Add
-XFAIL = {"resize1d_net.dynamo.onnx": "GatherND (dynamo's decomposed 1-D linear upsample)"}
-
-
-@pytest.mark.parametrize("fname", _fixture_params())
+@pytest.mark.parametrize("fname", FIXTURES)
 def test_fixture_c_equals_reference_and_float(compiled, fname):
     c, x = compiled(fname)
     got, ref, deq = run_both(c, {"input": x})
@@ -230,8 +253,8 @@ def test_fixture_c_equals_reference_and_float(compiled, fname):
     assert db >= want, f"{fname}: int8 vs float SQNR {db:.1f} dB < {want} dB"
 
 
-@pytest.mark.parametrize("fname", [f for f in FIXTURES if f not in XFAIL])
-def test_fixture_cortex_m4_equals_host(compiled, fname):
+@pytest.mark.parametrize("fname", FIXTURES)
+def test_fixture_cortex_m4_equals_host_and_is_integer_only(compiled, fname):
     from microq.runtime import mcu
 
     missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
@@ -244,3 +267,4 @@ def test_fixture_cortex_m4_equals_host(compiled, fname):
     want = c.host.run_int8(q)["output"]
     got = mcu.run_int8(c.host.folder, "cortex-m4", q)["output"]
     assert_bit_exact(got, want, f"{fname} on cortex-m4")
+    assert mcu.check_integer_only(c.host.folder) == [], f"{fname}: float, heap or stdio symbols"

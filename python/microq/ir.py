@@ -137,6 +137,10 @@ class ResizeAttrs:
     nearest_mode: str  # ONNX nearest_mode
     scale: tuple[float, float]  # (H, W)
     size: tuple[int, int]  # (OH, OW)
+    # linear only: per axis (H, W), None or the model's own taps (lo, hi, weight of hi) per
+    # output index, from a gather + lerp decomposition (onnx_import.patterns.fuse_gather_lerp)
+    taps: tuple[tuple[tuple[int, ...], tuple[int, ...], tuple[float, ...]] | None, ...] = (
+        None, None)
 
 
 @dataclass(frozen=True)

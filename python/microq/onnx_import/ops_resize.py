@@ -42,7 +42,7 @@ def _mode(raw: str) -> str:
 
 
 def _convert(cx: Ctx, mode: str, coord: str, nearest: str, scales: list[float] | None,
-             sizes: list[int] | None) -> None:
+             sizes: list[int] | None, taps: tuple = (None, None)) -> None:
     logical = cx.shape(cx.node.input[0])
     rank = len(logical)
     if rank not in (3, 4):
@@ -67,12 +67,28 @@ def _convert(cx: Ctx, mode: str, coord: str, nearest: str, scales: list[float] |
         scale, size = (1.0, scales[2]), (1, sizes[2])
     else:
         scale, size = (scales[2], scales[3]), (sizes[2], sizes[3])
-    attrs = ir.ResizeAttrs(mode, coord, nearest, scale, size)
+    attrs = ir.ResizeAttrs(mode, coord, nearest, scale, size, taps)
     _finish_2d(cx, "Resize", [x], (xs[0], size[0], size[1], xs[3]), attrs, is_1d)
+
+
+def _gathered_taps(cx: Ctx, a: dict) -> None:
+    """The Resize that patterns.fuse_gather_lerp made of a gather + lerp: the model's taps."""
+    logical = list(cx.shape(cx.node.input[0]))
+    axis = int(a["microq_axis"])
+    lo, hi = ([int(v) for v in a[k]] for k in ("microq_lo", "microq_hi"))
+    frac = [float(v) for v in a["microq_frac"]]
+    sizes = logical[:axis] + [len(lo)] + logical[axis + 1:]
+    phys = 1 if axis == len(logical) - 1 else 0  # W (and 1-D L) is physical axis 1, H is 0
+    taps = [None, None]
+    taps[phys] = (tuple(lo), tuple(hi), tuple(frac))
+    _convert(cx, "linear", "asymmetric", "floor", None, sizes, tuple(taps))
 
 
 def resize(cx: Ctx) -> None:
     a = cx.attrs()
+    if "microq_axis" in a:
+        _gathered_taps(cx, a)
+        return
     mode = _mode(_text(a, "mode", "nearest"))
     coord = _text(a, "coordinate_transformation_mode", "half_pixel")
     nearest = _text(a, "nearest_mode", "round_prefer_floor")

@@ -56,9 +56,13 @@ def nearest_index(a: ir.ResizeAttrs, in_size: int, out_size: int, scale: float) 
     return np.clip(idx, 0, in_size - 1).astype(np.int32)
 
 
-def linear_taps(a: ir.ResizeAttrs, in_size: int, out_size: int,
-                scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(lo, hi, weight of hi as float32) per output index, as onnxruntime's bilinear."""
+def linear_taps(a: ir.ResizeAttrs, in_size: int, out_size: int, scale: float,
+                axis: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lo, hi, weight of hi as float32) per output index of `axis` (0: H, 1: W), as
+    onnxruntime's bilinear, or the model's own taps."""
+    if a.taps[axis] is not None:
+        lo, hi, frac = (np.asarray(t) for t in a.taps[axis])
+        return lo.astype(np.int32), hi.astype(np.int32), frac.astype(np.float32)
     xo = np.clip(source_coords(a.coord_mode, in_size, out_size, scale), np.float32(0),
                  np.float32(in_size - 1))
     lo = np.minimum(xo.astype(np.int64), in_size - 1)
@@ -75,8 +79,8 @@ def float_resize(args: list[np.ndarray], a: ir.ResizeAttrs) -> np.ndarray:
         yi = nearest_index(a, h, oh, a.scale[0])
         xi = nearest_index(a, w, ow, a.scale[1])
         return np.ascontiguousarray(x[:, yi][:, :, xi])
-    y0, y1, fy = linear_taps(a, h, oh, a.scale[0])
-    x0, x1, fx = linear_taps(a, w, ow, a.scale[1])
+    y0, y1, fy = linear_taps(a, h, oh, a.scale[0], 0)
+    x0, x1, fx = linear_taps(a, w, ow, a.scale[1], 1)
     fy, fx = fy[None, :, None, None], fx[None, None, :, None]
     rows0, rows1 = x[:, y0], x[:, y1]
     top = rows0[:, :, x0] * (1 - fx) + rows0[:, :, x1] * fx
@@ -94,7 +98,7 @@ def resize_params(a: ir.ResizeAttrs, in_hw: tuple[int, int],
             lo = nearest_index(*args)
             tables += [lo, lo.copy(), np.zeros_like(lo)]
         else:
-            lo, hi, frac = linear_taps(*args)
+            lo, hi, frac = linear_taps(*args, axis)
             q = np.floor(frac.astype(np.float64) * ONE + 0.5).astype(np.int32)
             tables += [lo, hi, q]
     return ResizeParams(*(np.ascontiguousarray(t, dtype=np.int32) for t in tables))
