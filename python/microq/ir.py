@@ -23,6 +23,10 @@ Op vocabulary (Node.op, inputs, attrs):
   LayerNorm       x, gamma [C] (const), beta [C] (const); over the last physical axis;
                   LayerNormAttrs(eps)
   Slice           x; SliceAttrs(begin, end, step) per physical axis (step > 0, axis 0 untouched)
+  Resize          x [N,H,W,C] -> [N,OH,OW,C]; ResizeAttrs (nearest / linear, ONNX coordinate modes)
+  ConvTranspose2D x [N,H,W,Cin], w [Cout,KH,KW,Cin/groups] (OHWI, const), b [Cout] (const);
+                  ConvAttrs (pads: the ONNX pads; the output size is the output tensor's)
+  Conv3D          x [N,D,H,W,Cin] (NDHWC), w [Cout,KD,KH,KW,Cin/groups], b [Cout]; Conv3DAttrs
 """
 
 from __future__ import annotations
@@ -116,6 +120,37 @@ class SliceAttrs:
     begin: tuple[int, ...]
     end: tuple[int, ...]
     step: tuple[int, ...]
+
+
+RESIZE_COORD_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
+                      "tf_half_pixel_for_nn", "half_pixel_symmetric")
+RESIZE_NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
+@dataclass(frozen=True)
+class ResizeAttrs:
+    """Resize of H and W as onnxruntime computes it: `scale` per axis is the float32 factor the
+    coordinate transform divides by (out/in when the model gives sizes)."""
+
+    mode: str  # "nearest" or "linear"
+    coord_mode: str  # ONNX coordinate_transformation_mode
+    nearest_mode: str  # ONNX nearest_mode
+    scale: tuple[float, float]  # (H, W)
+    size: tuple[int, int]  # (OH, OW)
+    # linear only: per axis (H, W), None or the model's own taps (lo, hi, weight of hi) per
+    # output index, from a gather + lerp decomposition (onnx_import.patterns.fuse_gather_lerp)
+    taps: tuple[tuple[tuple[int, ...], tuple[int, ...], tuple[float, ...]] | None, ...] = (
+        None, None)
+
+
+@dataclass(frozen=True)
+class Conv3DAttrs:
+    stride: tuple[int, int, int] = (1, 1, 1)
+    dilation: tuple[int, int, int] = (1, 1, 1)
+    pads: tuple[int, int, int, int, int, int] = (0,) * 6  # front, top, left, back, bottom, right
+    groups: int = 1
+    act_min: float = -INF
+    act_max: float = INF
 
 
 @dataclass

@@ -21,6 +21,10 @@ Kernels (QNode.kernel -> params type -> C function):
   batch_matmul      BatchMatMulParams mq_batch_matmul_s8    inputs (lhs, rhs), both int8
   layernorm         LayerNormParams mq_layernorm_s8         (over the last axis)
   slice             SliceParams     mq_slice_s8             (Slice / Split / Gather of one index)
+  resize_nearest    ResizeParams    mq_resize_nearest_s8    (output shares the input's quantization)
+  resize_bilinear   ResizeParams    mq_resize_bilinear_s8   (output shares the input's quantization)
+  transpose_conv2d  ConvParams      mq_transpose_conv2d_s8  filter OHWI [Cout,KH,KW,Cin/g]
+  conv3d            Conv3DParams    mq_conv3d_s8            filter [Cout,KD,KH,KW,Cin/g], NDHWC
 """
 
 from __future__ import annotations
@@ -210,6 +214,41 @@ class SliceParams:
     begin: tuple[int, ...]
     end: tuple[int, ...]
     step: tuple[int, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class ResizeParams:
+    """Per-output-row / -column source taps, computed offline (quant.rules_spatial):
+    nearest reads in[y_lo[oy], x_lo[ox]]; bilinear blends in[y_lo|y_hi, x_lo|x_hi] with weights
+    frac / 2^10 for the hi tap (see c_runtime/include/mq_resize.h for the rounding)."""
+
+    y_lo: np.ndarray  # int32 [OH]
+    y_hi: np.ndarray  # int32 [OH] (bilinear)
+    y_frac: np.ndarray  # int32 [OH] in [0, 1024] (bilinear)
+    x_lo: np.ndarray  # int32 [OW]
+    x_hi: np.ndarray  # int32 [OW]
+    x_frac: np.ndarray  # int32 [OW]
+
+
+@dataclass(frozen=True, eq=False)
+class Conv3DParams:
+    stride_d: int
+    stride_h: int
+    stride_w: int
+    pad_front: int
+    pad_top: int
+    pad_left: int
+    dilation_d: int
+    dilation_h: int
+    dilation_w: int
+    input_offset: int
+    output_offset: int
+    act_min: int
+    act_max: int
+    multiplier: np.ndarray  # int32 [Cout]
+    shift: np.ndarray  # int32 [Cout]
+    filter: np.ndarray  # int8 [Cout,KD,KH,KW,Cin/groups]
+    bias: np.ndarray | None  # int32 [Cout]
 
 
 @dataclass

@@ -432,6 +432,101 @@ def _slice(ctx: Ctx, node: QNode) -> LayerCode:
     return code
 
 
+def _resize(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    x, y = node.inputs[0], node.outputs[0]
+    xs, ys = nhwc(ctx.shape(x)), nhwc(ctx.shape(y))
+    bilinear = node.kernel == "resize_bilinear"
+    code = LayerCode(f"{node.kernel} {xs[1]}x{xs[2]} -> {ys[1]}x{ys[2]}", "mq_resize")
+    parts = ("lo", "hi", "frac") if bilinear else ("lo",)
+    for axis in ("y", "x"):
+        code.weights += [(ctx.weight(f"{axis}_{t}"), _i32(getattr(p, f"{axis}_{t}")))
+                         for t in parts]
+        fields = [(t, ctx.weight(f"{axis}_{t}") if t in parts else "NULL")
+                  for t in ("lo", "hi", "frac")]
+        code.statics += [struct_def("mq_resize_taps", ctx.sym(f"{axis}_taps"), fields)]
+    code.statics += [dims_def(ctx.sym("input_dims"), xs), dims_def(ctx.sym("output_dims"), ys)]
+    code.call = _checked(
+        f"mq_{node.kernel}_s8(&{ctx.sym('input_dims')}, &{ctx.sym('y_taps')}, "
+        f"&{ctx.sym('x_taps')}, &{ctx.sym('output_dims')}, {ctx.ptr(x)}, {ctx.ptr(y)})"
+    )
+    code.macs = 4 * int(np.prod(ys, dtype=np.int64)) if bilinear else 0  # as inspect counts
+    return code
+
+
+def _transpose_conv(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    x, y = node.inputs[0], node.outputs[0]
+    filt = _i8(p.filter)
+    cout, kh, kw, f_c = (int(d) for d in filt.shape)
+    text = f"transpose_conv2d {kh}x{kw} {_stride_text(p.stride_h, p.stride_w)}"
+    if p.dilation_h != 1 or p.dilation_w != 1:
+        text += f" d{p.dilation_h}x{p.dilation_w}"
+    code = LayerCode(text, "mq_transpose_conv")
+    code.weights += [(ctx.weight("filter"), filt)]
+    if p.bias is not None:
+        code.weights += [(ctx.weight("bias"), _i32(p.bias))]
+    code.weights += [(ctx.weight("multiplier"), _i32(p.multiplier))]
+    code.weights += [(ctx.weight("shift"), _i32(p.shift))]
+    code.statics += [
+        struct_def("mq_conv_params", ctx.sym("params"), _fields(p, CONV_FIELDS)),
+        _quant_def(ctx),
+        dims_def(ctx.sym("input_dims"), nhwc(ctx.shape(x))),
+        dims_def(ctx.sym("filter_dims"), nhwc(filt.shape)),
+        dims_def(ctx.sym("output_dims"), nhwc(ctx.shape(y))),
+    ]
+    bias = ctx.weight("bias") if p.bias is not None else "NULL"
+    code.call = _checked(
+        f"mq_transpose_conv2d_s8(&{ctx.sym('params')}, &{ctx.sym('quant')}, "
+        f"&{ctx.sym('input_dims')}, {ctx.ptr(x)}, &{ctx.sym('filter_dims')}, "
+        f"{ctx.weight('filter')}, {bias}, &{ctx.sym('output_dims')}, {ctx.ptr(y)})"
+    )
+    n, h, w, _ = nhwc(ctx.shape(x))
+    code.macs = n * h * w * cout * kh * kw * f_c  # every input pixel x every tap, as inspect
+    return code
+
+
+CONV3D_FIELDS = ("stride_d", "stride_h", "stride_w", "pad_front", "pad_top", "pad_left",
+                 "dilation_d", "dilation_h", "dilation_w", "input_offset", "output_offset",
+                 "act_min", "act_max")
+
+
+def _dims5_def(cname: str, dims) -> str:
+    if len(dims) != 5:
+        raise MicroqError(f"conv3d tensor {list(dims)} must have rank 5 (NDHWC)")
+    return f"static const mq_dims5 {cname} = {{{', '.join(c_int(d) for d in dims)}}};\n"
+
+
+def _conv3d(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    x, y = node.inputs[0], node.outputs[0]
+    filt = _i8(p.filter)
+    k = "x".join(str(int(v)) for v in filt.shape[1:4])
+    strides = (p.stride_d, p.stride_h, p.stride_w)
+    text = f"conv3d {k} s{'x'.join(map(str, strides)) if len(set(strides)) > 1 else strides[0]}"
+    code = LayerCode(text, "mq_conv3d")
+    code.weights += [(ctx.weight("filter"), filt)]
+    if p.bias is not None:
+        code.weights += [(ctx.weight("bias"), _i32(p.bias))]
+    code.weights += [(ctx.weight("multiplier"), _i32(p.multiplier))]
+    code.weights += [(ctx.weight("shift"), _i32(p.shift))]
+    code.statics += [
+        struct_def("mq_conv3d_params", ctx.sym("params"), _fields(p, CONV3D_FIELDS)),
+        _quant_def(ctx),
+        _dims5_def(ctx.sym("input_dims"), ctx.shape(x)),
+        _dims5_def(ctx.sym("filter_dims"), filt.shape),
+        _dims5_def(ctx.sym("output_dims"), ctx.shape(y)),
+    ]
+    bias = ctx.weight("bias") if p.bias is not None else "NULL"
+    code.call = _checked(
+        f"mq_conv3d_s8(&{ctx.sym('params')}, &{ctx.sym('quant')}, &{ctx.sym('input_dims')}, "
+        f"{ctx.ptr(x)}, &{ctx.sym('filter_dims')}, {ctx.weight('filter')}, {bias}, "
+        f"&{ctx.sym('output_dims')}, {ctx.ptr(y)})"
+    )
+    code.macs = int(np.prod(ctx.shape(y), dtype=np.int64)) * int(np.prod(filt.shape[1:]))
+    return code
+
+
 EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "conv2d": _conv,
     "depthwise_conv2d": _conv,
@@ -451,6 +546,10 @@ EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "batch_matmul": _batch_matmul,
     "layernorm": _layernorm,
     "slice": _slice,
+    "resize_nearest": _resize,
+    "resize_bilinear": _resize,
+    "transpose_conv2d": _transpose_conv,
+    "conv3d": _conv3d,
 }
 
 # runtime family -> the C sources it needs (headers come from #include lines)
@@ -464,4 +563,7 @@ FAMILY_SOURCES: dict[str, tuple[str, ...]] = {
     "mq_matmul": ("mq_matmul.c",),
     "mq_layernorm": ("mq_layernorm.c",),
     "mq_slice": ("mq_slice.c",),
+    "mq_resize": ("mq_resize.c",),
+    "mq_transpose_conv": ("mq_transpose_conv.c",),
+    "mq_conv3d": ("mq_conv3d.c",),
 }

@@ -8,6 +8,9 @@ import onnx
 
 from microq import ir
 from microq.onnx_import import ops_attention as att
+from microq.onnx_import import ops_conv3d as c3
+from microq.onnx_import import ops_convtranspose as ct
+from microq.onnx_import import ops_resize as rs
 from microq.onnx_import import ops_spatial as sp
 from microq.onnx_import import ops_tensor as tn
 from microq.onnx_import.context import Ctx, Unsupported
@@ -17,7 +20,7 @@ from microq.onnx_import.patterns import fuse_patterns
 
 # One explicit registry: ONNX op_type -> converter. Adding an op means adding a line here.
 CONVERTERS: dict[str, Callable[[Ctx], None]] = {
-    "Conv": sp.conv,
+    "Conv": c3.conv,  # Conv3D there, 1-D / 2-D in sp.conv
     "MaxPool": sp.pool,
     "AveragePool": sp.pool,
     "GlobalAveragePool": sp.global_pool,
@@ -55,6 +58,8 @@ CONVERTERS: dict[str, Callable[[Ctx], None]] = {
     "Split": att.split,
     "Slice": att.slice_,
     "Gather": att.gather,
+    "Resize": rs.resize,
+    "ConvTranspose": ct.conv_transpose,
 }
 
 
@@ -78,10 +83,14 @@ def _input_perm(prep: Prepared, name: str, rank: int) -> tuple[int, ...]:
         for n in prep.nodes:
             if name == (n.input[0] if n.input else "") and n.op_type in CONV1D_CANDIDATES:
                 return NLC
+    if rank == 5:  # a Conv3D input: [N, C, D, H, W] is stored NDHWC
+        for n in prep.nodes:
+            if name == (n.input[0] if n.input else "") and n.op_type == "Conv":
+                return c3.NDHWC
     return identity(rank)
 
 
-CONV1D_CANDIDATES = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+CONV1D_CANDIDATES = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 
 
 def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:

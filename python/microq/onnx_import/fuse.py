@@ -9,7 +9,7 @@ import numpy as np
 
 from microq import ir
 
-WEIGHTED = ("Conv2D", "FullyConnected")
+WEIGHTED = ("Conv2D", "FullyConnected", "ConvTranspose2D", "Conv3D")
 
 
 def fuse(g: ir.Graph) -> None:

@@ -42,13 +42,18 @@ class InspectReport:
 
 def _macs(g: ir.Graph, n: ir.Node) -> int:
     out = g.tensors[n.outputs[0]].shape
-    if n.op == "Conv2D":
+    if n.op == "ConvTranspose2D":  # every input pixel x every tap (the scatter count)
+        x = g.tensors[n.inputs[0]].shape
+        return int(np.prod(x[:3])) * int(np.prod(g.tensors[n.inputs[1]].shape))
+    if n.op in ("Conv2D", "Conv3D"):
         w = g.tensors[n.inputs[1]].shape
         return int(np.prod(out)) * int(np.prod(w[1:]))
     if n.op == "FullyConnected":
         return int(np.prod(out)) * g.tensors[n.inputs[1]].shape[1]
     if n.op == "MatMul":  # activation x activation: B*M*N outputs, K products each
         return int(np.prod(out)) * g.tensors[n.inputs[0]].shape[-1]
+    if n.op == "Resize" and n.attrs.mode == "linear":  # one multiply per tap, four taps
+        return 4 * int(np.prod(out))
     if n.op == "LayerNorm":  # one multiply-add per element, as the compile summary counts it
         return int(np.prod(out))
     return 0

@@ -1,5 +1,5 @@
 """ONNX frontend, step 2a: rewrite multi-node ONNX patterns into one op before conversion (GELU,
-LayerNorm, scaled MatMul)."""
+LayerNorm, scaled MatMul, gathered linear interpolation)."""
 
 from __future__ import annotations
 
@@ -306,6 +306,82 @@ def fuse_matmul_scale(
     return rw.result()
 
 
+def _gathered(rw: _Rewriter, t: str):
+    """t = x gathered along one axis by constant indices, as Gather(x, idx, axis) or the dynamo
+    exporter's Transpose(GatherND(Transpose(x, p), idx[K, 1]), p^-1): (x, axis, idx, nodes)."""
+    g = rw.made_by(t, "Gather")
+    if g is not None:
+        idx = rw.consts.get(g[0].input[1])
+        axis = next((helper.get_attribute_value(a) for a in g[0].attribute if a.name == "axis"), 0)
+        if idx is None or idx.ndim != 1:
+            return None
+        return g[0].input[0], int(axis), idx, [g]
+    back = rw.made_by(t, "Transpose")
+    g = back and rw.made_by(back[0].input[0], "GatherND")
+    front = g and rw.made_by(g[0].input[0], "Transpose")
+    if front is None or any(a.name == "batch_dims" and a.i for a in g[0].attribute):
+        return None
+    idx = rw.consts.get(g[0].input[1])
+    pf, pb = ([int(v) for v in helper.get_attribute_value(a)]
+              for n in (front, back) for a in n[0].attribute if a.name == "perm")
+    if idx is None or idx.ndim != 2 or idx.shape[1] != 1 or [pf[i] for i in pb] != sorted(pf):
+        return None
+    return front[0].input[0], pf[0], idx.reshape(-1), [front, g, back]
+
+
+def fuse_gather_lerp(
+    nodes: list[Named], consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
+    outputs: set[str],
+) -> tuple[list[Named], dict[str, list[str]]]:
+    """a + (b - a) * w with a, b = x gathered along one spatial axis by constant indices and w a
+    constant weight per output index in [0, 1] (the dynamo exporter's upsample_linear1d) ->
+    one Resize (linear) carrying those taps (microq_axis / microq_lo / microq_hi / microq_frac).
+    """
+    rw = _Rewriter(nodes, consts, outputs)
+    for add in nodes:
+        if add[0].op_type != "Add" or len(add[0].input) != 2:
+            continue
+        for a_name in add[0].input:
+            m = rw.made_by(_other(add[0], a_name), "Mul")
+            if m is None or rw.only_user(m[0].output[0], "Add") is not add:
+                continue
+            w_name = next((i for i in m[0].input if i in consts), None)
+            s = w_name and rw.made_by(_other(m[0], w_name), "Sub")
+            if s is None or s[0].input[1] != a_name or rw.only_user(s[0].output[0], "Mul") is not m:
+                continue
+            ga, gb = _gathered(rw, a_name), _gathered(rw, s[0].input[0])
+            if ga is None or gb is None or ga[:2] != gb[:2] or len(ga[2]) != len(gb[2]):
+                continue
+            x, axis, lo, hi = ga[0], ga[1], ga[2], gb[2]
+            shape = shapes.get(x)
+            w = consts[w_name]
+            if shape is None or len(shape) not in (3, 4) or not 2 <= axis % len(shape):
+                continue
+            axis %= len(shape)
+            trail = (1,) * (len(shape) - 1 - axis)
+            while w.ndim > 1 and w.shape[0] == 1:
+                w = w[0]
+            if w.shape != (len(lo),) + trail or not (0 <= w.min() and w.max() <= 1):
+                continue
+            if not (0 <= min(lo.min(), hi.min()) and max(lo.max(), hi.max()) < shape[axis]):
+                continue
+            if len(rw.users.get(a_name, [])) != 2 or len(rw.users.get(s[0].input[0], [])) != 1:
+                continue
+            front = ga[3][0][0].output[0]
+            if ga[3][0] is not gb[3][0] and len(ga[3]) == 3:
+                continue  # two different front transposes: leave it to the converters
+            if len(ga[3]) == 3 and len(rw.users.get(front, [])) != 2:
+                continue
+            nodes_in = ga[3] + [n for n in gb[3] if n is not ga[3][0]] + [s, m, add]
+            new = helper.make_node(
+                "Resize", [x], [add[0].output[0]], mode="linear", microq_axis=axis,
+                microq_lo=[int(v) for v in lo], microq_hi=[int(v) for v in hi],
+                microq_frac=[float(v) for v in w.reshape(-1)])
+            rw.commit(nodes_in, new)
+            break
+    return rw.result()
+
+
 def fuse_patterns(
     nodes: list[Named], consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
     outputs: set[str],
@@ -315,7 +391,8 @@ def fuse_patterns(
     steps = [lambda n: fuse_erf_gelu(n, consts, outputs),
              lambda n: fuse_tanh_gelu(n, consts, outputs),
              lambda n: fuse_layer_norm(n, consts, shapes, outputs),
-             lambda n: fuse_matmul_scale(n, consts, outputs)]
+             lambda n: fuse_matmul_scale(n, consts, outputs),
+             lambda n: fuse_gather_lerp(n, consts, shapes, outputs)]
     for step in steps:
         nodes, more = step(nodes)
         for name, srcs in more.items():  # a node made of already merged ones keeps them all

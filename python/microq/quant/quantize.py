@@ -17,7 +17,7 @@ from .. import ir, qir
 from ..errors import MicroqError
 from ..ref import activations
 from ..ref.arith import quantize_multiplier, round_half_away
-from . import guards, scheme
+from . import guards, rules_spatial, scheme
 from .calibrate import Range
 
 INT32_MAX = 2**31 - 1
@@ -383,6 +383,9 @@ HANDLERS = {
     "MatMul": _Quantizer.matmul,
     "LayerNorm": _Quantizer.layer_norm,
     "Slice": _Quantizer.slice_,
+    "Resize": rules_spatial.resize,
+    "ConvTranspose2D": rules_spatial.transpose_conv,
+    "Conv3D": rules_spatial.conv3d,
 }
 
 

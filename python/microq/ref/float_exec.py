@@ -12,6 +12,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from microq import ir
+from microq.ref import resize as resize_ref
+from microq.ref import conv3d, transpose_conv
 
 
 def to_physical(graph: ir.Graph, name: str, x_logical: np.ndarray) -> np.ndarray:
@@ -204,4 +206,7 @@ OPS: dict[str, Callable[[list[np.ndarray], object], np.ndarray]] = {
     "MatMul": matmul,
     "LayerNorm": layer_norm,
     "Slice": slice_,
+    "Resize": resize_ref.float_resize,
+    "ConvTranspose2D": transpose_conv.float_transpose_conv,
+    "Conv3D": conv3d.float_conv3d,
 }

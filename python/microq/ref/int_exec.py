@@ -13,6 +13,7 @@ import numpy as np
 
 from ..qir import QGraph, QNode
 from . import conv, elementwise, fc, layernorm, matmul, pool, softmax, tensor
+from . import conv3d, resize, transpose_conv
 from . import slice as slice_ref  # not `slice`: that is a builtin
 
 Adapter = Callable[[QNode, QGraph, list, str], np.ndarray]
@@ -106,6 +107,22 @@ def _slice(node, g, xs, rounding):
     return slice_ref.strided_slice(node.params, xs[0]).reshape(_out_shape(node, g))
 
 
+def _resize_nearest(node, g, xs, rounding):
+    return resize.resize_nearest(node.params, xs[0], _out_hw(node, g))
+
+
+def _resize_bilinear(node, g, xs, rounding):
+    return resize.resize_bilinear(node.params, xs[0], _out_hw(node, g))
+
+
+def _transpose_conv2d(node, g, xs, rounding):
+    return transpose_conv.transpose_conv2d(node.params, xs[0], _out_hw(node, g), rounding)
+
+
+def _conv3d(node, g, xs, rounding):
+    return conv3d.conv3d(node.params, xs[0], tuple(_out_shape(node, g)[1:4]), rounding)
+
+
 KERNELS: dict[str, Adapter] = {
     "conv2d": _conv2d,
     "depthwise_conv2d": _depthwise,
@@ -125,6 +142,10 @@ KERNELS: dict[str, Adapter] = {
     "batch_matmul": _batch_matmul,
     "layernorm": _layernorm,
     "slice": _slice,
+    "resize_nearest": _resize_nearest,
+    "resize_bilinear": _resize_bilinear,
+    "transpose_conv2d": _transpose_conv2d,
+    "conv3d": _conv3d,
 }
 
 
