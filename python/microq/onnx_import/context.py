@@ -8,12 +8,19 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from microq.onnx_import.layout import Builder, Value, identity, inverse, permute
+from microq.onnx_import.layout import Builder, LayoutError, Value, identity, inverse, permute
 from microq.onnx_import.loader import Prepared
+
+__all__ = ["Ctx", "Unsupported", "LayoutError", "Value"]
 
 
 class Unsupported(Exception):
     """Raised by a converter; the message is the reason shown to the user."""
+
+
+def mixes_samples(what: str, axis: int) -> Unsupported:
+    return Unsupported(f"{what} along the batch axis (axis {axis}) mixes the samples of a batch; "
+                       "microq compiles one sample at a time")
 
 
 @dataclass
@@ -24,6 +31,10 @@ class Ctx:
     node: onnx.NodeProto | None = None
     name: str = ""  # the current ONNX node's unique name
     merged: dict[str, list[str]] = field(default_factory=dict)  # pattern node -> ONNX nodes
+    # ONNX tensor -> the logical axis that is the model's batch, None once a Reshape merged or
+    # dropped it. A converter that moves axes sets it (set_batch); otherwise convert() copies
+    # input 0's when the ranks agree.
+    batch: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def opset(self) -> int:
@@ -45,7 +56,8 @@ class Ctx:
         # start in the right padding: onnxruntime drops it, onnx 1.23's inference keeps it).
         if name in self.values:
             v = self.values[name]
-            return permute(self.b.shape(v.name), inverse(v.perm))
+            phys = self.b.shape(v.name)
+            return permute(phys[1:] if v.hidden else phys, inverse(v.perm))
         if name in self.prep.shapes:
             return self.prep.shapes[name]
         raise Unsupported(f"the shape of '{name}' is not static after shape inference")
@@ -60,11 +72,22 @@ class Ctx:
     def has_input(self, idx: int) -> bool:
         return idx < len(self.node.input) and bool(self.node.input[idx])
 
-    def value(self, idx: int) -> Value:
-        """Input `idx` as an activation; a constant input becomes an IR constant tensor."""
+    def value(self, idx: int, hidden: bool = False) -> Value:
+        """Input `idx` as an activation; a constant input becomes an IR constant tensor.
+
+        A hidden Value (see layout) is made plain when it has a size-1 axis; a converter that
+        can take it hidden passes hidden=True, else a still-hidden Value is Unsupported."""
         name = self.node.input[idx]
         if name in self.values:
-            return self.values[name]
+            v = self.values[name]
+            if v.hidden and not hidden:
+                v = self.b.unhide(v, self.shape(name), self.source)
+                if v.hidden:
+                    raise Unsupported(
+                        f"{self.node.op_type} of '{name}' {list(self.shape(name))}, whose batch "
+                        "axis an earlier Reshape merged into a data axis, is not supported")
+                self.values[name] = v
+            return v
         if name in self.prep.consts:
             arr = self.prep.consts[name]
             if arr.dtype.kind != "f":
@@ -80,8 +103,15 @@ class Ctx:
     def out(self, idx: int = 0) -> str:
         return self.node.output[idx]
 
-    def set(self, ir_name: str, perm: tuple[int, ...], idx: int = 0) -> None:
-        self.values[self.node.output[idx]] = Value(ir_name, tuple(perm))
+    def set(self, ir_name: str, perm: tuple[int, ...], idx: int = 0, hidden: bool = False) -> None:
+        self.values[self.node.output[idx]] = Value(ir_name, tuple(perm), hidden)
+
+    def batch_of(self, idx: int) -> int | None:
+        """The model's batch axis in input `idx` (None: merged or dropped, or a constant)."""
+        return self.batch.get(self.node.input[idx]) if self.has_input(idx) else None
+
+    def set_batch(self, axis: int | None, idx: int = 0) -> None:
+        self.batch[self.node.output[idx]] = axis
 
     def unused(self, idx: int) -> bool:
         """True when optional output `idx` is absent or consumed by nobody."""

@@ -13,7 +13,7 @@ from microq.onnx_import import ops_convtranspose as ct
 from microq.onnx_import import ops_resize as rs
 from microq.onnx_import import ops_spatial as sp
 from microq.onnx_import import ops_tensor as tn
-from microq.onnx_import.context import Ctx, Unsupported
+from microq.onnx_import.context import Ctx, LayoutError, Unsupported
 from microq.onnx_import.layout import NHWC, NLC, Value, identity, permute
 from microq.onnx_import.loader import Prepared
 from microq.onnx_import.patterns import fuse_patterns
@@ -105,6 +105,7 @@ def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
         perm = _input_perm(prep, inp.name, len(shape))
         cx.b.activation(inp.name, permute(shape, perm))
         cx.values[inp.name] = Value(inp.name, perm)
+        cx.batch[inp.name] = 0  # loader.fix_batch made dim 0 the batch, of size 1
         inputs.append(inp.name)
         logical_shapes[inp.name] = shape
         if perm != identity(len(shape)):
@@ -122,7 +123,8 @@ def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
                 raise Unsupported(f"op {node.domain + '.' if node.domain else ''}"
                                   f"{node.op_type} is not supported")
             fn(cx)
-        except Unsupported as exc:
+            _default_batch(cx, node)
+        except (Unsupported, LayoutError) as exc:
             problems.append((name, node.op_type, str(exc)))
             _poison(cx, node)
             poisoned.update(node.output)
@@ -146,15 +148,41 @@ def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
                              f"{why} (remove it from the graph outputs)"))
             continue
         logical = cx.shape(out.name)
-        logical_shapes[out.name] = logical
         cx.name = out.name
-        v = cx.b.to_logical(v, logical, [])
+        v, logical_shapes[out.name] = _output_layout(cx, v, logical, cx.batch.get(out.name))
         if v.name != out.name:
             _name_output(cx, v.name, out.name, inputs + outputs)
         outputs.append(out.name)
     graph = ir.Graph(g.name or "model", cx.b.tensors, cx.b.nodes, inputs, outputs, input_perm,
                      logical_shapes, prep.path)
     return graph, problems
+
+
+def _output_layout(cx: Ctx, v: Value, logical: tuple[int, ...], batch: int | None
+                   ) -> tuple[Value, tuple[int, ...]]:
+    """A graph output in row-major order with its batch first, and the shape users see.
+
+    The shape is the ONNX one when its batch is axis 0 (always so for the usual models); an
+    output whose batch sits elsewhere is given with that size-1 axis moved to the front, and
+    one whose batch a Reshape merged away gets a leading batch axis of 1: the same bytes, so
+    every output is (N, ...) for N samples."""
+    if batch is None and logical and logical[0] == 1:
+        batch = 0
+    if batch is not None:
+        v = cx.b.rehome(v, logical, batch, [])
+    v = cx.b.to_row_major(v, logical, [])
+    if v.hidden:
+        return v, (1,) + tuple(logical)
+    return v, permute(logical, v.perm)
+
+
+def _default_batch(cx: Ctx, node: onnx.NodeProto) -> None:
+    """Outputs a converter gave no batch axis keep input 0's when the rank is the same."""
+    src = cx.batch.get(node.input[0]) if node.input else None
+    for out in node.output:
+        if out and out not in cx.batch and out in cx.values:
+            same = src is not None and len(cx.shape(out)) == len(cx.shape(node.input[0]))
+            cx.batch[out] = src if same else None
 
 
 def _name_output(cx: Ctx, current: str, wanted: str, taken: list[str]) -> None:

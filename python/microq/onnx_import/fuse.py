@@ -14,9 +14,14 @@ WEIGHTED = ("Conv2D", "FullyConnected", "ConvTranspose2D", "Conv3D")
 
 def fuse(g: ir.Graph) -> None:
     """Apply every fusion until none applies, then drop tensors nobody uses."""
-    for step in (fuse_silu, fuse_pad_into_conv, merge_reshapes, fold_affine, fuse_activation):
-        while step(g):
-            pass
+    steps = (fuse_silu, fuse_pad_into_conv, merge_reshapes, fold_affine, fuse_activation,
+             fold_scale_into_matmul)
+    changed = True
+    while changed:  # a fusion can open another (a fused Conv1D ReLU leaves Reshape(Reshape))
+        changed = False
+        for step in steps:
+            while step(g):
+                changed = True
     prune(g)
 
 
@@ -108,17 +113,60 @@ def _is_channel_affine(g: ir.Graph, c: ir.Node, cout: int) -> bool:
 
 
 def fuse_activation(g: ir.Graph) -> bool:
-    """ReLU/Clip after Conv2D/FC/Add/Sub (its only consumer) becomes the node's output clamp."""
+    """ReLU/Clip after Conv2D/FC/Add/Sub (its only consumer) becomes the node's output clamp.
+
+    A Reshape in between (a Conv1D's [N, 1, L, C] result viewed as [N, L, C]) does not stop it:
+    an elementwise clamp commutes with a reshape, so the Reshape takes the activation's place."""
     for p in g.nodes:
         if p.op not in WEIGHTED + ("Add", "Sub") or _has_act(p.attrs):
             continue
         c = _only_consumer(g, p.outputs[0])
+        view = None
+        if c is not None and c.op == "Reshape":
+            view, c = c, _only_consumer(g, c.outputs[0])
         if c is None or c.op != "Activation" or c.attrs.kind not in ("relu", "clip"):
             continue
         lo, hi = (0.0, math.inf) if c.attrs.kind == "relu" else (c.attrs.lo, c.attrs.hi)
         p.attrs = dataclasses.replace(p.attrs, act_min=lo, act_max=hi)
-        _merge(g, p, c)
+        if view is None:
+            _merge(g, p, c)
+        else:  # p -> view -> c  becomes  p (clamped) -> view, writing c's output
+            view.outputs = list(c.outputs)
+            p.source += [s for s in c.source if s not in p.source]
+            g.nodes.remove(c)
         return True
+    return False
+
+
+def fold_scale_into_matmul(g: ir.Graph) -> bool:
+    """Mul by a scalar constant feeding only a MatMul of two activations (through Reshapes and
+    Transposes, which commute with it) becomes the MatMul's alpha: torch's SDPA export scales
+    q and k by d**-0.25 each; one requantization less per operand."""
+    for m in g.nodes:
+        if m.op != "MatMul":
+            continue
+        for i in (0, 1):
+            reader, t = m, m.inputs[i]
+            p = g.producer(t)
+            while (p is not None and p.op in ("Reshape", "Transpose")
+                   and _only_consumer(g, p.outputs[0]) is reader):
+                reader, t = p, p.inputs[0]
+                p = g.producer(t)
+            if p is None or p.op != "Mul" or _has_act(p.attrs) or _only_consumer(
+                    g, p.outputs[0]) is not reader:
+                continue
+            consts = [j for j in (0, 1) if g.tensors[p.inputs[j]].const is not None]
+            if len(consts) != 1 or g.tensors[p.inputs[consts[0]]].const.size != 1:
+                continue
+            c = float(g.tensors[p.inputs[consts[0]]].const.reshape(-1)[0])
+            x = p.inputs[1 - consts[0]]
+            if g.tensors[x].shape != g.tensors[p.outputs[0]].shape:
+                continue  # the Mul broadcast x up: keep it
+            reader.inputs = [x if j == p.outputs[0] else j for j in reader.inputs]
+            m.attrs = dataclasses.replace(m.attrs, alpha=m.attrs.alpha * c)
+            m.source = p.source + [s for s in m.source if s not in p.source]
+            g.nodes.remove(p)
+            return True
     return False
 
 

@@ -3,6 +3,17 @@
 Every ONNX tensor maps to a Value: the physical IR tensor holding it and the perm with
 physical = logical.transpose(perm). Layout-sensitive converters map axes through the perm or ask
 for another layout; a Transpose that does not move memory becomes a free Reshape.
+
+The sample axis. The IR describes one sample (batch 1), but the float executor runs N samples at
+once stacked along *physical axis 0*, so physical axis 0 of every activation is a size-1 axis no
+node computes across. Which logical axis sits there is free: for a plain Value it is
+logical axis perm[0], which has size 1 (the model's batch axis while it is known, else any other
+size-1 axis: moving size-1 axes is free in memory). A Value with `hidden=True` has no logical
+axis for it: its IR tensor is [1] + logical.transpose(perm) (after a Reshape merged the batch
+into a data axis, e.g. nn.MultiheadAttention's [T, B*H, D]). Converters get plain Values from
+Ctx.value() (hidden ones are turned plain when a size-1 axis exists); one that handles hidden
+Values asks for them with Ctx.value(idx, hidden=True) and keeps the flag on its outputs.
+Where the *model's* batch axis is (what mixing samples means) is tracked apart, in Ctx.batch.
 """
 
 from __future__ import annotations
@@ -17,10 +28,23 @@ NHWC = (0, 2, 3, 1)  # physical NHWC from logical NCHW
 NLC = (0, 2, 1)  # Conv1D: physical [N, L, C] from logical [N, C, L]
 
 
+class LayoutError(Exception):
+    """A layout the sample axis forbids; converters report it like Unsupported."""
+
+
 @dataclass(frozen=True)
 class Value:
     name: str  # the physical IR tensor
-    perm: tuple[int, ...]  # physical = logical.transpose(perm)
+    perm: tuple[int, ...]  # physical = logical.transpose(perm) (after the leading 1 if hidden)
+    hidden: bool = False  # the IR tensor has an extra leading size-1 sample axis
+
+    def phys(self, logical: tuple[int, ...]) -> tuple[int, ...]:
+        """The IR shape of this Value for the logical shape `logical`."""
+        return ((1,) if self.hidden else ()) + permute(logical, self.perm)
+
+    def phys_axis(self, axis: int) -> int:
+        """The IR axis that holds logical axis `axis`."""
+        return self.perm.index(axis) + (1 if self.hidden else 0)
 
 
 def identity(rank: int) -> tuple[int, ...]:
@@ -121,22 +145,76 @@ class Builder:
     def to_perm(
         self, v: Value, logical: tuple[int, ...], target: tuple[int, ...], source: list[str]
     ) -> Value:
-        """The same data in layout `target` (a Transpose, or a free Reshape when memory agrees)."""
+        """The same data in layout `target` (a Transpose, or a free Reshape when memory agrees).
+
+        A plain Value whose target puts another logical axis first needs that axis to have
+        size 1 (it becomes the sample axis); a hidden Value stays hidden, its leading 1 first."""
         if v.perm == target:
             return v
+        if not v.hidden and target[0] != v.perm[0]:
+            if logical[target[0]] != 1:
+                raise LayoutError(
+                    f"layout {list(target)} of a {list(logical)} tensor would move the sample "
+                    f"axis (logical axis {v.perm[0]}) off the front")
+            v = self.rehome(v, logical, target[0], source)
+            if v.perm == target:
+                return v
         step = compose(inverse(v.perm), target)  # current physical -> target physical
+        lead = 1 if v.hidden else 0
+        if lead:
+            step = (0,) + tuple(p + 1 for p in step)
         phys = self.shape(v.name)
-        out_shape = permute(logical, target)
+        out_shape = ((1,) if v.hidden else ()) + permute(logical, target)
         suffix = "nchw" if target == identity(len(target)) else "t"
         if is_noop(phys, step):
-            return Value(self.reshape(v.name, out_shape, f"{v.name}__{suffix}", source), target)
+            return Value(self.reshape(v.name, out_shape, f"{v.name}__{suffix}", source), target,
+                         v.hidden)
         attrs = ir.TransposeAttrs(step)
         out = self.add("Transpose", [v.name], f"{v.name}__{suffix}", out_shape, attrs,
                        source=source)
-        return Value(out, target)
+        return Value(out, target, v.hidden)
 
     def to_logical(self, v: Value, logical: tuple[int, ...], source: list[str]) -> Value:
+        """Row-major logical order. A plain Value whose sample axis is not logical axis 0 and
+        logical axis 0 is not size 1 cannot have it (LayoutError): use to_row_major."""
         return self.to_perm(v, logical, identity(len(logical)), source)
+
+    def to_row_major(self, v: Value, logical: tuple[int, ...], source: list[str]) -> Value:
+        """The logical data in row-major order in memory, the sample axis kept first: identity
+        perm when possible, else the sample axis (size 1) first and the rest in order (the
+        same bytes in a batch-1 model). What a Reshape needs."""
+        if v.hidden:
+            return self.to_perm(v, logical, identity(len(logical)), source)
+        s = v.perm[0]
+        if s == 0 or logical[0] == 1:
+            return self.to_perm(v, logical, identity(len(logical)), source)
+        return self.to_perm(v, logical, (s,) + tuple(i for i in range(len(logical)) if i != s),
+                            source)
+
+    def rehome(self, v: Value, logical: tuple[int, ...], axis: int, source: list[str]) -> Value:
+        """Make size-1 logical `axis` the sample axis (a free Reshape; hidden Values too)."""
+        if not v.hidden and v.perm[0] == axis:
+            return v
+        rest = tuple(p for p in v.perm if p != axis)
+        perm = (axis,) + rest
+        out = self.reshape(v.name, permute(logical, perm), f"{v.name}__s", source)
+        return Value(out, perm)
+
+    def hide(self, v: Value, logical: tuple[int, ...], source: list[str]) -> Value:
+        """The same data as a hidden Value (a free Reshape adding the leading 1)."""
+        if v.hidden:
+            return v
+        out = self.reshape(v.name, (1,) + permute(logical, v.perm), f"{v.name}__h", source)
+        return Value(out, v.perm, True)
+
+    def unhide(self, v: Value, logical: tuple[int, ...], source: list[str],
+               avoid: tuple[int, ...] = ()) -> Value:
+        """A hidden Value as a plain one when a size-1 logical axis (not in `avoid`) can hold
+        the sample; else unchanged."""
+        if not v.hidden:
+            return v
+        ones = [p for p in v.perm if logical[p] == 1 and p not in avoid]
+        return self.rehome(v, logical, ones[0], source) if ones else v
 
     def rename(self, old: str, new: str) -> None:
         """Give tensor `old` the name `new` everywhere (used for graph outputs)."""

@@ -246,7 +246,10 @@ def empty_outputs(prep: Prepared, names: list[str]) -> list[tuple[str, str, str]
 
 
 def fix_batch(model: onnx.ModelProto, path: str) -> None:
-    """Set dim 0 of every graph input to 1; any other symbolic dim is an error naming the input."""
+    """Set dim 0 (the batch) of every graph input to 1; any other symbolic dim is an error
+    naming the input. Nothing else is touched: shape inference computes every other shape,
+    graph outputs included (their dim 0 need not be the batch: after a Transpose or Squeeze
+    it is data)."""
     inits = {i.name for i in model.graph.initializer}
     for inp in model.graph.input:
         if inp.name in inits:
@@ -262,12 +265,12 @@ def fix_batch(model: onnx.ModelProto, path: str) -> None:
                     f"{path}: input '{inp.name}' has a dynamic dimension {i} ('{name}'); only the "
                     "batch (dim 0) may be dynamic: export with a fixed input size"
                 )
-    # Stale shapes of intermediate tensors may still carry the symbolic batch: infer them again.
+    # Stale shapes of intermediate tensors and outputs may still carry the symbolic batch (or an
+    # exporter's wrong guess): infer them all again from the inputs.
     del model.graph.value_info[:]
     for out in model.graph.output:
-        if out.type.tensor_type.shape.dim:
-            out.type.tensor_type.shape.dim[0].ClearField("dim_param")
-            out.type.tensor_type.shape.dim[0].dim_value = 1
+        if out.type.HasField("tensor_type"):
+            out.type.tensor_type.ClearField("shape")
 
 
 def infer(model: onnx.ModelProto, path: str) -> onnx.ModelProto:

@@ -8,7 +8,7 @@ import numpy as np
 
 from microq import ir
 from microq.onnx_import import ops_spatial as sp
-from microq.onnx_import.context import Ctx, Unsupported, axis_of
+from microq.onnx_import.context import Ctx, Unsupported, axis_of, mixes_samples
 from microq.onnx_import.layout import Value, identity, permute
 
 
@@ -86,26 +86,27 @@ def layer_norm(cx: Ctx) -> None:
 
 def _slice_node(cx: Ctx, v: Value, logical: tuple[int, ...], axis: int, rng: range,
                 idx: int = 0) -> tuple[str, tuple[int, ...]]:
-    """Slice logical axis `axis` of v to `rng`; returns the IR tensor and its logical shape."""
+    """Slice logical axis `axis` of v to `rng`; returns the IR tensor and its logical shape.
+
+    Any axis: the batch (and the sample axis) have size 1, so a non-empty range of it is all
+    of it."""
     if rng.step <= 0:
         raise Unsupported("Slice with a negative step")
     if len(rng) == 0:
         raise Unsupported(f"Slice selects no element of axis {axis} (size {logical[axis]}): "
                           "an empty tensor")
-    if axis == 0 and len(rng) != logical[0]:
-        raise Unsupported("Slice along the batch axis")
     out_logical = logical[:axis] + (len(rng),) + logical[axis + 1 :]
     if len(rng) == logical[axis]:
         return v.name, out_logical
-    phys = v.perm.index(axis)
-    rank = len(logical)
+    phys = v.phys_axis(axis)
     pshape = cx.b.shape(v.name)
+    rank = len(pshape)
     begin = tuple(rng.start if i == phys else 0 for i in range(rank))
     end = tuple(rng.start + (len(rng) - 1) * rng.step + 1 if i == phys else pshape[i]
                 for i in range(rank))
     step = tuple(rng.step if i == phys else 1 for i in range(rank))
     out = cx.node.output[idx]
-    y = cx.b.add("Slice", [v.name], out, permute(out_logical, v.perm),
+    y = cx.b.add("Slice", [v.name], out, v.phys(out_logical),
                  ir.SliceAttrs(begin, end, step), f"{cx.name}_{idx}" if idx else cx.name,
                  cx.source)
     return y, out_logical
@@ -126,15 +127,16 @@ def slice_(cx: Ctx) -> None:
         starts, ends = (list(parts[i].astype(np.int64)) for i in (0, 1))
         axes = list(parts[2]) if parts[2] is not None else list(range(len(starts)))
         steps = list(parts[3]) if parts[3] is not None else [1] * len(starts)
-    v = cx.value(0)
+    v = cx.value(0, hidden=True)
     name, shape = v.name, logical
     for s, e, ax, st in zip(starts, ends, axes, steps):
         ax = axis_of(ax, rank, "axes")
         if int(st) == 0:
             raise Unsupported("Slice with step 0: the model is invalid")
         rng = range(*slice(int(s), int(e), int(st)).indices(shape[ax]))
-        name, shape = _slice_node(cx, Value(name, v.perm), shape, ax, rng)
-    cx.set(name, v.perm)
+        name, shape = _slice_node(cx, Value(name, v.perm, v.hidden), shape, ax, rng)
+    cx.set(name, v.perm, hidden=v.hidden)
+    cx.set_batch(cx.batch_of(0))
 
 
 def split(cx: Ctx) -> None:
@@ -155,12 +157,15 @@ def split(cx: Ctx) -> None:
     if len(sizes) != n or any(s < 1 for s in sizes) or sum(sizes) != logical[axis]:
         raise Unsupported(f"split sizes {sizes} for {n} outputs do not partition axis {axis} "
                           f"of size {logical[axis]}: the model is invalid")
-    v = cx.value(0)
+    if cx.batch_of(0) == axis and n > 1:
+        raise mixes_samples("Split", axis)
+    v = cx.value(0, hidden=True)
     start = 0
     for idx, size in enumerate(sizes):
         if cx.node.output[idx]:
             name, _ = _slice_node(cx, v, logical, axis, range(start, start + size), idx)
-            cx.set(name, v.perm, idx)
+            cx.set(name, v.perm, idx, hidden=v.hidden)
+            cx.set_batch(cx.batch_of(0), idx)
         start += size
 
 
@@ -179,15 +184,23 @@ def gather(cx: Ctx) -> None:
     flat = [i % logical[axis] for i in raw]
     if idx.ndim > 1 or not flat or flat != list(range(flat[0], flat[0] + len(flat))):
         raise Unsupported("Gather of non-consecutive indices")
-    v = cx.value(0)
+    k = cx.batch_of(0)
+    v = cx.value(0, hidden=True)
     name, shape = _slice_node(cx, v, logical, axis, range(flat[0], flat[0] + len(flat)))
     if idx.ndim == 1:
-        cx.set(name, v.perm)
+        cx.set(name, v.perm, hidden=v.hidden)
+        cx.set_batch(k)
         return
-    phys = v.perm.index(axis)  # a scalar index drops the (now size-1) axis: free in memory
+    # a scalar index drops the (now size-1) axis: free in memory
+    cx.set_batch(None if k is None or k == axis else k - (k > axis))
+    perm = tuple(p - (p > axis) for p in v.perm if p != axis)
+    if not v.hidden and v.perm[0] == axis:  # it held the sample: keep that as a leading 1
+        cx.set(name, perm, hidden=True)
+        return
+    phys = v.phys_axis(axis)
     pshape = cx.b.shape(name)
     out = cx.b.reshape(name, pshape[:phys] + pshape[phys + 1 :], cx.out(), cx.source)
-    cx.set(out, tuple(p - (p > axis) for p in v.perm if p != axis))
+    cx.set(out, perm, hidden=v.hidden)
 
 
 def reduce_mean(cx: Ctx) -> None:
@@ -203,6 +216,9 @@ def reduce_mean(cx: Ctx) -> None:
         if rank == 4 or v.perm != identity(rank):
             sp.reduce_mean(cx)
             return
+    k = cx.batch_of(0)
+    if k is not None and k in axes:
+        raise mixes_samples("ReduceMean", k)
     if len(axes) != 1 or axes[0] == 0:
         raise Unsupported(f"ReduceMean over axes {axes}")
     ax = axes[0]

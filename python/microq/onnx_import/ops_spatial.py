@@ -209,9 +209,9 @@ def reduce_mean(cx: Ctx) -> None:
 def _fully_connected(cx: Ctx, w: np.ndarray, bias: np.ndarray) -> None:
     """x [..., K] (last logical axis kept last physically), w [Cout, K] -> y [..., Cout]."""
     logical = cx.shape(cx.node.input[0])
-    v = cx.value(0)
+    v = cx.value(0, hidden=True)  # rows are independent: a hidden sample axis is fine
     if v.perm[-1] != len(logical) - 1:
-        v = cx.b.to_logical(v, logical, cx.source)
+        v = cx.b.to_row_major(v, logical, cx.source)
     xs = cx.b.shape(v.name)
     if xs[-1] != w.shape[1]:
         raise Unsupported(f"weight K {w.shape[1]} does not match input {xs}")
@@ -220,7 +220,7 @@ def _fully_connected(cx: Ctx, w: np.ndarray, bias: np.ndarray) -> None:
     out_shape = xs[:-1] + (w.shape[0],)
     y = cx.b.add("FullyConnected", [v.name, wname, bname], cx.out(), out_shape, ir.FCAttrs(),
                  cx.name, cx.source)
-    cx.set(y, v.perm)
+    cx.set(y, v.perm, hidden=v.hidden)
 
 
 def matmul(cx: Ctx) -> None:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from microq import ir
-from microq.onnx_import.context import Ctx, Unsupported, axis_of
+from microq.onnx_import.context import Ctx, Unsupported, axis_of, mixes_samples
 from microq.onnx_import.layout import compose, const_to_physical, identity, inverse, permute
 
 INF = float("inf")
 
 
 def _unary(cx: Ctx, attrs: ir.ActAttrs) -> None:
-    v = cx.value(0)
+    v = cx.value(0, hidden=True)
     y = cx.b.add("Activation", [v.name], cx.out(), cx.b.shape(v.name), attrs, cx.name, cx.source)
-    cx.set(y, v.perm)
+    cx.set(y, v.perm, hidden=v.hidden)
 
 
 def relu(cx: Ctx) -> None:
@@ -95,11 +95,17 @@ def concat(cx: Ctx) -> None:
     axis = int(cx.attrs()["axis"])
     rank = len(cx.shape(cx.out()))
     axis = axis_of(axis, rank)
-    acts = [cx.values[i] for i in cx.node.input if i in cx.values]
+    for idx in range(len(cx.node.input)):
+        if cx.batch_of(idx) == axis:
+            raise mixes_samples("Concat", axis)
+    acts = [cx.value(i) for i, n in enumerate(cx.node.input) if cx.const(i) is None]
     perms = {v.perm for v in acts}
     perm = perms.pop() if len(perms) == 1 else identity(rank)
-    if perm.index(axis) == 0:  # every executor runs a batch of samples along physical axis 0
-        raise Unsupported("Concat along the batch axis is not supported")
+    if perm[0] == axis:  # a size-1 data axis holds the sample: give it to another size-1 axis
+        ones = [p for p in perm if p != axis and cx.shape(cx.out())[p] == 1]
+        if not ones:
+            raise Unsupported(f"Concat along axis {axis}, the only size-1 axis, is not supported")
+        perm = (ones[0],) + tuple(p for p in perm if p != ones[0])
     names = []
     for idx, name in enumerate(cx.node.input):
         c = cx.const(idx)
@@ -110,6 +116,42 @@ def concat(cx: Ctx) -> None:
     shape = permute(cx.shape(cx.out()), perm)
     attrs = ir.ConcatAttrs(perm.index(axis))
     cx.set(cx.b.add("Concat", names, cx.out(), shape, attrs, cx.name, cx.source), perm)
+    cx.set_batch(next((cx.batch_of(i) for i in range(len(cx.node.input))
+                       if cx.batch_of(i) is not None), None))
+
+
+def _squeeze_axes(cx: Ctx, rank: int) -> list[int] | None:
+    """The axes a Squeeze removes / an Unsqueeze inserts (None when not given: all size-1)."""
+    if cx.has_input(1):
+        c = cx.const(1)
+        return None if c is None else [int(a) for a in np.asarray(c).reshape(-1)]
+    a = cx.attrs().get("axes")
+    return None if a is None else [int(x) for x in a]
+
+
+def reshape_batch(cx: Ctx, logical: tuple[int, ...], out: tuple[int, ...]) -> int | None:
+    """Where the model's batch axis lands in a Reshape/Flatten/Squeeze/Unsqueeze output (None:
+    dropped or merged with data)."""
+    k = cx.batch_of(0)
+    if k is None:
+        return None
+    op = cx.node.op_type
+    if op == "Squeeze":
+        axes = _squeeze_axes(cx, len(logical))
+        axes = ([i for i, d in enumerate(logical) if d == 1] if axes is None
+                else [a % len(logical) for a in axes])
+        return None if k in axes else k - sum(a < k for a in axes)
+    if op == "Unsqueeze":
+        axes = _squeeze_axes(cx, len(out))
+        if axes is not None:
+            axes = sorted(a % len(out) for a in axes)
+            kept = [i for i in range(len(out)) if i not in axes]
+            return kept[k]
+    before = int(np.prod(logical[:k]))
+    for j, d in enumerate(out):
+        if d == 1 and int(np.prod(out[:j])) == before:
+            return j
+    return None
 
 
 def reshape(cx: Ctx) -> None:
@@ -120,25 +162,36 @@ def reshape(cx: Ctx) -> None:
         raise Unsupported(f"{cx.node.op_type} of {int(np.prod(logical))} elements "
                           f"{list(logical)} to shape {list(out_logical)} "
                           f"({int(np.prod(out_logical))} elements): the model is invalid")
-    v = cx.value(0)
+    v = cx.value(0, hidden=True)
+    batch = reshape_batch(cx, logical, out_logical)
+    cx.set_batch(batch)
     if out_logical == logical:
         cx.values[cx.out()] = v  # nothing to do (tf2onnx emits such reshapes)
         return
-    v = cx.b.to_logical(v, logical, cx.source)
-    y = cx.b.add("Reshape", [v.name], cx.out(), out_logical, ir.ReshapeAttrs(out_logical),
-                 cx.name, cx.source)
-    cx.set(y, identity(len(out_logical)))
+    v = cx.b.to_row_major(v, logical, cx.source)  # the bytes in logical order, sample first
+    s = batch if batch is not None else next(
+        (i for i, d in enumerate(out_logical) if d == 1), None)
+    if s is None:  # no size-1 axis left for the sample: keep it as a leading 1
+        perm, shape, hidden = identity(len(out_logical)), (1,) + tuple(out_logical), True
+    else:
+        perm = (s,) + tuple(i for i in range(len(out_logical)) if i != s)
+        shape, hidden = permute(out_logical, perm), False
+    y = cx.b.add("Reshape", [v.name], cx.out(), shape, ir.ReshapeAttrs(shape), cx.name,
+                 cx.source)
+    cx.set(y, perm, hidden=hidden)
 
 
 def transpose(cx: Ctx) -> None:
     """Free: only the perm changes; a Transpose is emitted later if a consumer needs it."""
-    v = cx.value(0)
+    v = cx.value(0, hidden=True)
     rank = len(v.perm)
     q = tuple(int(p) for p in cx.attrs().get("perm", tuple(reversed(range(rank)))))
     if sorted(q) != list(range(rank)):
         raise Unsupported(f"perm={list(q)} is not a permutation of the {rank} axes: the model is "
                           "invalid")
-    cx.values[cx.out()] = type(v)(v.name, compose(inverse(q), v.perm))
+    cx.values[cx.out()] = type(v)(v.name, compose(inverse(q), v.perm), v.hidden)
+    k = cx.batch_of(0)
+    cx.set_batch(None if k is None else q.index(k))
 
 
 def softmax(cx: Ctx) -> None:
@@ -146,10 +199,14 @@ def softmax(cx: Ctx) -> None:
     rank = len(logical)
     default = -1 if cx.opset >= 13 else 1
     axis = axis_of(cx.attrs().get("axis", default), rank)
-    if axis == 0 and cx.opset >= 13:  # over the batch: each sample alone gives 1.0 everywhere
-        raise Unsupported("Softmax along the batch axis (axis 0) is not supported")
-    v = cx.value(0)
+    k = cx.batch_of(0)
+    if k is not None and (axis == k if cx.opset >= 13 else k >= axis):
+        raise mixes_samples("Softmax", k)
+    v = cx.value(0, hidden=True)
     if cx.opset < 13 and axis != rank - 1:  # coerced to 2-D [prod(:axis), prod(axis:)]
+        v = cx.b.unhide(v, logical, cx.source)
+        if v.hidden:
+            raise Unsupported("opset < 13 Softmax of a tensor whose batch a Reshape merged")
         v = cx.b.to_logical(v, logical, cx.source)
         flat = (int(np.prod(logical[:axis])), int(np.prod(logical[axis:])))
         x2 = cx.b.reshape(v.name, flat, f"{cx.out()}__2d", cx.source)
@@ -158,11 +215,13 @@ def softmax(cx: Ctx) -> None:
         cx.set(cx.b.reshape(y, logical, cx.out(), cx.source), identity(rank))
         return
     if v.perm[-1] != axis:
+        if not v.hidden and v.perm[0] == axis:  # over the size-1 axis holding the sample
+            v = cx.b.hide(v, logical, cx.source)
         target = tuple(p for p in v.perm if p != axis) + (axis,)
         v = cx.b.to_perm(v, logical, target, cx.source)
     y = cx.b.add("Softmax", [v.name], cx.out(), cx.b.shape(v.name), ir.SoftmaxAttrs(), cx.name,
                  cx.source)
-    cx.set(y, v.perm)
+    cx.set(y, v.perm, hidden=v.hidden)
 
 
 def pad(cx: Ctx) -> None:

@@ -31,6 +31,7 @@ class _Writer:
         self.m, self.g, self.qg = model, model.graph, qg
         self.consts = {i.name: numpy_helper.to_array(i) for i in self.g.initializer}
         seen: set[str] = set()
+        self.by_name = {n.name: n for n in self.g.node if n.name}  # the importer's node names
         for i, n in enumerate(self.g.node):  # unique node names: nodes are keyed by name below
             if not n.name or n.name in seen:
                 n.name = f"{n.name or n.op_type}__{i}"
@@ -72,14 +73,30 @@ class _Writer:
 
     def onnx_tensor(self, t: str) -> str:
         """The ONNX tensor an IR tensor stands for (a Conv1D's 2-D view -> its reshape; the
-        NHWC copy of a 4-D graph output -> the transpose back to the ONNX layout)."""
+        NHWC copy of a 4-D graph output -> the transpose back to the ONNX layout; a Conv1D
+        output read directly by the next Conv1D, whose view reshapes cancelled -> the output
+        of the last ONNX node the layer implements)."""
+        start = t
         while self.producer(t) is None:
             nxt = [n for n in self.qg.nodes
                    if n.kernel in ("reshape", "transpose") and n.inputs == [t]]
             if not nxt:
-                raise MicroqError(f"tensor '{t}' is not in the ONNX graph; cannot export it")
+                found = self.source_tensor(start)
+                if found is None:
+                    raise MicroqError(f"tensor '{t}' is not in the ONNX graph; cannot export it")
+                return found
             t = nxt[0].outputs[0]
         return t
+
+    def source_tensor(self, t: str) -> str | None:
+        """Output 0 of the last ONNX node (in graph order) that the node writing `t` implements."""
+        qn = next((n for n in self.qg.nodes if t in n.outputs), None)
+        nodes = [self.by_name[s] for s in (qn.source if qn is not None else [])
+                 if s in self.by_name]
+        if not nodes:
+            return None
+        order = {id(n): i for i, n in enumerate(self.g.node)}
+        return max(nodes, key=lambda n: order[id(n)]).output[0]
 
     def chain(self, end: str) -> tuple[onnx.NodeProto, list[onnx.NodeProto]]:
         """(weighted node, the constant affine nodes folded into it) of the layer ending at

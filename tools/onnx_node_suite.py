@@ -1,0 +1,265 @@
+"""Tool (outside the package): the ONNX project's backend node tests as a microq scoreboard.
+
+The onnx 1.22 wheel ships them as package data (onnx/backend/test/data/node/<test>/model.onnx +
+test_data_set_0/*.pb; newer wheels dropped them). This fetches that wheel once with
+`pip download onnx==1.22.0 --no-deps` into ~/.cache/microq/onnx-node-suite (nothing installed)
+and reads the tests straight from the zip.
+
+A test is *applicable* when its op (for `*_expanded*` tests: the op of the test they expand) is
+one microq's ONNX importer lists (onnx_import.convert.CONVERTERS) and it has a float input. Its
+non-float inputs (Reshape shapes, Slice starts, ...) become constants; float inputs stay
+activations; dim 0 of every input is the batch, as for any model (an input [3, 4, 5] is 3
+samples of [4, 5]). Each applicable test is compiled (calibrated on its own inputs), run with the
+integer reference executor (the executable spec the generated C equals bit for bit; --c builds
+and runs the C on the host instead) and scored by SQNR against the test's expected outputs;
+beside each figure below 30 dB stands the *ideal int8* one: the expected output itself rounded
+to the compiled output's scale and zero point, the best any int8 output could do.
+
+Usage: python tools/onnx_node_suite.py [-k SUBSTRING] [--c] [--json FILE] [--quiet]
+Exit status 0; 2 when the wheel cannot be fetched (offline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import warnings
+import zipfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+
+from microq import api  # noqa: E402
+from microq.errors import MicroqError  # noqa: E402
+from microq.onnx_import.convert import CONVERTERS  # noqa: E402
+from microq.ref.int_exec import run_int  # noqa: E402
+
+CACHE = Path(os.environ.get("MICROQ_NODE_SUITE_CACHE",
+                            Path.home() / ".cache" / "microq" / "onnx-node-suite"))
+VERSION = "1.22.0"
+PREFIX = "onnx/backend/test/data/node/"
+GOOD_DB = 30.0
+FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16)
+
+
+def wheel() -> Path:
+    """The cached onnx 1.22 wheel, downloaded with pip when missing."""
+    found = sorted(CACHE.glob(f"onnx-{VERSION}-*.whl"))
+    if found:
+        return found[0]
+    CACHE.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", f"onnx=={VERSION}", "--no-deps", "-q",
+           "-d", str(CACHE)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    found = sorted(CACHE.glob(f"onnx-{VERSION}-*.whl"))
+    if r.returncode != 0 or not found:
+        last = (r.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
+        raise SystemExit(f"cannot fetch onnx=={VERSION} with pip ({last}); "
+                         f"put the wheel in {CACHE} by hand")
+    return found[0]
+
+
+def read_tests(z: zipfile.ZipFile) -> dict[str, dict]:
+    """test name -> {"model": bytes, "inputs": [TensorProto], "outputs": [TensorProto]}."""
+    tests: dict[str, dict] = defaultdict(lambda: {"inputs": {}, "outputs": {}})
+    for name in z.namelist():
+        if not name.startswith(PREFIX):
+            continue
+        parts = name[len(PREFIX):].split("/")
+        if len(parts) == 2 and parts[1] == "model.onnx":
+            tests[parts[0]]["model"] = z.read(name)
+        elif len(parts) == 3 and parts[1] == "test_data_set_0" and parts[2].endswith(".pb"):
+            kind, idx = parts[2][:-3].rsplit("_", 1)
+            t = onnx.TensorProto()
+            t.ParseFromString(z.read(name))
+            tests[parts[0]][kind + "s"][int(idx)] = t
+    return {k: v for k, v in tests.items() if "model" in v}
+
+
+def main_op(name: str, tests: dict[str, dict]) -> str | None:
+    """The op a test exercises: its single node's, or for an _expanded test its base test's."""
+    base = name.split("_expanded")[0] if "_expanded" in name else name
+    if base not in tests:
+        return None
+    m = onnx.load_from_string(tests[base]["model"])
+    ops = [n.op_type for n in m.graph.node if n.domain in ("", "ai.onnx")]
+    return ops[-1] if len(ops) >= 1 and len(set(ops)) == 1 else (ops[-1] if ops else None)
+
+
+def prepare_model(test: dict) -> tuple[onnx.ModelProto, dict[str, np.ndarray],
+                                      dict[str, np.ndarray]]:
+    """The model with its non-float inputs made initializers; (model, float feeds, outputs)."""
+    m = onnx.load_from_string(test["model"])
+    inits = {i.name for i in m.graph.initializer}
+    graph_inputs = [i for i in m.graph.input if i.name not in inits]
+    feeds, keep = {}, []
+    for idx, vi in enumerate(graph_inputs):
+        if idx not in test["inputs"]:
+            continue
+        arr = numpy_helper.to_array(test["inputs"][idx])
+        if vi.type.tensor_type.elem_type in FLOATS and arr.dtype.kind == "f":
+            feeds[vi.name] = arr.astype(np.float32)
+            keep.append(vi)
+        else:
+            m.graph.initializer.append(numpy_helper.from_array(arr, vi.name))
+    del m.graph.input[:]
+    m.graph.input.extend(keep)
+    outs = {vi.name: numpy_helper.to_array(test["outputs"][i])
+            for i, vi in enumerate(m.graph.output) if i in test["outputs"]}
+    return m, feeds, outs
+
+
+def sqnr(ref: np.ndarray, got: np.ndarray) -> float:
+    ref = np.asarray(ref, np.float64).reshape(-1)
+    got = np.asarray(got, np.float64).reshape(-1)
+    err = float(np.sum((ref - got) ** 2))
+    sig = float(np.sum(ref ** 2))
+    if err == 0:
+        return math.inf
+    return -math.inf if sig == 0 else 10 * math.log10(sig / err)
+
+
+def run_test(model: onnx.ModelProto, feeds: dict, outs: dict, use_c: bool, tmp: Path):
+    """('ok', db, ideal_db) or ('refused', reason)."""
+    path = tmp / "model.onnx"
+    onnx.save(model, str(path))
+    n = {len(v) if v.ndim else 1 for v in feeds.values()}
+    if not feeds:
+        return ("refused", "no float input")
+    if len(n) != 1 or any(v.ndim == 0 for v in feeds.values()):
+        shapes = ", ".join(f"{list(v.shape)}" for v in feeds.values())
+        return ("refused", f"dim 0 of every input is the batch: inputs {shapes} disagree")
+    out = tmp / "c"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = api.compile_model(path, feeds, out, name="net")
+    except MicroqError as e:
+        return ("refused", str(e).replace(str(path) + ": ", "").splitlines()[0])
+    qg = res.qgraph
+    missing = [k for k in outs if k not in qg.outputs]
+    if missing:
+        return ("refused", f"outputs {missing} not produced")
+    if use_c:
+        got = api.run(out, feeds)
+    else:
+        got = {}
+        per = []
+        for i in range(next(iter(n))):
+            q = {}
+            for k, v in feeds.items():
+                t = qg.tensors[k].q
+                x = v[i : i + 1]
+                if k in qg.input_perm:
+                    x = x.transpose(qg.input_perm[k])
+                q[k] = np.clip(np.round(x / np.float32(t.scale)) + t.zero_point, -128,
+                               127).astype(np.int8)
+            per.append(run_int(qg, q, res.meta.get("rounding", "double")))
+        for k in outs:
+            t = qg.tensors[k].q
+            y = np.concatenate([p[k] for p in per]).astype(np.float64)
+            got[k] = ((y - t.zero_point) * t.scale).astype(np.float32)
+    dbs, ideals = [], []
+    for k, ref in outs.items():
+        if got[k].size != ref.size:
+            return ("refused", f"output {k}: {got[k].size} values, expected {ref.size}")
+        t = qg.tensors[k].q
+        ideal = (np.clip(np.round(ref / t.scale) + t.zero_point, -128, 127) - t.zero_point)
+        dbs.append(sqnr(ref, got[k]))
+        ideals.append(sqnr(ref, ideal * t.scale))
+    return ("ok", min(dbs), min(ideals))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-k", default="", help="only tests whose name contains this")
+    ap.add_argument("--c", action="store_true", help="build and run the generated C on the host")
+    ap.add_argument("--json", type=Path, help="write the per-test results here")
+    ap.add_argument("--quiet", action="store_true", help="print the totals only")
+    args = ap.parse_args()
+    try:
+        whl = wheel()
+    except SystemExit as e:
+        print(e, file=sys.stderr)
+        sys.exit(2)
+    with zipfile.ZipFile(whl) as z:
+        tests = read_tests(z)
+    supported = set(CONVERTERS)
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as d:
+        for i, name in enumerate(sorted(tests)):
+            if args.k not in name:
+                continue
+            op = main_op(name, tests)
+            if op not in supported:
+                continue
+            try:
+                model, feeds, outs = prepare_model(tests[name])
+            except Exception as e:  # noqa: BLE001 - a test we cannot read is reported
+                results[name] = {"op": op, "status": "refused", "reason": f"unreadable: {e}"}
+                continue
+            if not feeds:
+                continue  # no float input: not applicable
+            tmp = Path(d) / str(i)
+            tmp.mkdir()
+            try:
+                r = run_test(model, feeds, outs, args.c, tmp)
+            except Exception as e:  # noqa: BLE001 - any crash is a finding, keep going
+                r = ("refused", f"crash: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
+            if r[0] == "ok":
+                results[name] = {"op": op, "status": "ok", "db": r[1], "ideal_db": r[2]}
+            else:
+                results[name] = {"op": op, "status": "refused", "reason": r[1]}
+    report(results, args.quiet)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=float))
+
+
+def fmt_db(x: float) -> str:
+    return "inf" if x == math.inf else f"{x:.1f}"
+
+
+def report(results: dict[str, dict], quiet: bool) -> None:
+    by_op: dict[str, list[tuple[str, dict]]] = defaultdict(list)
+    for name, r in results.items():
+        by_op[r["op"]].append((name, r))
+    tot = defaultdict(int)
+    out = io.StringIO()
+    print(f"{'op':24s} {'appl':>4s} {'>=30':>4s} {'<30':>4s} {'refused':>7s}", file=out)
+    for op in sorted(by_op):
+        rows = by_op[op]
+        good = [r for _, r in rows if r["status"] == "ok" and r["db"] >= GOOD_DB]
+        bad = [(n, r) for n, r in rows if r["status"] == "ok" and r["db"] < GOOD_DB]
+        ref = [(n, r) for n, r in rows if r["status"] == "refused"]
+        print(f"{op:24s} {len(rows):4d} {len(good):4d} {len(bad):4d} {len(ref):7d}", file=out)
+        if not quiet:
+            for n, r in bad:
+                print(f"    < 30 dB  {n}: {fmt_db(r['db'])} dB (ideal int8 "
+                      f"{fmt_db(r['ideal_db'])} dB)", file=out)
+            for n, r in ref:
+                print(f"    refused  {n}: {r['reason']}", file=out)
+        tot["applicable"] += len(rows)
+        tot["good"] += len(good)
+        tot["bad"] += len(bad)
+        tot["refused"] += len(ref)
+    exp = [r for n, r in results.items() if "_expanded" in n]
+    exp_ok = sum(r["status"] == "ok" for r in exp)
+    print(f"TOTAL applicable {tot['applicable']}, compiled {tot['good'] + tot['bad']} "
+          f"(>= 30 dB {tot['good']}, < 30 dB {tot['bad']}), refused {tot['refused']}; "
+          f"_expanded {len(exp)}: compiled {exp_ok}", file=out)
+    sys.stdout.write(out.getvalue())
+
+
+if __name__ == "__main__":
+    main()
