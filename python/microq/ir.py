@@ -23,6 +23,9 @@ Op vocabulary (Node.op, inputs, attrs):
   LayerNorm       x, gamma [C] (const), beta [C] (const); over the last physical axis;
                   LayerNormAttrs(eps)
   Slice           x; SliceAttrs(begin, end, step) per physical axis (step > 0, axis 0 untouched)
+  GroupNorm       x [N, ..., C] (channels last), gamma [C] (const), beta [C] (const); each of
+                  `groups` runs of C / groups channels normalized over all axes but N and C
+                  (instance norm: groups == C); GroupNormAttrs(groups, eps)
 """
 
 from __future__ import annotations
@@ -109,6 +112,14 @@ class MatMulAttrs:
 @dataclass(frozen=True)
 class LayerNormAttrs:
     eps: float = 1e-5
+
+
+@dataclass(frozen=True)
+class GroupNormAttrs:
+    groups: int
+    eps: float = 1e-5
+    act_min: float = -INF  # fused ReLU/Clip
+    act_max: float = INF
 
 
 @dataclass(frozen=True)

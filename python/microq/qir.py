@@ -21,6 +21,7 @@ Kernels (QNode.kernel -> params type -> C function):
   batch_matmul      BatchMatMulParams mq_batch_matmul_s8    inputs (lhs, rhs), both int8
   layernorm         LayerNormParams mq_layernorm_s8         (over the last axis)
   slice             SliceParams     mq_slice_s8             (Slice / Split / Gather of one index)
+  groupnorm         GroupNormParams mq_groupnorm_s8         (group / instance norm over NHWC)
 """
 
 from __future__ import annotations
@@ -191,6 +192,24 @@ class LayerNormParams:
     quant.scheme.layernorm_params."""
 
     eps: int  # int64: round(eps / input_scale^2 * C^2 * 2^16)
+    output_offset: int  # +output zero point
+    act_min: int
+    act_max: int
+    multiplier: np.ndarray  # int32 [C], signed: gamma[c] / output_scale * 2^(8 - 20)
+    shift: np.ndarray  # int32 [C], in [-31, 0]
+    bias: np.ndarray  # int32 [C], round(beta[c] / output_scale * 2^8)
+
+
+@dataclass(frozen=True, eq=False)
+class GroupNormParams:
+    """Group (instance: groups == C) normalization of [N, spatial, C] over each group's
+    spatial * C / groups values; gamma, beta, eps and both scales folded offline. See
+    c_runtime/include/mq_groupnorm.h for the arithmetic. Build with
+    quant.rules_norm.groupnorm_params."""
+
+    groups: int
+    var_bits: int  # extra fractional bits of the variance, even, 0..16
+    eps: int  # int64: round(eps / input_scale^2 * count^2 * 2^var_bits)
     output_offset: int  # +output zero point
     act_min: int
     act_max: int

@@ -432,6 +432,32 @@ def _slice(ctx: Ctx, node: QNode) -> LayerCode:
     return code
 
 
+GROUPNORM_FIELDS = ("groups", "var_bits", "eps", "output_offset", "act_min", "act_max")
+
+
+def _groupnorm(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    x, y = node.inputs[0], node.outputs[0]
+    shape = ctx.shape(x)
+    batches, channels = shape[0], shape[-1]
+    spatial = int(np.prod(shape[1:-1], dtype=np.int64))
+    kind = "instancenorm" if p.groups == channels else f"groupnorm g{p.groups}"
+    code = LayerCode(f"{kind} {spatial}x{channels}", "mq_groupnorm")
+    code.weights += [(ctx.weight("multiplier"), _i32(p.multiplier))]
+    code.weights += [(ctx.weight("shift"), _i32(p.shift))]
+    code.weights += [(ctx.weight("bias"), _i32(p.bias))]
+    code.statics += [
+        struct_def("mq_groupnorm_params", ctx.sym("params"), _fields(p, GROUPNORM_FIELDS)),
+        _quant_def(ctx),
+    ]
+    code.call = _checked(
+        f"mq_groupnorm_s8(&{ctx.sym('params')}, &{ctx.sym('quant')}, {ctx.weight('bias')}, "
+        f"{batches}, {spatial}, {channels}, {ctx.ptr(x)}, {ctx.ptr(y)})"
+    )
+    code.macs = batches * spatial * channels
+    return code
+
+
 EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "conv2d": _conv,
     "depthwise_conv2d": _conv,
@@ -451,6 +477,7 @@ EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "batch_matmul": _batch_matmul,
     "layernorm": _layernorm,
     "slice": _slice,
+    "groupnorm": _groupnorm,
 }
 
 # runtime family -> the C sources it needs (headers come from #include lines)
@@ -462,6 +489,7 @@ FAMILY_SOURCES: dict[str, tuple[str, ...]] = {
     "mq_softmax": ("mq_softmax.c",),
     "mq_tensor": ("mq_tensor.c",),
     "mq_matmul": ("mq_matmul.c",),
-    "mq_layernorm": ("mq_layernorm.c",),
+    "mq_layernorm": ("mq_layernorm.c", "mq_isqrt.c"),
+    "mq_groupnorm": ("mq_groupnorm.c", "mq_isqrt.c"),
     "mq_slice": ("mq_slice.c",),
 }

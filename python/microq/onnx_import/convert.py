@@ -8,6 +8,7 @@ import onnx
 
 from microq import ir
 from microq.onnx_import import ops_attention as att
+from microq.onnx_import import ops_norm as nm
 from microq.onnx_import import ops_spatial as sp
 from microq.onnx_import import ops_tensor as tn
 from microq.onnx_import.context import Ctx, Unsupported
@@ -55,6 +56,8 @@ CONVERTERS: dict[str, Callable[[Ctx], None]] = {
     "Split": att.split,
     "Slice": att.slice_,
     "Gather": att.gather,
+    "InstanceNormalization": nm.instance_norm,
+    "GroupNormalization": nm.group_norm,
 }
 
 

@@ -108,9 +108,10 @@ def _is_channel_affine(g: ir.Graph, c: ir.Node, cout: int) -> bool:
 
 
 def fuse_activation(g: ir.Graph) -> bool:
-    """ReLU/Clip after Conv2D/FC/Add/Sub (its only consumer) becomes the node's output clamp."""
+    """ReLU/Clip after Conv2D/FC/Add/Sub/GroupNorm (its only consumer) becomes the node's
+    output clamp."""
     for p in g.nodes:
-        if p.op not in WEIGHTED + ("Add", "Sub") or _has_act(p.attrs):
+        if p.op not in WEIGHTED + ("Add", "Sub", "GroupNorm") or _has_act(p.attrs):
             continue
         c = _only_consumer(g, p.outputs[0])
         if c is None or c.op != "Activation" or c.attrs.kind not in ("relu", "clip"):

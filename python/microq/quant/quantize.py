@@ -17,7 +17,7 @@ from .. import ir, qir
 from ..errors import MicroqError
 from ..ref import activations
 from ..ref.arith import quantize_multiplier, round_half_away
-from . import scheme
+from . import rules_norm, scheme
 from .calibrate import Range
 
 INT32_MAX = 2**31 - 1
@@ -283,6 +283,7 @@ HANDLERS = {
     "MatMul": _Quantizer.matmul,
     "LayerNorm": _Quantizer.layer_norm,
     "Slice": _Quantizer.slice_,
+    "GroupNorm": rules_norm.group_norm,
 }
 
 

@@ -181,6 +181,17 @@ def layer_norm(args: list[np.ndarray], a: ir.LayerNormAttrs) -> np.ndarray:
     return ((x - mean) / np.sqrt(var + a.eps) * gamma + beta).astype(np.float32)
 
 
+def group_norm(args: list[np.ndarray], a: ir.GroupNormAttrs) -> np.ndarray:
+    """x [N, ..., C]: each run of C / groups channels normalized over all axes but N and C."""
+    x, gamma, beta = (v.astype(np.float64) for v in args)
+    n, c = x.shape[0], x.shape[-1]
+    xg = x.reshape(n, -1, a.groups, c // a.groups)
+    mean = xg.mean(axis=(1, 3), keepdims=True)
+    var = ((xg - mean) ** 2).mean(axis=(1, 3), keepdims=True)
+    y = ((xg - mean) / np.sqrt(var + a.eps)).reshape(x.shape)
+    return _clamp((y * gamma + beta).astype(np.float32), a)
+
+
 def slice_(args: list[np.ndarray], a: ir.SliceAttrs) -> np.ndarray:
     index = (slice(None),) + tuple(slice(b, e, s) for b, e, s in
                                    zip(a.begin[1:], a.end[1:], a.step[1:]))
@@ -204,4 +215,5 @@ OPS: dict[str, Callable[[list[np.ndarray], object], np.ndarray]] = {
     "MatMul": matmul,
     "LayerNorm": layer_norm,
     "Slice": slice_,
+    "GroupNorm": group_norm,
 }

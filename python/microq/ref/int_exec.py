@@ -13,6 +13,7 @@ import numpy as np
 
 from ..qir import QGraph, QNode
 from . import conv, elementwise, fc, layernorm, matmul, pool, softmax, tensor
+from . import groupnorm
 from . import slice as slice_ref  # not `slice`: that is a builtin
 
 Adapter = Callable[[QNode, QGraph, list, str], np.ndarray]
@@ -106,6 +107,12 @@ def _slice(node, g, xs, rounding):
     return slice_ref.strided_slice(node.params, xs[0]).reshape(_out_shape(node, g))
 
 
+def _groupnorm(node, g, xs, rounding):
+    x = xs[0]
+    view = (x.shape[0], -1, x.shape[-1])  # [N, spatial, C]: all axes between N and C pooled
+    return groupnorm.groupnorm(node.params, x.reshape(view), rounding).reshape(x.shape)
+
+
 KERNELS: dict[str, Adapter] = {
     "conv2d": _conv2d,
     "depthwise_conv2d": _depthwise,
@@ -125,6 +132,7 @@ KERNELS: dict[str, Adapter] = {
     "batch_matmul": _batch_matmul,
     "layernorm": _layernorm,
     "slice": _slice,
+    "groupnorm": _groupnorm,
 }
 
 
