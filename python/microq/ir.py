@@ -23,6 +23,11 @@ Op vocabulary (Node.op, inputs, attrs):
   LayerNorm       x, gamma [C] (const), beta [C] (const); over the last physical axis;
                   LayerNormAttrs(eps)
   Slice           x; SliceAttrs(begin, end, step) per physical axis (step > 0, axis 0 untouched)
+  Max/Min         a, b (either may be const), numpy broadcasting; BinaryAttrs
+  PRelu           x, slope (const, broadcasting against x); BinaryAttrs
+  ReduceMax/Min   x; ReduceAttrs(axes) physical axes, kept with size 1
+  ArgMax          x; ArgMaxAttrs(axis, select_last_index) physical axis, kept with size 1; the
+                  output holds indices (float here, int8 with scale 1 once quantized)
   GroupNorm       x [N, ..., C] (channels last), gamma [C] (const), beta [C] (const); each of
                   `groups` runs of C / groups channels normalized over all axes but N and C
                   (instance norm: groups == C); GroupNormAttrs(groups, eps)
@@ -120,6 +125,17 @@ class GroupNormAttrs:
     eps: float = 1e-5
     act_min: float = -INF  # fused ReLU/Clip
     act_max: float = INF
+
+
+@dataclass(frozen=True)
+class ReduceAttrs:
+    axes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ArgMaxAttrs:
+    axis: int
+    select_last_index: bool = False
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,10 @@ Kernels (QNode.kernel -> params type -> C function):
   layernorm         LayerNormParams mq_layernorm_s8         (over the last axis)
   slice             SliceParams     mq_slice_s8             (Slice / Split / Gather of one index)
   groupnorm         GroupNormParams mq_groupnorm_s8         (group / instance norm over NHWC)
+  maximum / minimum AddParams       mq_maximum_s8 / mq_minimum_s8 (ADD's rescaling, broadcasting)
+  prelu             PReluParams     mq_prelu_s8             inputs (x, alpha int8 const)
+  reduce_max / _min ReduceParams    mq_reduce_max_s8 / mq_reduce_min_s8 (keepdims physical shape)
+  argmax            ArgMaxParams    mq_argmax_s8            (int8 index output, scale 1, zp 0)
 """
 
 from __future__ import annotations
@@ -216,6 +220,37 @@ class GroupNormParams:
     multiplier: np.ndarray  # int32 [C], signed: gamma[c] / output_scale * 2^(8 - 20)
     shift: np.ndarray  # int32 [C], in [-31, 0]
     bias: np.ndarray  # int32 [C], round(beta[c] / output_scale * 2^8)
+
+
+@dataclass(frozen=True)
+class PReluParams:
+    """TFLite PRELU: x >= zp_in -> MBQM(x - zp_in, m1, s1); else MBQM((x - zp_in) *
+    (alpha + alpha_offset), m2, s2); + output zero point. See mq_elementwise.h."""
+
+    input_offset: int
+    alpha_offset: int
+    output_offset: int
+    output_multiplier_1: int
+    output_shift_1: int
+    output_multiplier_2: int
+    output_shift_2: int
+    act_min: int
+    act_max: int
+
+
+@dataclass(frozen=True)
+class ReduceParams:
+    """ReduceMax / ReduceMin over the physical axes `axes`; output keeps them with size 1."""
+
+    axes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ArgMaxParams:
+    """ArgMax along physical axis `axis`; output keeps it with size 1 and holds int8 indices."""
+
+    axis: int
+    select_last_index: int
 
 
 @dataclass(frozen=True)

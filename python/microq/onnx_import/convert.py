@@ -8,6 +8,7 @@ import onnx
 
 from microq import ir
 from microq.onnx_import import ops_attention as att
+from microq.onnx_import import ops_minmax as mm
 from microq.onnx_import import ops_norm as nm
 from microq.onnx_import import ops_spatial as sp
 from microq.onnx_import import ops_tensor as tn
@@ -58,6 +59,12 @@ CONVERTERS: dict[str, Callable[[Ctx], None]] = {
     "Gather": att.gather,
     "InstanceNormalization": nm.instance_norm,
     "GroupNormalization": nm.group_norm,
+    "PRelu": mm.prelu,
+    "Max": mm.max_min,
+    "Min": mm.max_min,
+    "ReduceMax": mm.reduce_extreme,
+    "ReduceMin": mm.reduce_extreme,
+    "ArgMax": mm.argmax,
 }
 
 

@@ -17,7 +17,7 @@ from .. import ir, qir
 from ..errors import MicroqError
 from ..ref import activations
 from ..ref.arith import quantize_multiplier, round_half_away
-from . import rules_norm, scheme
+from . import rules_minmax, rules_norm, scheme
 from .calibrate import Range
 
 INT32_MAX = 2**31 - 1
@@ -284,6 +284,12 @@ HANDLERS = {
     "LayerNorm": _Quantizer.layer_norm,
     "Slice": _Quantizer.slice_,
     "GroupNorm": rules_norm.group_norm,
+    "Max": rules_minmax.max_min,
+    "Min": rules_minmax.max_min,
+    "PRelu": rules_minmax.prelu,
+    "ReduceMax": rules_minmax.reduce_extreme,
+    "ReduceMin": rules_minmax.reduce_extreme,
+    "ArgMax": rules_minmax.argmax,
 }
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..qir import QGraph, QNode
 from . import conv, elementwise, fc, layernorm, matmul, pool, softmax, tensor
-from . import groupnorm
+from . import groupnorm, minmax, reduce
 from . import slice as slice_ref  # not `slice`: that is a builtin
 
 Adapter = Callable[[QNode, QGraph, list, str], np.ndarray]
@@ -113,6 +113,30 @@ def _groupnorm(node, g, xs, rounding):
     return groupnorm.groupnorm(node.params, x.reshape(view), rounding).reshape(x.shape)
 
 
+def _maximum(node, g, xs, rounding):
+    return minmax.maximum(node.params, xs[0], xs[1], rounding)
+
+
+def _minimum(node, g, xs, rounding):
+    return minmax.minimum(node.params, xs[0], xs[1], rounding)
+
+
+def _prelu(node, g, xs, rounding):
+    return minmax.prelu(node.params, xs[0], xs[1], rounding)
+
+
+def _reduce_max(node, g, xs, rounding):
+    return reduce.reduce_max(node.params, xs[0])
+
+
+def _reduce_min(node, g, xs, rounding):
+    return reduce.reduce_min(node.params, xs[0])
+
+
+def _argmax(node, g, xs, rounding):
+    return reduce.argmax(node.params, xs[0])
+
+
 KERNELS: dict[str, Adapter] = {
     "conv2d": _conv2d,
     "depthwise_conv2d": _depthwise,
@@ -133,6 +157,12 @@ KERNELS: dict[str, Adapter] = {
     "layernorm": _layernorm,
     "slice": _slice,
     "groupnorm": _groupnorm,
+    "maximum": _maximum,
+    "minimum": _minimum,
+    "prelu": _prelu,
+    "reduce_max": _reduce_max,
+    "reduce_min": _reduce_min,
+    "argmax": _argmax,
 }
 
 
