@@ -181,3 +181,25 @@ def test_op_fixture_cortex_m4_bit_exact_with_host(compiled, fname):
     want = host.run_int8(q)["output"]
     got = mcu.run_int8(out, "cortex-m4", q)["output"]
     assert np.array_equal(got, want), f"{fname} on cortex-m4: {first_mismatch(got, want)}"
+
+
+def test_every_stage_registers_the_same_ops():
+    """Each float op has a quantizer rule, each int kernel an emitter and vice versa, each
+    emitted runtime family its header and sources, and every kernel's C entry point is in the
+    runtime's cdef (guards a new op added to some registries only)."""
+    from microq.codegen.layers import EMITTERS, FAMILY_SOURCES
+    from microq.quant.quantize import HANDLERS
+    from microq.ref.float_exec import OPS as FLOAT_OPS
+    from microq.ref.int_exec import KERNELS
+    from microq.runtime.cbuild import REPO_C_RUNTIME
+
+    assert set(FLOAT_OPS) == set(HANDLERS)
+    assert set(KERNELS) == set(EMITTERS)
+    for family, sources in FAMILY_SOURCES.items():
+        assert (REPO_C_RUNTIME / "include" / f"{family}.h").exists(), family
+        assert all((REPO_C_RUNTIME / "src" / s).exists() for s in sources), family
+    headers = "".join(p.read_text() for p in (REPO_C_RUNTIME / "include").glob("mq_*.h"))
+    for kernel in ("groupnorm", "maximum", "minimum", "prelu", "reduce_max", "reduce_min",
+                   "argmax"):
+        assert f"mq_{kernel}_s8(" in headers, kernel
+        assert kernel in KERNELS and kernel in EMITTERS, kernel
