@@ -42,6 +42,37 @@ mq_status mq_sub_s8(const mq_add_params *params, const mq_broadcast *bcast, cons
 mq_status mq_mul_s8(const mq_mul_params *params, const mq_broadcast *bcast, const int8_t *input1,
                     const int8_t *input2, int8_t *output);
 
+/* ONNX Max / Min of two int8 inputs (numpy broadcasting), ADD's arithmetic with the sum
+ * replaced by the larger / smaller rescaled input: both inputs rescaled by input1/2_multiplier
+ * to one scale (the requantization is monotonic, so the order is kept), then the extreme one
+ * requantized to the output. Same mq_add_params, same ranges as mq_add_s8. */
+mq_status mq_maximum_s8(const mq_add_params *params, const mq_broadcast *bcast,
+                        const int8_t *input1, const int8_t *input2, int8_t *output);
+mq_status mq_minimum_s8(const mq_add_params *params, const mq_broadcast *bcast,
+                        const int8_t *input1, const int8_t *input2, int8_t *output);
+
+/* TFLite int8 PRELU, input1 = x, input2 = alpha (numpy broadcasting, e.g. alpha [C] per
+ * channel or [1]): with v = x + input_offset,
+ *   v >= 0: out = clamp(MBQM(v, output_multiplier_1, output_shift_1) + output_offset)
+ *   v < 0:  out = clamp(MBQM(v * (alpha + alpha_offset), output_multiplier_2, output_shift_2)
+ *                       + output_offset)
+ * multiplier 1 encodes input_scale / output_scale, 2 input_scale * alpha_scale / output_scale;
+ * shift_1 <= 22 and shift_2 <= 14 (|v| <= 255, |v * alpha| < 2^16: no int32 overflow). */
+typedef struct {
+    int32_t input_offset;
+    int32_t alpha_offset;
+    int32_t output_offset;
+    int32_t output_multiplier_1;
+    int32_t output_shift_1;
+    int32_t output_multiplier_2;
+    int32_t output_shift_2;
+    int32_t act_min;
+    int32_t act_max;
+} mq_prelu_params;
+
+mq_status mq_prelu_s8(const mq_prelu_params *params, const mq_broadcast *bcast,
+                      const int8_t *input, const int8_t *alpha, int8_t *output);
+
 /* out[i] = table[in[i] + 128]. Any elementwise function of one int8 input. */
 mq_status mq_lut_s8(const int8_t *table, int32_t size, const int8_t *input, int8_t *output);
 

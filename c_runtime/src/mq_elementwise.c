@@ -1,15 +1,17 @@
-/* microq runtime: int8 add, sub, mul with numpy broadcasting; lookup table; requantize.
+/* microq runtime: int8 add, sub, mul, maximum, minimum, prelu with numpy broadcasting; lookup
+ * table; requantize.
  * Bit-exact with the TFLite Micro reference kernels (integer_ops/add.h, mul.h, requantize.h). */
 #include "mq_dsp.h"
 #include "mq_elementwise.h"
 #include "mq_requant.h"
 
-typedef enum { MQ_EW_ADD, MQ_EW_SUB, MQ_EW_MUL } mq_ew_op;
+typedef enum { MQ_EW_ADD, MQ_EW_SUB, MQ_EW_MUL, MQ_EW_MAX, MQ_EW_MIN, MQ_EW_PRELU } mq_ew_op;
 
 typedef struct {
     mq_ew_op op;
-    const mq_add_params *add;
+    const mq_add_params *add; /* also MQ_EW_MAX / MQ_EW_MIN */
     const mq_mul_params *mul;
+    const mq_prelu_params *prelu;
 } mq_ew_kernel;
 
 /* Offsets are -zero_point / +zero_point of an int8 tensor; anything beyond +-255 is a bug in
@@ -78,6 +80,38 @@ static void add_row(const mq_add_params *p, const int8_t *in1, int32_t stride1,
     }
 }
 
+/* MAXIMUM / MINIMUM over one run: ADD's rescaling of both inputs to one scale, then the larger
+ * (smaller) of the two is requantized instead of their sum. */
+static void minmax_row(const mq_add_params *p, const int8_t *in1, int32_t stride1,
+                       const int8_t *in2, int32_t stride2, int8_t *out, int32_t n, int32_t is_min)
+{
+    const int32_t scale = (int32_t)1 << p->left_shift;
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const int32_t scaled1 = mq_mbqm(((int32_t)in1[i * stride1] + p->input1_offset) * scale,
+                                        p->input1_multiplier, p->input1_shift);
+        const int32_t scaled2 = mq_mbqm(((int32_t)in2[i * stride2] + p->input2_offset) * scale,
+                                        p->input2_multiplier, p->input2_shift);
+        const int32_t raw = (is_min ? scaled2 < scaled1 : scaled2 > scaled1) ? scaled2 : scaled1;
+        const int32_t v = mq_mbqm(raw, p->output_multiplier, p->output_shift) + p->output_offset;
+        out[i] = (int8_t)mq_clamp(v, p->act_min, p->act_max);
+    }
+}
+
+static void prelu_row(const mq_prelu_params *p, const int8_t *in1, int32_t stride1,
+                      const int8_t *in2, int32_t stride2, int8_t *out, int32_t n)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        const int32_t v = (int32_t)in1[i * stride1] + p->input_offset;
+        const int32_t r =
+            v >= 0 ? mq_mbqm(v, p->output_multiplier_1, p->output_shift_1)
+                   : mq_mbqm(v * ((int32_t)in2[i * stride2] + p->alpha_offset),
+                             p->output_multiplier_2, p->output_shift_2);
+        out[i] = (int8_t)mq_clamp(r + p->output_offset, p->act_min, p->act_max);
+    }
+}
+
 static inline int8_t mul_one(const mq_mul_params *p, int32_t x1, int32_t x2)
 {
     const int32_t prod = (x1 + p->input1_offset) * (x2 + p->input2_offset);
@@ -102,6 +136,15 @@ static void run_row(const mq_ew_kernel *k, const int8_t *in1, int32_t stride1, c
         for (i = 0; i < n; ++i) {
             out[i] = mul_one(k->mul, in1[i * stride1], in2[i * stride2]);
         }
+        break;
+    case MQ_EW_MAX:
+        minmax_row(k->add, in1, stride1, in2, stride2, out, n, 0);
+        break;
+    case MQ_EW_MIN:
+        minmax_row(k->add, in1, stride1, in2, stride2, out, n, 1);
+        break;
+    case MQ_EW_PRELU:
+        prelu_row(k->prelu, in1, stride1, in2, stride2, out, n);
         break;
     }
 }
@@ -178,6 +221,7 @@ mq_status mq_add_s8(const mq_add_params *params, const mq_broadcast *bcast, cons
     k.op = MQ_EW_ADD;
     k.add = params;
     k.mul = NULL;
+    k.prelu = NULL;
     return broadcast_walk(&k, bcast, input1, input2, output);
 }
 
@@ -192,6 +236,7 @@ mq_status mq_sub_s8(const mq_add_params *params, const mq_broadcast *bcast, cons
     k.op = MQ_EW_SUB;
     k.add = params;
     k.mul = NULL;
+    k.prelu = NULL;
     return broadcast_walk(&k, bcast, input1, input2, output);
 }
 
@@ -206,7 +251,55 @@ mq_status mq_mul_s8(const mq_mul_params *params, const mq_broadcast *bcast, cons
     k.op = MQ_EW_MUL;
     k.add = NULL;
     k.mul = params;
+    k.prelu = NULL;
     return broadcast_walk(&k, bcast, input1, input2, output);
+}
+
+static mq_status minmax(const mq_add_params *params, const mq_broadcast *bcast,
+                        const int8_t *input1, const int8_t *input2, int8_t *output, mq_ew_op op)
+{
+    mq_ew_kernel k;
+    const mq_status status = check_add_params(params);
+    if (status != MQ_OK) {
+        return status;
+    }
+    k.op = op;
+    k.add = params;
+    k.mul = NULL;
+    k.prelu = NULL;
+    return broadcast_walk(&k, bcast, input1, input2, output);
+}
+
+mq_status mq_maximum_s8(const mq_add_params *params, const mq_broadcast *bcast,
+                        const int8_t *input1, const int8_t *input2, int8_t *output)
+{
+    return minmax(params, bcast, input1, input2, output, MQ_EW_MAX);
+}
+
+mq_status mq_minimum_s8(const mq_add_params *params, const mq_broadcast *bcast,
+                        const int8_t *input1, const int8_t *input2, int8_t *output)
+{
+    return minmax(params, bcast, input1, input2, output, MQ_EW_MIN);
+}
+
+mq_status mq_prelu_s8(const mq_prelu_params *params, const mq_broadcast *bcast,
+                      const int8_t *input, const int8_t *alpha, int8_t *output)
+{
+    mq_ew_kernel k;
+    const mq_prelu_params *p = params;
+    /* |v| <= 255 and |v * (alpha + offset)| <= 255 * 255 < 2^16: with these left shifts at most,
+     * MBQM's shifted operand stays inside int32. */
+    if (!p || !offset_ok(p->input_offset) || !offset_ok(p->alpha_offset) ||
+        !offset_ok(p->output_offset) || !shift_ok(p->output_shift_1) || p->output_shift_1 > 22 ||
+        !shift_ok(p->output_shift_2) || p->output_shift_2 > 14 || p->output_multiplier_1 < 0 ||
+        p->output_multiplier_2 < 0 || p->act_min > p->act_max) {
+        return MQ_ERR_ARG;
+    }
+    k.op = MQ_EW_PRELU;
+    k.add = NULL;
+    k.mul = NULL;
+    k.prelu = params;
+    return broadcast_walk(&k, bcast, input, alpha, output);
 }
 
 mq_status mq_lut_s8(const int8_t *table, int32_t size, const int8_t *input, int8_t *output)

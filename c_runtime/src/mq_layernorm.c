@@ -12,35 +12,8 @@
  * less than one, so |MBQM(z)| <= |z| + 1 and adding |bias| <= 2^30 stays inside int32.
  */
 #include "mq_layernorm.h"
+#include "mq_isqrt.h"
 #include "mq_requant.h"
-
-#define Q30_ONE ((int64_t)1 << 30)
-
-/* 1 / sqrt(v) for v > 0, as y * 2^-(30 + k): v = a * 4^k with a in [1, 4), and y in
- * (2^29, 2^30] is 1 / sqrt(a) in Q.30. Newton's iteration y' = y * (3 - a * y^2) / 2 from the
- * chord 1 - (a - 1) / 6 (relative error <= 6%) reaches the Q.30 resolution in 4 steps. Only
- * int64 multiplies and shifts: no division, no libm. All intermediate values are positive and
- * below 2^62. */
-static int32_t inv_sqrt_q30(int64_t v, int32_t *k)
-{
-    int32_t bits = 0;
-    int64_t a;
-    int64_t y;
-    int32_t i;
-
-    while ((v >> bits) > 1) {
-        ++bits;
-    }
-    *k = bits >> 1;
-    a = 2 * *k <= 30 ? v << (30 - 2 * *k) : v >> (2 * *k - 30);
-    /* 43691 / 2^18 ~ 1/6: a 64-bit division would call a library routine on Cortex-M. */
-    y = Q30_ONE - (((a - Q30_ONE) * 43691) >> 18);
-    for (i = 0; i < 4; ++i) {
-        const int64_t a_y2 = (a * ((y * y) >> 30)) >> 30;
-        y = (y * (3 * Q30_ONE - a_y2)) >> 31;
-    }
-    return (int32_t)y;
-}
 
 mq_status mq_layernorm_s8(const mq_layernorm_params *params, const mq_per_channel_quant *quant,
                           const int32_t *bias, int32_t rows, int32_t row_size, const int8_t *input,
@@ -82,7 +55,7 @@ mq_status mq_layernorm_s8(const mq_layernorm_params *params, const mq_per_channe
         /* var == 0 only for a constant row without eps: then every n is 0 and inv = 0 keeps
          * z = 0, so the output is beta. */
         if (var > 0) {
-            inv = inv_sqrt_q30(var, &k);
+            inv = mq_inv_sqrt_q30(var, &k);
         }
         /* z = n * 2^(VAR_BITS / 2) * inv * 2^-(30 + k) * 2^NORM_BITS; the shift is >= 2. */
         norm_shift = 30 + k - MQ_LAYERNORM_NORM_BITS - MQ_LAYERNORM_VAR_BITS / 2;

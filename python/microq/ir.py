@@ -27,6 +27,14 @@ Op vocabulary (Node.op, inputs, attrs):
   ConvTranspose2D x [N,H,W,Cin], w [Cout,KH,KW,Cin/groups] (OHWI, const), b [Cout] (const);
                   ConvAttrs (pads: the ONNX pads; the output size is the output tensor's)
   Conv3D          x [N,D,H,W,Cin] (NDHWC), w [Cout,KD,KH,KW,Cin/groups], b [Cout]; Conv3DAttrs
+  Max/Min         a, b (either may be const), numpy broadcasting; BinaryAttrs
+  PRelu           x, slope (const, broadcasting against x); BinaryAttrs
+  ReduceMax/Min   x; ReduceAttrs(axes) physical axes, kept with size 1
+  ArgMax          x; ArgMaxAttrs(axis, select_last_index) physical axis, kept with size 1; the
+                  output holds indices (float here, int8 with scale 1 once quantized)
+  GroupNorm       x [N, ..., C] (channels last), gamma [C] (const), beta [C] (const); each of
+                  `groups` runs of C / groups channels normalized over all axes but N and C
+                  (instance norm: groups == C); GroupNormAttrs(groups, eps)
 """
 
 from __future__ import annotations
@@ -113,6 +121,25 @@ class MatMulAttrs:
 @dataclass(frozen=True)
 class LayerNormAttrs:
     eps: float = 1e-5
+
+
+@dataclass(frozen=True)
+class GroupNormAttrs:
+    groups: int
+    eps: float = 1e-5
+    act_min: float = -INF  # fused ReLU/Clip
+    act_max: float = INF
+
+
+@dataclass(frozen=True)
+class ReduceAttrs:
+    axes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ArgMaxAttrs:
+    axis: int
+    select_last_index: bool = False
 
 
 @dataclass(frozen=True)

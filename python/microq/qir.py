@@ -25,6 +25,11 @@ Kernels (QNode.kernel -> params type -> C function):
   resize_bilinear   ResizeParams    mq_resize_bilinear_s8   (output shares the input's quantization)
   transpose_conv2d  ConvParams      mq_transpose_conv2d_s8  filter OHWI [Cout,KH,KW,Cin/g]
   conv3d            Conv3DParams    mq_conv3d_s8            filter [Cout,KD,KH,KW,Cin/g], NDHWC
+  groupnorm         GroupNormParams mq_groupnorm_s8         (group / instance norm over NHWC)
+  maximum / minimum AddParams       mq_maximum_s8 / mq_minimum_s8 (ADD's rescaling, broadcasting)
+  prelu             PReluParams     mq_prelu_s8             inputs (x, alpha int8 const)
+  reduce_max / _min ReduceParams    mq_reduce_max_s8 / mq_reduce_min_s8 (keepdims physical shape)
+  argmax            ArgMaxParams    mq_argmax_s8            (int8 index output, scale 1, zp 0)
 """
 
 from __future__ import annotations
@@ -201,6 +206,55 @@ class LayerNormParams:
     multiplier: np.ndarray  # int32 [C], signed: gamma[c] / output_scale * 2^(8 - 20)
     shift: np.ndarray  # int32 [C], in [-31, 0]
     bias: np.ndarray  # int32 [C], round(beta[c] / output_scale * 2^8)
+
+
+@dataclass(frozen=True, eq=False)
+class GroupNormParams:
+    """Group (instance: groups == C) normalization of [N, spatial, C] over each group's
+    spatial * C / groups values; gamma, beta, eps and both scales folded offline. See
+    c_runtime/include/mq_groupnorm.h for the arithmetic. Build with
+    quant.rules_norm.groupnorm_params."""
+
+    groups: int
+    var_bits: int  # extra fractional bits of the variance, even, 0..16
+    eps: int  # int64: round(eps / input_scale^2 * count^2 * 2^var_bits)
+    output_offset: int  # +output zero point
+    act_min: int
+    act_max: int
+    multiplier: np.ndarray  # int32 [C], signed: gamma[c] / output_scale * 2^(8 - 20)
+    shift: np.ndarray  # int32 [C], in [-31, 0]
+    bias: np.ndarray  # int32 [C], round(beta[c] / output_scale * 2^8)
+
+
+@dataclass(frozen=True)
+class PReluParams:
+    """TFLite PRELU: x >= zp_in -> MBQM(x - zp_in, m1, s1); else MBQM((x - zp_in) *
+    (alpha + alpha_offset), m2, s2); + output zero point. See mq_elementwise.h."""
+
+    input_offset: int
+    alpha_offset: int
+    output_offset: int
+    output_multiplier_1: int
+    output_shift_1: int
+    output_multiplier_2: int
+    output_shift_2: int
+    act_min: int
+    act_max: int
+
+
+@dataclass(frozen=True)
+class ReduceParams:
+    """ReduceMax / ReduceMin over the physical axes `axes`; output keeps them with size 1."""
+
+    axes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ArgMaxParams:
+    """ArgMax along physical axis `axis`; output keeps it with size 1 and holds int8 indices."""
+
+    axis: int
+    select_last_index: int
 
 
 @dataclass(frozen=True)

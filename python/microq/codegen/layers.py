@@ -527,6 +527,96 @@ def _conv3d(ctx: Ctx, node: QNode) -> LayerCode:
     return code
 
 
+GROUPNORM_FIELDS = ("groups", "var_bits", "eps", "output_offset", "act_min", "act_max")
+
+
+def _groupnorm(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    x, y = node.inputs[0], node.outputs[0]
+    shape = ctx.shape(x)
+    batches, channels = shape[0], shape[-1]
+    spatial = int(np.prod(shape[1:-1], dtype=np.int64))
+    kind = "instancenorm" if p.groups == channels else f"groupnorm g{p.groups}"
+    code = LayerCode(f"{kind} {spatial}x{channels}", "mq_groupnorm")
+    code.weights += [(ctx.weight("multiplier"), _i32(p.multiplier))]
+    code.weights += [(ctx.weight("shift"), _i32(p.shift))]
+    code.weights += [(ctx.weight("bias"), _i32(p.bias))]
+    code.statics += [
+        struct_def("mq_groupnorm_params", ctx.sym("params"), _fields(p, GROUPNORM_FIELDS)),
+        _quant_def(ctx),
+    ]
+    code.call = _checked(
+        f"mq_groupnorm_s8(&{ctx.sym('params')}, &{ctx.sym('quant')}, {ctx.weight('bias')}, "
+        f"{batches}, {spatial}, {channels}, {ctx.ptr(x)}, {ctx.ptr(y)})"
+    )
+    code.macs = batches * spatial * channels
+    return code
+
+
+PRELU_FIELDS = (
+    "input_offset",
+    "alpha_offset",
+    "output_offset",
+    "output_multiplier_1",
+    "output_shift_1",
+    "output_multiplier_2",
+    "output_shift_2",
+    "act_min",
+    "act_max",
+)
+
+
+def _prelu(ctx: Ctx, node: QNode) -> LayerCode:
+    x, alpha, y = node.inputs[0], node.inputs[1], node.outputs[0]
+    sx, sa = ctx.shape(x), ctx.shape(alpha)
+    code = LayerCode("prelu" if sa == sx else "prelu (broadcast)", "mq_elementwise")
+    bc = broadcast_fields(sx, sa)
+    bc_init = [(k, "{" + ", ".join(c_int(v) for v in vals) + "}") for k, vals in bc.items()]
+    bc_init[0] = ("rank", c_int(bc["rank"][0]))
+    code.statics += [
+        struct_def("mq_prelu_params", ctx.sym("params"), _fields(node.params, PRELU_FIELDS)),
+        struct_def("mq_broadcast", ctx.sym("bcast"), bc_init),
+    ]
+    code.call = _checked(
+        f"mq_prelu_s8(&{ctx.sym('params')}, &{ctx.sym('bcast')}, {ctx.ptr(x)}, "
+        f"{ctx.ptr(alpha)}, {ctx.ptr(y)})"
+    )
+    return code
+
+
+def _reduce(ctx: Ctx, node: QNode) -> LayerCode:
+    x, y = node.inputs[0], node.outputs[0]
+    shape = ctx.shape(x)
+    axes = tuple(int(a) for a in node.params.axes)
+    code = LayerCode(f"{node.kernel} axes {', '.join(map(str, axes))}", "mq_reduce")
+
+    def arr(values) -> str:
+        return "{" + ", ".join(c_int(v) for v in values) + "}"
+
+    fields = [("rank", c_int(len(shape))), ("in_shape", arr(shape)),
+              ("reduce", arr([int(d in axes) for d in range(len(shape))]))]
+    code.statics += [struct_def("mq_reduce_params", ctx.sym("params"), fields)]
+    code.call = _checked(
+        f"mq_{node.kernel}_s8(&{ctx.sym('params')}, {ctx.ptr(x)}, {ctx.ptr(y)})"
+    )
+    return code
+
+
+def _argmax(ctx: Ctx, node: QNode) -> LayerCode:
+    x, y = node.inputs[0], node.outputs[0]
+    shape = ctx.shape(x)
+    axis = int(node.params.axis)
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    inner = int(np.prod(shape[axis + 1 :], dtype=np.int64))
+    code = LayerCode(f"argmax axis {axis}", "mq_reduce")
+    fields = [("outer", c_int(outer)), ("axis_size", c_int(shape[axis])),
+              ("inner", c_int(inner)),
+              ("select_last_index", c_int(node.params.select_last_index))]
+    code.statics += [struct_def("mq_argmax_params", ctx.sym("params"), fields)]
+    code.call = _checked(f"mq_argmax_s8(&{ctx.sym('params')}, {ctx.ptr(x)}, {ctx.ptr(y)})")
+    return code
+
+
 EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "conv2d": _conv,
     "depthwise_conv2d": _conv,
@@ -550,6 +640,13 @@ EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "resize_bilinear": _resize,
     "transpose_conv2d": _transpose_conv,
     "conv3d": _conv3d,
+    "groupnorm": _groupnorm,
+    "maximum": _binary,
+    "minimum": _binary,
+    "prelu": _prelu,
+    "reduce_max": _reduce,
+    "reduce_min": _reduce,
+    "argmax": _argmax,
 }
 
 # runtime family -> the C sources it needs (headers come from #include lines)
@@ -561,7 +658,9 @@ FAMILY_SOURCES: dict[str, tuple[str, ...]] = {
     "mq_softmax": ("mq_softmax.c",),
     "mq_tensor": ("mq_tensor.c",),
     "mq_matmul": ("mq_matmul.c",),
-    "mq_layernorm": ("mq_layernorm.c",),
+    "mq_layernorm": ("mq_layernorm.c", "mq_isqrt.c"),
+    "mq_groupnorm": ("mq_groupnorm.c", "mq_isqrt.c"),
+    "mq_reduce": ("mq_reduce.c",),
     "mq_slice": ("mq_slice.c",),
     "mq_resize": ("mq_resize.c",),
     "mq_transpose_conv": ("mq_transpose_conv.c",),

@@ -11,6 +11,8 @@ from microq.onnx_import import ops_attention as att
 from microq.onnx_import import ops_conv3d as c3
 from microq.onnx_import import ops_convtranspose as ct
 from microq.onnx_import import ops_resize as rs
+from microq.onnx_import import ops_minmax as mm
+from microq.onnx_import import ops_norm as nm
 from microq.onnx_import import ops_spatial as sp
 from microq.onnx_import import ops_tensor as tn
 from microq.onnx_import.context import Ctx, LayoutError, Unsupported
@@ -60,6 +62,14 @@ CONVERTERS: dict[str, Callable[[Ctx], None]] = {
     "Gather": att.gather,
     "Resize": rs.resize,
     "ConvTranspose": ct.conv_transpose,
+    "InstanceNormalization": nm.instance_norm,
+    "GroupNormalization": nm.group_norm,
+    "PRelu": mm.prelu,
+    "Max": mm.max_min,
+    "Min": mm.max_min,
+    "ReduceMax": mm.reduce_extreme,
+    "ReduceMin": mm.reduce_extreme,
+    "ArgMax": mm.argmax,
 }
 
 

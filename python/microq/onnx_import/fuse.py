@@ -113,12 +113,13 @@ def _is_channel_affine(g: ir.Graph, c: ir.Node, cout: int) -> bool:
 
 
 def fuse_activation(g: ir.Graph) -> bool:
-    """ReLU/Clip after Conv2D/FC/Add/Sub (its only consumer) becomes the node's output clamp.
+    """ReLU/Clip after Conv2D/FC/Add/Sub/GroupNorm (its only consumer) becomes the node's
+    output clamp.
 
     A Reshape in between (a Conv1D's [N, 1, L, C] result viewed as [N, L, C]) does not stop it:
     an elementwise clamp commutes with a reshape, so the Reshape takes the activation's place."""
     for p in g.nodes:
-        if p.op not in WEIGHTED + ("Add", "Sub") or _has_act(p.attrs):
+        if p.op not in WEIGHTED + ("Add", "Sub", "GroupNorm") or _has_act(p.attrs):
             continue
         c = _only_consumer(g, p.outputs[0])
         view = None

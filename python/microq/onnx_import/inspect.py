@@ -54,7 +54,7 @@ def _macs(g: ir.Graph, n: ir.Node) -> int:
         return int(np.prod(out)) * g.tensors[n.inputs[0]].shape[-1]
     if n.op == "Resize" and n.attrs.mode == "linear":  # one multiply per tap, four taps
         return 4 * int(np.prod(out))
-    if n.op == "LayerNorm":  # one multiply-add per element, as the compile summary counts it
+    if n.op in ("LayerNorm", "GroupNorm"):  # one multiply-add per element, as compile counts
         return int(np.prod(out))
     return 0
 

@@ -273,9 +273,27 @@ def fix_batch(model: onnx.ModelProto, path: str) -> None:
             out.type.tensor_type.ClearField("shape")
 
 
+# Ops whose output has its input's shape but that onnx's shape inference leaves untyped (function
+# ops without an inference function): the typed output is filled in, then inference runs again.
+SAME_SHAPE_UNINFERRED = ("GroupNormalization",)
+
+
 def infer(model: onnx.ModelProto, path: str) -> onnx.ModelProto:
     try:
-        return shape_inference.infer_shapes(model, data_prop=True)
+        model = shape_inference.infer_shapes(model, data_prop=True)
+        for _ in range(len(model.graph.node)):
+            typed = {vi.name: vi for vi in list(model.graph.input) + list(model.graph.value_info)
+                     + list(model.graph.output) if vi.type.tensor_type.HasField("shape")}
+            todo = [n for n in model.graph.node if n.op_type in SAME_SHAPE_UNINFERRED
+                    and n.input and n.input[0] in typed and n.output[0] not in typed]
+            if not todo:
+                break
+            for n in todo:
+                vi = model.graph.value_info.add()
+                vi.CopyFrom(typed[n.input[0]])
+                vi.name = n.output[0]
+            model = shape_inference.infer_shapes(model, data_prop=True)
+        return model
     except Exception as exc:
         raise MicroqError(
             f"{path}: ONNX shape inference failed ({str(exc).splitlines()[0]}); check the model "

@@ -1,5 +1,5 @@
 """ONNX frontend, step 2a: rewrite multi-node ONNX patterns into one op before conversion (GELU,
-LayerNorm, scaled MatMul, gathered linear interpolation)."""
+LayerNorm, GroupNorm, scaled MatMul, gathered linear interpolation)."""
 
 from __future__ import annotations
 
@@ -382,6 +382,69 @@ def fuse_gather_lerp(
     return rw.result()
 
 
+def _per_channel(consts: dict[str, np.ndarray], name: str, rank: int, c: int) -> np.ndarray | None:
+    """A constant that broadcasts against [N, C, ...] per channel only, as C floats."""
+    arr = consts.get(name)
+    if arr is None or arr.ndim > rank:
+        return None
+    shape = (1,) * (rank - arr.ndim) + arr.shape
+    if any(d != 1 for i, d in enumerate(shape) if i != 1) or shape[1] not in (1, c):
+        return None
+    return np.broadcast_to(arr.reshape(-1).astype(np.float32), (c,))
+
+
+def fuse_group_norm(
+    nodes: list[Named], consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
+    outputs: set[str],
+) -> tuple[list[Named], dict[str, list[str]]]:
+    """torch's GroupNorm (TorchScript at every opset, dynamo at opset 18):
+    Reshape x [N, C, ...] -> [N, G, M]; InstanceNormalization(s [G], b [G]); Reshape back to
+    x's shape; [Mul gamma [C, 1, ..]] [Add beta [C, 1, ..]] -> GroupNormalization with
+    per-channel scale gamma * s[g] and bias gamma * b[g] + beta (opset-21 semantics)."""
+    rw = _Rewriter(nodes, consts, outputs)
+    for r1 in nodes:
+        if r1[0].op_type != "Reshape":
+            continue
+        x, mid = r1[0].input[0], r1[0].output[0]
+        xs, ms = shapes.get(x, ()), shapes.get(mid, ())
+        inorm = rw.only_user(mid, "InstanceNormalization")
+        if len(xs) < 3 or len(ms) != 3 or inorm is None or ms[0] != xs[0]:
+            continue
+        c, groups = xs[1], ms[1]
+        if groups < 1 or c % groups or ms[2] * groups != int(np.prod(xs[1:])):
+            continue
+        s, b = (consts.get(inorm[0].input[i]) for i in (1, 2))
+        if s is None or b is None or s.size not in (1, groups) or b.size not in (1, groups):
+            continue
+        s, b = (np.broadcast_to(v.reshape(-1).astype(np.float32), (groups,)) for v in (s, b))
+        r2 = rw.only_user(inorm[0].output[0], "Reshape")
+        if r2 is None or shapes.get(r2[0].output[0]) != xs:
+            continue
+        group = [r1, inorm, r2]
+        gamma, beta = np.repeat(s, c // groups), np.repeat(b, c // groups)
+        y = r2[0].output[0]
+        mul = rw.only_user(y, "Mul")
+        g = mul and _per_channel(consts, _other(mul[0], y), len(xs), c)
+        if g is not None and mul:
+            gamma, beta, y = gamma * g, beta * g, mul[0].output[0]
+            group.append(mul)
+        add = rw.only_user(y, "Add")
+        bb = add and _per_channel(consts, _other(add[0], y), len(xs), c)
+        if bb is not None and add:
+            beta, y = beta + bb, add[0].output[0]
+            group.append(add)
+        eps = 1e-5
+        for a in inorm[0].attribute:
+            if a.name == "epsilon":
+                eps = float(helper.get_attribute_value(a))
+        gname, bname = f"{y}__gn_scale", f"{y}__gn_bias"
+        consts[gname] = np.ascontiguousarray(gamma, np.float32)
+        consts[bname] = np.ascontiguousarray(beta, np.float32)
+        rw.commit(group, helper.make_node("GroupNormalization", [x, gname, bname], [y],
+                                          num_groups=groups, epsilon=eps))
+    return rw.result()
+
+
 def fuse_patterns(
     nodes: list[Named], consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
     outputs: set[str],
@@ -391,6 +454,7 @@ def fuse_patterns(
     steps = [lambda n: fuse_erf_gelu(n, consts, outputs),
              lambda n: fuse_tanh_gelu(n, consts, outputs),
              lambda n: fuse_layer_norm(n, consts, shapes, outputs),
+             lambda n: fuse_group_norm(n, consts, shapes, outputs),
              lambda n: fuse_matmul_scale(n, consts, outputs),
              lambda n: fuse_gather_lerp(n, consts, shapes, outputs)]
     for step in steps:

@@ -17,7 +17,7 @@ from .. import ir, qir
 from ..errors import MicroqError
 from ..ref import activations
 from ..ref.arith import quantize_multiplier, round_half_away
-from . import guards, rules_spatial, scheme
+from . import guards, rules_minmax, rules_norm, rules_spatial, scheme
 from .calibrate import Range
 
 INT32_MAX = 2**31 - 1
@@ -386,6 +386,13 @@ HANDLERS = {
     "Resize": rules_spatial.resize,
     "ConvTranspose2D": rules_spatial.transpose_conv,
     "Conv3D": rules_spatial.conv3d,
+    "GroupNorm": rules_norm.group_norm,
+    "Max": rules_minmax.max_min,
+    "Min": rules_minmax.max_min,
+    "PRelu": rules_minmax.prelu,
+    "ReduceMax": rules_minmax.reduce_extreme,
+    "ReduceMin": rules_minmax.reduce_extreme,
+    "ArgMax": rules_minmax.argmax,
 }
 
 

@@ -183,6 +183,27 @@ def layer_norm(args: list[np.ndarray], a: ir.LayerNormAttrs) -> np.ndarray:
     return ((x - mean) / np.sqrt(var + a.eps) * gamma + beta).astype(np.float32)
 
 
+def group_norm(args: list[np.ndarray], a: ir.GroupNormAttrs) -> np.ndarray:
+    """x [N, ..., C]: each run of C / groups channels normalized over all axes but N and C."""
+    x, gamma, beta = (v.astype(np.float64) for v in args)
+    n, c = x.shape[0], x.shape[-1]
+    xg = x.reshape(n, -1, a.groups, c // a.groups)
+    mean = xg.mean(axis=(1, 3), keepdims=True)
+    var = ((xg - mean) ** 2).mean(axis=(1, 3), keepdims=True)
+    y = ((xg - mean) / np.sqrt(var + a.eps)).reshape(x.shape)
+    return _clamp((y * gamma + beta).astype(np.float32), a)
+
+
+def argmax(args: list[np.ndarray], a: ir.ArgMaxAttrs) -> np.ndarray:
+    """Indices as float32, first on ties (last with select_last_index), the axis kept."""
+    x = args[0]
+    if a.select_last_index:
+        idx = x.shape[a.axis] - 1 - np.flip(x, axis=a.axis).argmax(axis=a.axis)
+    else:
+        idx = x.argmax(axis=a.axis)
+    return np.expand_dims(idx, a.axis).astype(np.float32)
+
+
 def slice_(args: list[np.ndarray], a: ir.SliceAttrs) -> np.ndarray:
     index = (slice(None),) + tuple(slice(b, e, s) for b, e, s in
                                    zip(a.begin[1:], a.end[1:], a.step[1:]))
@@ -209,4 +230,11 @@ OPS: dict[str, Callable[[list[np.ndarray], object], np.ndarray]] = {
     "Resize": resize_ref.float_resize,
     "ConvTranspose2D": transpose_conv.float_transpose_conv,
     "Conv3D": conv3d.float_conv3d,
+    "GroupNorm": group_norm,
+    "Max": lambda x, a: _clamp(np.maximum(x[0], x[1]), a),
+    "Min": lambda x, a: _clamp(np.minimum(x[0], x[1]), a),
+    "PRelu": lambda x, a: _clamp(np.where(x[0] >= 0, x[0], x[0] * x[1]).astype(np.float32), a),
+    "ReduceMax": lambda x, a: x[0].max(axis=a.axes, keepdims=True),
+    "ReduceMin": lambda x, a: x[0].min(axis=a.axes, keepdims=True),
+    "ArgMax": argmax,
 }

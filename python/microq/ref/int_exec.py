@@ -13,7 +13,7 @@ import numpy as np
 
 from ..qir import QGraph, QNode
 from . import conv, elementwise, fc, layernorm, matmul, pool, softmax, tensor
-from . import conv3d, resize, transpose_conv
+from . import conv3d, groupnorm, minmax, reduce, resize, transpose_conv
 from . import slice as slice_ref  # not `slice`: that is a builtin
 
 Adapter = Callable[[QNode, QGraph, list, str], np.ndarray]
@@ -121,6 +121,34 @@ def _transpose_conv2d(node, g, xs, rounding):
 
 def _conv3d(node, g, xs, rounding):
     return conv3d.conv3d(node.params, xs[0], tuple(_out_shape(node, g)[1:4]), rounding)
+def _groupnorm(node, g, xs, rounding):
+    x = xs[0]
+    view = (x.shape[0], -1, x.shape[-1])  # [N, spatial, C]: all axes between N and C pooled
+    return groupnorm.groupnorm(node.params, x.reshape(view), rounding).reshape(x.shape)
+
+
+def _maximum(node, g, xs, rounding):
+    return minmax.maximum(node.params, xs[0], xs[1], rounding)
+
+
+def _minimum(node, g, xs, rounding):
+    return minmax.minimum(node.params, xs[0], xs[1], rounding)
+
+
+def _prelu(node, g, xs, rounding):
+    return minmax.prelu(node.params, xs[0], xs[1], rounding)
+
+
+def _reduce_max(node, g, xs, rounding):
+    return reduce.reduce_max(node.params, xs[0])
+
+
+def _reduce_min(node, g, xs, rounding):
+    return reduce.reduce_min(node.params, xs[0])
+
+
+def _argmax(node, g, xs, rounding):
+    return reduce.argmax(node.params, xs[0])
 
 
 KERNELS: dict[str, Adapter] = {
@@ -146,6 +174,13 @@ KERNELS: dict[str, Adapter] = {
     "resize_bilinear": _resize_bilinear,
     "transpose_conv2d": _transpose_conv2d,
     "conv3d": _conv3d,
+    "groupnorm": _groupnorm,
+    "maximum": _maximum,
+    "minimum": _minimum,
+    "prelu": _prelu,
+    "reduce_max": _reduce_max,
+    "reduce_min": _reduce_min,
+    "argmax": _argmax,
 }
 
 

@@ -173,10 +173,10 @@ class HostModel:
         for i in range(n):
             keep = []  # the cdata of from_buffer must outlive the call
             for k, x in enumerate(xs):
-                keep.append(self.ffi.from_buffer("int8_t[]", x[i]))
+                keep.append(self.ffi.from_buffer("int8_t[]", x[i : i + 1]))  # rank 1: no scalar
                 in_ptrs[k] = keep[-1]
             for k, y in enumerate(ys):
-                keep.append(self.ffi.from_buffer("int8_t[]", y[i], require_writable=True))
+                keep.append(self.ffi.from_buffer("int8_t[]", y[i : i + 1], require_writable=True))
                 out_ptrs[k] = keep[-1]
             status = invoke(in_ptrs, out_ptrs)
             if status != 0:

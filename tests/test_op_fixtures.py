@@ -1,0 +1,205 @@
+"""The issue-8 idioms as torch exports them (tests/models/ops, both exporters, see its README:
+InstanceNorm, GroupNorm, PReLU, maximum/minimum, amax/amin/AdaptiveMaxPool2d, argmax): each
+file compiles, its C output equals the numpy integer reference bit for bit on the host, its
+int8 output is within the stated SQNR (or index agreement) of onnxruntime's output, and the
+emulated Cortex-M4 (QEMU) gives the host's bytes. Plus hand-built GroupNormalization-18
+(per-group scale and bias) and -21 models against onnxruntime."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from conftest import IN_CI
+from microq import api
+from microq.ref.int_exec import run_int
+from microq.report import run_onnxruntime
+from microq.runtime import mcu
+
+OPS = Path(__file__).resolve().parent / "models" / "ops"
+FILES = sorted(p.name for p in OPS.glob("*.onnx"))
+CALIB = 12  # the first 12 of the 16 .npz samples calibrate; all 16 are evaluated
+# Model -> minimum SQNR (dB) of the int8 C output against onnxruntime float on all 16 samples.
+# Measured (minmax calibration), the same for all four exporter variants of a model (dB):
+# groupnorm 35.1, instancenorm 30.1, norm1d 33.8. instancenorm_net is lowest for a real reason:
+# its last InstanceNorm rescales every conv channel to unit variance, so a channel with a small
+# spread within the per-tensor int8 input scale has its quantization noise amplified.
+# prelu 38.6, minmax 37.0, reduce 43.4 (no arithmetic: the input's quantization).
+MIN_SQNR = {"groupnorm_net": 33.0, "instancenorm_net": 30.0, "norm1d_net": 32.0,
+            "prelu_net": 36.0, "minmax_net": 35.0, "reduce_net": 40.0}
+# Models whose output is an index (ArgMax): the int8 C index against onnxruntime's int64 one,
+# the fraction of the 16 samples that agree (measured 16/16).
+MIN_AGREE = {"argmax_net": 15 / 16}
+MCU_TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-nm", "qemu-system-arm")
+
+
+def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
+    ref = np.asarray(ref, np.float64)
+    err = float(np.sum((ref - np.asarray(got, np.float64).reshape(ref.shape)) ** 2))
+    return math.inf if err == 0 else 10 * math.log10(float(np.sum(ref**2)) / err)
+
+
+def first_mismatch(got: np.ndarray, want: np.ndarray) -> str:
+    if got.shape != want.shape:
+        return f"shape {got.shape} != {want.shape}"
+    bad = np.argwhere(got != want)
+    i = tuple(int(v) for v in bad[0])
+    return f"{len(bad)} mismatches, first at {i}: {got[i]} != {want[i]}"
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    cache = {}
+
+    def get(fname: str, model: Path | None = None, x: np.ndarray | None = None):
+        if fname not in cache:
+            model = model or OPS / fname
+            x = np.load(OPS / f"{fname.split('.')[0]}.npz")["input"] if x is None else x
+            out = tmp_path_factory.mktemp(fname.replace(".", "_")) / "net"
+            api.compile_model(model, {"input": x[:CALIB]}, out, name="net")
+            cache[fname] = (out, api.load(out), api.load_qgraph(out), x, model)
+        return cache[fname]
+
+    return get
+
+
+def host_check(compiled, fname, model=None, x=None):
+    """C == run_int bit for bit; returns (SQNR against onnxruntime in dB, the dequantized C
+    output, onnxruntime's output)."""
+    out, host, qg, x, model = compiled(fname, model, x)
+    q = {"input": host.quantize_input("input", x)}
+    got = host.run_int8(q)["output"]
+    rounding = host.meta.get("rounding", "double")
+    ref = np.concatenate([run_int(qg, {"input": q["input"][i : i + 1]}, rounding)["output"]
+                          for i in range(len(x))])
+    assert np.array_equal(got, ref), f"{fname}: C != run_int, {first_mismatch(got, ref)}"
+    want = run_onnxruntime(model, {"input": x})["output"]
+    deq = host.dequantize_output("output", got)
+    return sqnr_db(want, deq), deq, want
+
+
+@pytest.mark.parametrize("fname", FILES)
+def test_op_fixture_c_equals_reference_and_float(compiled, fname):
+    stem = fname.split(".")[0]
+    db, got, want = host_check(compiled, fname)
+    if stem in MIN_AGREE:
+        agree = float(np.mean(got.reshape(-1) == want.reshape(-1)))
+        assert np.array_equal(got, np.round(got)) and got.min() >= 0, "indices are integers"
+        assert agree >= MIN_AGREE[stem], f"{fname}: int8 index agrees on {agree:.0%} only"
+        return
+    assert db >= MIN_SQNR[stem], f"{fname}: int8 vs float SQNR {db:.1f} dB < {MIN_SQNR[stem]} dB"
+
+
+def test_op_fixtures_cover_both_exporters_and_the_norm_forms():
+    """The fixtures hold what the exporters emit: both GroupNorm forms, 1-D and 2-D
+    InstanceNormalization, from TorchScript and dynamo (guards against a regenerated set
+    that silently lost a form)."""
+    ops = {f: {n.op_type for n in onnx.load(str(OPS / f)).graph.node} for f in FILES}
+    assert "GroupNormalization" in ops["groupnorm_net.dynamo_opset21.onnx"]
+    for f in ("groupnorm_net.torchscript.onnx", "groupnorm_net.dynamo.onnx"):
+        assert {"Reshape", "InstanceNormalization", "Mul", "Add"} <= ops[f], f
+        assert "GroupNormalization" not in ops[f], f
+    assert all("InstanceNormalization" in ops[f] for f in FILES if f.startswith("instancenorm"))
+    assert "MaxPool" in ops["reduce_net.torchscript.onnx"]  # AdaptiveMaxPool2d(1)
+    assert "MaxPool" not in ops["reduce_net.dynamo.onnx"]  # ... is ReduceMax under dynamo
+    for f in ("reduce_net.torchscript.onnx", "reduce_net.dynamo.onnx"):
+        assert {"ReduceMax", "ReduceMin"} <= ops[f], f
+    assert all("PRelu" in ops[f] for f in FILES if f.startswith("prelu_net"))
+    assert all({"Max", "Min"} <= ops[f] for f in FILES if f.startswith("minmax_net"))
+    assert all("ArgMax" in ops[f] for f in FILES if f.startswith("argmax_net"))
+    assert any(f.endswith(".dynamo.onnx") for f in FILES)
+    assert any(f.endswith(".torchscript.onnx") for f in FILES)
+
+
+def test_group_norm_patterns_become_one_kernel(compiled):
+    """Each torch GroupNorm is one groupnorm kernel (the Reshape/InstanceNorm/Reshape/Mul/Add
+    chain fused), with gamma folded in: no stray Mul/Add, and no transpose but the one that
+    gives the NCHW graph output."""
+    for f in ("groupnorm_net.torchscript.onnx", "groupnorm_net.dynamo.onnx",
+              "groupnorm_net.dynamo_opset21.onnx"):
+        kernels = [n.kernel for n in compiled(f)[2].nodes]
+        assert kernels.count("groupnorm") == 2, (f, kernels)
+        assert not {"mul", "add", "transpose"} & set(kernels[:-1]), (f, kernels)
+        assert [n.params.groups for n in compiled(f)[2].nodes if n.kernel == "groupnorm"] == [4, 2]
+
+
+def _gn_model(opset: int, groups: int, scale: np.ndarray, bias: np.ndarray) -> onnx.ModelProto:
+    c = 6
+    node = helper.make_node("GroupNormalization", ["input", "s", "b"], ["output"],
+                            num_groups=groups, epsilon=1e-4)
+    graph = helper.make_graph(
+        [node], "gn", [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT,
+                                                      [1, c, 5, 7])],
+        [helper.make_tensor_value_info("output", onnx.TensorProto.FLOAT, [1, c, 5, 7])],
+        [onnx.numpy_helper.from_array(scale.astype(np.float32), "s"),
+         onnx.numpy_helper.from_array(bias.astype(np.float32), "b")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("opset", [18, 21])
+def test_group_normalization_opset_forms(compiled, tmp_path, opset):
+    """Opset 18's scale and bias are per group ([G]), opset 21's per channel ([C]): both are
+    read as the spec says (checked against onnxruntime, >= 30 dB, C == reference)."""
+    groups = 3
+    rng = np.random.default_rng(opset)
+    n = 2 if opset == 18 else 6
+    scale, bias = rng.uniform(0.5, 1.5, n), rng.uniform(-0.3, 0.3, n)
+    path = tmp_path / f"gn{opset}.onnx"
+    onnx.save(_gn_model(opset, groups, scale, bias) if opset == 21 else
+              _gn_model(opset, 2, scale, bias), path)
+    x = rng.normal(0, 1, (16, 1, 6, 5, 7)).reshape(16, 6, 5, 7).astype(np.float32)
+    x[:, :3] *= 3.0  # groups of different spread
+    db = host_check(compiled, f"gn{opset}", path, x)[0]
+    assert db >= 30.0, f"GroupNormalization-{opset}: SQNR {db:.1f} dB"
+
+
+def _need_mcu_tools() -> None:
+    missing = [t for t in MCU_TOOLS if shutil.which(t) is None]
+    if missing:
+        msg = f"{', '.join(missing)} not installed: apt-get install {mcu.ARM_PACKAGES}"
+        if IN_CI:
+            pytest.fail(msg + " (under CI=true this is a failure)")
+        pytest.skip(msg)
+
+
+# One exporter variant per model: all variants of a model compile to the same int8 graph
+# (their SQNRs agree to 0.1 dB), so the emulator runs the dynamo one.
+MCU_FILES = [f for f in FILES if f.endswith(".dynamo.onnx")]
+
+
+@pytest.mark.parametrize("fname", MCU_FILES)
+def test_op_fixture_cortex_m4_bit_exact_with_host(compiled, fname):
+    _need_mcu_tools()
+    out, host, _, x, _ = compiled(fname)
+    q = {"input": host.quantize_input("input", x[:4])}
+    want = host.run_int8(q)["output"]
+    got = mcu.run_int8(out, "cortex-m4", q)["output"]
+    assert np.array_equal(got, want), f"{fname} on cortex-m4: {first_mismatch(got, want)}"
+
+
+def test_every_stage_registers_the_same_ops():
+    """Each float op has a quantizer rule, each int kernel an emitter and vice versa, each
+    emitted runtime family its header and sources, and every kernel's C entry point is in the
+    runtime's cdef (guards a new op added to some registries only)."""
+    from microq.codegen.layers import EMITTERS, FAMILY_SOURCES
+    from microq.quant.quantize import HANDLERS
+    from microq.ref.float_exec import OPS as FLOAT_OPS
+    from microq.ref.int_exec import KERNELS
+    from microq.runtime.cbuild import REPO_C_RUNTIME
+
+    assert set(FLOAT_OPS) == set(HANDLERS)
+    assert set(KERNELS) == set(EMITTERS)
+    for family, sources in FAMILY_SOURCES.items():
+        assert (REPO_C_RUNTIME / "include" / f"{family}.h").exists(), family
+        assert all((REPO_C_RUNTIME / "src" / s).exists() for s in sources), family
+    headers = "".join(p.read_text() for p in (REPO_C_RUNTIME / "include").glob("mq_*.h"))
+    for kernel in ("groupnorm", "maximum", "minimum", "prelu", "reduce_max", "reduce_min",
+                   "argmax"):
+        assert f"mq_{kernel}_s8(" in headers, kernel
+        assert kernel in KERNELS and kernel in EMITTERS, kernel
