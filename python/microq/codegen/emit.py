@@ -24,8 +24,6 @@ from . import cformat as cf
 from .layers import EMITTERS, FAMILY_SOURCES, Ctx, LayerCode
 from .plan import Plan, plan_graph
 
-_PKG_RUNTIME = Path(__file__).resolve().parents[1] / "c_runtime"  # when packaged
-_REPO_RUNTIME = Path(__file__).resolve().parents[3] / "c_runtime"  # in a checkout
 
 
 @dataclass(frozen=True)
@@ -50,10 +48,10 @@ class Summary:
 
 
 def runtime_dir() -> Path:
-    for d in (_PKG_RUNTIME, _REPO_RUNTIME):
-        if (d / "include" / "mq_types.h").exists():
-            return d
-    raise MicroqError(f"the microq C runtime was not found (looked in {_PKG_RUNTIME})")
+    """The C runtime's folder (one locator for checkouts and wheels: runtime/locate.py)."""
+    from ..runtime.locate import runtime_root
+
+    return runtime_root()
 
 
 def emit(

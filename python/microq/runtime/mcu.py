@@ -21,8 +21,9 @@ import numpy as np
 
 from ..errors import MicroqError
 from . import cbuild
+from .locate import targets_dir
 
-TARGETS_DIR = cbuild.REPO_C_RUNTIME / "targets"
+TARGETS_DIR = targets_dir()  # runtime/locate.py: checkout or installed wheel
 ARM_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
 RISCV_PACKAGES = "gcc-riscv64-unknown-elf"
 EXIT_IO, EXIT_STATUS, EXIT_FAULT = 2, 3, 70  # c_runtime/targets/mq_target.h
