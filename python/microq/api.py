@@ -166,10 +166,11 @@ def _is_qdq_onnx(model) -> bool:
 
 def compile_model(model, calib, out_dir, name: str = "net", method: str = "minmax",
                   command: str = "", progress=None, rounding: str = "double",
-                  bias_correction: bool = False) -> CompileResult:
+                  bias_correction: bool = False, runtime: str = "copy") -> CompileResult:
     """ONNX model + calibration data, or an int8 .tflite (already quantized: calib is unused),
-    -> generated C folder. `rounding` "single" builds with MQ_SINGLE_ROUNDING. Nothing is
-    written on error."""
+    -> generated C folder. `rounding` "single" builds with MQ_SINGLE_ROUNDING. `runtime`
+    "external" leaves the runtime files out (link the folder written by write_runtime). Nothing
+    is written on error."""
     from .codegen import emit
 
     out_dir = Path(out_dir)
@@ -188,8 +189,19 @@ def compile_model(model, calib, out_dir, name: str = "net", method: str = "minma
         _, qg = quantize_model(model, calib, method=method, progress=progress,
                                rounding=rounding, bias_correction=bias_correction)
     extra = {f".microq/{QGRAPH_FILE}": pickle.dumps(qg, protocol=4)}
-    emit(qg, out_dir, name, command=command, rounding=rounding, extra_files=extra)
+    emit(qg, out_dir, name, command=command, rounding=rounding, extra_files=extra,
+         runtime=runtime)
     return CompileResult(qg, out_dir, load_meta(out_dir))
+
+
+def write_runtime(out_dir: str | Path) -> list[str]:
+    """Write the whole C runtime once into `out_dir` (for folders compiled with runtime
+    "external"); returns the file names."""
+    from .codegen.runtime_pkg import write_runtime as _write
+
+    out_dir = Path(out_dir)
+    _check_writable(out_dir)
+    return _write(out_dir)
 
 
 def load_meta(model_dir: str | Path) -> dict:

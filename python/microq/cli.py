@@ -101,8 +101,14 @@ def _calib_options(f):
               show_default=True,
               help="Requantization rounding: TFLite Micro's double rounding, or TFLite's "
                    "single rounding (builds with MQ_SINGLE_ROUNDING=1).")
+@click.option("--runtime", type=click.Choice(["copy", "external"]), default="copy",
+              show_default=True,
+              help="copy: the folder holds the runtime files it uses (compiles on its own); "
+                   "external: it does not, link it with one `microq runtime -o DIR` folder "
+                   "shared by several models.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def compile_(model, calib, out_dir, name, method, bias_correction, rounding, as_json) -> None:
+def compile_(model, calib, out_dir, name, method, bias_correction, rounding, runtime,
+             as_json) -> None:
     """Quantize MODEL (float ONNX + --calib, or an already quantized QDQ ONNX or int8 .tflite)
     and write a self-contained C folder (NAME.h, NAME.c, weights, runtime sources) that compiles
     with any C99 compiler."""
@@ -116,7 +122,7 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, as_
     with api.progress_bar("calibrating", as_json or steps is None, steps) as bar:
         result = api.compile_model(model, calib, out_dir, name=name, method=method,
                                    command=command, progress=bar.update, rounding=rounding,
-                                   bias_correction=bias_correction)
+                                   bias_correction=bias_correction, runtime=runtime)
     seconds = time.perf_counter() - t0
     size, note = _default_target_size(out_dir)
     if as_json:
@@ -260,3 +266,16 @@ def profile(model_dir, target, as_json) -> None:
                           "rllrrr"))
     if rep.get("per_layer_note"):
         click.echo(rep["per_layer_note"])
+
+
+@main.command(name="runtime")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=str),
+              help="Folder to write the runtime into (replaced atomically).")
+def runtime_(out_dir) -> None:
+    """Write the whole C runtime (mq_*.h, mq_*.c) once, for firmware with several models: compile
+    each model with --runtime external and build their folders together with this one."""
+    from . import api
+
+    files = api.write_runtime(out_dir)
+    n = sum(1 for f in files if f.endswith(".c"))
+    click.echo(f"wrote {out_dir}/: the microq runtime, {n} sources (link it once per firmware)")
