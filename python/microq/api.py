@@ -166,11 +166,12 @@ def _is_qdq_onnx(model) -> bool:
 
 def compile_model(model, calib, out_dir, name: str = "net", method: str = "minmax",
                   command: str = "", progress=None, rounding: str = "double",
-                  bias_correction: bool = False, runtime: str = "copy") -> CompileResult:
+                  bias_correction: bool = False, runtime: str = "copy",
+                  layout: str = "flat") -> CompileResult:
     """ONNX model + calibration data, or an int8 .tflite (already quantized: calib is unused),
     -> generated C folder. `rounding` "single" builds with MQ_SINGLE_ROUNDING. `runtime`
-    "external" leaves the runtime files out (link the folder written by write_runtime). Nothing
-    is written on error."""
+    "external" leaves the runtime files out (link the folder written by write_runtime); `layout`
+    "arduino" writes an Arduino library. Nothing is written on error."""
     from .codegen import emit
 
     out_dir = Path(out_dir)
@@ -190,7 +191,7 @@ def compile_model(model, calib, out_dir, name: str = "net", method: str = "minma
                                rounding=rounding, bias_correction=bias_correction)
     extra = {f".microq/{QGRAPH_FILE}": pickle.dumps(qg, protocol=4)}
     emit(qg, out_dir, name, command=command, rounding=rounding, extra_files=extra,
-         runtime=runtime)
+         runtime=runtime, layout=layout)
     return CompileResult(qg, out_dir, load_meta(out_dir))
 
 

@@ -106,8 +106,13 @@ def _calib_options(f):
               help="copy: the folder holds the runtime files it uses (compiles on its own); "
                    "external: it does not, link it with one `microq runtime -o DIR` folder "
                    "shared by several models.")
+@click.option("--layout", type=click.Choice(["flat", "arduino"]), default="flat",
+              show_default=True,
+              help="flat: every file at the top plus CMakeLists.txt, Makefile, "
+                   "arm-none-eabi.cmake and example/main.c; arduino: an Arduino library "
+                   "(library.properties, src/, examples/).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def compile_(model, calib, out_dir, name, method, bias_correction, rounding, runtime,
+def compile_(model, calib, out_dir, name, method, bias_correction, rounding, runtime, layout,
              as_json) -> None:
     """Quantize MODEL (float ONNX + --calib, or an already quantized QDQ ONNX or int8 .tflite)
     and write a self-contained C folder (NAME.h, NAME.c, weights, runtime sources) that compiles
@@ -122,7 +127,8 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
     with api.progress_bar("calibrating", as_json or steps is None, steps) as bar:
         result = api.compile_model(model, calib, out_dir, name=name, method=method,
                                    command=command, progress=bar.update, rounding=rounding,
-                                   bias_correction=bias_correction, runtime=runtime)
+                                   bias_correction=bias_correction, runtime=runtime,
+                                   layout=layout)
     seconds = time.perf_counter() - t0
     size, note = _default_target_size(out_dir)
     if as_json:

@@ -21,6 +21,7 @@ from .. import __version__
 from ..errors import MicroqError
 from ..qir import QGraph
 from . import cformat as cf
+from .glue import LAYOUTS, arduino_layout, model_glue
 from .layers import EMITTERS, FAMILY_SOURCES, Ctx, LayerCode
 from .plan import Plan, plan_graph
 
@@ -62,12 +63,15 @@ def emit(
     rounding: str = "double",
     extra_files: dict[str, bytes] | None = None,
     runtime: str = "copy",
+    layout: str = "flat",
 ) -> Summary:
     """Write the C folder for `qgraph` to `out_dir` (replacing it); `command` is recorded in the
     header comment. `rounding` is recorded for builds: "single" needs -DMQ_SINGLE_ROUNDING=1.
     `extra_files` (relative path -> bytes, e.g. ".microq/qgraph.pkl") are written along, in the
     same atomic swap. `runtime` "copy" puts the runtime files the model uses into the folder;
-    "external" leaves them out, for firmware that links one shared runtime (codegen/runtime_pkg)."""
+    "external" leaves them out, for firmware that links one shared runtime (codegen/runtime_pkg).
+    `layout` "flat" writes everything at the top with CMake/Make glue; "arduino" an Arduino
+    library (library.properties, src/, examples/; codegen/glue.py)."""
     if not cf.is_identifier(name):
         raise MicroqError(f"model name '{name}' is not a C identifier (use letters, digits, _)")
     if rounding not in ("double", "single"):
@@ -78,8 +82,13 @@ def emit(
     from .runtime_pkg import check_mode
 
     check_mode(runtime)
+    if layout not in LAYOUTS:
+        raise MicroqError(f"layout must be one of {', '.join(LAYOUTS)}, not '{layout}'")
+    if layout == "arduino" and runtime != "copy":
+        raise MicroqError("--layout arduino needs the runtime inside the library (--runtime copy)")
     plan = plan_graph(qgraph)
-    files, summary = _render(qgraph, plan, name, command, rounding, Path(out_dir), runtime)
+    files, summary = _render(qgraph, plan, name, command, rounding, Path(out_dir), runtime,
+                             layout)
     for rel, data in sorted((extra_files or {}).items()):
         if Path(rel).is_absolute() or ".." in Path(rel).parts or rel in files:
             raise MicroqError(f"extra file '{rel}' must be a new relative path inside the folder")
@@ -107,7 +116,7 @@ def _arena_ptr(plan: Plan, buffer) -> str:
 
 
 def _render(qgraph: QGraph, plan: Plan, name: str, command: str, rounding: str, out_dir: Path,
-            runtime: str = "copy"):
+            runtime: str = "copy", layout: str = "flat"):
     up = name.upper()
     const_roots = [b.root for b in plan.buffers if b.home == "const"]
     consts = {t: f"{name}_const{i}" for i, t in enumerate(const_roots)}
@@ -147,9 +156,15 @@ def _render(qgraph: QGraph, plan: Plan, name: str, command: str, rounding: str, 
     files[f"{name}_weights.c"] = _weights_source(name, command, codes).encode()
     used = _runtime_files(families)
     files[f"{name}.json"] = _metadata(qgraph, plan, name, command, rounding, summary,
-                                      runtime, sorted(used)).encode()
+                                      runtime, sorted(used), layout).encode()
     if runtime == "copy":
         files.update(used)
+    n_in, n_out, single = len(qgraph.inputs), len(qgraph.outputs), rounding == "single"
+    if layout == "arduino":
+        return arduino_layout(name, files, n_in, n_out, single), summary
+    files.update(model_glue(name, n_in, n_out, sorted(f for f in files if f.endswith(".c")),
+                            sorted(f for f in used if f.endswith(".c")), runtime == "external",
+                            single))
     return files, summary
 
 
@@ -329,8 +344,10 @@ def _io_meta(qgraph: QGraph, t: str) -> dict:
 
 
 def _metadata(qgraph, plan, name, command, rounding, summary: Summary, runtime: str = "copy",
-              runtime_files: list[str] | None = None) -> str:
+              runtime_files: list[str] | None = None, layout: str = "flat") -> str:
     meta = {
+        "layout": layout,
+        "source_dir": "src" if layout == "arduino" else "",  # where NAME.c and NAME.h are
         "runtime": runtime,  # "copy": the folder holds runtime_files; "external": linked apart
         "runtime_files": list(runtime_files or []),
         "name": name,

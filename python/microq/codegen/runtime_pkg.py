@@ -34,12 +34,15 @@ def all_runtime_files() -> dict[str, bytes]:
 
 
 def runtime_folder_files() -> dict[str, bytes]:
-    """The files `microq runtime -o DIR` writes: the runtime and its metadata."""
+    """The files `microq runtime -o DIR` writes: the runtime, its metadata and build glue."""
     files = all_runtime_files()
     sources = sorted(n for n in files if n.endswith(".c"))
     meta = {"microq_version": __version__, "kind": "runtime", "files": sorted(files),
             "sources": sources}
     files[RUNTIME_META] = (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()
+    from .glue import runtime_glue
+
+    files.update(runtime_glue(sources))
     return files
 
 
@@ -58,10 +61,18 @@ def check_mode(runtime: str) -> str:
     return runtime
 
 
+def source_dir(model_dir: Path, meta: dict) -> Path:
+    """Where NAME.c / NAME.h are: the folder itself, or src/ of the Arduino layout."""
+    sub = meta.get("source_dir") or ""
+    if sub not in ("", "src"):
+        raise MicroqError(f"{model_dir}: unexpected source_dir '{sub}' in its NAME.json")
+    return Path(model_dir) / sub if sub else Path(model_dir)
+
+
 def build_inputs(model_dir: Path, meta: dict) -> tuple[list[Path], list[Path]]:
     """(C sources, include folders) that build the model folder: its own .c files, and for an
     external-runtime folder the runtime files it needs from the installed runtime."""
-    model_dir = Path(model_dir)
+    model_dir = source_dir(model_dir, meta)
     sources = sorted(model_dir.glob("*.c"))
     includes = [model_dir]
     if meta.get("runtime", "copy") == "external":

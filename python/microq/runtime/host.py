@@ -36,7 +36,9 @@ class HostModel:
             )
         meta = json.loads(metas[0].read_text())
         name = meta["name"]
-        header = folder / f"{name}.h"
+        from ..codegen.runtime_pkg import source_dir
+
+        header = source_dir(folder, meta) / f"{name}.h"
         if not header.exists():
             raise MicroqError(f"{folder}: {header.name} is missing")
         defines = {"MQ_SINGLE_ROUNDING": "1"} if meta.get("rounding") == "single" else None

@@ -64,7 +64,9 @@ def disassemble(elf: Path) -> dict[str, list[tuple[int, str, str]]]:
 
 def layer_calls(model_dir: Path, meta: dict) -> list[tuple[int, str]]:
     """(layer index, kernel function) for each layer with a call, from NAME.c's invoke."""
-    src = (model_dir / f"{meta['name']}.c").read_text()
+    from ..codegen.runtime_pkg import source_dir
+
+    src = (source_dir(model_dir, meta) / f"{meta['name']}.c").read_text()
     start = f"int {meta['name']}_invoke_multi_with("  # the layers' body (older folders: _multi)
     body = src[src.index(start if start in src else f"int {meta['name']}_invoke_multi(") :]
     calls = []
