@@ -310,6 +310,15 @@ def size(model_dir, target: str = "cortex-m4") -> dict:
     return size_report(model_dir, target)
 
 
+def fit(model_dir, board: str) -> dict:
+    """Flash and RAM the model needs on a real part (runtime/boards.py: STM32F411, STM32L4R5,
+    nRF52840, RP2040, ESP32-C3, micro:bit) and whether it fits, by how many bytes over."""
+    from .runtime.boards import fit_report
+
+    _require_dir(model_dir)
+    return fit_report(model_dir, board)
+
+
 def profile(model_dir, target: str = "cortex-m4", dsp: bool | None = None) -> dict:
     """Exact instruction counts of one inference on the emulated core, per layer and in total."""
     from .runtime.profile import profile as _profile
