@@ -30,7 +30,7 @@ demo: setup
 	$(BIN)/microq compare $(DEMO_MODEL) $(OUT)/digits --data $(ASSETS)/digits_test.npz
 
 test: setup
-	$(BIN)/python -m pytest -q -n $(JOBS)
+	$(BIN)/python -m pytest -q -rs -n $(JOBS)
 
 bench: setup
 	$(BIN)/python tools/bench.py

@@ -21,7 +21,10 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 def require(path: Path, what: str) -> Path:
     """Return `path` if it exists; otherwise skip (user machine) or fail (CI=true)."""
     if not path.exists():
-        msg = f"{what} not found at {path} (tests read it from ../shared next to the repo)"
+        msg = (f"{what} not found at {path}: ../shared next to the repository (or "
+               "$MICROQ_SHARED) holds the MLPerf Tiny reference models (MLCommons' tiny "
+               "repository) and Arm's CMSIS-NN unit-test vectors; README 'Reference data' "
+               "says where to get them")
         if IN_CI:
             pytest.fail(msg + "; under CI=true this is a failure")
         pytest.skip(msg)

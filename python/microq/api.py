@@ -191,10 +191,12 @@ def _is_qdq_onnx(model) -> bool:
 
 def compile_model(model, calib, out_dir, name: str = "net", method: str = "minmax",
                   command: str = "", progress=None, rounding: str = "double",
-                  bias_correction: bool = False) -> CompileResult:
+                  bias_correction: bool = False, runtime: str = "copy",
+                  layout: str = "flat") -> CompileResult:
     """ONNX model + calibration data, or an int8 .tflite (already quantized: calib is unused),
-    -> generated C folder. `rounding` "single" builds with MQ_SINGLE_ROUNDING. Nothing is
-    written on error."""
+    -> generated C folder. `rounding` "single" builds with MQ_SINGLE_ROUNDING. `runtime`
+    "external" leaves the runtime files out (link the folder written by write_runtime); `layout`
+    "arduino" writes an Arduino library. Nothing is written on error."""
     from .codegen import emit
     from .codegen.emit import check_io, check_name
 
@@ -218,7 +220,8 @@ def compile_model(model, calib, out_dir, name: str = "net", method: str = "minma
 
     check_io(qg, str(model))
     extra = {f".microq/{k}": v for k, v in store.dump(qg).items()}
-    emit(qg, out_dir, name, command=command, rounding=rounding, extra_files=extra)
+    emit(qg, out_dir, name, command=command, rounding=rounding, extra_files=extra,
+         runtime=runtime, layout=layout)
     return CompileResult(qg, out_dir, load_meta(out_dir))
 
 
@@ -228,6 +231,16 @@ def _recover(model_dir) -> None:
         from .codegen.swap import recover
 
         recover(Path(model_dir))
+
+
+def write_runtime(out_dir: str | Path) -> list[str]:
+    """Write the whole C runtime once into `out_dir` (for folders compiled with runtime
+    "external"); returns the file names."""
+    from .codegen.runtime_pkg import write_runtime as _write
+
+    out_dir = Path(out_dir)
+    _check_writable(out_dir)
+    return _write(out_dir)
 
 
 def load_meta(model_dir: str | Path) -> dict:
@@ -348,6 +361,15 @@ def size(model_dir, target: str = "cortex-m4") -> dict:
 
     _require_dir(model_dir)
     return size_report(model_dir, target)
+
+
+def fit(model_dir, board: str) -> dict:
+    """Flash and RAM the model needs on a real part (runtime/boards.py: STM32F411, STM32L4R5,
+    nRF52840, RP2040, ESP32-C3, micro:bit) and whether it fits, by how many bytes over."""
+    from .runtime.boards import fit_report
+
+    _require_dir(model_dir)
+    return fit_report(model_dir, board)
 
 
 def profile(model_dir, target: str = "cortex-m4", dsp: bool | None = None) -> dict:

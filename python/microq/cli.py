@@ -17,6 +17,8 @@ from .errors import MicroqError
 TARGETS = ("host", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33",
            "cortex-m55")
 MCU_TARGETS = TARGETS[1:]
+BOARDS = ("stm32f411", "stm32l4r5", "nrf52840", "rp2040", "esp32c3", "microbit", "microbit-v1")
+_T0 = time.perf_counter()  # at import, so `compile` reports the whole command's time
 
 
 def _fail(e: Exception) -> None:
@@ -103,8 +105,21 @@ def _calib_options(f):
               show_default=True,
               help="Requantization rounding: TFLite Micro's double rounding, or TFLite's "
                    "single rounding (builds with MQ_SINGLE_ROUNDING=1).")
+@click.option("--runtime", type=click.Choice(["copy", "external"]), default="copy",
+              show_default=True,
+              help="copy: the folder holds the runtime files it uses (compiles on its own); "
+                   "external: it does not, link it with one `microq runtime -o DIR` folder "
+                   "shared by several models.")
+@click.option("--layout", type=click.Choice(["flat", "arduino"]), default="flat",
+              show_default=True,
+              help="flat: every file at the top plus CMakeLists.txt, Makefile, "
+                   "arm-none-eabi.cmake and example/main.c; arduino: an Arduino library "
+                   "(library.properties, src/, examples/).")
+@click.option("--board", type=click.Choice(BOARDS), default=None,
+              help="Also check the result against a real part's flash and RAM.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def compile_(model, calib, out_dir, name, method, bias_correction, rounding, as_json) -> None:
+def compile_(model, calib, out_dir, name, method, bias_correction, rounding, runtime, layout,
+             board, as_json) -> None:
     """Quantize MODEL (float ONNX + --calib, or an already quantized QDQ ONNX or int8 .tflite)
     and write a self-contained C folder (NAME.h, NAME.c, weights, runtime sources) that compiles
     with any C99 compiler."""
@@ -118,16 +133,27 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, as_
     with api.progress_bar("calibrating", as_json or steps is None, steps) as bar:
         result = api.compile_model(model, calib, out_dir, name=name, method=method,
                                    command=command, progress=bar.update, rounding=rounding,
-                                   bias_correction=bias_correction)
+                                   bias_correction=bias_correction, runtime=runtime,
+                                   layout=layout)
     seconds = time.perf_counter() - t0
     size, note = _default_target_size(out_dir)
+    fit = None
+    if board:
+        from .runtime.boards import fit_lines
+
+        fit = api.fit(out_dir, board)
+    total = time.perf_counter() - _T0
     if as_json:
-        click.echo(json.dumps(dict(result.summary_json(), seconds=round(seconds, 2),
-                                   size=size, size_note=note), indent=2))
+        click.echo(json.dumps(dict(result.summary_json(), seconds=round(total, 2),
+                                   compile_seconds=round(seconds, 2), size=size,
+                                   size_note=note, board=fit), indent=2))
     else:
         click.echo(result.summary_table())
         click.echo(_size_lines(size) if size else note)
-        click.echo(f"wrote {out_dir}/ in {seconds:.1f} s")
+        if fit:
+            click.echo(fit_lines(fit))
+        click.echo(f"wrote {out_dir}/ in {total:.1f} s (quantize and generate {seconds:.1f} s, "
+                   "the rest start-up and the size check)")
 
 
 DEFAULT_TARGET = "cortex-m4"
@@ -149,7 +175,8 @@ def _default_target_size(out_dir: str) -> tuple[dict | None, str]:
 
 
 def _size_lines(rep: dict) -> str:
-    lines = [f"linked for {rep['target']} ({rep['board']}):"]
+    lines = [f"linked for {rep['target']} on the emulated board {rep['board']} (its memory, not a "
+             "real part's; --board checks one):"]
     for kind in ("flash", "ram"):
         parts = rep[kind]
         items = ", ".join(f"{k} {v:,}" for k, v in parts.items() if k not in ("total", "available"))
@@ -224,12 +251,24 @@ def compare(model, model_dir, data, as_json, plot_path) -> None:
 @main.command()
 @click.argument("model_dir", type=str)
 @click.option("--target", default="cortex-m4", show_default=True, type=click.Choice(MCU_TARGETS))
+@click.option("--board", type=click.Choice(BOARDS), default=None,
+              help="Check against a real part's flash and RAM (datasheet figures) instead; "
+                   "exit status 1 when the model does not fit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def size(model_dir, target, as_json) -> None:
+def size(model_dir, target, board, as_json) -> None:
     """Flash and RAM of MODEL_DIR linked for TARGET (arm-none-eabi-size), split into runtime
-    code, model code, weights, arena and stack (measured on the emulator)."""
+    code, model code, weights, arena and stack (measured on the emulator); with --board, what
+    it needs on that part and by how many bytes it does not fit."""
     from . import api
 
+    if board:
+        from .runtime.boards import fit_lines, misfit_message
+
+        rep = api.fit(model_dir, board)
+        click.echo(json.dumps(rep, indent=2) if as_json else fit_lines(rep))
+        if not rep["fits"]:
+            raise MicroqError(misfit_message(rep))
+        return
     rep = api.size(model_dir, target)
     if as_json:
         click.echo(json.dumps(rep, indent=2))
@@ -262,3 +301,16 @@ def profile(model_dir, target, as_json) -> None:
                           "rllrrr"))
     if rep.get("per_layer_note"):
         click.echo(rep["per_layer_note"])
+
+
+@main.command(name="runtime")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=str),
+              help="Folder to write the runtime into (replaced atomically).")
+def runtime_(out_dir) -> None:
+    """Write the whole C runtime (mq_*.h, mq_*.c) once, for firmware with several models: compile
+    each model with --runtime external and build their folders together with this one."""
+    from . import api
+
+    files = api.write_runtime(out_dir)
+    n = sum(1 for f in files if f.endswith(".c"))
+    click.echo(f"wrote {out_dir}/: the microq runtime, {n} sources (link it once per firmware)")

@@ -21,11 +21,10 @@ from ..errors import MicroqError
 from ..qir import QGraph
 from . import cformat as cf
 from . import swap
+from .glue import LAYOUTS, arduino_layout, model_glue
 from .layers import EMITTERS, FAMILY_SOURCES, Ctx, LayerCode
 from .plan import Plan, plan_graph
 
-_PKG_RUNTIME = Path(__file__).resolve().parents[1] / "c_runtime"  # when packaged
-_REPO_RUNTIME = Path(__file__).resolve().parents[3] / "c_runtime"  # in a checkout
 
 
 @dataclass(frozen=True)
@@ -50,10 +49,10 @@ class Summary:
 
 
 def runtime_dir() -> Path:
-    for d in (_PKG_RUNTIME, _REPO_RUNTIME):
-        if (d / "include" / "mq_types.h").exists():
-            return d
-    raise MicroqError(f"the microq C runtime was not found (looked in {_PKG_RUNTIME})")
+    """The C runtime's folder (one locator for checkouts and wheels: runtime/locate.py)."""
+    from ..runtime.locate import runtime_root
+
+    return runtime_root()
 
 
 C_KEYWORDS = frozenset(
@@ -136,11 +135,16 @@ def emit(
     command: str = "",
     rounding: str = "double",
     extra_files: dict[str, bytes] | None = None,
+    runtime: str = "copy",
+    layout: str = "flat",
 ) -> Summary:
     """Write the C folder for `qgraph` to `out_dir` (replacing it); `command` is recorded in the
     header comment. `rounding` is recorded for builds: "single" needs -DMQ_SINGLE_ROUNDING=1.
     `extra_files` (relative path -> bytes, e.g. ".microq/qgraph.json") are written along, in the
-    same atomic swap."""
+    same atomic swap. `runtime` "copy" puts the runtime files the model uses into the folder;
+    "external" leaves them out, for firmware that links one shared runtime (codegen/runtime_pkg).
+    `layout` "flat" writes everything at the top with CMake/Make glue; "arduino" an Arduino
+    library (library.properties, src/, examples/; codegen/glue.py)."""
     check_name(name)
     if rounding not in ("double", "single"):
         raise MicroqError(f"rounding must be 'double' or 'single', not '{rounding}'")
@@ -148,8 +152,16 @@ def emit(
     unknown = sorted({n.kernel for n in qgraph.nodes if n.kernel not in EMITTERS})
     if unknown:
         raise MicroqError(f"no C emitter for kernel(s): {', '.join(unknown)}")
+    from .runtime_pkg import check_mode
+
+    check_mode(runtime)
+    if layout not in LAYOUTS:
+        raise MicroqError(f"layout must be one of {', '.join(LAYOUTS)}, not '{layout}'")
+    if layout == "arduino" and runtime != "copy":
+        raise MicroqError("--layout arduino needs the runtime inside the library (--runtime copy)")
     plan = plan_graph(qgraph)
-    files, summary = _render(qgraph, plan, name, command, rounding, Path(out_dir))
+    files, summary = _render(qgraph, plan, name, command, rounding, Path(out_dir), runtime,
+                             layout)
     for rel, data in sorted((extra_files or {}).items()):
         if Path(rel).is_absolute() or ".." in Path(rel).parts or rel in files:
             raise MicroqError(f"extra file '{rel}' must be a new relative path inside the folder")
@@ -173,10 +185,11 @@ def _pointer(qgraph: QGraph, plan: Plan, consts: dict[str, str]):
 
 
 def _arena_ptr(plan: Plan, buffer) -> str:
-    return f"(g_arena.bytes + B{plan.arena_buffers().index(buffer)}_OFFSET)"
+    return f"(arena + B{plan.arena_buffers().index(buffer)}_OFFSET)"
 
 
-def _render(qgraph: QGraph, plan: Plan, name: str, command: str, rounding: str, out_dir: Path):
+def _render(qgraph: QGraph, plan: Plan, name: str, command: str, rounding: str, out_dir: Path,
+            runtime: str = "copy", layout: str = "flat"):
     up = name.upper()
     const_roots = [b.root for b in plan.buffers if b.home == "const"]
     consts = {t: f"{name}_const{i}" for i, t in enumerate(const_roots)}
@@ -214,8 +227,17 @@ def _render(qgraph: QGraph, plan: Plan, name: str, command: str, rounding: str, 
     files[f"{name}.c"] = _source(qgraph, plan, name, up, command, codes, families, consts).encode()
     files[f"{name}_weights.h"] = _weights_header(name, up, codes).encode()
     files[f"{name}_weights.c"] = _weights_source(name, command, codes).encode()
-    files[f"{name}.json"] = _metadata(qgraph, plan, name, command, rounding, summary).encode()
-    files.update(_runtime_files(families))
+    used = _runtime_files(families)
+    files[f"{name}.json"] = _metadata(qgraph, plan, name, command, rounding, summary,
+                                      runtime, sorted(used), layout).encode()
+    if runtime == "copy":
+        files.update(used)
+    n_in, n_out, single = len(qgraph.inputs), len(qgraph.outputs), rounding == "single"
+    if layout == "arduino":
+        return arduino_layout(name, files, n_in, n_out, single), summary
+    files.update(model_glue(name, n_in, n_out, sorted(f for f in files if f.endswith(".c")),
+                            sorted(f for f in used if f.endswith(".c")), runtime == "external",
+                            single))
     return files, summary
 
 
@@ -279,6 +301,7 @@ def _header(qgraph, plan, name, up, command, rounding) -> str:
         " *",
         f" * {name}_invoke_multi takes one pointer per input/output, in the order above;",
         " * it returns 0 on success, else the first non-zero kernel status (mq_status).",
+        *_arena_api_doc(name, up),
         " */",
     ]
     guard = f"{up}_H"
@@ -292,6 +315,7 @@ def _header(qgraph, plan, name, up, command, rounding) -> str:
     if single:
         body.append(f"int {name}_invoke(const int8_t *input, int8_t *output);")
     body.append(f"int {name}_invoke_multi(const int8_t *const *inputs, int8_t *const *outputs);")
+    body += _arena_api_decls(name, up, single)
     body += ["", f"#endif /* {guard} */", ""]
     return "\n".join(doc + body)
 
@@ -310,15 +334,7 @@ def _source(qgraph, plan, name, up, command, codes, families, consts) -> str:
                 out += cf.comment_lines(f"B{k}: {names}")
                 line = f"#define B{k}_OFFSET {b.offset} /* {b.size} B, L{b.first}-L{b.last} */"
             out.append(line)
-        out += [
-            "",
-            "/* int32_t member: the arena is aligned for any kernel's int8 access. */",
-            "static union {",
-            "    int32_t align;",
-            f"    int8_t bytes[{up}_ARENA_SIZE];",
-            "} g_arena;",
-            "",
-        ]
+        out += ["", *_static_arena(up), ""]
     for i, (node, code) in enumerate(zip(qgraph.nodes, codes)):
         if code.statics:
             out += cf.comment_lines(f'L{i} {code.summary} "{node.name}"')
@@ -334,10 +350,12 @@ def _source(qgraph, plan, name, up, command, codes, families, consts) -> str:
             "}",
             "",
         ]
-    out.append(f"int {name}_invoke_multi(const int8_t *const *inputs, int8_t *const *outputs)")
+    out.append(f"int {name}_invoke_multi_with(int8_t *arena, const int8_t *const *inputs,")
+    out.append(f"{' ' * len(f'int {name}_invoke_multi_with(')}int8_t *const *outputs)")
     out.append("{")
     if any(c.family for c in codes):
         out += ["    mq_status status;", ""]
+    out += _arena_check(bool(arena))
     for i, (node, code) in enumerate(zip(qgraph.nodes, codes)):
         src = f" <- ONNX: {', '.join(node.source)}" if node.source else ""
         out += cf.comment_lines(f'L{i} {code.summary} "{node.name}"{src}', "    ")
@@ -352,19 +370,8 @@ def _source(qgraph, plan, name, up, command, codes, families, consts) -> str:
     if not any(c.family for c in codes) and not plan.copies:
         out += ["    (void)inputs;", "    (void)outputs;"]
     out += ["    return 0;", "}", ""]
-    if len(qgraph.inputs) == 1 and len(qgraph.outputs) == 1:
-        out += [
-            f"int {name}_invoke(const int8_t *input, int8_t *output)",
-            "{",
-            "    const int8_t *inputs[1];",
-            "    int8_t *outputs[1];",
-            "",
-            "    inputs[0] = input;",
-            "    outputs[0] = output;",
-            f"    return {name}_invoke_multi(inputs, outputs);",
-            "}",
-            "",
-        ]
+    out += _arena_wrappers(name, up, bool(arena), len(qgraph.inputs) == 1 and
+                           len(qgraph.outputs) == 1)
     return "\n".join(out)
 
 
@@ -413,8 +420,13 @@ def _io_meta(qgraph: QGraph, t: str) -> dict:
     }
 
 
-def _metadata(qgraph, plan, name, command, rounding, summary: Summary) -> str:
+def _metadata(qgraph, plan, name, command, rounding, summary: Summary, runtime: str = "copy",
+              runtime_files: list[str] | None = None, layout: str = "flat") -> str:
     meta = {
+        "layout": layout,
+        "source_dir": "src" if layout == "arduino" else "",  # where NAME.c and NAME.h are
+        "runtime": runtime,  # "copy": the folder holds runtime_files; "external": linked apart
+        "runtime_files": list(runtime_files or []),
         "name": name,
         "microq_version": __version__,
         "command": command,
@@ -501,3 +513,92 @@ def write_folder(out_dir: Path, files: dict[str, bytes]) -> None:
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- the arena API: a caller-supplied arena, a placeable or omitted static one ---------------
+def _arena_api_doc(name: str, up: str) -> list[str]:
+    return [
+        " *",
+        f" * The activations live in an arena of {up}_ARENA_SIZE bytes. {name}_invoke and",
+        f" * {name}_invoke_multi use a static one in {name}.c; place it with",
+        f' * -D{up}_ARENA_SECTION=\'".sram2"\' (gcc/clang section attribute), or define',
+        f" * {up}_NO_STATIC_ARENA and pass your own to the _with forms: at least",
+        f" * {up}_ARENA_SIZE bytes, 4-byte aligned (NULL or misaligned: MQ_ERR_ARG). No state",
+        " * is kept between calls, so calls with different arenas are independent; models",
+        " * that never run at the same time can share one arena of the largest size.",
+    ]
+
+
+def _arena_api_decls(name: str, up: str, single: bool) -> list[str]:
+    out = []
+    if single:
+        out.append(f"int {name}_invoke_with(int8_t *arena, const int8_t *input, int8_t *output);")
+    out.append(f"int {name}_invoke_multi_with(int8_t *arena, const int8_t *const *inputs,")
+    out.append(f"{' ' * len(f'int {name}_invoke_multi_with(')}int8_t *const *outputs);")
+    return out
+
+
+def _static_arena(up: str) -> list[str]:
+    return [
+        f"#if !defined({up}_NO_STATIC_ARENA)",
+        f"#if defined({up}_ARENA_SECTION) && defined(__GNUC__)",
+        f"#define {up}_ARENA_PLACEMENT __attribute__((section({up}_ARENA_SECTION)))",
+        "#else",
+        f"#define {up}_ARENA_PLACEMENT",
+        "#endif",
+        "/* int32_t member: the arena is aligned for any kernel's int8 access. */",
+        "static union {",
+        "    int32_t align;",
+        f"    int8_t bytes[{up}_ARENA_SIZE];",
+        f"}} g_arena {up}_ARENA_PLACEMENT;",
+        "#endif",
+    ]
+
+
+def _arena_check(has_arena: bool) -> list[str]:
+    if not has_arena:
+        return ["    (void)arena; /* this model needs no arena */", ""]
+    return [
+        "    if (arena == 0 || ((uintptr_t)arena & 3u) != 0) {",
+        "        return MQ_ERR_ARG;",
+        "    }",
+        "",
+    ]
+
+
+def _arena_wrappers(name: str, up: str, has_arena: bool, single: bool) -> list[str]:
+    static = "g_arena.bytes" if has_arena else "0"
+    out = []
+    if single:
+        out += [
+            f"int {name}_invoke_with(int8_t *arena, const int8_t *input, int8_t *output)",
+            "{",
+            "    const int8_t *inputs[1];",
+            "    int8_t *outputs[1];",
+            "",
+            "    inputs[0] = input;",
+            "    outputs[0] = output;",
+            f"    return {name}_invoke_multi_with(arena, inputs, outputs);",
+            "}",
+            "",
+        ]
+    guard = [f"#if !defined({up}_NO_STATIC_ARENA)"] if has_arena else []
+    out += guard
+    out += [
+        f"int {name}_invoke_multi(const int8_t *const *inputs, int8_t *const *outputs)",
+        "{",
+        f"    return {name}_invoke_multi_with({static}, inputs, outputs);",
+        "}",
+        "",
+    ]
+    if single:
+        out += [
+            f"int {name}_invoke(const int8_t *input, int8_t *output)",
+            "{",
+            f"    return {name}_invoke_with({static}, input, output);",
+            "}",
+        ]
+    if guard:
+        out += [f"#endif /* {up}_NO_STATIC_ARENA */"]
+    out.append("")
+    return out

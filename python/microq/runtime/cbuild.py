@@ -16,7 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO_C_RUNTIME = Path(__file__).resolve().parents[3] / "c_runtime"
+from .locate import runtime_root
+
 # -fno-wrapv: Python's sysconfig CFLAGS (which cffi passes first) carry -fwrapv; the kernels must
 # not rely on wrapping signed overflow, as the MCU builds get no such flag.
 CFLAGS = ["-std=c99", "-O2", "-fPIC", "-fno-wrapv"]  # strict warnings: tests/test_c_strict.py
@@ -104,13 +105,14 @@ def _compile(modname, files, include_dirs, cdef, preamble, defines, out: Path) -
 
 def build_c_runtime(defines: dict[str, str] | None = None):
     """The whole c_runtime as one cffi module (kernel tests)."""
-    inc = REPO_C_RUNTIME / "include"
+    root = runtime_root()  # checkout or installed wheel: runtime/locate.py
+    inc = root / "include"
     headers = sorted(p for p in inc.glob("mq_*.h") if p.name not in ("mq_requant.h",))
     headers.sort(key=lambda p: p.name != "mq_types.h")  # types first
     cdef = cdef_from_headers(headers)
     preamble = "\n".join(f'#include "{p.name}"' for p in headers)
     # internal headers of src/ (e.g. mq_dsp.h) are hashed too: build() compiles only the .c
-    sources = sorted((REPO_C_RUNTIME / "src").glob("*.[ch]"))
+    sources = sorted((root / "src").glob("*.[ch]"))
     return build("runtime", sources, [inc], cdef, preamble, defines)
 
 
@@ -208,3 +210,9 @@ def _run(cmd: list[str], cwd: Path, what: str) -> None:
     p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if p.returncode != 0:
         raise MicroqError(f"{what} failed:\n{(p.stderr or p.stdout).strip()[-3000:]}")
+
+
+def __getattr__(name: str):
+    if name == "REPO_C_RUNTIME":  # older name of runtime_root(), resolved lazily
+        return runtime_root()
+    raise AttributeError(name)

@@ -98,14 +98,19 @@ class HostModel:
             )
         meta = _read_meta(metas[0])
         name = meta["name"]
-        header = folder / f"{name}.h"
+        from ..codegen.runtime_pkg import source_dir
+
+        header = source_dir(folder, meta) / f"{name}.h"
         if not header.exists():
             raise MicroqError(f"{folder}: {header.name} is missing")
         defines = {"MQ_SINGLE_ROUNDING": "1"} if meta.get("rounding") == "single" else None
+        from ..codegen.runtime_pkg import build_inputs
+
+        sources, includes = build_inputs(folder, meta)  # + the runtime, if linked apart
         ffi, lib = cbuild.build(
             f"model_{name}",
-            sorted(folder.glob("*.c")),
-            [folder],
+            sources,
+            includes,
             cbuild.cdef_from_headers([header]),
             f'#include "{name}.h"\n',
             defines,

@@ -22,8 +22,9 @@ import numpy as np
 from ..errors import MicroqError
 from . import cbuild
 from .host import sample_shape
+from .locate import targets_dir
 
-TARGETS_DIR = cbuild.REPO_C_RUNTIME / "targets"
+TARGETS_DIR = targets_dir()  # runtime/locate.py: checkout or installed wheel
 ARM_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
 RISCV_PACKAGES = "gcc-riscv64-unknown-elf"
 EXIT_IO, EXIT_STATUS, EXIT_FAULT = 2, 3, 70  # c_runtime/targets/mq_target.h
@@ -99,6 +100,14 @@ def run_tool(cmd: list[str], cwd: Path, what: str, timeout: float = 300) -> str:
     return p.stdout
 
 
+def model_build_inputs(model_dir: Path, meta: dict) -> tuple[list[Path], list[Path]]:
+    """(sources, include folders) of a model folder; an external-runtime folder adds the
+    installed runtime's files it needs (codegen/runtime_pkg.py)."""
+    from ..codegen.runtime_pkg import build_inputs
+
+    return build_inputs(Path(model_dir), meta)
+
+
 def load_meta(model_dir: Path) -> dict:
     metas = sorted(Path(model_dir).glob("*.json"))
     if not Path(model_dir).is_dir() or len(metas) != 1:
@@ -155,7 +164,8 @@ def build(model_dir: str | Path, target_name: str, dsp: bool | None = None) -> P
     tgt = target(target_name)
     gcc = tool("arm-none-eabi-gcc")
     flags = model_cflags(meta, tgt, dsp)
-    inputs = sorted(model_dir.glob("*.[ch]"))
+    sources, includes = model_build_inputs(model_dir, meta)
+    inputs = sorted({*sources, *(h for d in includes for h in d.glob("*.h"))})
     inputs += sorted(p for p in TARGETS_DIR.iterdir() if p.is_file())
     glue = _model_glue(meta)
     key = _digest([tgt.name, " ".join(flags), glue], inputs)
@@ -186,8 +196,9 @@ def compile_objects(gcc: str, flags: list[str], model_dir: Path, meta: dict, cwd
                     what: str) -> list[str]:
     """Compile the model folder and the harness into `cwd`; returns the object names."""
     (cwd / "mq_model.h").write_text(_model_glue(meta))
-    sources = sorted(model_dir.glob("*.c")) + [TARGETS_DIR / s for s in HARNESS_SOURCES]
-    incs = [f"-I{d}" for d in (cwd, model_dir.resolve(), TARGETS_DIR)]
+    model_sources, model_incs = model_build_inputs(model_dir, meta)
+    sources = model_sources + [TARGETS_DIR / s for s in HARNESS_SOURCES]
+    incs = [f"-I{Path(d).resolve()}" for d in (cwd, *model_incs, TARGETS_DIR)]
     run_tool([gcc, *flags, *BUILD_CFLAGS, *incs, "-c", *map(str, sources)], cwd,
               f"compiling {what}")
     return sorted(p.name for p in cwd.glob("*.o"))

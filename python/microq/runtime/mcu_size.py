@@ -135,10 +135,11 @@ def cross_compile(model_dir: str | Path, target_name: str) -> list[str]:
     else:
         cc = mcu.tool("arm-none-eabi-gcc")
         flags = mcu.model_cflags(meta, mcu.target(target_name), None)
-    sources = sorted(model_dir.glob("*.c"))
+    sources, includes = mcu.model_build_inputs(model_dir, meta)
     if not sources:
         raise MicroqError(f"{model_dir}: no .c files to compile")
     with tempfile.TemporaryDirectory(prefix="mq_cross") as d:
-        mcu.run_tool([cc, *flags, f"-I{model_dir.resolve()}", "-c", *map(str, sources)],
+        mcu.run_tool([cc, *flags, *(f"-I{i.resolve()}" for i in includes), "-c",
+                      *map(str, sources)],
                       Path(d), f"compiling {model_dir} for {target_name}")
         return sorted(p.name for p in Path(d).glob("*.o"))

@@ -64,8 +64,11 @@ def disassemble(elf: Path) -> dict[str, list[tuple[int, str, str]]]:
 
 def layer_calls(model_dir: Path, meta: dict) -> list[tuple[int, str]]:
     """(layer index, kernel function) for each layer with a call, from NAME.c's invoke."""
-    src = (model_dir / f"{meta['name']}.c").read_text()
-    body = src[src.index(f"int {meta['name']}_invoke_multi(") :]
+    from ..codegen.runtime_pkg import source_dir
+
+    src = (source_dir(model_dir, meta) / f"{meta['name']}.c").read_text()
+    start = f"int {meta['name']}_invoke_multi_with("  # the layers' body (older folders: _multi)
+    body = src[src.index(start if start in src else f"int {meta['name']}_invoke_multi(") :]
     calls = []
     for m in re.finditer(r"/\* L(\d+) .*?\*/(.*?)(?=/\* L\d+ |\Z)", body, flags=re.S):
         f = re.search(r"\b(mq_\w+)\s*\(", m.group(2))
@@ -77,8 +80,8 @@ def layer_calls(model_dir: Path, meta: dict) -> list[tuple[int, str]]:
 def _call_sites(funcs, name: str) -> tuple[list[tuple[int, int, str]], tuple[int, int]]:
     """Kernel call sites [(address, return address or -1 for a tail call, callee)] of the
     invoke function and its split parts, and main's (call, return) of the invoke."""
-    region = {f for f in funcs if f == f"{name}_invoke_multi" or
-              f.startswith(f"{name}_invoke_multi.")}
+    entry = (f"{name}_invoke_multi", f"{name}_invoke_multi_with")  # wrapper, body
+    region = {f for f in funcs if f in entry or f.startswith(tuple(e + "." for e in entry))}
     sites = []
     for f in sorted(region):
         insns = funcs[f]
