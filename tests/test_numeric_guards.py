@@ -396,3 +396,28 @@ def test_subnormal_weight_channel_gets_a_nonzero_scale():
     wq2, s_w2, bias = fit_channels("fc", w, np.array([0.25, 0.0]), 0.01, 0, wq, s_w,
                                    np.array([INT32_MAX, 0], np.int32))
     assert abs(int(bias[0]) * 0.01 * s_w2[0] - 0.25) < 1e-6
+
+
+def test_nearly_constant_add_output_gets_a_representable_scale(tmp_path):
+    # y = x + x * (-(1 - 1e-7)): a calibrated output range of ~1e-7 needs an output rescale of
+    # ~18 > 1, which ADD cannot apply (it was refused); the output scale is widened instead
+    mul = helper.make_node("Mul", ["x", "k"], ["m"], name="mul_0")
+    add = helper.make_node("Add", ["x", "m"], ["y"], name="add_0")
+    m = make_model([mul, add], {"x": (1, 8)}, ["y"], {"k": np.array([-(1 - 1e-7)], np.float32)},
+                   batch=1)
+    path = tmp_path / "flat.onnx"
+    onnx.save(m, str(path))
+    x = np.random.default_rng(2).random((6, 8)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", x=x)
+    out = tmp_path / "flat"
+    api.compile_model(path, tmp_path / "calib.npz", out)
+    qg = api.load_qgraph(out)
+    node = next(n for n in qg.nodes if n.kernel == "add")
+    q1 = qg.tensors[node.inputs[0]].q
+    got = api.run(out, {"x": x})["y"]
+    xq = np.clip(np.round(x / q1.scale) + q1.zero_point, -128, 127).astype(np.int8)
+    ref = np.stack([run_int(qg, {qg.inputs[0]: xq[i : i + 1]})[qg.outputs[0]][0]
+                    for i in range(len(x))])
+    assert np.array_equal(api.run(out, {"x": x}, raw=True)["y"], ref), "C != reference"
+    want = run_onnxruntime(path, {"x": x})["y"]
+    assert np.abs(got - want).max() <= 2 * q1.scale  # the inputs' own quantization error
