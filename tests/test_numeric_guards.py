@@ -81,7 +81,7 @@ def test_tiny_weight_channel_gets_a_larger_weight_scale():
     w = rng.standard_normal((4, 16)).astype(np.float32) * 0.3
     w[1] = 1e-30
     b = np.array([0.1, 0.5, -2.0, 0.0], np.float32)
-    s_in, s_out = 0.02, 0.05
+    s_in = 0.02
     wq, s_w = quantize_weights_per_channel(w)
     with np.errstate(over="ignore"):
         raw = np.clip(np.round(b / (s_in * s_w)), -INT32_MAX, INT32_MAX).astype(np.int32)
