@@ -62,8 +62,8 @@ class _FixedQuantizer(_Quantizer):
             raise MicroqError(f"node '{node.name}' ({node.op}) output: {e}") from None
         self.emit(node, "requantize", [tmp], [out], p)
 
-    def widen_output(self, out, s_in, s_w, bounds) -> None:
-        """The model's output scale is kept as given: an unsafe left shift is refused."""
+    def widen_to(self, out, bound) -> None:
+        """The model's output scale is kept as given: an unsafe rescale is refused."""
 
     def calibrated(self, name: str) -> qir.QParams:
         p = self.qdq.acts.get(name)

@@ -163,14 +163,18 @@ class _Quantizer:
         int32 (guards.py). A nearly dead output (a calibrated range far below one accumulator
         step, e.g. a ReLU that almost never fires) would need more: its output scale is raised
         to the smallest one whose left shifts are safe, instead of refusing the layer."""
-        qo = self.q(out)
         bounds = np.maximum(np.asarray(bounds, np.float64), 1.0)
         max_left = np.minimum(np.floor(np.log2(INT32_MAX / bounds)), guards.SHIFT_MAX)
         if np.any(max_left < 0):
             return  # not bounded at all: the guard refuses the layer
         # real = s_in s_w / s_out < 2^max_left keeps the shift <= max_left (margin: rounding)
-        need = float(np.max(s_in * np.asarray(s_w, np.float64) / 2.0 ** max_left)) * (1 + 2**-20)
-        if qo.scale >= need:
+        self.widen_to(out, float(np.max(s_in * np.asarray(s_w, np.float64) / 2.0 ** max_left)))
+
+    def widen_to(self, out: str, bound: float) -> None:
+        """Give `out` a scale above `bound` (with a margin for the multiplier's rounding) if its
+        calibrated one is not; the zero point keeps the calibrated lower end."""
+        need = bound * (1 + 2**-20)
+        if self.q(out).scale > need:
             return
         r = self.ranges.get(out)
         lo = min(r.lo, 0.0) if r is not None else 0.0
@@ -271,7 +275,13 @@ class _Quantizer:
         x1, x2 = (self.operand(i) for i in node.inputs)
         out = node.outputs[0]
         self.add_tensor(out, self.calibrated(out))
-        q1, q2, qo = self.q(x1), self.q(x2), self.q(out)
+        q1, q2 = self.q(x1), self.q(x2)
+        # the kernels' limits on the output rescale (a nearly constant output is widened)
+        if node.op == "Mul":
+            self.widen_to(out, q1.scale * q2.scale / 2.0**scheme.MUL_MAX_SHIFT)
+        else:
+            self.widen_to(out, 2.0 * max(q1.scale, q2.scale) / 2.0**scheme.ADD_LEFT_SHIFT)
+        qo = self.q(out)
         lo, hi = scheme.act_range(qo.scale, qo.zero_point, a.act_min, a.act_max)
         if node.op == "Mul":
             p = scheme.mul_params(q1.scale, q1.zero_point, q2.scale, q2.zero_point, qo.scale,
@@ -340,9 +350,11 @@ class _Quantizer:
         x1, x2 = (self.operand(i) for i in node.inputs)
         out = node.outputs[0]
         self.add_tensor(out, self.calibrated(out))
-        q1, q2, qo = self.q(x1), self.q(x2), self.q(out)
+        q1, q2 = self.q(x1), self.q(x2)
         if not a.alpha > 0:
             raise MicroqError(f"node '{node.name}': MatMul scale {a.alpha!r} must be positive")
+        self.widen_to(out, q1.scale * a.alpha * q2.scale)  # the kernel only shifts right
+        qo = self.q(out)
         p = scheme.batch_matmul_params(q1.scale * a.alpha, q1.zero_point, q2.scale, q2.zero_point,
                                        qo.scale, qo.zero_point, a.transpose_b,
                                        rounding=self.rounding)

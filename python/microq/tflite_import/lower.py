@@ -261,8 +261,8 @@ class Lowering:
         before lowering."""
         x, out = self.act(op, op.inputs[0], "input"), self.act(op, op.outputs[0], "output")
         qi, qo = self.qp(x), self.qp(out)
-        p = self.params(op, scheme.requantize_params, qi.scale, qi.zero_point, qo.scale, qo.zero_point,
-                                     rounding=self.rounding)
+        p = self.params(op, scheme.requantize_params, qi.scale, qi.zero_point, qo.scale,
+                        qo.zero_point, rounding=self.rounding)
         self.emit(op, "requantize", [x], [out], p)
 
 
