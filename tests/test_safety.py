@@ -238,8 +238,9 @@ def test_crafted_names_add_no_directive_or_code(crafted_dir, tmp_path) -> None:
 
 
 def test_crafted_names_folder_compiles_strict_and_runs_exact(crafted_dir, tmp_path) -> None:
-    """The folder compiles with -Werror under -std=c99 (trigraphs on) and gnu99, and the host build equals the integer reference bit for bit (an injected "+ 1" in an
-    arena offset or a spliced line would change the result or the build)."""
+    """The folder compiles with -Werror under -std=c99 (trigraphs on) and gnu99, and the host
+    build equals the integer reference bit for bit (an injected "+ 1" in an arena offset or a
+    spliced line would change the result or the build)."""
     import shutil
     import subprocess
 
@@ -315,8 +316,15 @@ def _roundtrip(qg, tmp_path: Path):
     return store.load(d)
 
 
-@pytest.mark.parametrize("case", ["demo", "vit_digits", "kws_transformer"])
+@pytest.mark.parametrize("case", ["demo", "vit_digits", "kws_transformer", "tflite_vww"])
 def test_qgraph_store_roundtrip_is_exact(case, tmp_path) -> None:
+    if case == "tflite_vww":  # an int8 .tflite import: its own parameter types
+        from conftest import MODELS, require
+        from microq.tflite_import import import_tflite
+
+        qg = import_tflite(require(MODELS / "tflite" / "vww_96_int8.tflite", "MLPerf vww01"))
+        _same(qg, _roundtrip(qg, tmp_path))
+        return
     if case == "demo":
         model, calib = DEMO, CALIB
     elif case == "vit_digits":

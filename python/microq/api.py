@@ -231,14 +231,14 @@ def _recover(model_dir) -> None:
 
 
 def load_meta(model_dir: str | Path) -> dict:
-    import json
-
     _recover(model_dir)
     d = Path(model_dir)
     metas = sorted(d.glob("*.json")) if d.is_dir() else []
     if not metas:
         raise MicroqError(f"{d}: not a microq output folder (no NAME.json); run `microq compile`")
-    return json.loads(metas[0].read_text())
+    from .runtime.host import read_meta
+
+    return read_meta(metas[0])
 
 
 def load_qgraph(model_dir: str | Path) -> qir.QGraph:
