@@ -336,6 +336,9 @@ def test_qgraph_store_roundtrip_is_exact(case, tmp_path) -> None:
     _, qg = api.quantize_model(model, data)
     back = _roundtrip(qg, tmp_path)
     _same(qg, back)
+    from microq.codegen import store
+
+    assert store.dump(back) == store.dump(qg)  # deterministic bytes (no zip timestamps)
     kernels = {n.kernel for n in qg.nodes}
     if case != "demo":
         assert {"batch_matmul", "layernorm", "softmax"} <= kernels
