@@ -264,7 +264,9 @@ def load(model_dir: str | Path):
 
 def run(model_dir, inputs, raw: bool = False) -> dict[str, np.ndarray]:
     """Run the generated C on the host. `inputs`: a data file path or a dict of float arrays in
-    the ONNX layout (N, *input_shape[1:]). Returns outputs keyed by name, dequantized unless raw."""
+    the ONNX layout (N, *input_shape[1:]). Returns outputs keyed by name, dequantized unless raw,
+    each (N, *shape[1:]), or (N, *shape) when its shape does not start with 1 (a view(-1) head
+    [3] gives (N, 3)): runtime.host.sample_shape."""
     m = load(model_dir)
     q = _quantized_inputs(m, inputs)
     out = m.run_int8(q)
