@@ -313,6 +313,16 @@ def test_crafted_names_folder_is_clean_under_asan(crafted_dir, tmp_path) -> None
     assert run.stdout == want.tobytes()
 
 
+def test_crafted_names_print_as_one_escaped_row_each(crafted_dir) -> None:
+    """The compile summary shows the crafted names escaped: one line per layer, no control
+    character reaches the terminal."""
+    _, res, _ = crafted_dir
+    text = res.summary_table()
+    assert not any(ch in text for ch in "\r\x00\x1b\x7f\t")
+    rows = text.splitlines()[2:2 + len(res.meta["layers"])]
+    assert all(r.split()[0].isdigit() for r in rows), rows
+
+
 def test_comment_text_keeps_only_safe_characters() -> None:
     from microq.codegen.cformat import COMMENT_SAFE, comment_text
 
