@@ -238,8 +238,9 @@ def test_crafted_names_add_no_directive_or_code(crafted_dir, tmp_path) -> None:
 
 
 def test_crafted_names_folder_compiles_strict_and_runs_exact(crafted_dir, tmp_path) -> None:
-    """The folder compiles with -Werror under -std=c99 (trigraphs on) and gnu99, and the host build equals the integer reference bit for bit (an injected "+ 1" in an
-    arena offset or a spliced line would change the result or the build)."""
+    """The folder compiles with -Werror under -std=c99 (trigraphs on) and gnu99, and the host
+    build equals the integer reference bit for bit (an injected "+ 1" in an arena offset or a
+    spliced line would change the result or the build)."""
     import shutil
     import subprocess
 
@@ -262,6 +263,64 @@ def test_crafted_names_folder_compiles_strict_and_runs_exact(crafted_dir, tmp_pa
         assert np.array_equal(got[i].reshape(-1), np.asarray(want).reshape(-1)), i
     meta = json.loads((d / "net" / "net.json").read_text())
     assert meta["inputs"][0]["name"] == inp and meta["outputs"][0]["name"] == out
+
+
+ASAN_MAIN = r"""
+#include <stdio.h>
+#include "net.h"
+int main(void)
+{
+    static int8_t in[NET_INPUT_SIZE], out[NET_OUTPUT_SIZE];
+    while (fread(in, 1, sizeof in, stdin) == sizeof in) {
+        if (net_invoke(in, out) != 0) return 2;
+        fwrite(out, 1, sizeof out, stdout);
+    }
+    return 0;
+}
+"""
+
+
+def test_crafted_names_folder_is_clean_under_asan(crafted_dir, tmp_path) -> None:
+    """The crafted-name folder built with ASan + UBSan (no recovery) runs clean and gives the
+    host's bytes: nothing reads or writes outside the arena (an injected offset would)."""
+    import shutil
+    import subprocess
+
+    d, _, names = crafted_dir
+    gcc = shutil.which("gcc")
+    assert gcc, "gcc is required"
+    (tmp_path / "main.c").write_text(ASAN_MAIN)
+    exe = tmp_path / "net_asan"
+    flags = ["-std=c99", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+             "-fno-wrapv"]
+    r = subprocess.run([gcc, *flags, "-I", str(d / "net"), str(tmp_path / "main.c"),
+                        *sorted(str(p) for p in (d / "net").glob("*.c")), "-o", str(exe)],
+                       capture_output=True, text=True)
+    if r.returncode != 0 and "asan" in r.stderr.lower():
+        from conftest import IN_CI
+
+        msg = f"no ASan runtime for gcc (apt-get install libasan): {r.stderr.strip()[-200:]}"
+        pytest.fail(msg + " (a failure under CI=true)") if IN_CI else pytest.skip(msg)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = api.load(d / "net")
+    x = dict(np.load(CALIB))["input"][:6]
+    q = m.quantize_input(names["input"], x)
+    q = np.concatenate([q, np.full((1, *q.shape[1:]), 127, np.int8),
+                        np.full((1, *q.shape[1:]), -128, np.int8)])
+    run = subprocess.run([str(exe)], input=q.tobytes(), capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr.decode(errors="replace")[-3000:]
+    want = m.run_int8({names["input"]: q})[names["probs"]]
+    assert run.stdout == want.tobytes()
+
+
+def test_crafted_names_print_as_one_escaped_row_each(crafted_dir) -> None:
+    """The compile summary shows the crafted names escaped: one line per layer, no control
+    character reaches the terminal."""
+    _, res, _ = crafted_dir
+    text = res.summary_table()
+    assert not any(ch in text for ch in "\r\x00\x1b\x7f\t")
+    rows = text.splitlines()[2:2 + len(res.meta["layers"])]
+    assert all(r.split()[0].isdigit() for r in rows), rows
 
 
 def test_comment_text_keeps_only_safe_characters() -> None:
@@ -315,8 +374,15 @@ def _roundtrip(qg, tmp_path: Path):
     return store.load(d)
 
 
-@pytest.mark.parametrize("case", ["demo", "vit_digits", "kws_transformer"])
+@pytest.mark.parametrize("case", ["demo", "vit_digits", "kws_transformer", "tflite_vww"])
 def test_qgraph_store_roundtrip_is_exact(case, tmp_path) -> None:
+    if case == "tflite_vww":  # an int8 .tflite import: its own parameter types
+        from conftest import MODELS, require
+        from microq.tflite_import import import_tflite
+
+        qg = import_tflite(require(MODELS / "tflite" / "vww_96_int8.tflite", "MLPerf vww01"))
+        _same(qg, _roundtrip(qg, tmp_path))
+        return
     if case == "demo":
         model, calib = DEMO, CALIB
     elif case == "vit_digits":
@@ -328,6 +394,9 @@ def test_qgraph_store_roundtrip_is_exact(case, tmp_path) -> None:
     _, qg = api.quantize_model(model, data)
     back = _roundtrip(qg, tmp_path)
     _same(qg, back)
+    from microq.codegen import store
+
+    assert store.dump(back) == store.dump(qg)  # deterministic bytes (no zip timestamps)
     kernels = {n.kernel for n in qg.nodes}
     if case != "demo":
         assert {"batch_matmul", "layernorm", "softmax"} <= kernels

@@ -244,14 +244,14 @@ def write_runtime(out_dir: str | Path) -> list[str]:
 
 
 def load_meta(model_dir: str | Path) -> dict:
-    import json
-
     _recover(model_dir)
     d = Path(model_dir)
     metas = sorted(d.glob("*.json")) if d.is_dir() else []
     if not metas:
         raise MicroqError(f"{d}: not a microq output folder (no NAME.json); run `microq compile`")
-    return json.loads(metas[0].read_text())
+    from .runtime.host import read_meta
+
+    return read_meta(metas[0])
 
 
 def load_qgraph(model_dir: str | Path) -> qir.QGraph:
@@ -277,7 +277,9 @@ def load(model_dir: str | Path):
 
 def run(model_dir, inputs, raw: bool = False) -> dict[str, np.ndarray]:
     """Run the generated C on the host. `inputs`: a data file path or a dict of float arrays in
-    the ONNX layout (N, *input_shape[1:]). Returns outputs keyed by name, dequantized unless raw."""
+    the ONNX layout (N, *input_shape[1:]). Returns outputs keyed by name, dequantized unless raw,
+    each (N, *shape[1:]), or (N, *shape) when its shape does not start with 1 (a view(-1) head
+    [3] gives (N, 3)): runtime.host.sample_shape."""
     m = load(model_dir)
     q = _quantized_inputs(m, inputs)
     out = m.run_int8(q)

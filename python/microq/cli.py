@@ -209,7 +209,8 @@ def quantize(model, calib, out_path, method, bias_correction) -> None:
 @click.option("--input", "input_path", required=True, type=str,
               help=".npz keyed by input name (other keys ignored) or .npy, float, ONNX layout.")
 @click.option("-o", "--out", "out_path", required=True, type=str,
-              help="Output .npz keyed by output name, shaped (N, *output_shape[1:]).")
+              help="Output .npz keyed by output name, shaped (N, *output_shape[1:]), or "
+                   "(N, *output_shape) for an output shape that does not start with 1.")
 @click.option("--raw", is_flag=True, help="Write the int8 outputs instead of dequantized floats.")
 @click.option("--target", default="host", show_default=True, type=click.Choice(TARGETS),
               help="host (cffi build), or an emulated Cortex-M core under QEMU.")

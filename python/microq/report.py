@@ -14,8 +14,14 @@ from .errors import MicroqError
 LAYER_SAMPLES = 100  # per-layer statistics use at most this many samples
 
 
+def _printable(s: str) -> str:
+    """A model-controlled name as terminal text: control characters (a newline, an ANSI escape
+    sequence) are shown escaped, never interpreted."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in s)
+
+
 def _table(headers: list[str], rows: list[list], align: str | None = None) -> str:
-    cells = [[str(c) for c in r] for r in rows]
+    cells = [[_printable(str(c)) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
               for i, h in enumerate(headers)]
     align = align or "l" + "r" * (len(headers) - 1)

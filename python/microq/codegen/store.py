@@ -72,9 +72,18 @@ def dump(qgraph: qir.QGraph) -> dict[str, bytes]:
     e = _Encoder()
     doc = {"format": FORMAT, "graph": e.enc(qgraph)}
     text = json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n"
+    return {JSON_FILE: text.encode(), NPZ_FILE: _npz(e.arrays)}
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    """np.savez's format with fixed zip timestamps: the same graph gives the same bytes."""
     buf = io.BytesIO()
-    np.savez(buf, **e.arrays)
-    return {JSON_FILE: text.encode(), NPZ_FILE: buf.getvalue()}
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED, allowZip64=True) as z:
+        for key, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with z.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(arr), allow_pickle=False)
+    return buf.getvalue()
 
 
 class _Decoder:

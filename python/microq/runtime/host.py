@@ -37,7 +37,7 @@ def batched_text(sample: tuple[int, ...]) -> str:
     return "(" + ", ".join(["N", *map(str, sample)]) + ")"
 
 
-def _read_meta(path: Path) -> dict:
+def read_meta(path: Path) -> dict:
     """NAME.json, checked enough that nothing in it can make the runner touch memory the C
     does not own or read a file outside the folder: a one-line error otherwise."""
     bad = f"{path}: not the NAME.json of a microq folder"
@@ -55,8 +55,13 @@ def _read_meta(path: Path) -> dict:
         if not isinstance(specs, list):
             raise MicroqError(f"{bad} (no '{kind}' list); compile the model again")
         for spec in specs:
+            if isinstance(spec, dict) and "logical_shape" not in spec:
+                spec["logical_shape"] = spec.get("shape")  # the same layout
             if not _spec_ok(spec):
                 raise MicroqError(f"{bad} (a malformed entry in '{kind}'); compile it again")
+    layers = meta.get("layers", [])
+    if not isinstance(layers, list) or not all(isinstance(x, dict) for x in layers):
+        raise MicroqError(f"{bad} (a malformed 'layers' list); compile the model again")
     return meta
 
 
@@ -96,7 +101,7 @@ class HostModel:
             raise MicroqError(
                 f"{folder}: expected one NAME.json of a generated model, found {len(metas)}"
             )
-        meta = _read_meta(metas[0])
+        meta = read_meta(metas[0])
         name = meta["name"]
         from ..codegen.runtime_pkg import source_dir
 

@@ -8,7 +8,6 @@ under a timeout. Size report and integer-only check: runtime/mcu_size.py.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -21,7 +20,7 @@ import numpy as np
 
 from ..errors import MicroqError
 from . import cbuild
-from .host import sample_shape
+from .host import read_meta, sample_shape
 from .locate import targets_dir
 
 TARGETS_DIR = targets_dir()  # runtime/locate.py: checkout or installed wheel
@@ -112,7 +111,7 @@ def load_meta(model_dir: Path) -> dict:
     metas = sorted(Path(model_dir).glob("*.json"))
     if not Path(model_dir).is_dir() or len(metas) != 1:
         raise MicroqError(f"{model_dir}: not a microq output folder (expected one NAME.json)")
-    return json.loads(metas[0].read_text())
+    return read_meta(metas[0])  # checked: its name and sizes reach the harness C
 
 
 def _model_glue(meta: dict) -> str:
