@@ -514,7 +514,7 @@ def _worker(mem_mb: int, timeout: float) -> None:
     import signal
     import traceback
 
-    sys.path.insert(0, str(REPO / "python"))
+    sys.path.insert(0, os.environ.get("MICROQ_FUZZ_SRC", str(REPO / "python")))
     import click
 
     from microq import cli
@@ -593,7 +593,8 @@ def run_cases(cases: list[Case], mem_mb: int, timeout: float, log=None) -> None:
 
     todo = list(cases)
     while todo:
-        env = dict(os.environ, PYTHONPATH=str(REPO / "python"), MICROQ_DEBUG="")
+        src = os.environ.get("MICROQ_FUZZ_SRC", str(REPO / "python"))
+        env = dict(os.environ, PYTHONPATH=src, MICROQ_FUZZ_SRC=src, MICROQ_DEBUG="")
         env.pop("MICROQ_DEBUG")
         proc = subprocess.Popen([PY, str(Path(__file__).resolve()), "--worker",
                                  "--mem-mb", str(mem_mb), "--timeout", str(timeout)],
@@ -667,6 +668,17 @@ int main(void)
 _OBJ_CACHE = Path(tempfile.gettempdir()) / "microq_fuzz_objcache"
 
 
+_CC_IDS: dict[str, bytes] = {}
+
+
+def _cc_id(cc: str) -> bytes:
+    """The compiler's path and version (part of the object cache key)."""
+    if cc not in _CC_IDS:
+        r = subprocess.run([cc, "--version"], capture_output=True, text=True)
+        _CC_IDS[cc] = (str(shutil.which(cc)) + r.stdout).encode()
+    return _CC_IDS[cc]
+
+
 def check_c(folder: Path, cc: str = "gcc", timeout: float = 60) -> tuple[str, str]:
     """Build the generated folder with strict flags and sanitizers, run one inference.
     Returns ("compiled", "") or (failure class, message)."""
@@ -689,7 +701,7 @@ def check_c(folder: Path, cc: str = "gcc", timeout: float = 60) -> tuple[str, st
         for src in sorted(folder.glob("*.c")) + [build / "main.c"]:
             text = src.read_bytes()
             cacheable = src.name.startswith("mq_")
-            key = hashlib.sha256(text + hdrs + " ".join(flags[:-2]).encode() + cc.encode())
+            key = hashlib.sha256(text + hdrs + " ".join(flags[:-2]).encode() + _cc_id(cc))
             obj = (_OBJ_CACHE / (key.hexdigest() + ".o")) if cacheable else build / (src.stem + ".o")
             if not obj.is_file():
                 r = subprocess.run([cc, *flags, "-c", str(src), "-o", str(obj) + ".part"],
@@ -800,6 +812,9 @@ def main(argv=None) -> int:
                     help="with --asan sample: at most this many builds per format")
     ap.add_argument("--mem-mb", type=int, default=3072, help="RLIMIT_AS of the compile (MiB)")
     ap.add_argument("--timeout", type=float, default=120, help="seconds per compile")
+    ap.add_argument("--microq", type=str, default=None,
+                    help="compile with the microq package in this folder (default: this "
+                         "checkout's python/), e.g. an older version for a before/after audit")
     ap.add_argument("--keep", type=str, default=None, help="keep the mutants in this folder")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
     ap.add_argument("-v", "--verbose", action="store_true", help="one line per case on stderr")
@@ -808,6 +823,8 @@ def main(argv=None) -> int:
     if a.worker:
         _worker(a.mem_mb, a.timeout)
         return 0
+    if a.microq:
+        os.environ["MICROQ_FUZZ_SRC"] = str(Path(a.microq).resolve())
     kinds = ("onnx", "tflite") if a.format == "both" else (a.format,)
     work = Path(a.keep) if a.keep else None
     if work:
