@@ -438,3 +438,41 @@ def test_fuzz_short_run_has_no_failures(tmp_path):
     assert s["failures"] == [], table
     assert s["c_checked"] >= 2, table  # the ASan sample really ran
     assert s["refused"] > 0 and s["compiled"] > 0, table
+
+
+def test_fuzz_harness_classifies_failures(tmp_path):
+    """The harness itself can fail: an internal error, a leftover folder, C that does not build
+    strictly and C that writes out of bounds are each reported as failures."""
+    import shutil
+
+    if shutil.which("gcc") is None:
+        require(REPO / "no-gcc", "gcc for the ASan run")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+
+    def case(outcome, message, out):
+        c = fz.Case("s", "onnx", 0, "", str(model), None, str(out), outcome, message)
+        fz._classify(c)
+        return c.outcome
+
+    assert case("refused", f"{model}: bad", tmp_path / "none") == "refused"
+    assert case("refused", "internal error (KeyError: 'x'); this is a microq bug",
+                tmp_path / "none") == "internal-error"
+    assert case("refused", "bad input", tmp_path / "none") == "vague-error"
+    assert case("refused", f"{model}: bad", tmp_path) == "folder"
+    assert case("compiled", "", tmp_path / "none") == "folder"
+
+    out = tmp_path / "net"
+    assets = REPO / "python" / "microq" / "assets"
+    api.compile_model(assets / "digits_cnn.onnx", assets / "digits_calib.npz", out, name="net")
+    assert fz.check_c(out) == ("compiled", "")
+    src = out / "net.c"
+    text = src.read_text()
+    head = "int net_invoke_multi(const int8_t *const *inputs, int8_t *const *outputs)\n{\n"
+    assert head in text
+    src.write_text(text.replace(head, head + "    outputs[0][NET_OUTPUT0_SIZE] = 1;\n"))
+    kind, msg = fz.check_c(out)
+    assert kind == "c-run" and "AddressSanitizer" in msg, msg
+    src.write_text(text.replace(head, head + "    int unused;\n"))
+    kind, msg = fz.check_c(out)
+    assert kind == "c-build" and "unused" in msg, msg
