@@ -250,6 +250,18 @@ def test_window_attributes_out_of_range_are_refused(tmp_path, attr, value):
     compile_refused(tmp_path, model, rf"{attr}=\[.*\]: expected \d integers in")
 
 
+@pytest.mark.parametrize("eps", [-1.0, float("nan")])
+def test_batchnorm_negative_or_nan_epsilon_is_refused(tmp_path, eps):
+    # was: sqrt(var + eps) of a negative number -> NaN weights, refused without the file name
+    c = 4
+    params = [np.ones(c, np.float32), np.zeros(c, np.float32), np.zeros(c, np.float32),
+              np.full(c, 0.5, np.float32)]
+    model = single("BatchNormalization", X, params, epsilon=eps)
+    compile_refused(tmp_path, model, r"node 'batchnormalization_0' \(BatchNormalization\): "
+                    r"epsilon=(-1.0|nan) with variance min 0.5: variance \+ epsilon must be "
+                    "positive")
+
+
 def test_constant_graph_output_is_refused(tmp_path):
     # was: KeyError 'w_1' in the quantizer (a Sigmoid of a weight kept as a graph output)
     nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv"),
@@ -459,6 +471,7 @@ def test_fuzz_harness_classifies_failures(tmp_path):
     assert case("refused", "internal error (KeyError: 'x'); this is a microq bug",
                 tmp_path / "none") == "internal-error"
     assert case("refused", "bad input", tmp_path / "none") == "vague-error"
+    assert case("refused", "tensor 't' is bad", tmp_path / "none") == "refused"
     assert case("refused", f"{model}: bad", tmp_path) == "folder"
     assert case("compiled", "", tmp_path / "none") == "folder"
 

@@ -13,8 +13,8 @@ per-case timeout. Each case ends in one of two good outcomes:
              folder, no temp folder left behind
 
 and anything else is a failure, classed as: internal-error, traceback, signal, timeout,
-memory-cap, folder (half-written / missing / leftover temp), vague-error (the one line does not
-name the model file), c-build, c-run (sanitizer).
+memory-cap, folder (half-written / missing / leftover temp), vague-error (the one line names
+neither the model file nor a quoted tensor/node), c-build, c-run (sanitizer).
 
   python tools/fuzz_import.py --count 200 --seed 1            # 200 ONNX + 200 TFLite mutants
   python tools/fuzz_import.py --count 50 --format tflite --json
@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -578,8 +579,8 @@ def _classify(c: Case) -> None:
             c.outcome = "traceback"
         elif out.exists():
             c.outcome, c.message = "folder", f"refused but {out} exists: " + msg
-        elif Path(c.model).name not in msg:
-            c.outcome = "vague-error"  # an error must name the file (and the node/tensor)
+        elif Path(c.model).name not in msg and not re.search(r"'[^']+'", msg):
+            c.outcome = "vague-error"  # an error must name the file or the node/tensor
     elif c.outcome == "compiled":
         need = [out / "net.h", out / "net.c", out / "net.json"]
         missing = [p.name for p in need if not p.is_file()]
