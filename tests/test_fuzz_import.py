@@ -262,6 +262,17 @@ def test_batchnorm_negative_or_nan_epsilon_is_refused(tmp_path, eps):
                     "positive")
 
 
+def test_float_overflow_during_calibration_is_refused(tmp_path):
+    # was: ValueError "cannot convert float NaN to integer" (a finite bias of 3.4e38 + x -> inf)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv"),
+             helper.make_node("Add", ["c", "c"], ["y"], name="add")]
+    model = make_model(nodes, {"x": X}, ["y"], {"w": weights((4, 4, 1, 1)),
+                                                "b": np.full(4, 3.4e38, np.float32)})
+    compile_refused(tmp_path, model, r"tensor 'y(__phys)?' overflows float32 on the calibration "
+                    r"data "
+                    r"\(range .*inf\)")
+
+
 def test_constant_graph_output_is_refused(tmp_path):
     # was: KeyError 'w_1' in the quantizer (a Sigmoid of a weight kept as a graph output)
     nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv"),
