@@ -433,6 +433,19 @@ def test_tflite_opcode_index_out_of_range_is_refused(tmp_path):
     compile_tflite_refused(tmp_path, buf, r"operator 3 has opcode index 2147483648")
 
 
+@pytest.mark.parametrize("beta", [-1.0, 0.0, float("inf")])
+def test_tflite_softmax_beta_must_be_positive(tmp_path, beta):
+    # was: "softmax beta must be positive and finite" without the file or the operator
+    import flatbuffers
+
+    buf = kws_bytes()
+    table = _model(buf).Subgraphs(0).Operators(12).BuiltinOptions()
+    struct.pack_into("<f", buf, fz._field_pos(flatbuffers.table.Table(table.Bytes, table.Pos),
+                                               0), beta)
+    compile_tflite_refused(tmp_path, buf, rf"crafted.tflite: op12_softmax \(SOFTMAX\): option "
+                           rf"beta={re.escape(repr(beta))}; expected a positive finite beta")
+
+
 def test_tflite_op_reading_a_tensor_nobody_wrote_is_refused(tmp_path):
     # op 2 reads op 3's output: uninitialized arena memory, and a cycle in the planner's eyes
     buf = kws_bytes()

@@ -654,7 +654,7 @@ int main(void)
     const int8_t *inputs[%(n_in)d];
     int8_t *outputs[%(n_out)d];
     int32_t j;
-%(fill)s    return net_invoke_multi(inputs, outputs) != 0;
+%(fill)s    return net_invoke_multi(inputs, outputs) != 0 ? 3 : 0;
 }
 """
 
@@ -730,6 +730,9 @@ def check_c(folder: Path, cc: str = "gcc", timeout: float = 60) -> tuple[str, st
                                env=env)
         except subprocess.TimeoutExpired:
             return "c-run", "inference timed out"
+        if r.returncode == 3 and not r.stderr.strip():
+            return "c-run", "net_invoke_multi returned an error status (a kernel refused its " \
+                            "arguments at run time: compile should have refused the model)"
         if r.returncode != 0 or "runtime error" in r.stderr or "Sanitizer" in r.stderr:
             first = [ln for ln in r.stderr.splitlines() if "ERROR" in ln or "runtime error" in ln]
             return "c-run", f"exit {r.returncode}: {(first or r.stderr.splitlines() or ['?'])[0]}"
