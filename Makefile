@@ -38,3 +38,8 @@ bench: setup
 
 clean:
 	rm -rf $(OUT) build .pytest_cache
+
+# long import fuzz (issue 9): 1000 ONNX + 1000 TFLite mutants, every compiled one run under ASan
+.PHONY: fuzz
+fuzz: setup
+	$(BIN)/python tools/fuzz_import.py --count 1000 --seed 1 --asan all

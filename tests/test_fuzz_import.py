@@ -250,6 +250,29 @@ def test_window_attributes_out_of_range_are_refused(tmp_path, attr, value):
     compile_refused(tmp_path, model, rf"{attr}=\[.*\]: expected \d integers in")
 
 
+@pytest.mark.parametrize("eps", [-1.0, float("nan")])
+def test_batchnorm_negative_or_nan_epsilon_is_refused(tmp_path, eps):
+    # was: sqrt(var + eps) of a negative number -> NaN weights, refused without the file name
+    c = 4
+    params = [np.ones(c, np.float32), np.zeros(c, np.float32), np.zeros(c, np.float32),
+              np.full(c, 0.5, np.float32)]
+    model = single("BatchNormalization", X, params, epsilon=eps)
+    compile_refused(tmp_path, model, r"node 'batchnormalization_0' \(BatchNormalization\): "
+                    r"epsilon=(-1.0|nan) with variance min 0.5: variance \+ epsilon must be "
+                    "positive")
+
+
+def test_float_overflow_during_calibration_is_refused(tmp_path):
+    # was: ValueError "cannot convert float NaN to integer" (a finite bias of 3.4e38 + x -> inf)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv"),
+             helper.make_node("Add", ["c", "c"], ["y"], name="add")]
+    model = make_model(nodes, {"x": X}, ["y"], {"w": weights((4, 4, 1, 1)),
+                                                "b": np.full(4, 3.4e38, np.float32)})
+    compile_refused(tmp_path, model, r"tensor 'y(__phys)?' overflows float32 on the calibration "
+                    r"data "
+                    r"\(range .*inf\)")
+
+
 def test_constant_graph_output_is_refused(tmp_path):
     # was: KeyError 'w_1' in the quantizer (a Sigmoid of a weight kept as a graph output)
     nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv"),
@@ -410,6 +433,19 @@ def test_tflite_opcode_index_out_of_range_is_refused(tmp_path):
     compile_tflite_refused(tmp_path, buf, r"operator 3 has opcode index 2147483648")
 
 
+@pytest.mark.parametrize("beta", [-1.0, 0.0, float("inf")])
+def test_tflite_softmax_beta_must_be_positive(tmp_path, beta):
+    # was: "softmax beta must be positive and finite" without the file or the operator
+    import flatbuffers
+
+    buf = kws_bytes()
+    table = _model(buf).Subgraphs(0).Operators(12).BuiltinOptions()
+    struct.pack_into("<f", buf, fz._field_pos(flatbuffers.table.Table(table.Bytes, table.Pos),
+                                               0), beta)
+    compile_tflite_refused(tmp_path, buf, rf"crafted.tflite: op12_softmax \(SOFTMAX\): option "
+                           rf"beta={re.escape(repr(beta))}; expected a positive finite beta")
+
+
 def test_tflite_op_reading_a_tensor_nobody_wrote_is_refused(tmp_path):
     # op 2 reads op 3's output: uninitialized arena memory, and a cycle in the planner's eyes
     buf = kws_bytes()
@@ -438,3 +474,42 @@ def test_fuzz_short_run_has_no_failures(tmp_path):
     assert s["failures"] == [], table
     assert s["c_checked"] >= 2, table  # the ASan sample really ran
     assert s["refused"] > 0 and s["compiled"] > 0, table
+
+
+def test_fuzz_harness_classifies_failures(tmp_path):
+    """The harness itself can fail: an internal error, a leftover folder, C that does not build
+    strictly and C that writes out of bounds are each reported as failures."""
+    import shutil
+
+    if shutil.which("gcc") is None:
+        require(REPO / "no-gcc", "gcc for the ASan run")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+
+    def case(outcome, message, out):
+        c = fz.Case("s", "onnx", 0, "", str(model), None, str(out), outcome, message)
+        fz._classify(c)
+        return c.outcome
+
+    assert case("refused", f"{model}: bad", tmp_path / "none") == "refused"
+    assert case("refused", "internal error (KeyError: 'x'); this is a microq bug",
+                tmp_path / "none") == "internal-error"
+    assert case("refused", "bad input", tmp_path / "none") == "vague-error"
+    assert case("refused", "tensor 't' is bad", tmp_path / "none") == "refused"
+    assert case("refused", f"{model}: bad", tmp_path) == "folder"
+    assert case("compiled", "", tmp_path / "none") == "folder"
+
+    out = tmp_path / "net"
+    assets = REPO / "python" / "microq" / "assets"
+    api.compile_model(assets / "digits_cnn.onnx", assets / "digits_calib.npz", out, name="net")
+    assert fz.check_c(out) == ("compiled", "")
+    src = out / "net.c"
+    text = src.read_text()
+    head = "int net_invoke_multi(const int8_t *const *inputs, int8_t *const *outputs)\n{\n"
+    assert head in text
+    src.write_text(text.replace(head, head + "    outputs[0][NET_OUTPUT0_SIZE] = 1;\n"))
+    kind, msg = fz.check_c(out)
+    assert kind == "c-run" and "AddressSanitizer" in msg, msg
+    src.write_text(text.replace(head, head + "    int unused;\n"))
+    kind, msg = fz.check_c(out)
+    assert kind == "c-build" and "unused" in msg, msg

@@ -13,7 +13,8 @@ per-case timeout. Each case ends in one of two good outcomes:
              folder, no temp folder left behind
 
 and anything else is a failure, classed as: internal-error, traceback, signal, timeout,
-memory-cap, folder (half-written / missing / leftover temp), c-build, c-run (sanitizer).
+memory-cap, folder (half-written / missing / leftover temp), vague-error (the one line names
+neither the model file nor a quoted tensor/node), c-build, c-run (sanitizer).
 
   python tools/fuzz_import.py --count 200 --seed 1            # 200 ONNX + 200 TFLite mutants
   python tools/fuzz_import.py --count 50 --format tflite --json
@@ -31,6 +32,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -514,7 +516,7 @@ def _worker(mem_mb: int, timeout: float) -> None:
     import signal
     import traceback
 
-    sys.path.insert(0, str(REPO / "python"))
+    sys.path.insert(0, os.environ.get("MICROQ_FUZZ_SRC", str(REPO / "python")))
     import click
 
     from microq import cli
@@ -577,6 +579,8 @@ def _classify(c: Case) -> None:
             c.outcome = "traceback"
         elif out.exists():
             c.outcome, c.message = "folder", f"refused but {out} exists: " + msg
+        elif Path(c.model).name not in msg and not re.search(r"'[^']+'", msg):
+            c.outcome = "vague-error"  # an error must name the file or the node/tensor
     elif c.outcome == "compiled":
         need = [out / "net.h", out / "net.c", out / "net.json"]
         missing = [p.name for p in need if not p.is_file()]
@@ -593,7 +597,8 @@ def run_cases(cases: list[Case], mem_mb: int, timeout: float, log=None) -> None:
 
     todo = list(cases)
     while todo:
-        env = dict(os.environ, PYTHONPATH=str(REPO / "python"), MICROQ_DEBUG="")
+        src = os.environ.get("MICROQ_FUZZ_SRC", str(REPO / "python"))
+        env = dict(os.environ, PYTHONPATH=src, MICROQ_FUZZ_SRC=src, MICROQ_DEBUG="")
         env.pop("MICROQ_DEBUG")
         proc = subprocess.Popen([PY, str(Path(__file__).resolve()), "--worker",
                                  "--mem-mb", str(mem_mb), "--timeout", str(timeout)],
@@ -643,28 +648,44 @@ def run_cases(cases: list[Case], mem_mb: int, timeout: float, log=None) -> None:
 HARNESS = """#include <stdint.h>
 #include "net.h"
 
-static int8_t in_buf[%(n_in)d][%(max_in)d];
-static int8_t out_buf[%(n_out)d][%(max_out)d];
-
+%(buffers)s
 int main(void)
 {
     const int8_t *inputs[%(n_in)d];
     int8_t *outputs[%(n_out)d];
-    int i;
-    int j;
-    for (i = 0; i < %(n_in)d; i++) {
-        for (j = 0; j < %(max_in)d; j++) {
-            in_buf[i][j] = (int8_t)((j * 37 + i * 11) %% 256 - 128);
-        }
-        inputs[i] = in_buf[i];
-    }
-    for (i = 0; i < %(n_out)d; i++) {
-        outputs[i] = out_buf[i];
-    }
-    return net_invoke_multi(inputs, outputs) != 0;
+    int32_t j;
+%(fill)s    return net_invoke_multi(inputs, outputs) != 0 ? 3 : 0;
 }
 """
+
+
+def harness(sizes_in: list[int], sizes_out: list[int]) -> str:
+    """main(): one exactly sized static buffer per input and output (so that ASan sees a write
+    one byte past any of them), inputs filled with a fixed pattern, one inference."""
+    bufs = [f"static int8_t in{i}[{n}];" for i, n in enumerate(sizes_in)]
+    bufs += [f"static int8_t out{i}[{n}];" for i, n in enumerate(sizes_out)]
+    fill = []
+    for i, n in enumerate(sizes_in):
+        fill += [f"    for (j = 0; j < {n}; j++) {{",
+                 f"        in{i}[j] = (int8_t)((j * 37 + {11 * i}) % 256 - 128);", "    }",
+                 f"    inputs[{i}] = in{i};"]
+    fill += [f"    outputs[{i}] = out{i};" for i in range(len(sizes_out))]
+    return HARNESS % dict(buffers="\n".join(bufs) + "\n", n_in=len(sizes_in),
+                          n_out=len(sizes_out), fill="\n".join(fill) + "\n")
+
+
 _OBJ_CACHE = Path(tempfile.gettempdir()) / "microq_fuzz_objcache"
+
+
+_CC_IDS: dict[str, bytes] = {}
+
+
+def _cc_id(cc: str) -> bytes:
+    """The compiler's path and version (part of the object cache key)."""
+    if cc not in _CC_IDS:
+        r = subprocess.run([cc, "--version"], capture_output=True, text=True)
+        _CC_IDS[cc] = (str(shutil.which(cc)) + r.stdout).encode()
+    return _CC_IDS[cc]
 
 
 def check_c(folder: Path, cc: str = "gcc", timeout: float = 60) -> tuple[str, str]:
@@ -674,14 +695,11 @@ def check_c(folder: Path, cc: str = "gcc", timeout: float = 60) -> tuple[str, st
     n_in, n_out = len(meta["inputs"]), len(meta["outputs"])
     if n_in == 0 or n_out == 0:
         return "c-build", f"{n_in} inputs, {n_out} outputs"
-    # Each buffer exactly its declared size would let ASan see an overflow of the I/O arrays;
-    # the harness sizes every row by the largest one, so also check the sizes in the header.
     sizes_in = [int(t["size"]) for t in meta["inputs"]]
     sizes_out = [int(t["size"]) for t in meta["outputs"]]
     build = Path(tempfile.mkdtemp(prefix="mqfuzz_c_"))
     try:
-        (build / "main.c").write_text(HARNESS % dict(n_in=n_in, n_out=n_out,
-                                                     max_in=max(sizes_in), max_out=max(sizes_out)))
+        (build / "main.c").write_text(harness(sizes_in, sizes_out))
         _OBJ_CACHE.mkdir(exist_ok=True)
         flags = STRICT + SANITIZE + ["-O1", "-g", "-I", str(folder)]
         objs = []
@@ -689,13 +707,15 @@ def check_c(folder: Path, cc: str = "gcc", timeout: float = 60) -> tuple[str, st
         for src in sorted(folder.glob("*.c")) + [build / "main.c"]:
             text = src.read_bytes()
             cacheable = src.name.startswith("mq_")
-            key = hashlib.sha256(text + hdrs + " ".join(flags[:-2]).encode() + cc.encode())
+            key = hashlib.sha256(text + hdrs + " ".join(flags[:-2]).encode() + _cc_id(cc))
             obj = (_OBJ_CACHE / (key.hexdigest() + ".o")) if cacheable else build / (src.stem + ".o")
             if not obj.is_file():
                 r = subprocess.run([cc, *flags, "-c", str(src), "-o", str(obj) + ".part"],
                                    capture_output=True, text=True, timeout=timeout)
                 if r.returncode != 0 or r.stderr.strip():
-                    return "c-build", f"{src.name}: {(r.stderr.strip().splitlines() or ['?'])[0]}"
+                    lines = r.stderr.strip().splitlines()
+                    first = [ln for ln in lines if "error" in ln or "warning" in ln] or lines
+                    return "c-build", f"{src.name}: {(first or ['?'])[0]}"
                 os.replace(str(obj) + ".part", obj)
             objs.append(str(obj))
         exe = build / "run"
@@ -710,6 +730,9 @@ def check_c(folder: Path, cc: str = "gcc", timeout: float = 60) -> tuple[str, st
                                env=env)
         except subprocess.TimeoutExpired:
             return "c-run", "inference timed out"
+        if r.returncode == 3 and not r.stderr.strip():
+            return "c-run", "net_invoke_multi returned an error status (a kernel refused its " \
+                            "arguments at run time: compile should have refused the model)"
         if r.returncode != 0 or "runtime error" in r.stderr or "Sanitizer" in r.stderr:
             first = [ln for ln in r.stderr.splitlines() if "ERROR" in ln or "runtime error" in ln]
             return "c-run", f"exit {r.returncode}: {(first or r.stderr.splitlines() or ['?'])[0]}"
@@ -800,6 +823,9 @@ def main(argv=None) -> int:
                     help="with --asan sample: at most this many builds per format")
     ap.add_argument("--mem-mb", type=int, default=3072, help="RLIMIT_AS of the compile (MiB)")
     ap.add_argument("--timeout", type=float, default=120, help="seconds per compile")
+    ap.add_argument("--microq", type=str, default=None,
+                    help="compile with the microq package in this folder (default: this "
+                         "checkout's python/), e.g. an older version for a before/after audit")
     ap.add_argument("--keep", type=str, default=None, help="keep the mutants in this folder")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
     ap.add_argument("-v", "--verbose", action="store_true", help="one line per case on stderr")
@@ -808,6 +834,8 @@ def main(argv=None) -> int:
     if a.worker:
         _worker(a.mem_mb, a.timeout)
         return 0
+    if a.microq:
+        os.environ["MICROQ_FUZZ_SRC"] = str(Path(a.microq).resolve())
     kinds = ("onnx", "tflite") if a.format == "both" else (a.format,)
     work = Path(a.keep) if a.keep else None
     if work:

@@ -265,7 +265,11 @@ def batch_norm(cx: Ctx) -> None:
     if any(p is None for p in params):
         raise Unsupported("BatchNormalization with non-constant parameters")
     gamma, beta, mean, var = (p.astype(np.float64) for p in params)
-    w = gamma / np.sqrt(var + float(a.get("epsilon", 1e-5)))
+    eps = float(a.get("epsilon", 1e-5))
+    if not np.isfinite(eps) or eps < 0 or not np.all(var + eps > 0):
+        raise Unsupported(f"epsilon={eps} with variance min {float(np.min(var)):g}: variance + "
+                          "epsilon must be positive: the model is invalid")
+    w = gamma / np.sqrt(var + eps)
     b = beta - mean * w
     w, b = w.astype(np.float32), b.astype(np.float32)
     logical = cx.shape(cx.node.input[0])

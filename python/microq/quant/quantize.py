@@ -130,6 +130,9 @@ class _Quantizer:
         r = self.ranges.get(name)
         if r is None:
             raise MicroqError(f"tensor '{name}' was never reached during calibration")
+        if not (np.isfinite(r.lo) and np.isfinite(r.hi)):  # e.g. a bias of 3.4e38
+            raise MicroqError(f"tensor '{name}' overflows float32 on the calibration data "
+                              f"(range {r.lo}..{r.hi}); check the weights and biases feeding it")
         return params_from_range(r.lo, r.hi)
 
     def operand(self, name: str) -> str:

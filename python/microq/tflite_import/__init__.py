@@ -21,7 +21,7 @@ def _strip_float_edges(m: TfModel) -> tuple[list[TfOp], list[int], list[int]]:
     model's I/O is int8 (NAME.json gives the scales), as TFLite Micro's is after them."""
     inputs, outputs, ops = list(m.inputs), list(m.outputs), []
     for op in m.ops:
-        src = m.tensors[op.inputs[0]] if op.inputs else None
+        src = m.tensors[op.inputs[0]] if op.inputs and op.inputs[0] >= 0 else None
         if op.opcode == "QUANTIZE" and src is not None and src.dtype == "FLOAT32" \
                 and op.inputs[0] in inputs:
             inputs[inputs.index(op.inputs[0])] = op.outputs[0]

@@ -177,6 +177,12 @@ class _Checker:
             self.fail(op, f"input '{self.name(x)}' is a scalar")
         self.expect(op, y, "output", self.shape(x), "the input has")
 
+    def softmax(self, op: TfOp) -> None:
+        self.same_shape(op)
+        beta = float(op.options.Beta()) if op.options is not None else 1.0
+        if not (beta > 0 and np.isfinite(beta)):
+            self.fail(op, f"option beta={beta!r}; expected a positive finite beta")
+
     def reshape(self, op: TfOp) -> None:
         x, y = op.inputs[0], op.outputs[0]
         if np.prod(self.shape(x), dtype=object) != np.prod(self.shape(y), dtype=object):
@@ -217,7 +223,7 @@ _BY_OPCODE = {
     "ADD": _Checker.binary,
     "SUB": _Checker.binary,
     "MUL": _Checker.binary,
-    "SOFTMAX": _Checker.same_shape,
+    "SOFTMAX": _Checker.softmax,
     "QUANTIZE": _Checker.same_shape,
     "RESHAPE": _Checker.reshape,
 }
