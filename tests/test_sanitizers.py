@@ -41,9 +41,15 @@ def run(cmd: list[str], cwd: Path | None = None, timeout: float = 300) -> tuple[
     return p.returncode, p.stdout + p.stderr
 
 
-def assert_no_reports(text: str, where: str) -> None:
+def assert_no_reports(text: str, where: str, table=None) -> None:
+    """No sanitizer output; a report in a case-table program names the kernel test case."""
+    import re
+
     found = [m for m in SANITIZER_MARKS if m in text]
-    assert not found, f"{where}: sanitizer report:\n{text[-4000:]}"
+    if found:
+        m = re.search(r" in case(\d+) ", text) if table is not None else None
+        case = f" ({table.describe(int(m.group(1)))})" if m else ""
+        pytest.fail(f"{where}: sanitizer report{case}:\n{text[-4000:]}")
 
 
 # ---- the mode works: it reports, and the report fails the run -------------------------------
@@ -189,7 +195,7 @@ def test_kernel_case_tables_clean_under_asan_ubsan(tables, variant, no_mul64):
     )
     code, text = run([str(exe)])
     where = f"kernel cases ({variant} rounding{', MQ_NO_MUL64' if no_mul64 else ''})"
-    assert_no_reports(text, where)
+    assert_no_reports(text, where, t)
     check_report(t, code, text, where + " under ASan + UBSan")
 
 
