@@ -172,8 +172,8 @@ class Pool:
             n = f"d{len(self.names)}"
             self.names[data] = n
             # Sized explicitly: the literal's terminating NUL is not stored (C99 6.7.8p14).
-            self.chunks.append(f"static const unsigned char {n}[{max(len(data), 1)}] = "
-                               f"{c_bytes(data)};\n")
+            self.chunks.append(f"MQ_CASE_DATA static const unsigned char {n}"
+                               f"[{max(len(data), 1)}] = {c_bytes(data)};\n")
         return self.names[data]
 
 
