@@ -64,7 +64,8 @@ def _key() -> str:
 
 def _record(dest: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
-    env = dict(os.environ)
+    # A clean pytest: nothing of the calling session (xdist worker, current test) leaks in.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env["PYTHONPATH"] = os.pathsep.join(
         [str(REPO / "python"), str(TESTS), *filter(None, [env.get("PYTHONPATH")])])
     env["MICROQ_RECORD_CASES"] = str(tmp)

@@ -79,13 +79,14 @@ def build_image(table, dsp: bool) -> tuple[Path, Path]:
     rt = _compile(gcc, flags, runtime + harness, incs, f"runtime-{'dsp' if dsp else 'nodsp'}")
     plain = [*TARGET.cflags, "-std=c99", "-O0", "-Wall", "-Wextra", "-Werror", *defines]
     cases = _compile(gcc, plain, [table.source], incs, f"cases-{table.variant}")
-    elf_dir = cbuild.cache_dir() / "mcu_cases" / f"elf-{_digest([str(rt), str(cases)], [])}"
+    scripts = [TARGETS / "mps2_cases.ld", TARGETS / "sections.ld"]
+    elf_dir = cbuild.cache_dir() / "mcu_cases" / f"elf-{_digest([str(rt), str(cases)], scripts)}"
     elf = elf_dir / "cases.elf"
     if not elf.exists():
         tmp = Path(tempfile.mkdtemp(prefix=elf_dir.name, dir=elf_dir.parent))
         try:
             objs = sorted(str(p) for d in (rt, cases) for p in d.glob("*.o"))
-            mcu.link(gcc, flags, objs, tmp, TARGET.linker_script, "cases.elf")
+            mcu.link(gcc, flags, objs, tmp, "mps2_cases.ld", "cases.elf")
             try:
                 os.replace(tmp, elf_dir)
             except OSError:

@@ -5,8 +5,9 @@ wrap silently there (and the numpy reference wraps likewise). Here the same C is
 standalone programs with -fsanitize=address,undefined -fno-wrapv -fno-sanitize-recover=all
 (runtime/cbuild.build_executable), where the first report ends the run with a non-zero status:
 - every kernel case of tests/test_kernel_*.py (named, random, CMSIS-NN conformance, bad
-  arguments; both rounding modes) as one case-table program (tests/case_tables.py), each
-  buffer its own exact-size malloc, every result checked against the recorded reference;
+  arguments; both rounding modes, and the MQ_NO_MUL64 requantization of ARMv6-M builds) as one
+  case-table program per build (tests/case_tables.py), each buffer its own exact-size malloc,
+  every result checked against the recorded reference;
 - three generated models (the demo, MLPerf ad01 and kws01) on real samples through
   c_runtime/targets/host_harness.c, bit-exact with the numpy integer reference graph.
 The first tests prove that the mode does catch a heap overflow and a signed overflow.
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 
 from case_tables import TARGETS, case_tables, check_report, kernel_functions
-from conftest import IN_CI, REPO
+from conftest import CONFORMANCE, IN_CI, REPO, require
 from microq.errors import MicroqError
 from microq.runtime import cbuild
 
@@ -40,9 +41,15 @@ def run(cmd: list[str], cwd: Path | None = None, timeout: float = 300) -> tuple[
     return p.returncode, p.stdout + p.stderr
 
 
-def assert_no_reports(text: str, where: str) -> None:
+def assert_no_reports(text: str, where: str, table=None) -> None:
+    """No sanitizer output; a report in a case-table program names the kernel test case."""
+    import re
+
     found = [m for m in SANITIZER_MARKS if m in text]
-    assert not found, f"{where}: sanitizer report:\n{text[-4000:]}"
+    if found:
+        m = re.search(r" in case(\d+) ", text) if table is not None else None
+        case = f" ({table.describe(int(m.group(1)))})" if m else ""
+        pytest.fail(f"{where}: sanitizer report{case}:\n{text[-4000:]}")
 
 
 # ---- the mode works: it reports, and the report fails the run -------------------------------
@@ -105,6 +112,51 @@ def test_cffi_build_overrides_fwrapv():
     assert {"-fno-wrapv", "-fno-sanitize-recover=all"} <= set(cbuild.SANITIZE_CFLAGS)
 
 
+# A hand-written case table in the recorder's form: case 0 is right, case 1 expects a wrong
+# output byte (index 2), case 2 a wrong return value. The harness must name exactly those.
+WRONG_CASES = r"""
+#include <stdint.h>
+#include "case_harness.h"
+#include "mq_elementwise.h"
+static const unsigned char d0[4] = {1, 2, 3, 4};
+static const unsigned char d1[4] = {0x5A, 0x5A, 0x5A, 0x5A};
+static const unsigned char d2[4] = {3, 4, 5, 6};
+static const unsigned char d3[4] = {3, 4, 9, 6};
+static void run(uint32_t id, const unsigned char *want, int64_t want_ret)
+{
+    int8_t *b0 = (int8_t *)mq_case_buffer(d0, 4u);
+    int8_t *b1 = (int8_t *)mq_case_buffer(d1, 4u);
+    mq_requantize_params p = {0, 2, 1073741824, 1, -128, 127};
+    mq_case_ret(id, (int64_t)mq_requantize_s8(&p, 4, b0, b1), want_ret);
+    mq_case_check(id, 0u, b0, d0, 4u);
+    mq_case_check(id, 1u, b1, want, 4u);
+    mq_case_end();
+}
+void mq_cases_run(void)
+{
+    run(0u, d2, 0);
+    run(1u, d3, 0);
+    run(2u, d2, 1);
+}
+const uint32_t mq_cases_count = 3u;
+"""
+
+
+def test_case_harness_reports_wrong_results(tmp_path):
+    from case_tables import parse_report
+
+    src = tmp_path / "wrong_cases.c"
+    src.write_text(WRONG_CASES)
+    exe = cbuild.build_executable("wrong_cases", [*sorted((RUNTIME / "src").glob("*.c")),
+                                                  TARGETS / "case_harness.c"],
+                                  [RUNTIME / "include", RUNTIME / "src", TARGETS],
+                                  sanitize=True, plain_sources=(src,))
+    code, text = run([str(exe)])
+    assert code == 1, text
+    assert parse_report(text) == ([1, 2], (3, 9, 2)), text
+    assert "FAIL case 1 buffer 1: 1 bytes differ, first at byte 2: got 5 want 9" in text
+
+
 # ---- every kernel case under ASan + UBSan ---------------------------------------------------
 @pytest.fixture(scope="module")
 def tables():
@@ -118,26 +170,33 @@ def test_case_tables_cover_every_kernel_and_the_cmsis_vectors(tables):
     files = {node.split("::")[0] for node, _ in t.cases}
     missing = {f"tests/{p.name}" for p in (REPO / "tests").glob("test_kernel_*.py")} - files
     assert missing <= {"tests/test_kernel_perf.py"}, f"kernel test files not recorded: {missing}"
-    cmsis = {node.split("[")[1].split("]")[0].split("-")[-1] for node, _ in t.cases
-             if "cmsis" in node and "[" in node}
-    assert len(cmsis) >= 80, f"only {len(cmsis)} CMSIS-NN conformance vectors recorded"
+    vectors = sorted(require(CONFORMANCE, "CMSIS-NN conformance vectors").glob("*/*.json"))
+    nodes = " ".join(node for node, _ in t.cases if "cmsis" in node)
+    absent = [f"{v.parent.name}/{v.stem}" for v in vectors if v.stem not in nodes]
+    assert len(vectors) > 80 and not absent, f"CMSIS-NN vectors with no recorded case: {absent}"
     assert len(tables["single"].cases) > 300
 
 
-@pytest.mark.parametrize("variant", ["double", "single"])
-def test_kernel_case_tables_clean_under_asan_ubsan(tables, variant):
+@pytest.mark.parametrize("variant, no_mul64", [("double", False), ("single", False),
+                                               ("double", True)],
+                         ids=["double", "single", "double-no_mul64"])
+def test_kernel_case_tables_clean_under_asan_ubsan(tables, variant, no_mul64):
+    """no_mul64: the runtime with MQ_NO_MUL64=1, the requantization in 16-bit halves that
+    ARMv6-M (Cortex-M0+) builds use; it must give the same results, so the same table."""
     t = tables[variant]
+    defines = {**t.defines, **({"MQ_NO_MUL64": "1"} if no_mul64 else {})}
     exe = cbuild.build_executable(
-        f"cases_{variant}_asan",
+        f"cases_{variant}{'_no_mul64' if no_mul64 else ''}_asan",
         [*sorted((RUNTIME / "src").glob("*.c")), TARGETS / "case_harness.c"],
         [RUNTIME / "include", RUNTIME / "src", TARGETS],
-        t.defines,
+        defines,
         sanitize=True,
         plain_sources=(t.source,),
     )
     code, text = run([str(exe)])
-    assert_no_reports(text, f"kernel cases ({variant} rounding)")
-    check_report(t, code, text, f"kernel cases ({variant} rounding) under ASan + UBSan")
+    where = f"kernel cases ({variant} rounding{', MQ_NO_MUL64' if no_mul64 else ''})"
+    assert_no_reports(text, where, t)
+    check_report(t, code, text, where + " under ASan + UBSan")
 
 
 # ---- three generated models under ASan + UBSan ----------------------------------------------

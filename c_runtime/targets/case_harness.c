@@ -64,7 +64,7 @@ void mq_case_end(void)
 #include "mq_semihost.h"
 
 #ifndef MQ_CASE_SCRATCH_BYTES
-#define MQ_CASE_SCRATCH_BYTES (1024u * 1024u)
+#define MQ_CASE_SCRATCH_BYTES (3u * 1024u * 1024u)
 #endif
 
 static uint64_t g_scratch[MQ_CASE_SCRATCH_BYTES / 8u];

@@ -15,6 +15,14 @@
 
 #include <stdint.h>
 
+/* The recorded data of the generated cases: on the emulated boards in its own section, which
+ * mps2_cases.ld places in PSRAM (it does not fit the 4 MiB flash). */
+#if defined(__arm__)
+#define MQ_CASE_DATA __attribute__((section(".mq_case_data")))
+#else
+#define MQ_CASE_DATA
+#endif
+
 void *mq_case_buffer(const void *init, uint32_t bytes);
 void mq_case_end(void);
 void mq_case_ret(uint32_t case_id, int64_t got, int64_t want);
