@@ -51,3 +51,29 @@ def test_cache_clean_empties_the_cache(tmp_path, monkeypatch):
     r = CliRunner().invoke(cli, ["cache", "clean"])
     assert r.exit_code == 0 and "removed 2 entries (1,024 B)" in r.output
     assert (tmp_path / "c").is_dir() and not list((tmp_path / "c").iterdir())
+
+
+def test_inspect_labels_depthwise_and_grouped_convs_and_says_the_layout():
+    from microq.onnx_import.inspect import format_table, inspect_onnx
+
+    rep = inspect_onnx(REPO / "python" / "microq" / "assets" / "digits_cnn.onnx")
+    assert [r.op for r in rep.rows][:3] == ["Conv2D", "DepthwiseConv2D", "Conv2D"]
+    text = format_table(rep)
+    assert "NCHW" in text.splitlines()[1] and "NHWC" in text.splitlines()[1]
+    rep = inspect_onnx(REPO / "tests" / "models" / "group_net.dynamo.onnx")
+    assert [r.op for r in rep.rows][:3] == ["Conv2D (groups=2)", "DepthwiseConv2D", "Conv2D"]
+
+
+def test_inspect_reads_an_int8_tflite_model():
+    from conftest import MODELS, require
+    from microq import api
+    from microq.onnx_import.inspect import format_table, inspect_onnx
+
+    path = require(MODELS / "tflite" / "kws_ref_model.tflite", "int8 TFLite model kws01")
+    rep = inspect_onnx(path)
+    assert not rep.unsupported and rep.quantized
+    assert rep.inputs == {"input_1": (1, 49, 10, 1)}
+    kernels = [r.op for r in rep.rows]
+    assert kernels.count("depthwise_conv2d") == 4 and kernels[-1] == "softmax"
+    assert rep.total_macs == api.inspect(path).report.total_macs > 2_000_000
+    assert "TFLite tensors" in format_table(rep)
