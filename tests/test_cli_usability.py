@@ -77,3 +77,26 @@ def test_inspect_reads_an_int8_tflite_model():
     assert kernels.count("depthwise_conv2d") == 4 and kernels[-1] == "softmax"
     assert rep.total_macs == api.inspect(path).report.total_macs > 2_000_000
     assert "TFLite tensors" in format_table(rep)
+
+
+def test_compare_table_states_its_criterion_ties_and_stays_narrow(tmp_path):
+    from microq import api
+    from microq.report import POOR_DB, WORST, short_name
+
+    assets = REPO / "python" / "microq" / "assets"
+    api.compile_model(assets / "digits_cnn.onnx", assets / "digits_calib.npz", tmp_path / "d",
+                      name="d")
+    rep = api.compare(assets / "digits_cnn.onnx", tmp_path / "d", assets / "digits_test.npz")
+    text = rep.table()
+    assert max(len(line) for line in text.splitlines()) <= 120, text
+    assert f"marked: the {WORST} lowest SQNR" in text and f"below {POOR_DB:g} dB" in text
+    assert text.count("<- lowest") == WORST
+    poor = [r for r in rep.layers if r.worst and r.isolated.sqnr_db < POOR_DB]
+    assert text.count("<- lowest, poor") == len(poor)
+    # ties: counted among the samples whose top-1 differs, and said in the table
+    n_diff = rep.top1_disagree["probs"]
+    assert n_diff == round((1 - rep.top1_agreement["probs"]) * rep.samples)
+    assert 0 <= rep.top1_ties["probs"] <= n_diff
+    if n_diff:
+        assert f"of {n_diff} differing are int8 ties" in text
+    assert short_name("a" * 40, 10) == "aaaa..aaaa" and short_name("abc") == "abc"
