@@ -22,8 +22,8 @@ import pytest
 from conftest import IN_CI, REPO
 
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "python", "c_runtime")
-OFFLINE = re.compile(r"No matching distribution|Could not find a version|"
-                     r"NewConnectionError|Temporary failure in name resolution|Network is unreachable")
+OFFLINE = re.compile(r"No matching distribution|Could not find a version|NewConnectionError|"
+                     r"Temporary failure in name resolution|Network is unreachable")
 
 
 def _version(python: str) -> tuple[int, ...] | None:
