@@ -103,7 +103,7 @@ def test_report_json_table_and_worst(demo_q):
         lo, hi = r["range"]
         assert lo <= 0 <= hi and hi - lo == pytest.approx(255 * r["scale"])
     text = rep.table()
-    assert text.count("<- worst") == WORST and "cum. SQNR dB" in text
+    assert text.count("<- lowest") == WORST and "cum. SQNR dB" in text
 
 
 def test_plot_without_matplotlib(demo_q, tmp_path, monkeypatch):

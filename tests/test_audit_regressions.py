@@ -258,9 +258,9 @@ def test_inspect_qdq_model_lists_no_qdq_nodes(tmp_path) -> None:
     assert not inspect_onnx(path).quantized
 
 
-def test_inspect_tflite_says_what_to_do(tmp_path) -> None:
+def test_inspect_tflite_says_what_is_wrong(tmp_path) -> None:
+    """inspect reads .tflite models now (issue 10); a broken one is a clear one-line error."""
     p = tmp_path / "m.tflite"
     p.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(32))
-    with pytest.raises(MicroqError, match="inspect reads ONNX models; a .tflite model can be "
-                                          "compiled directly with microq compile"):
+    with pytest.raises(MicroqError, match="m.tflite: 0 subgraphs"):
         inspect_onnx(p)

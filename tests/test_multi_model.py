@@ -119,8 +119,8 @@ def test_arena_placement_macros(firmware, tmp_path):
     inc = [f"-I{d}", f"-I{firmware / 'runtime'}"]
     flags = [*mcu.TARGETS[M4].cflags, *mcu.COMMON_CFLAGS]
     obj = tmp_path / "placed.o"
-    subprocess.run([gcc, *flags, *inc, "-DDIGITS_ARENA_SECTION=\".sram2\"", "-c", str(d / "digits.c"),
-                    "-o", str(obj)], check=True)
+    subprocess.run([gcc, *flags, *inc, "-DDIGITS_ARENA_SECTION=\".sram2\"", "-c",
+                    str(d / "digits.c"), "-o", str(obj)], check=True)
     heads = subprocess.run([shutil.which("arm-none-eabi-objdump"), "-h", str(obj)],
                            capture_output=True, text=True, check=True).stdout
     m = re.search(r"^\s*\d+\s+\.sram2\s+([0-9a-f]+)", heads, flags=re.M)

@@ -22,8 +22,8 @@ import pytest
 from conftest import IN_CI, REPO
 
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "python", "c_runtime")
-OFFLINE = re.compile(r"No matching distribution|Could not find a version|"
-                     r"NewConnectionError|Temporary failure in name resolution|Network is unreachable")
+OFFLINE = re.compile(r"No matching distribution|Could not find a version|NewConnectionError|"
+                     r"Temporary failure in name resolution|Network is unreachable")
 
 
 def _version(python: str) -> tuple[int, ...] | None:
@@ -170,4 +170,16 @@ def test_wheel_installs_and_runs_every_command_outside_the_repo(tmp_path):
     cmp_ = _run([mq, "compare", assets / "digits_cnn.onnx", "out/digits", "--data",
                  assets / "digits_test.npz"], work, env, "microq compare")
     assert re.search(r"probs .* \d+\.\d+%", cmp_), cmp_
-    assert sorted(p.name for p in work.iterdir()) == ["host.npz", "m4.npz", "out"]
+    # one runtime for several models, and a real part's memory, from the wheel too
+    _run([mq, "runtime", "-o", "out/rt"], work, env, "microq runtime")
+    assert (work / "out" / "rt" / "mq_conv.c").is_file()
+    _run([mq, "compile", assets / "digits_cnn.onnx", "--calib", assets / "digits_calib.npz",
+          "-o", "out/ext", "--name", "digits", "--runtime", "external"], work, env,
+         "microq compile --runtime external")
+    assert not list((work / "out" / "ext").glob("mq_*"))
+    _run([mq, "run", "out/ext", "--input", assets / "digits_test.npz", "-o", "ext.npz",
+          "--raw"], work, env, "microq run (external runtime)")
+    np.testing.assert_array_equal(np.load(work / "ext.npz")["probs"], host["probs"])
+    fit = _run([mq, "size", "out/digits", "--board", "stm32f411"], work, env, "size --board")
+    assert "STM32F411xE" in fit and "fits" in fit
+    assert sorted(p.name for p in work.iterdir()) == ["ext.npz", "host.npz", "m4.npz", "out"]

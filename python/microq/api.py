@@ -304,6 +304,10 @@ def _quantized_inputs(m, inputs) -> dict[str, np.ndarray]:
 
 def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     p = Path(path)
+    try:  # a missing parent is created, as compile's -o does
+        p.resolve().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MicroqError(f"{p}: cannot create {p.resolve().parent} ({e.strerror})") from None
     if not p.resolve().parent.is_dir():
         raise MicroqError(f"{p}: folder {p.resolve().parent} does not exist")
     tmp = p.with_name(p.name + ".tmp.npz")

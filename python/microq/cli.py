@@ -62,7 +62,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("model", type=str)
+@click.argument("model", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def inspect(model: str, as_json: bool) -> None:
     """Print one row per layer of MODEL (op, shapes, MACs, parameters) and list every node
@@ -87,7 +87,7 @@ def _calib_options(f):
                      show_default=True,
                      help="Activation range calibration: min/max, 99.999th percentile, "
                           "entropy (KL divergence) or minimum quantization MSE.")(f)
-    f = click.option("--calib", type=str, default=None,
+    f = click.option("--calib", type=click.Path(dir_okay=False, path_type=str), default=None,
                      help="Calibration samples: .npz keyed by input name, arrays "
                           "(N, *input_shape[1:]) in the ONNX layout; a .npy works for a "
                           "single-input model. Not needed for int8 .tflite or QDQ models.")(f)
@@ -95,9 +95,9 @@ def _calib_options(f):
 
 
 @main.command(name="compile")
-@click.argument("model", type=str)
+@click.argument("model", type=click.Path(dir_okay=False, path_type=str))
 @_calib_options
-@click.option("-o", "--out", "out_dir", required=True, type=str,
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(path_type=str),
               help="Output folder for the generated C (replaced atomically).")
 @click.option("--name", default="net", show_default=True,
               help="C identifier prefix: NAME.h, NAME_invoke(), NAME_ARENA_SIZE.")
@@ -185,9 +185,10 @@ def _size_lines(rep: dict) -> str:
 
 
 @main.command()
-@click.argument("model", type=str)
+@click.argument("model", type=click.Path(dir_okay=False, path_type=str))
 @_calib_options
-@click.option("-o", "--out", "out_path", required=True, type=str,
+@click.option("-o", "--out", "out_path", required=True,
+              type=click.Path(dir_okay=False, path_type=str),
               help="The QDQ ONNX file to write (e.g. MODEL.int8.onnx).")
 def quantize(model, calib, out_path, method, bias_correction) -> None:
     """Quantize a float ONNX MODEL with microq's scheme and write it as a standard QDQ ONNX model
@@ -205,10 +206,12 @@ def quantize(model, calib, out_path, method, bias_correction) -> None:
 
 
 @main.command()
-@click.argument("model_dir", type=str)
-@click.option("--input", "input_path", required=True, type=str,
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("--input", "input_path", required=True,
+              type=click.Path(dir_okay=False, path_type=str),
               help=".npz keyed by input name (other keys ignored) or .npy, float, ONNX layout.")
-@click.option("-o", "--out", "out_path", required=True, type=str,
+@click.option("-o", "--out", "out_path", required=True,
+              type=click.Path(dir_okay=False, path_type=str),
               help="Output .npz keyed by output name, shaped (N, *output_shape[1:]), or "
                    "(N, *output_shape) for an output shape that does not start with 1.")
 @click.option("--raw", is_flag=True, help="Write the int8 outputs instead of dequantized floats.")
@@ -228,12 +231,13 @@ def run(model_dir, input_path, out_path, raw, target, timeout) -> None:
 
 
 @main.command()
-@click.argument("model", type=str)
-@click.argument("model_dir", type=str)
-@click.option("--data", required=True, type=str,
+@click.argument("model", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("--data", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="Samples (.npz keyed by input name); a 'label' array adds accuracy.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--plot", "plot_path", type=str, default=None,
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=str),
+              default=None,
               help="Also draw SQNR per layer into this PNG (needs matplotlib).")
 def compare(model, model_dir, data, as_json, plot_path) -> None:
     """Run the float MODEL (onnxruntime) and the int8 C of MODEL_DIR on the same data and report
@@ -250,7 +254,7 @@ def compare(model, model_dir, data, as_json, plot_path) -> None:
 
 
 @main.command()
-@click.argument("model_dir", type=str)
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=str))
 @click.option("--target", default="cortex-m4", show_default=True, type=click.Choice(MCU_TARGETS))
 @click.option("--board", type=click.Choice(BOARDS), default=None,
               help="Check against a real part's flash and RAM (datasheet figures) instead; "
@@ -278,7 +282,7 @@ def size(model_dir, target, board, as_json) -> None:
 
 
 @main.command()
-@click.argument("model_dir", type=str)
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=str))
 @click.option("--target", default="cortex-m4", show_default=True, type=click.Choice(MCU_TARGETS))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def profile(model_dir, target, as_json) -> None:
@@ -315,3 +319,26 @@ def runtime_(out_dir) -> None:
     files = api.write_runtime(out_dir)
     n = sum(1 for f in files if f.endswith(".c"))
     click.echo(f"wrote {out_dir}/: the microq runtime, {n} sources (link it once per firmware)")
+
+
+@main.group()
+def cache() -> None:
+    """The build cache ($MICROQ_CACHE or ~/.cache/microq): host modules, board images."""
+
+
+@cache.command(name="info")
+def cache_info() -> None:
+    """Print where the cache is and how much it holds."""
+    from .runtime.cache import cache_path, usage
+
+    n, size = usage()
+    click.echo(f"{cache_path()}: {n} entries, {size:,} B")
+
+
+@cache.command(name="clean")
+def cache_clean() -> None:
+    """Delete everything in the cache (it is rebuilt on demand)."""
+    from .runtime.cache import cache_path, clean
+
+    n, size = clean()
+    click.echo(f"removed {n} entries ({size:,} B) from {cache_path()}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,7 +145,17 @@ class LayerRow:
                     zero_point=self.zero_point, range=list(self.range), worst=self.worst)
 
 
-WORST = 3  # layers marked as the worst, by isolated SQNR
+WORST = 3  # layers marked as the lowest, by isolated SQNR
+POOR_DB = 30.0  # below this isolated SQNR a marked layer is called poor (the project's threshold)
+NAME_WIDTH = 32  # layer names longer than this are shortened in the text table and the plot
+
+
+def short_name(name: str, width: int = NAME_WIDTH) -> str:
+    """`name` in at most `width` characters: the start and the end, joined by '..'."""
+    if len(name) <= width:
+        return name
+    head = (width - 2) // 2
+    return name[:head] + ".." + name[len(name) - (width - 2 - head):]
 
 
 @dataclass
@@ -152,6 +163,10 @@ class CompareReport:
     samples: int
     outputs: dict[str, Stats] = field(default_factory=dict)
     top1_agreement: dict[str, float] = field(default_factory=dict)
+    # of the samples whose top-1 class differs: how many are ties in the int8 output (the float
+    # top class has the int8 maximum too; argmax took another class of equal value)
+    top1_disagree: dict[str, int] = field(default_factory=dict)
+    top1_ties: dict[str, int] = field(default_factory=dict)
     accuracy_float: dict[str, float] = field(default_factory=dict)
     accuracy_int8: dict[str, float] = field(default_factory=dict)
     layers: list[LayerRow] = field(default_factory=list)
@@ -163,6 +178,8 @@ class CompareReport:
             "samples": self.samples,
             "outputs": {k: dict(v.to_json(),
                                 top1_agreement=self.top1_agreement.get(k),
+                                top1_disagreements=self.top1_disagree.get(k),
+                                top1_disagreements_int8_ties=self.top1_ties.get(k),
                                 accuracy_float=self.accuracy_float.get(k),
                                 accuracy_int8=self.accuracy_int8.get(k))
                         for k, v in self.outputs.items()},
@@ -171,23 +188,38 @@ class CompareReport:
         }
 
     def table(self) -> str:
-        rows = [[r.name, r.kernel, f"{r.scale:.4g}", f"[{r.range[0]:.3g}, {r.range[1]:.3g}]",
-                 f"{r.isolated.sqnr_db:.1f}", f"{r.isolated.cosine:.5f}",
-                 f"{r.isolated.max_abs:.4g}", f"{r.cumulative.sqnr_db:.1f}",
-                 f"{r.cumulative.cosine:.5f}", "<- worst" if r.worst else ""]
+        """Text report, under ~110 columns: long layer names are shortened and the cosines
+        are left to --json."""
+        def mark(r: LayerRow) -> str:
+            if not r.worst:
+                return ""
+            return "<- lowest, poor" if r.isolated.sqnr_db < POOR_DB else "<- lowest"
+
+        rows = [[short_name(r.name), r.kernel, f"{r.scale:.4g}",
+                 f"[{r.range[0]:.3g}, {r.range[1]:.3g}]", f"{r.isolated.sqnr_db:.1f}",
+                 f"{r.isolated.max_abs:.4g}", f"{r.cumulative.sqnr_db:.1f}", mark(r)]
                 for r in self.layers]
-        out = [f"per layer (int8 reference, bit-exact with the C; first {self.layer_samples} "
-               "samples). isolated: vs the float layer fed the dequantized int8 input; "
-               "cumulative: vs the float model:",
-               _table(["layer", "kernel", "scale", "range", "SQNR dB", "cosine", "max abs err",
-                       "cum. SQNR dB", "cum. cosine", ""], rows, "llrrrrrrrl"), "",
+        poor = sum(1 for r in self.layers if r.isolated.sqnr_db < POOR_DB)
+        out = [*textwrap.wrap(
+                   f"per layer (int8 reference, bit-exact with the C; first "
+                   f"{self.layer_samples} samples). SQNR: vs the float layer fed the "
+                   "dequantized int8 input (this layer's own error); cum.: vs the float model "
+                   "(all earlier errors too). Cosines: --json.", 100),
+               _table(["layer", "kernel", "scale", "range", "SQNR dB", "max abs err",
+                       "cum. SQNR dB", ""], rows, "llrrrrrl"),
+               f"marked: the {WORST} lowest SQNR; poor: below {POOR_DB:g} dB "
+               f"({poor} of {len(self.layers)} layers).", "",
                f"outputs ({self.samples} samples, float onnxruntime vs int8 C):"]
         rows = []
         for k, s in self.outputs.items():
             agree = self.top1_agreement.get(k)
             accf, acci = self.accuracy_float.get(k), self.accuracy_int8.get(k)
+            ties = ""
+            if self.top1_disagree.get(k):
+                ties = (f" ({self.top1_ties.get(k, 0)} of {self.top1_disagree[k]} differing "
+                        "are int8 ties)")
             rows.append([k, f"{s.max_abs:.4g}", f"{s.sqnr_db:.1f}", f"{s.cosine:.5f}",
-                         "-" if agree is None else f"{100 * agree:.2f}%",
+                         "-" if agree is None else f"{100 * agree:.2f}%{ties}",
                          "-" if accf is None else f"{100 * accf:.2f}%",
                          "-" if acci is None else f"{100 * acci:.2f}%"])
         out.append(_table(["output", "max abs err", "SQNR dB", "cosine", "top-1 agree",
@@ -204,7 +236,7 @@ def plot(report: CompareReport, path: str | Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise MicroqError("--plot needs matplotlib: pip install matplotlib") from None
-    names = [r.name for r in report.layers]
+    names = [short_name(r.name, 24) for r in report.layers]
     # an exact layer (no error: infinite SQNR) gets no bar, only a label
     iso = [r.isolated.sqnr_db if math.isfinite(r.isolated.sqnr_db) else np.nan
            for r in report.layers]
@@ -220,11 +252,12 @@ def plot(report: CompareReport, path: str | Path) -> None:
             ax.text(i, 1.0, "exact", ha="center", va="bottom", rotation=90, fontsize=8)
     ax.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("SQNR (dB)")
-    ax.set_title(f"int8 vs float per layer ({report.layer_samples} samples; red: worst)")
-    ax.legend()
+    ax.set_title(f"int8 vs float per layer ({report.layer_samples} samples; red: the {WORST} "
+                 "lowest isolated SQNR)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # beside, not on, bars
     fig.tight_layout()
     try:
-        fig.savefig(path, dpi=100)
+        fig.savefig(path, dpi=100, bbox_inches="tight")  # rotated labels stay inside
     except OSError as e:
         raise MicroqError(f"{path}: cannot write the plot ({e.strerror})") from None
     finally:
@@ -277,6 +310,10 @@ def compare(model, model_dir, data_path) -> CompareReport:
         r, g = ref[k].reshape(n, -1), got[k].reshape(n, -1)
         if r.shape[1] > 1:
             rep.top1_agreement[k] = float(np.mean(r.argmax(1) == g.argmax(1)))
+            differ = np.flatnonzero(r.argmax(1) != g.argmax(1))
+            rep.top1_disagree[k] = int(len(differ))
+            # an int8 tie: the float model's class also holds the int8 output's maximum
+            rep.top1_ties[k] = int(sum(g[i, r[i].argmax()] == g[i].max() for i in differ))
             if labels is not None and len(labels) == n and len(qg.outputs) == 1:
                 lab = np.asarray(labels).reshape(n)
                 rep.accuracy_float[k] = float(np.mean(r.argmax(1) == lab))

@@ -30,6 +30,7 @@ class InspectReport:
     rows: list[InspectRow] = field(default_factory=list)
     unsupported: list[tuple[str, str, str]] = field(default_factory=list)  # (node, op, reason)
     quantized: bool = False  # a QDQ model: shown without its QuantizeLinear/DequantizeLinear
+    layout_note: str = ""  # printed under the header line (what the shapes' layout is)
 
     @property
     def total_macs(self) -> int:
@@ -68,8 +69,9 @@ def inspect_onnx(path: str | os.PathLike) -> InspectReport:
 
     path = str(path)
     if path.lower().endswith(".tflite"):
-        raise MicroqError(f"{path}: inspect reads ONNX models; a .tflite model can be compiled "
-                          "directly with microq compile")
+        from microq.tflite_import.inspect import inspect_tflite
+
+        return inspect_tflite(path)
     model = load_onnx(path)
     quantized = is_qdq(model)
     if quantized:
@@ -82,11 +84,14 @@ def inspect_onnx(path: str | os.PathLike) -> InspectReport:
         unsupported=problems,
         quantized=quantized,
     )
+    if any(tuple(p) != tuple(range(len(p))) for p in g.input_perm.values()):
+        report.layout_note = ("inputs/outputs above: the ONNX layout (NCHW); the rows: microq's "
+                              "layout, channels last (NHWC), as the generated C")
     for n in g.nodes:
         consts = [g.tensors[i] for i in n.inputs if g.tensors[i].is_const]
         report.rows.append(InspectRow(
             n.name,
-            n.op,
+            _op_label(g, n),
             [g.tensors[i].shape for i in n.inputs if not g.tensors[i].is_const],
             g.tensors[n.outputs[0]].shape,
             _macs(g, n),
@@ -98,7 +103,8 @@ def inspect_onnx(path: str | os.PathLike) -> InspectReport:
 
 def format_table(report: InspectReport) -> str:
     """An aligned text table, totals, then the unsupported nodes."""
-    head = ("#", "name", "op", "inputs", "output", "MACs", "params", "fused ONNX nodes")
+    head = ("#", "name", "op", "inputs", "output", "MACs", "params",
+            "TFLite tensors" if path_is_tflite(report.path) else "fused ONNX nodes")
     body = [
         (str(i), r.name, r.op, " ".join(_dims(s) for s in r.input_shapes), _dims(r.output_shape),
          f"{r.macs:,}", f"{r.params:,}", ", ".join(r.fused))
@@ -108,7 +114,9 @@ def format_table(report: InspectReport) -> str:
     lines = [f"{report.path}: inputs "
              + ", ".join(f"{k} {_dims(v)}" for k, v in report.inputs.items())
              + "; outputs " + ", ".join(f"{k} {_dims(v)}" for k, v in report.outputs.items())]
-    if report.quantized:
+    if report.layout_note:
+        lines.append(report.layout_note)
+    if report.quantized and not path_is_tflite(report.path):
         lines.append("already quantized (QDQ model): QuantizeLinear/DequantizeLinear nodes not "
                      "shown; compile uses the model's own scales and needs no --calib")
     for row in [head] + body:
@@ -139,6 +147,21 @@ def to_json(report: InspectReport) -> dict:
         "total_macs": report.total_macs,
         "total_params": report.total_params,
     }
+
+
+def path_is_tflite(path: str) -> bool:
+    return str(path).lower().endswith(".tflite")
+
+
+def _op_label(g: ir.Graph, n: ir.Node) -> str:
+    """The IR op, with depthwise and grouped convolutions named as such."""
+    if n.op != "Conv2D":
+        return n.op
+    groups = int(getattr(n.attrs, "groups", 1) or 1)
+    cin = g.tensors[n.inputs[0]].shape[-1]
+    if groups > 1 and groups == cin:
+        return "DepthwiseConv2D"
+    return f"Conv2D (groups={groups})" if groups > 1 else "Conv2D"
 
 
 def _dims(shape: tuple[int, ...]) -> str:
