@@ -88,7 +88,19 @@ def prepare(model: onnx.ModelProto, path: str) -> Prepared:
         consts.update(more)
         nodes = left
         rebuilt = infer(rebuild(rebuilt, consts, nodes), path)
+    nodes = live_nodes(nodes, {o.name for o in rebuilt.graph.output})
     return Prepared(rebuilt, path, opset, consts, static_shapes(rebuilt), nodes)
+
+
+def live_nodes(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
+    """The nodes whose results reach a graph output (dead branches left by folding or by a
+    function body's unused statistics outputs are dropped)."""
+    needed, keep = set(outputs), []
+    for n in reversed(nodes):
+        if any(o and o in needed for o in n.output):
+            keep.append(n)
+            needed.update(i for i in n.input if i)
+    return keep[::-1]
 
 
 def fix_batch(model: onnx.ModelProto, path: str) -> None:

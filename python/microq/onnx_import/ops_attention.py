@@ -43,6 +43,7 @@ def layer_norm(cx: Ctx) -> None:
     logical = cx.shape(cx.node.input[0])
     r = len(logical)
     axis = int(a.get("axis", -1)) % r
+    cx.check_samples("LayerNormalization", range(axis, r))
     if not cx.unused(1) or not cx.unused(2):
         raise Unsupported("LayerNormalization with mean / inv_std_dev outputs")
     width = int(np.prod(logical[axis:]))
@@ -50,8 +51,12 @@ def layer_norm(cx: Ctx) -> None:
     beta = cx.const(2) if cx.has_input(2) else np.zeros(width, np.float32)
     if gamma is None or beta is None:
         raise Unsupported("LayerNormalization with non-constant scale or bias")
+    if gamma.size == width and gamma.shape != logical[axis:]:  # e.g. [1, C] for C
+        gamma = gamma.reshape(logical[axis:])
+    if beta.size == width and beta.shape != logical[axis:]:
+        beta = beta.reshape(logical[axis:])
     gamma, beta = (np.broadcast_to(p, logical[axis:]).reshape(width) for p in (gamma, beta))
-    v = cx.value(0)
+    v = cx.value(0, hidden=axis == r - 1)  # rows are independent: a hidden sample axis is fine
     if axis != r - 1:  # normalize the flattened trailing axes
         v = cx.b.to_logical(v, logical, cx.source)
         flat = logical[:axis] + (width,)
@@ -70,7 +75,7 @@ def layer_norm(cx: Ctx) -> None:
     shape = cx.b.shape(v.name)
     if logical_v == logical:
         y = cx.b.add("LayerNorm", [v.name, g, b], cx.out(), shape, attrs, cx.name, cx.source)
-        cx.set(y, v.perm)
+        cx.set(y, v.perm, hidden=v.hidden)
         return
     y = cx.b.add("LayerNorm", [v.name, g, b], f"{cx.out()}__flat", shape, attrs, cx.name,
                  cx.source)
@@ -123,6 +128,9 @@ def slice_(cx: Ctx) -> None:
     name, shape = v.name, logical
     for s, e, ax, st in zip(starts, ends, axes, steps):
         ax = int(ax) % rank
+        if ax == cx.batch_of(0) and not (int(s) == 0 and int(e) >= 2**31 - 1 and int(st) == 1):
+            raise Unsupported(f"Slice along the batch axis (axis {ax}) selects samples; "
+                              "microq compiles one sample at a time")
         rng = range(*slice(int(s), int(e), int(st)).indices(shape[ax]))
         name, shape = _slice_node(cx, Value(name, v.perm, v.hidden), shape, ax, rng)
     cx.set(name, v.perm, hidden=v.hidden)
@@ -147,8 +155,8 @@ def split(cx: Ctx) -> None:
     if len(sizes) != n or sum(sizes) != logical[axis] or min(sizes) < 0:
         raise Unsupported(f"Split of axis {axis} (size {logical[axis]}) into {sizes} for {n} "
                           "outputs: the model is invalid")
-    if cx.batch_of(0) == axis and n > 1:
-        raise mixes_samples("Split", axis)
+    if n > 1:
+        cx.check_samples("Split", [axis])
     v = cx.value(0, hidden=True)
     start = 0
     for idx, size in enumerate(sizes):
@@ -171,6 +179,9 @@ def gather(cx: Ctx) -> None:
     if idx.ndim > 1 or not flat or flat != list(range(flat[0], flat[0] + len(flat))):
         raise Unsupported("Gather of non-consecutive indices")
     k = cx.batch_of(0)
+    if axis == k and (idx.ndim == 1 or int(np.asarray(idx).reshape(-1)[0]) not in (0, -1)):
+        raise Unsupported(f"Gather along the batch axis (axis {axis}) selects samples; "
+                          "microq compiles one sample at a time")
     v = cx.value(0, hidden=True)
     name, shape = _slice_node(cx, v, logical, axis, range(flat[0], flat[0] + len(flat)))
     if idx.ndim == 1:
@@ -196,15 +207,15 @@ def reduce_mean(cx: Ctx) -> None:
     logical = cx.shape(cx.node.input[0])
     rank = len(logical)
     axes = list(a.get("axes", [])) if cx.const(1) is None else [int(v) for v in cx.const(1)]
+    if not axes and not a.get("noop_with_empty_axes", 0):
+        axes = list(range(rank))  # no axes: all of them
     axes = sorted(ax % rank for ax in axes)
     if axes == list(range(2, rank)) and rank in (3, 4) and cx.node.input[0] in cx.values:
         v = cx.values[cx.node.input[0]]
         if rank == 4 or v.perm != identity(rank):
             sp.reduce_mean(cx)
             return
-    k = cx.batch_of(0)
-    if k is not None and k in axes:
-        raise mixes_samples("ReduceMean", k)
+    cx.check_samples("ReduceMean", axes)
     if len(axes) != 1 or axes[0] == 0:
         raise Unsupported(f"ReduceMean over axes {axes}")
     ax = axes[0]

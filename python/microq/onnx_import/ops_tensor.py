@@ -96,8 +96,7 @@ def concat(cx: Ctx) -> None:
     rank = len(cx.shape(cx.out()))
     axis %= rank
     for idx in range(len(cx.node.input)):
-        if cx.batch_of(idx) == axis:
-            raise mixes_samples("Concat", axis)
+        cx.check_samples("Concat", [axis], idx)
     acts = [cx.value(i) for i, n in enumerate(cx.node.input) if cx.const(i) is None]
     perms = {v.perm for v in acts}
     perm = perms.pop() if len(perms) == 1 else identity(rank)
@@ -129,42 +128,57 @@ def _squeeze_axes(cx: Ctx, rank: int) -> list[int] | None:
     return None if a is None else [int(x) for x in a]
 
 
-def reshape_batch(cx: Ctx, logical: tuple[int, ...], out: tuple[int, ...]) -> int | None:
-    """Where the model's batch axis lands in a Reshape/Flatten/Squeeze/Unsqueeze output (None:
-    dropped or merged with data)."""
-    k = cx.batch_of(0)
-    if k is None:
-        return None
+def reshape_batch(cx: Ctx, logical: tuple[int, ...], out: tuple[int, ...]
+                  ) -> tuple[int | None, int | None]:
+    """(own axis, merged-into axis) of the model's batch in a Reshape/Flatten/Squeeze/Unsqueeze
+    output; (None, None) when dropped or lost. With batch 1 a Reshape's shapes cannot say on
+    which side of a size-1 axis it went: the boundary before it is what is matched."""
+    k, m = cx.batch_of(0), cx.merged_of(0)
     op = cx.node.op_type
-    if op == "Squeeze":
+    if k is not None and op == "Squeeze":
         axes = _squeeze_axes(cx, len(logical))
         axes = ([i for i, d in enumerate(logical) if d == 1] if axes is None
                 else [a % len(logical) for a in axes])
-        return None if k in axes else k - sum(a < k for a in axes)
-    if op == "Unsqueeze":
+        return (None, None) if k in axes else (k - sum(a < k for a in axes), None)
+    if k is not None and op == "Unsqueeze":
         axes = _squeeze_axes(cx, len(out))
         if axes is not None:
             axes = sorted(a % len(out) for a in axes)
             kept = [i for i in range(len(out)) if i not in axes]
-            return kept[k]
-    before = int(np.prod(logical[:k]))
+            return kept[k], None
+    if k is not None and op == "Flatten":
+        axis = int(cx.attrs().get("axis", 1)) % (len(logical) + 1)
+        return (0, None) if k < axis else (None, 1)
+    src = k if k is not None else m
+    if src is None:
+        return None, None
+    before = int(np.prod(logical[:src]))
     for j, d in enumerate(out):
-        if d == 1 and int(np.prod(out[:j])) == before:
-            return j
-    return None
+        if int(np.prod(out[:j])) == before:
+            if d == 1:
+                return j, None
+            if k is not None or d == logical[m]:
+                return None, j
+    return None, None
 
 
 def reshape(cx: Ctx) -> None:
     """Reshape, Flatten, Squeeze, Unsqueeze: a reshape of the logical (row-major) data."""
     logical = cx.shape(cx.node.input[0])
     out_logical = cx.shape(cx.out())
-    if int(np.prod(out_logical)) != int(np.prod(logical)):
-        raise Unsupported(f"{cx.node.op_type} of {int(np.prod(logical))} elements "
-                          f"{list(logical)} to shape {list(out_logical)} "
-                          f"({int(np.prod(out_logical))} elements): the model is invalid")
+    n_in, n_out = int(np.prod(logical)), int(np.prod(out_logical))
+    if n_out != n_in:
+        if n_in and n_out % n_in == 0 and n_out > n_in:
+            raise Unsupported(
+                f"{cx.node.op_type} of {list(logical)} to the constant shape {list(out_logical)}"
+                f" ({n_out} elements, {n_out // n_in} x the input's): the shape holds the batch "
+                "size the model was exported with; microq fixes the batch to 1 (export with a "
+                "dynamic batch, or shape[0] = -1 / 0)")
+        raise Unsupported(f"{cx.node.op_type} of {n_in} elements {list(logical)} to shape "
+                          f"{list(out_logical)} ({n_out} elements): the model is invalid")
     v = cx.value(0, hidden=True)
-    batch = reshape_batch(cx, logical, out_logical)
-    cx.set_batch(batch)
+    batch, merged = reshape_batch(cx, logical, out_logical)
+    cx.set_batch(batch, merged=merged)
     if out_logical == logical:
         cx.values[cx.out()] = v  # nothing to do (tf2onnx emits such reshapes)
         return
@@ -187,8 +201,8 @@ def transpose(cx: Ctx) -> None:
     rank = len(v.perm)
     q = tuple(int(p) % rank for p in cx.attrs().get("perm", tuple(reversed(range(rank)))))
     cx.values[cx.out()] = type(v)(v.name, compose(inverse(q), v.perm), v.hidden)
-    k = cx.batch_of(0)
-    cx.set_batch(None if k is None else q.index(k))
+    k, m = cx.batch_of(0), cx.merged_of(0)
+    cx.set_batch(None if k is None else q.index(k), merged=None if m is None else q.index(m))
 
 
 def softmax(cx: Ctx) -> None:
@@ -196,9 +210,7 @@ def softmax(cx: Ctx) -> None:
     rank = len(logical)
     default = -1 if cx.opset >= 13 else 1
     axis = int(cx.attrs().get("axis", default)) % rank
-    k = cx.batch_of(0)
-    if k is not None and (axis == k if cx.opset >= 13 else k >= axis):
-        raise mixes_samples("Softmax", k)
+    cx.check_samples("Softmax", [axis] if cx.opset >= 13 else range(axis, rank))
     v = cx.value(0, hidden=True)
     if cx.opset < 13 and axis != rank - 1:  # coerced to 2-D [prod(:axis), prod(axis:)]
         v = cx.b.unhide(v, logical, cx.source)
@@ -270,4 +282,4 @@ def passthrough(cx: Ctx) -> None:
             raise Unsupported("Cast of an activation to a non-float type")
     if cx.node.op_type == "Dropout" and not cx.unused(1):
         raise Unsupported("Dropout mask output")
-    cx.values[cx.out()] = cx.value(0)
+    cx.values[cx.out()] = cx.value(0, hidden=True)
