@@ -152,11 +152,11 @@ def split(cx: Ctx) -> None:
     else:  # equal parts, the last one smaller (opset 18 num_outputs)
         part = -(-logical[axis] // n)
         sizes = [min(part, logical[axis] - i * part) for i in range(n)]
+    if n > 1:
+        cx.check_samples("Split", [axis])
     if len(sizes) != n or sum(sizes) != logical[axis] or min(sizes) < 0:
         raise Unsupported(f"Split of axis {axis} (size {logical[axis]}) into {sizes} for {n} "
                           "outputs: the model is invalid")
-    if n > 1:
-        cx.check_samples("Split", [axis])
     v = cx.value(0, hidden=True)
     start = 0
     for idx, size in enumerate(sizes):
@@ -175,13 +175,13 @@ def gather(cx: Ctx) -> None:
     logical = cx.shape(cx.node.input[0])
     rank = len(logical)
     axis = int(cx.attrs().get("axis", 0)) % rank
+    if axis == cx.batch_of(0) and (idx.ndim >= 1 or int(np.asarray(idx)) not in (0, -1)):
+        raise Unsupported(f"Gather along the batch axis (axis {axis}) selects samples; "
+                          "microq compiles one sample at a time")
     flat = [int(i) % logical[axis] for i in np.asarray(idx).reshape(-1)]
     if idx.ndim > 1 or not flat or flat != list(range(flat[0], flat[0] + len(flat))):
         raise Unsupported("Gather of non-consecutive indices")
     k = cx.batch_of(0)
-    if axis == k and (idx.ndim == 1 or int(np.asarray(idx).reshape(-1)[0]) not in (0, -1)):
-        raise Unsupported(f"Gather along the batch axis (axis {axis}) selects samples; "
-                          "microq compiles one sample at a time")
     v = cx.value(0, hidden=True)
     name, shape = _slice_node(cx, v, logical, axis, range(flat[0], flat[0] + len(flat)))
     if idx.ndim == 1:

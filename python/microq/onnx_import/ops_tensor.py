@@ -66,7 +66,12 @@ def binary(cx: Ctx) -> None:
             raise Unsupported("Div between two activations is not supported yet")
         op, cb = "Mul", (1.0 / cb.astype(np.float64)).astype(np.float32)
     ls = [cx.shape(cx.node.input[i]) for i in (0, 1)]
-    out_logical = tuple(np.broadcast_shapes(*ls))
+    try:
+        out_logical = tuple(np.broadcast_shapes(*ls))
+    except ValueError:
+        raise Unsupported(f"{cx.node.op_type} of shapes {list(ls[0])} and {list(ls[1])}: they do "
+                          "not broadcast with the batch fixed to 1 (a constant sized for the "
+                          "batch the model was exported with?)") from None
     if ca is None and cb is None:
         va, vb = cx.value(0), cx.value(1)
         if not (va.perm == vb.perm and len(ls[0]) == len(ls[1])):
@@ -165,8 +170,22 @@ def reshape_batch(cx: Ctx, logical: tuple[int, ...], out: tuple[int, ...]
 def reshape(cx: Ctx) -> None:
     """Reshape, Flatten, Squeeze, Unsqueeze: a reshape of the logical (row-major) data."""
     logical = cx.shape(cx.node.input[0])
-    out_logical = cx.shape(cx.out())
+    target = cx.const(1) if cx.node.op_type == "Reshape" else None
+    try:
+        out_logical = cx.shape(cx.out())
+    except Unsupported:
+        t = [int(d) for d in np.asarray(target).reshape(-1)] if target is not None else []
+        known = int(np.prod([d for d in t if d > 0])) if t else 0
+        if -1 in t and known and int(np.prod(logical)) % known:
+            raise Unsupported(
+                f"Reshape of {list(logical)} to the constant shape {t}: {int(np.prod(logical))}"
+                f" elements do not fill it; the shape holds the batch size the model was exported"
+                " with, and microq fixes the batch to 1 (export with a dynamic batch)") from None
+        raise
     n_in, n_out = int(np.prod(logical)), int(np.prod(out_logical))
+    if n_out == 0 or n_in == 0:
+        raise Unsupported(f"{cx.node.op_type} of {list(logical)} to {list(out_logical)}: empty "
+                          "(0-element) tensors are not supported")
     if n_out != n_in:
         if n_in and n_out % n_in == 0 and n_out > n_in:
             raise Unsupported(
