@@ -218,3 +218,19 @@ def test_gather_of_sample_0_drops_the_batch():
     m = make_model(n, {"x": (1, 3, 4)}, ["y"], {"i": np.array(0, np.int64)})
     g = _float_matches_ort(m, _x((1, 3, 4)))
     assert g.logical_shapes["y"] == (1, 3, 4)
+
+
+def test_static_batch_baked_into_reshape_constants_is_read_as_the_batch():
+    """Exported with a static batch of 2 (no dynamic axes): Reshape constants [2, 12] and
+    Slice ends of 2 over the batch are the batch, not data; it compiles per sample."""
+    n = [helper.make_node("Reshape", ["x", "s"], ["r"]),
+         helper.make_node("Slice", ["r", "b", "e", "a"], ["y"])]
+    inits = {"s": np.array([2, 12], np.int64), "b": np.array([0, 2], np.int64),
+             "e": np.array([2, 10], np.int64), "a": np.array([0, 1], np.int64)}
+    m = make_model(n, {"x": (2, 3, 4)}, ["y"], inits, batch=2)
+    g = import_onnx(m)
+    assert g.logical_shapes["y"] == (1, 8)
+    x = _x((2, 3, 4))
+    got = run_float(g, {"x": to_physical(g, "x", x)})["y"]
+    ref = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, ref, atol=1e-6)

@@ -26,6 +26,8 @@ class Prepared:
     consts: dict[str, np.ndarray]  # initializers, Constant nodes and folded subgraphs
     shapes: dict[str, tuple[int, ...]]  # logical (ONNX) shape of every known tensor
     nodes: list[onnx.NodeProto]  # nodes left after folding, topologically sorted
+    # the batch size the inputs were exported with when static (> 0), 0 when dynamic
+    exported_batch: int = 0
 
 
 def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
@@ -73,8 +75,10 @@ def prepare(model: onnx.ModelProto, path: str) -> Prepared:
     model = onnx.ModelProto.FromString(model.SerializeToString())  # never mutate the caller's
     if model.functions:
         model = onnx.inliner.inline_local_functions(model)
-    fix_batch(model, path)
+    exported = fix_batch(model, path)
     model = infer(model, path)
+    if exported > 1 and unbatch_reshapes(model, exported):
+        model = infer(model, path)
     check_finite(model, path)
     consts, nodes = fold_constants(model, path, static_shapes(model))
     # Re-infer on the folded graph: Reshape targets built by shape subgraphs are now constants.
@@ -89,7 +93,7 @@ def prepare(model: onnx.ModelProto, path: str) -> Prepared:
         nodes = left
         rebuilt = infer(rebuild(rebuilt, consts, nodes), path)
     nodes = live_nodes(nodes, {o.name for o in rebuilt.graph.output})
-    return Prepared(rebuilt, path, opset, consts, static_shapes(rebuilt), nodes)
+    return Prepared(rebuilt, path, opset, consts, static_shapes(rebuilt), nodes, exported)
 
 
 def live_nodes(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
@@ -109,12 +113,14 @@ def fix_batch(model: onnx.ModelProto, path: str) -> None:
     graph outputs included (their dim 0 need not be the batch: after a Transpose or Squeeze
     it is data)."""
     inits = {i.name for i in model.graph.initializer}
+    exported: set[int] = set()
     for inp in model.graph.input:
         if inp.name in inits:
             continue
         dims = inp.type.tensor_type.shape.dim
         for i, d in enumerate(dims):
             if i == 0:
+                exported.add(d.dim_value if d.HasField("dim_value") else 0)
                 d.ClearField("dim_param")
                 d.dim_value = 1
             elif not d.HasField("dim_value") or d.dim_value <= 0:
@@ -129,6 +135,47 @@ def fix_batch(model: onnx.ModelProto, path: str) -> None:
     for out in model.graph.output:
         if out.type.HasField("tensor_type"):
             out.type.tensor_type.ClearField("shape")
+    return exported.pop() if len(exported) == 1 else 0
+
+
+def unbatch_reshapes(model: onnx.ModelProto, batch: int) -> bool:
+    """A model exported with a static batch B > 1 bakes B into its Reshape constants ([B, -1],
+    [B, 12]): where such a constant's leading B is what makes it disagree with the batch-1
+    input (B times the elements, or a -1 that does not resolve), it becomes 1. True if any did."""
+    g = model.graph
+    shapes = static_shapes(model)
+    inits = {i.name: i for i in g.initializer}
+    consts = {n.output[0]: n for n in g.node if n.op_type == "Constant" and n.attribute
+              and n.attribute[0].name == "value"}
+    changed = False
+    for node in g.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[0] not in shapes:
+            continue
+        src = inits.get(node.input[1])
+        tensor = src if src is not None else (
+            consts[node.input[1]].attribute[0].t if node.input[1] in consts else None)
+        if tensor is None:
+            continue
+        target = numpy_helper.to_array(tensor).astype(np.int64)
+        if target.ndim != 1 or not len(target) or int(target[0]) != batch:
+            continue
+        n_in = int(np.prod(shapes[node.input[0]]))
+        rest = [int(d) for d in target[1:]]
+        known = int(np.prod([d for d in rest if d > 0])) * batch
+        if -1 in rest:
+            mismatch = n_in % known != 0 and n_in % (known // batch) == 0
+        else:
+            mismatch = known == batch * n_in
+        if not mismatch or 0 in rest:
+            continue
+        fixed = numpy_helper.from_array(np.array([1] + rest, np.int64), tensor.name)
+        tensor.CopyFrom(fixed)
+        changed = True
+    if changed:
+        del g.value_info[:]
+        for out in g.output:
+            out.type.tensor_type.ClearField("shape")
+    return changed
 
 
 def infer(model: onnx.ModelProto, path: str) -> onnx.ModelProto:

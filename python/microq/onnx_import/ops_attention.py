@@ -128,7 +128,8 @@ def slice_(cx: Ctx) -> None:
     name, shape = v.name, logical
     for s, e, ax, st in zip(starts, ends, axes, steps):
         ax = int(ax) % rank
-        if ax == cx.batch_of(0) and not (int(s) == 0 and int(e) >= 2**31 - 1 and int(st) == 1):
+        full = cx.prep.exported_batch or 2**31 - 1  # ends at the exported batch, or "to the end"
+        if ax == cx.batch_of(0) and not (int(s) == 0 and int(e) >= full and int(st) == 1):
             raise Unsupported(f"Slice along the batch axis (axis {ax}) selects samples; "
                               "microq compiles one sample at a time")
         rng = range(*slice(int(s), int(e), int(st)).indices(shape[ax]))
