@@ -20,7 +20,16 @@ Mean/InvStdDev, Dropout's mask, MaxPool's indices). Beside each figure below 30 
 to the compiled output's scale and zero point, the best any int8 output could do.
 
 Usage: python tools/onnx_node_suite.py [-k SUBSTRING] [--c] [--json FILE] [--quiet]
-Exit status 0; 2 when the wheel cannot be fetched (offline).
+Exit status 0; 2 when the wheel cannot be fetched (offline). About 8 minutes on one core, so
+`make bench` does not run it.
+
+Measured with this tool (integer reference), 349 applicable tests, 78 of them `_expanded`:
+  before issue 8's importer work (commit ec95e1c): compiled 169 (158 >= 30 dB, 11 < 30 dB),
+    refused 180; `_expanded` compiled 2
+  after: compiled 238 (230 >= 30 dB, 8 < 30 dB), refused 111; `_expanded` compiled 64
+The 8 below 30 dB: AveragePool 2d_strides 28.4 dB (ideal int8 28.7), softmax_large_number x3
+3.2 dB (inputs up to 10003 in one per-tensor int8 scale), and 4 training-mode Dropout tests that
+compile as inference Dropout (they should be refused).
 """
 
 from __future__ import annotations
