@@ -229,7 +229,8 @@ def softmax(cx: Ctx) -> None:
     rank = len(logical)
     default = -1 if cx.opset >= 13 else 1
     axis = int(cx.attrs().get("axis", default)) % rank
-    cx.check_samples("Softmax", [axis] if cx.opset >= 13 else range(axis, rank))
+    if cx.opset >= 13:  # before 13 the op flattens from `axis`: at batch 1, over the sample
+        cx.check_samples("Softmax", [axis])
     v = cx.value(0, hidden=True)
     if cx.opset < 13 and axis != rank - 1:  # coerced to 2-D [prod(:axis), prod(axis:)]
         v = cx.b.unhide(v, logical, cx.source)
