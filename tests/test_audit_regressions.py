@@ -190,7 +190,7 @@ INVALID = {
                             "kernel 5x5 does not fit the padded input 3x3"),
     "reshape_element_count": (_reshape_bad, "Reshape of 10 elements [1, 10] to shape [1, 7]"),
     "concat_axis0": (lambda: single("Concat", (1, 4), [weights((1, 4))], axis=0),
-                     "Concat along the batch axis is not supported"),
+                     "Concat along the batch axis (axis 0) mixes the samples"),
     "softmax_axis0": (lambda: single("Softmax", (1, 10), axis=0),
                       "Softmax along the batch axis"),
 }

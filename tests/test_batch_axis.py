@@ -164,3 +164,73 @@ def test_quantize_exports_two_consecutive_conv1d(tmp_path, relu):
     step = api.load_qgraph(tmp_path / "c").tensors["y"].q.scale
     assert r.shape == c.shape
     assert np.abs(r - c).max() <= step * 1.001, np.abs(r - c).max() / step
+
+
+def _only_problem(m: onnx.ModelProto) -> tuple[str, str]:
+    _, problems = convert_with_problems(m)
+    assert len(problems) == 1, problems
+    return problems[0][1], problems[0][2]
+
+
+def test_reshape_to_a_shape_holding_the_exported_batch_says_so():
+    """Reshape([2,3,4] exported at batch 2 -> constant [4, 2, 3]): not 'the model is invalid'."""
+    n = [helper.make_node("Reshape", ["x", "s"], ["y"])]
+    m = make_model(n, {"x": (2, 3, 4)}, ["y"], {"s": np.array([4, 2, 3], np.int64)})
+    op, why = _only_problem(m)
+    assert op == "Reshape" and "batch size the model was exported with" in why, why
+    assert "invalid" not in why
+
+
+@pytest.mark.parametrize("op", ["Slice", "Gather"])
+def test_slice_and_gather_along_the_batch_axis_select_samples(op):
+    if op == "Slice":
+        n = [helper.make_node("Slice", ["x", "b", "e", "a"], ["y"])]
+        inits = {"b": np.array([0], np.int64), "e": np.array([2], np.int64),
+                 "a": np.array([0], np.int64)}
+    else:
+        n = [helper.make_node("Gather", ["x", "i"], ["y"], axis=0)]
+        inits = {"i": np.array([0, 1], np.int64)}
+    got_op, why = _only_problem(make_model(n, {"x": (1, 3, 4)}, ["y"], inits))
+    assert got_op == op and "along the batch axis (axis 0) selects samples" in why, why
+
+
+def test_split_along_the_batch_axis_mixes_samples_not_invalid():
+    n = [helper.make_node("Split", ["x", "s"], ["a", "b"], axis=0)]
+    m = make_model(n, {"x": (1, 4)}, ["a", "b"], {"s": np.array([2, 4], np.int64)})
+    op, why = _only_problem(m)
+    assert op == "Split" and "mixes the samples" in why and "invalid" not in why, why
+
+
+def test_layernorm_over_an_axis_holding_the_merged_batch_is_refused():
+    """Flatten(axis=0) merges the batch into axis 1; normalizing over it mixes samples."""
+    n = [helper.make_node("Flatten", ["x"], ["f"], axis=0),
+         helper.make_node("LayerNormalization", ["f", "g"], ["y"], axis=-1)]
+    m = make_model(n, {"x": (1, 3, 4)}, ["y"], {"g": np.ones(12, np.float32)}, opset=17)
+    op, why = _only_problem(m)
+    assert op == "LayerNormalization"
+    assert "axis 1, into which a Reshape merged the batch" in why, why
+
+
+def test_gather_of_sample_0_drops_the_batch():
+    """x[0] on a batch-1 model is the usual squeeze idiom: it compiles."""
+    n = [helper.make_node("Gather", ["x", "i"], ["g"], axis=0),
+         helper.make_node("Relu", ["g"], ["y"])]
+    m = make_model(n, {"x": (1, 3, 4)}, ["y"], {"i": np.array(0, np.int64)})
+    g = _float_matches_ort(m, _x((1, 3, 4)))
+    assert g.logical_shapes["y"] == (1, 3, 4)
+
+
+def test_static_batch_baked_into_reshape_constants_is_read_as_the_batch():
+    """Exported with a static batch of 2 (no dynamic axes): Reshape constants [2, 12] and
+    Slice ends of 2 over the batch are the batch, not data; it compiles per sample."""
+    n = [helper.make_node("Reshape", ["x", "s"], ["r"]),
+         helper.make_node("Slice", ["r", "b", "e", "a"], ["y"])]
+    inits = {"s": np.array([2, 12], np.int64), "b": np.array([0, 2], np.int64),
+             "e": np.array([2, 10], np.int64), "a": np.array([0, 1], np.int64)}
+    m = make_model(n, {"x": (2, 3, 4)}, ["y"], inits, batch=2)
+    g = import_onnx(m)
+    assert g.logical_shapes["y"] == (1, 8)
+    x = _x((2, 3, 4))
+    got = run_float(g, {"x": to_physical(g, "x", x)})["y"]
+    ref = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, ref, atol=1e-6)

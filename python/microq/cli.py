@@ -76,6 +76,21 @@ def inspect(model: str, as_json: bool) -> None:
         click.echo(report.table())
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@click.option("--markdown", is_flag=True, help="Print the README's table.")
+def ops(as_json: bool, markdown: bool) -> None:
+    """List the ONNX ops microq compiles, the C kernel each runs as, and their limits."""
+    from .onnx_import import ops_table
+
+    if as_json:
+        click.echo(json.dumps(ops_table.supported_ops(), indent=2, ensure_ascii=False))
+    elif markdown:
+        click.echo(ops_table.markdown())
+    else:
+        click.echo(ops_table.text())
+
+
 METHODS = ["minmax", "percentile", "entropy", "mse"]
 
 

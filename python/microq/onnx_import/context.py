@@ -18,8 +18,10 @@ class Unsupported(Exception):
     """Raised by a converter; the message is the reason shown to the user."""
 
 
-def mixes_samples(what: str, axis: int) -> Unsupported:
-    return Unsupported(f"{what} along the batch axis (axis {axis}) mixes the samples of a batch; "
+def mixes_samples(what: str, axis: int, merged: bool = False) -> Unsupported:
+    where = (f"axis {axis}, into which a Reshape merged the batch," if merged
+             else f"the batch axis (axis {axis})")
+    return Unsupported(f"{what} along {where} mixes the samples of a batch; "
                        "microq compiles one sample at a time")
 
 
@@ -35,6 +37,10 @@ class Ctx:
     # dropped it. A converter that moves axes sets it (set_batch); otherwise convert() copies
     # input 0's when the ranks agree.
     batch: dict[str, int | None] = field(default_factory=dict)
+    # ONNX tensor -> the axis a Reshape/Flatten merged the batch into (e.g. [T, B*H, D]): an op
+    # along that axis mixes samples too. Kept by Transpose, Reshapes that keep the axis, and
+    # (by convert()) same-rank ops; a Reshape that splits it back gives the batch its own axis.
+    batch_merged: dict[str, int] = field(default_factory=dict)
 
     @property
     def opset(self) -> int:
@@ -110,8 +116,22 @@ class Ctx:
         """The model's batch axis in input `idx` (None: merged or dropped, or a constant)."""
         return self.batch.get(self.node.input[idx]) if self.has_input(idx) else None
 
-    def set_batch(self, axis: int | None, idx: int = 0) -> None:
+    def set_batch(self, axis: int | None, idx: int = 0, merged: int | None = None) -> None:
         self.batch[self.node.output[idx]] = axis
+        if merged is not None:
+            self.batch_merged[self.node.output[idx]] = merged
+        else:
+            self.batch_merged.pop(self.node.output[idx], None)
+
+    def merged_of(self, idx: int) -> int | None:
+        return self.batch_merged.get(self.node.input[idx]) if self.has_input(idx) else None
+
+    def check_samples(self, what: str, axes, idx: int = 0) -> None:
+        """Raise mixes_samples when an op over logical `axes` of input `idx` would combine
+        samples: the batch axis, or the axis the batch was merged into."""
+        for ax in axes:
+            if ax == self.batch_of(idx) or ax == self.merged_of(idx):
+                raise mixes_samples(what, ax, ax != self.batch_of(idx))
 
     def unused(self, idx: int) -> bool:
         """True when optional output `idx` is absent or consumed by nobody."""

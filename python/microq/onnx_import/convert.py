@@ -124,7 +124,8 @@ def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
     problems: list[tuple[str, str, str]] = []
     named = list(zip(prep.nodes, onnx_node_names(prep.nodes)))
     poisoned: set[str] = set()  # outputs of unsupported nodes and of everything after them
-    named, cx.merged = fuse_patterns(named, prep.consts, prep.shapes, {o.name for o in g.output})
+    named, cx.merged = fuse_patterns(named, prep.consts, prep.shapes, {o.name for o in g.output},
+                                     prep.opset)
     for node, name in named:
         cx.node, cx.name = node, name
         fn = CONVERTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
@@ -176,7 +177,9 @@ def _output_layout(cx: Ctx, v: Value, logical: tuple[int, ...], batch: int | Non
     output whose batch sits elsewhere is given with that size-1 axis moved to the front, and
     one whose batch a Reshape merged away gets a leading batch axis of 1: the same bytes, so
     every output is (N, ...) for N samples."""
-    if batch is None and logical and logical[0] == 1:
+    if not logical or len(v.perm) != len(logical):  # a scalar, or an unsupported node's output
+        return v, tuple(logical)
+    if batch is None and logical[0] == 1:
         batch = 0
     if batch is not None:
         v = cx.b.rehome(v, logical, batch, [])
@@ -189,10 +192,13 @@ def _output_layout(cx: Ctx, v: Value, logical: tuple[int, ...], batch: int | Non
 def _default_batch(cx: Ctx, node: onnx.NodeProto) -> None:
     """Outputs a converter gave no batch axis keep input 0's when the rank is the same."""
     src = cx.batch.get(node.input[0]) if node.input else None
+    merged = cx.batch_merged.get(node.input[0]) if node.input else None
     for out in node.output:
         if out and out not in cx.batch and out in cx.values:
-            same = src is not None and len(cx.shape(out)) == len(cx.shape(node.input[0]))
+            same = len(cx.shape(out)) == len(cx.shape(node.input[0]))
             cx.batch[out] = src if same else None
+            if same and merged is not None:
+                cx.batch_merged[out] = merged
 
 
 def _name_output(cx: Ctx, current: str, wanted: str, taken: list[str]) -> None:

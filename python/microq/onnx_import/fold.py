@@ -93,6 +93,8 @@ def _div(x: list, a: Attrs) -> np.ndarray:
 
 EVALUATORS: dict[str, Callable[[list, Attrs], np.ndarray]] = {
     "Identity": lambda x, a: x[0],
+    "CastLike": lambda x, a: np.asarray(x[0]).astype(x[1].dtype),
+    "Sum": lambda x, a: sum(x[1:], x[0]),
     "Shape": _shape,
     "Size": lambda x, a: np.array(x[0].size, np.int64),
     "Gather": _gather,
@@ -171,12 +173,22 @@ def fold_constants(
     """Split the graph into constants (by name) and the nodes that still need activations."""
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    g = model.graph
+    elem = {vi.name: vi.type.tensor_type.elem_type for vi in list(g.input) + list(g.value_info)
+            + list(g.output) if vi.type.HasField("tensor_type")}
     outputs = {o.name for o in model.graph.output}
     remaining: list[onnx.NodeProto] = []
     for node in model.graph.node:
         ins = [i for i in node.input if i]
         if node.op_type == "Shape" and ins[0] not in consts and ins[0] in shapes:
             values = [np.broadcast_to(np.uint8(0), shapes[ins[0]])]  # only the shape matters
+        elif (node.op_type == "CastLike" and ins[0] in consts and ins[1] not in consts
+              and elem.get(ins[1], 0) != 0):
+            # a constant cast like an activation (ONNX function bodies: CastLike(0.5, X)): the
+            # type is known, the value is not needed
+            dtype = helper.tensor_dtype_to_np_dtype(elem[ins[1]])
+            consts[node.output[0]] = np.asarray(consts[ins[0]]).astype(dtype)
+            continue
         elif node.op_type in ("Dropout",) or not all(i in consts for i in ins):
             remaining.append(node)
             continue

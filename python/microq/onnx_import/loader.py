@@ -26,6 +26,8 @@ class Prepared:
     consts: dict[str, np.ndarray]  # initializers, Constant nodes and folded subgraphs
     shapes: dict[str, tuple[int, ...]]  # logical (ONNX) shape of every known tensor
     nodes: list[onnx.NodeProto]  # nodes left after folding, topologically sorted
+    # the batch size the inputs were exported with when static (> 0), 0 when dynamic
+    exported_batch: int = 0
 
 
 def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
@@ -74,8 +76,10 @@ def prepare(model: onnx.ModelProto, path: str) -> Prepared:
     if model.functions:
         model = onnx.inliner.inline_local_functions(model)
     check_tensors(model, path)
-    fix_batch(model, path)
+    exported = fix_batch(model, path)
     model = infer(model, path)
+    if exported > 1 and unbatch_reshapes(model, exported):
+        model = infer(model, path)
     limit = size_limit(model)
     check_sizes(model, path, static_shapes(model), limit)
     check_finite(model, path)
@@ -101,7 +105,19 @@ def prepare(model: onnx.ModelProto, path: str) -> Prepared:
                 f"{_node_label(node)} is a constant (it depends on no graph input); remove it "
                 "from the graph outputs"
             )
-    return Prepared(rebuilt, path, opset, consts, static_shapes(rebuilt), nodes)
+    nodes = live_nodes(nodes, outputs)
+    return Prepared(rebuilt, path, opset, consts, static_shapes(rebuilt), nodes, exported)
+
+
+def live_nodes(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
+    """The nodes whose results reach a graph output (dead branches left by folding or by a
+    function body's unused statistics outputs are dropped)."""
+    needed, keep = set(outputs), []
+    for n in reversed(nodes):
+        if any(o and o in needed for o in n.output):
+            keep.append(n)
+            needed.update(i for i in n.input if i)
+    return keep[::-1]
 
 
 # Constant element types microq reads (numpy_helper.to_array gives a plain numeric array).
@@ -251,12 +267,14 @@ def fix_batch(model: onnx.ModelProto, path: str) -> None:
     graph outputs included (their dim 0 need not be the batch: after a Transpose or Squeeze
     it is data)."""
     inits = {i.name for i in model.graph.initializer}
+    exported: set[int] = set()
     for inp in model.graph.input:
         if inp.name in inits:
             continue
         dims = inp.type.tensor_type.shape.dim
         for i, d in enumerate(dims):
             if i == 0:
+                exported.add(d.dim_value if d.HasField("dim_value") else 0)
                 d.ClearField("dim_param")
                 d.dim_value = 1
             elif not d.HasField("dim_value") or d.dim_value <= 0:
@@ -271,6 +289,47 @@ def fix_batch(model: onnx.ModelProto, path: str) -> None:
     for out in model.graph.output:
         if out.type.HasField("tensor_type"):
             out.type.tensor_type.ClearField("shape")
+    return exported.pop() if len(exported) == 1 else 0
+
+
+def unbatch_reshapes(model: onnx.ModelProto, batch: int) -> bool:
+    """A model exported with a static batch B > 1 bakes B into its Reshape constants ([B, -1],
+    [B, 12]): where such a constant's leading B is what makes it disagree with the batch-1
+    input (B times the elements, or a -1 that does not resolve), it becomes 1. True if any did."""
+    g = model.graph
+    shapes = static_shapes(model)
+    inits = {i.name: i for i in g.initializer}
+    consts = {n.output[0]: n for n in g.node if n.op_type == "Constant" and n.attribute
+              and n.attribute[0].name == "value"}
+    changed = False
+    for node in g.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[0] not in shapes:
+            continue
+        src = inits.get(node.input[1])
+        tensor = src if src is not None else (
+            consts[node.input[1]].attribute[0].t if node.input[1] in consts else None)
+        if tensor is None:
+            continue
+        target = numpy_helper.to_array(tensor).astype(np.int64)
+        if target.ndim != 1 or not len(target) or int(target[0]) != batch:
+            continue
+        n_in = int(np.prod(shapes[node.input[0]]))
+        rest = [int(d) for d in target[1:]]
+        known = int(np.prod([d for d in rest if d > 0])) * batch
+        if -1 in rest:
+            mismatch = n_in % known != 0 and n_in % (known // batch) == 0
+        else:
+            mismatch = known == batch * n_in
+        if not mismatch or 0 in rest:
+            continue
+        fixed = numpy_helper.from_array(np.array([1] + rest, np.int64), tensor.name)
+        tensor.CopyFrom(fixed)
+        changed = True
+    if changed:
+        del g.value_info[:]
+        for out in g.output:
+            out.type.tensor_type.ClearField("shape")
+    return changed
 
 
 # Ops whose output has its input's shape but that onnx's shape inference leaves untyped (function

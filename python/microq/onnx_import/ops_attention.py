@@ -8,7 +8,7 @@ import numpy as np
 
 from microq import ir
 from microq.onnx_import import ops_spatial as sp
-from microq.onnx_import.context import Ctx, Unsupported, axis_of, mixes_samples
+from microq.onnx_import.context import Ctx, Unsupported, axis_of
 from microq.onnx_import.layout import Value, identity, permute
 
 
@@ -43,8 +43,7 @@ def layer_norm(cx: Ctx) -> None:
     logical = cx.shape(cx.node.input[0])
     r = len(logical)
     axis = axis_of(a.get("axis", -1), r)
-    if axis == 0:  # over the batch: each sample alone is a different model
-        raise Unsupported("LayerNormalization over the batch axis (axis 0) is not supported")
+    cx.check_samples("LayerNormalization", range(axis, r))
     if not cx.unused(1) or not cx.unused(2):
         raise Unsupported("LayerNormalization with mean / inv_std_dev outputs")
     width = int(np.prod(logical[axis:]))
@@ -52,13 +51,17 @@ def layer_norm(cx: Ctx) -> None:
     beta = cx.const(2) if cx.has_input(2) else np.zeros(width, np.float32)
     if gamma is None or beta is None:
         raise Unsupported("LayerNormalization with non-constant scale or bias")
+    if gamma.size == width and gamma.shape != logical[axis:]:  # e.g. [1, C] for C
+        gamma = gamma.reshape(logical[axis:])
+    if beta.size == width and beta.shape != logical[axis:]:
+        beta = beta.reshape(logical[axis:])
     try:
         gamma, beta = (np.broadcast_to(p, logical[axis:]).reshape(width) for p in (gamma, beta))
     except ValueError:
         raise Unsupported(f"scale {list(gamma.shape)} / bias {list(beta.shape)} do not "
                           f"broadcast to the normalized shape {list(logical[axis:])}: the model "
                           "is invalid") from None
-    v = cx.value(0)
+    v = cx.value(0, hidden=axis == r - 1)  # rows are independent: a hidden sample axis is fine
     if axis != r - 1:  # normalize the flattened trailing axes
         v = cx.b.to_logical(v, logical, cx.source)
         flat = logical[:axis] + (width,)
@@ -77,7 +80,7 @@ def layer_norm(cx: Ctx) -> None:
     shape = cx.b.shape(v.name)
     if logical_v == logical:
         y = cx.b.add("LayerNorm", [v.name, g, b], cx.out(), shape, attrs, cx.name, cx.source)
-        cx.set(y, v.perm)
+        cx.set(y, v.perm, hidden=v.hidden)
         return
     y = cx.b.add("LayerNorm", [v.name, g, b], f"{cx.out()}__flat", shape, attrs, cx.name,
                  cx.source)
@@ -133,6 +136,10 @@ def slice_(cx: Ctx) -> None:
         ax = axis_of(ax, rank, "axes")
         if int(st) == 0:
             raise Unsupported("Slice with step 0: the model is invalid")
+        full = cx.prep.exported_batch or 2**31 - 1  # ends at the exported batch, or "to the end"
+        if ax == cx.batch_of(0) and not (int(s) == 0 and int(e) >= full and int(st) == 1):
+            raise Unsupported(f"Slice along the batch axis (axis {ax}) selects samples; "
+                              "microq compiles one sample at a time")
         rng = range(*slice(int(s), int(e), int(st)).indices(shape[ax]))
         name, shape = _slice_node(cx, Value(name, v.perm, v.hidden), shape, ax, rng)
     cx.set(name, v.perm, hidden=v.hidden)
@@ -154,11 +161,11 @@ def split(cx: Ctx) -> None:
     else:  # equal parts, the last one smaller (opset 18 num_outputs)
         part = -(-logical[axis] // n)
         sizes = [min(part, logical[axis] - i * part) for i in range(n)]
+    if n > 1:
+        cx.check_samples("Split", [axis])
     if len(sizes) != n or any(s < 1 for s in sizes) or sum(sizes) != logical[axis]:
         raise Unsupported(f"split sizes {sizes} for {n} outputs do not partition axis {axis} "
                           f"of size {logical[axis]}: the model is invalid")
-    if cx.batch_of(0) == axis and n > 1:
-        raise mixes_samples("Split", axis)
     v = cx.value(0, hidden=True)
     start = 0
     for idx, size in enumerate(sizes):
@@ -177,6 +184,9 @@ def gather(cx: Ctx) -> None:
     logical = cx.shape(cx.node.input[0])
     rank = len(logical)
     axis = axis_of(cx.attrs().get("axis", 0), rank)
+    if axis == cx.batch_of(0) and (idx.ndim >= 1 or int(np.asarray(idx)) not in (0, -1)):
+        raise Unsupported(f"Gather along the batch axis (axis {axis}) selects samples; "
+                          "microq compiles one sample at a time")
     raw = [int(i) for i in np.asarray(idx).reshape(-1)]
     if any(not -logical[axis] <= i < logical[axis] for i in raw):
         raise Unsupported(f"Gather indices {raw[:8]} out of range for axis {axis} of size "
@@ -210,15 +220,15 @@ def reduce_mean(cx: Ctx) -> None:
     logical = cx.shape(cx.node.input[0])
     rank = len(logical)
     axes = list(a.get("axes", [])) if cx.const(1) is None else [int(v) for v in cx.const(1)]
+    if not axes and not a.get("noop_with_empty_axes", 0):
+        axes = list(range(rank))  # no axes: all of them
     axes = sorted(axis_of(ax, rank, "axes") for ax in axes)
     if axes == list(range(2, rank)) and rank in (3, 4) and cx.node.input[0] in cx.values:
         v = cx.values[cx.node.input[0]]
         if rank == 4 or v.perm != identity(rank):
             sp.reduce_mean(cx)
             return
-    k = cx.batch_of(0)
-    if k is not None and k in axes:
-        raise mixes_samples("ReduceMean", k)
+    cx.check_samples("ReduceMean", axes)
     if len(axes) != 1 or axes[0] == 0:
         raise Unsupported(f"ReduceMean over axes {axes}")
     ax = axes[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from microq import ir
-from microq.onnx_import.context import Ctx, Unsupported, axis_of, mixes_samples
+from microq.onnx_import.context import Ctx, Unsupported, axis_of
 from microq.onnx_import.layout import compose, const_to_physical, identity, inverse, permute
 
 INF = float("inf")
@@ -66,7 +66,12 @@ def binary(cx: Ctx) -> None:
             raise Unsupported("Div between two activations is not supported yet")
         op, cb = "Mul", (1.0 / cb.astype(np.float64)).astype(np.float32)
     ls = [cx.shape(cx.node.input[i]) for i in (0, 1)]
-    out_logical = tuple(np.broadcast_shapes(*ls))
+    try:
+        out_logical = tuple(np.broadcast_shapes(*ls))
+    except ValueError:
+        raise Unsupported(f"{cx.node.op_type} of shapes {list(ls[0])} and {list(ls[1])}: they do "
+                          "not broadcast with the batch fixed to 1 (a constant sized for the "
+                          "batch the model was exported with?)") from None
     if ca is None and cb is None:
         va, vb = cx.value(0), cx.value(1)
         if not (va.perm == vb.perm and len(ls[0]) == len(ls[1])):
@@ -96,8 +101,7 @@ def concat(cx: Ctx) -> None:
     rank = len(cx.shape(cx.out()))
     axis = axis_of(axis, rank)
     for idx in range(len(cx.node.input)):
-        if cx.batch_of(idx) == axis:
-            raise mixes_samples("Concat", axis)
+        cx.check_samples("Concat", [axis], idx)
     acts = [cx.value(i) for i, n in enumerate(cx.node.input) if cx.const(i) is None]
     perms = {v.perm for v in acts}
     perm = perms.pop() if len(perms) == 1 else identity(rank)
@@ -129,42 +133,71 @@ def _squeeze_axes(cx: Ctx, rank: int) -> list[int] | None:
     return None if a is None else [int(x) for x in a]
 
 
-def reshape_batch(cx: Ctx, logical: tuple[int, ...], out: tuple[int, ...]) -> int | None:
-    """Where the model's batch axis lands in a Reshape/Flatten/Squeeze/Unsqueeze output (None:
-    dropped or merged with data)."""
-    k = cx.batch_of(0)
-    if k is None:
-        return None
+def reshape_batch(cx: Ctx, logical: tuple[int, ...], out: tuple[int, ...]
+                  ) -> tuple[int | None, int | None]:
+    """(own axis, merged-into axis) of the model's batch in a Reshape/Flatten/Squeeze/Unsqueeze
+    output; (None, None) when dropped or lost. With batch 1 a Reshape's shapes cannot say on
+    which side of a size-1 axis it went: the boundary before it is what is matched."""
+    k, m = cx.batch_of(0), cx.merged_of(0)
     op = cx.node.op_type
-    if op == "Squeeze":
+    if k is not None and op == "Squeeze":
         axes = _squeeze_axes(cx, len(logical))
         axes = ([i for i, d in enumerate(logical) if d == 1] if axes is None
                 else [a % len(logical) for a in axes])
-        return None if k in axes else k - sum(a < k for a in axes)
-    if op == "Unsqueeze":
+        return (None, None) if k in axes else (k - sum(a < k for a in axes), None)
+    if k is not None and op == "Unsqueeze":
         axes = _squeeze_axes(cx, len(out))
         if axes is not None:
             axes = sorted(a % len(out) for a in axes)
             kept = [i for i in range(len(out)) if i not in axes]
-            return kept[k]
-    before = int(np.prod(logical[:k]))
+            return kept[k], None
+    if k is not None and op == "Flatten":
+        axis = int(cx.attrs().get("axis", 1)) % (len(logical) + 1)
+        return (0, None) if k < axis else (None, 1)
+    src = k if k is not None else m
+    if src is None:
+        return None, None
+    before = int(np.prod(logical[:src]))
     for j, d in enumerate(out):
-        if d == 1 and int(np.prod(out[:j])) == before:
-            return j
-    return None
+        if int(np.prod(out[:j])) == before:
+            if d == 1:
+                return j, None
+            if k is not None or d == logical[m]:
+                return None, j
+    return None, None
 
 
 def reshape(cx: Ctx) -> None:
     """Reshape, Flatten, Squeeze, Unsqueeze: a reshape of the logical (row-major) data."""
     logical = cx.shape(cx.node.input[0])
-    out_logical = cx.shape(cx.out())
-    if int(np.prod(out_logical)) != int(np.prod(logical)):
-        raise Unsupported(f"{cx.node.op_type} of {int(np.prod(logical))} elements "
-                          f"{list(logical)} to shape {list(out_logical)} "
-                          f"({int(np.prod(out_logical))} elements): the model is invalid")
+    target = cx.const(1) if cx.node.op_type == "Reshape" else None
+    try:
+        out_logical = cx.shape(cx.out())
+    except Unsupported:
+        t = [int(d) for d in np.asarray(target).reshape(-1)] if target is not None else []
+        known = int(np.prod([d for d in t if d > 0])) if t else 0
+        if -1 in t and known and int(np.prod(logical)) % known:
+            raise Unsupported(
+                f"Reshape of {list(logical)} to the constant shape {t}: {int(np.prod(logical))}"
+                f" elements do not fill it; the shape holds the batch size the model was exported"
+                " with, and microq fixes the batch to 1 (export with a dynamic batch)") from None
+        raise
+    n_in, n_out = int(np.prod(logical)), int(np.prod(out_logical))
+    if n_out == 0 or n_in == 0:
+        raise Unsupported(f"{cx.node.op_type} of {list(logical)} to {list(out_logical)}: empty "
+                          "(0-element) tensors are not supported")
+    if n_out != n_in:
+        if n_in and n_out % n_in == 0 and n_out > n_in:
+            raise Unsupported(
+                f"{cx.node.op_type} of {list(logical)} to the constant shape {list(out_logical)}"
+                f" ({n_out} elements, {n_out // n_in} x the input's): the shape holds the batch "
+                "size the model was exported with; microq fixes the batch to 1 (export with a "
+                "dynamic batch, or shape[0] = -1 / 0)")
+        raise Unsupported(f"{cx.node.op_type} of {n_in} elements {list(logical)} to shape "
+                          f"{list(out_logical)} ({n_out} elements): the model is invalid")
     v = cx.value(0, hidden=True)
-    batch = reshape_batch(cx, logical, out_logical)
-    cx.set_batch(batch)
+    batch, merged = reshape_batch(cx, logical, out_logical)
+    cx.set_batch(batch, merged=merged)
     if out_logical == logical:
         cx.values[cx.out()] = v  # nothing to do (tf2onnx emits such reshapes)
         return
@@ -190,8 +223,8 @@ def transpose(cx: Ctx) -> None:
         raise Unsupported(f"perm={list(q)} is not a permutation of the {rank} axes: the model is "
                           "invalid")
     cx.values[cx.out()] = type(v)(v.name, compose(inverse(q), v.perm), v.hidden)
-    k = cx.batch_of(0)
-    cx.set_batch(None if k is None else q.index(k))
+    k, m = cx.batch_of(0), cx.merged_of(0)
+    cx.set_batch(None if k is None else q.index(k), merged=None if m is None else q.index(m))
 
 
 def softmax(cx: Ctx) -> None:
@@ -199,9 +232,8 @@ def softmax(cx: Ctx) -> None:
     rank = len(logical)
     default = -1 if cx.opset >= 13 else 1
     axis = axis_of(cx.attrs().get("axis", default), rank)
-    k = cx.batch_of(0)
-    if k is not None and (axis == k if cx.opset >= 13 else k >= axis):
-        raise mixes_samples("Softmax", k)
+    if cx.opset >= 13:  # before 13 the op flattens from `axis`: at batch 1, over the sample
+        cx.check_samples("Softmax", [axis])
     v = cx.value(0, hidden=True)
     if cx.opset < 13 and axis != rank - 1:  # coerced to 2-D [prod(:axis), prod(axis:)]
         v = cx.b.unhide(v, logical, cx.source)
@@ -287,4 +319,4 @@ def passthrough(cx: Ctx) -> None:
         if "is_test" in cx.attrs() and not cx.attrs()["is_test"]:
             raise Unsupported("Dropout with is_test=0 (training mode) is not an identity: "
                               "export the model in eval mode")
-    cx.values[cx.out()] = cx.value(0)
+    cx.values[cx.out()] = cx.value(0, hidden=True)

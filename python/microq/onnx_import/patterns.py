@@ -447,18 +447,314 @@ def fuse_group_norm(
 
 def fuse_patterns(
     nodes: list[Named], consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
-    outputs: set[str],
+    outputs: set[str], opset: int = 13,
 ) -> tuple[list[Named], dict[str, list[str]]]:
     """Every rewrite of this module, in order; the merged-name maps of all of them."""
     merged: dict[str, list[str]] = {}
+    nodes = sum_as_add(nodes, consts)
     steps = [lambda n: fuse_erf_gelu(n, consts, outputs),
              lambda n: fuse_tanh_gelu(n, consts, outputs),
              lambda n: fuse_layer_norm(n, consts, shapes, outputs),
              lambda n: fuse_group_norm(n, consts, shapes, outputs),
              lambda n: fuse_matmul_scale(n, consts, outputs),
-             lambda n: fuse_gather_lerp(n, consts, shapes, outputs)]
+             lambda n: fuse_gather_lerp(n, consts, shapes, outputs),
+             lambda n: fuse_layer_norm_body(n, consts, shapes, outputs),
+             lambda n: fuse_softmax_body(n, consts, shapes, outputs, opset),
+             lambda n: fuse_elementwise_functions(n, consts, shapes, outputs, opset)]
     for step in steps:
         nodes, more = step(nodes)
         for name, srcs in more.items():  # a node made of already merged ones keeps them all
             merged[name] = [s for src in srcs for s in merged.pop(src, [src])]
     return nodes, merged
+
+
+# --- ONNX's own function bodies (the `*_expanded` forms): elementwise functions, Softmax, Sum --
+_F = np.float64
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    return np.vectorize(math.erf, otypes=[_F])(x)
+
+
+def _attr(node: onnx.NodeProto, name: str, default):
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+# elementwise ops, evaluated in float64 on a probe grid: name -> fn(inputs, node)
+_ELEMENTWISE = {
+    "Identity": lambda x, n: x[0],
+    "Cast": lambda x, n: x[0] if _attr(n, "to", 1) in (1, 10, 11, 16) else None,
+    "CastLike": lambda x, n: x[0],
+    "Neg": lambda x, n: -x[0],
+    "Abs": lambda x, n: np.abs(x[0]),
+    "Exp": lambda x, n: np.exp(x[0]),
+    "Log": lambda x, n: np.log(np.where(x[0] > 0, x[0], np.nan)),
+    "Sqrt": lambda x, n: np.sqrt(np.where(x[0] >= 0, x[0], np.nan)),
+    "Reciprocal": lambda x, n: 1.0 / x[0],
+    "Erf": lambda x, n: _erf(x[0]),
+    "Tanh": lambda x, n: np.tanh(x[0]),
+    "Sigmoid": lambda x, n: 1.0 / (1.0 + np.exp(-x[0])),
+    "Relu": lambda x, n: np.maximum(x[0], 0.0),
+    "LeakyRelu": lambda x, n: np.where(x[0] >= 0, x[0], _attr(n, "alpha", 0.01) * x[0]),
+    "HardSigmoid": lambda x, n: np.clip(_attr(n, "alpha", 0.2) * x[0] + _attr(n, "beta", 0.5),
+                                        0.0, 1.0),
+    "Add": lambda x, n: x[0] + x[1],
+    "Sub": lambda x, n: x[0] - x[1],
+    "Mul": lambda x, n: x[0] * x[1],
+    "Div": lambda x, n: x[0] / x[1],
+    "Pow": lambda x, n: np.power(x[0], x[1]),
+    "Sum": lambda x, n: sum(x[1:], x[0]),
+    "Max": lambda x, n: np.maximum.reduce(np.broadcast_arrays(*x)),
+    "Min": lambda x, n: np.minimum.reduce(np.broadcast_arrays(*x)),
+    "Less": lambda x, n: x[0] < x[1],
+    "LessOrEqual": lambda x, n: x[0] <= x[1],
+    "Greater": lambda x, n: x[0] > x[1],
+    "GreaterOrEqual": lambda x, n: x[0] >= x[1],
+    "Where": lambda x, n: np.where(x[0], x[1], x[2]),
+}
+_AFFINE = {"Identity", "Cast", "CastLike", "Neg", "Add", "Sub", "Mul", "Div", "Sum"}
+_PROBE = np.concatenate([np.linspace(-8.0, 8.0, 3201), [-1e3, -100.0, -30.0, 30.0, 100.0, 1e3]])
+
+
+def _known_activation(f: np.ndarray, x: np.ndarray) -> tuple[str, dict, tuple] | None:
+    """(ONNX op, attributes, (clip min, clip max)) of the activation that equals f on x."""
+    core = np.abs(x) <= 100  # beyond, exp() of a body may overflow where the op does not
+
+    def same(g: np.ndarray) -> bool:
+        with np.errstate(all="ignore"):
+            return bool(np.all(np.abs(f - g)[core] <= 1e-6 + 2e-5 * np.abs(g)[core]))
+
+    at = {float(v): float(fv) for v, fv in zip(x, f)}
+    if not np.all(np.isfinite(f[core])):
+        return None
+    lo = -math.inf if at[-1e3] == -1e3 else at[-1e3]
+    hi = math.inf if at[1e3] == 1e3 else at[1e3]
+    if same(np.clip(x, lo, hi)) and (lo, hi) != (-math.inf, math.inf):
+        return ("Relu", {}, ()) if (lo, hi) == (0.0, math.inf) else ("Clip", {}, (lo, hi))
+    alpha = -at[-1.0]
+    if alpha != 0 and same(np.where(x >= 0, x, alpha * x)):
+        return "LeakyRelu", {"alpha": alpha}, ()
+    alpha = -at[-30.0]
+    if alpha > 0 and same(np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))):
+        return "Elu", {"alpha": alpha}, ()
+    beta, slope = at[0.0], at[0.5] - at[-0.5]
+    if 0 < slope and same(np.clip(slope * x + beta, 0.0, 1.0)):
+        return "HardSigmoid", {"alpha": slope, "beta": beta}, ()
+    with np.errstate(all="ignore"):
+        return _smooth_activation(f, x, same)
+
+
+def _smooth_activation(f: np.ndarray, x: np.ndarray, same) -> tuple[str, dict, tuple] | None:
+    table = [
+        ("HardSwish", {}, x * np.clip(x / 6.0 + 0.5, 0.0, 1.0)),
+        ("Softplus", {}, np.logaddexp(0.0, x)),
+        ("Sigmoid", {}, 1.0 / (1.0 + np.exp(-x))),
+        ("Tanh", {}, np.tanh(x)),
+        ("Gelu", {}, 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))),
+        ("Gelu", {"approximate": "tanh"},
+         0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))),
+    ]
+    for op, attrs, g in table:
+        if same(g):
+            return op, attrs, ()
+    return None
+
+
+def fuse_elementwise_functions(
+    nodes: list[Named], consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
+    outputs: set[str], opset: int,
+) -> tuple[list[Named], dict[str, list[str]]]:
+    """A group of elementwise nodes of one activation x and scalar constants, with one result
+    y used outside, whose values on a probe grid equal a known activation -> that activation
+    (ONNX's function bodies of Relu, LeakyRelu, Elu, HardSigmoid, HardSwish, Softplus, Gelu and
+    the hand-written forms of the same)."""
+    rw = _Rewriter(nodes, consts, outputs)
+    taken: set[int] = set()
+    for start in nodes:
+        for x in start[0].input:
+            if not x or x in consts or start[0].op_type not in _ELEMENTWISE:
+                continue
+            group, inside, frontier, seen = [], {x}, [x], set()
+            while frontier:  # grow along the users of what the group computes
+                t = frontier.pop()
+                for nn in rw.users.get(t, []):
+                    i = rw.index[id(nn[0])]
+                    if i in taken or i in seen or nn[0].op_type not in _ELEMENTWISE:
+                        continue
+                    ins = [u for u in nn[0].input if u]
+                    if all(u in inside or (u in consts and consts[u].size == 1) for u in ins):
+                        seen.add(i)
+                        group.append(nn)
+                        inside.update(nn[0].output)
+                        frontier.extend(nn[0].output)
+            group.sort(key=lambda g: rw.index[id(g[0])])
+            ext = [t for g in group for t in g[0].output
+                   if t in outputs or any(u not in group for u in rw.users.get(t, []))]
+            single = len(group) == 1 and group[0][0].op_type in ("Max", "Min", "Where")
+            if len(ext) != 1 or (len(group) < 2 and not single) or {
+                    g[0].op_type for g in group} <= _AFFINE:
+                continue
+            y = ext[0]
+            if x in shapes and y in shapes and shapes[x] != shapes[y]:
+                continue
+            vals = {x: _PROBE}
+            try:
+                with np.errstate(all="ignore"):
+                    for g in group:  # nodes are in topological order
+                        args = [vals[t] if t in vals else np.asarray(consts[t], _F).reshape(())
+                                for t in g[0].input if t]
+                        r = _ELEMENTWISE[g[0].op_type](args, g[0])
+                        if r is None:
+                            raise ValueError
+                        vals[g[0].output[0]] = np.asarray(r)
+            except (ValueError, KeyError):
+                continue
+            f = np.broadcast_to(np.asarray(vals[y], _F), _PROBE.shape)
+            found = _known_activation(f, _PROBE)
+            if found is None:
+                continue
+            op, attrs, bounds = found
+            ins = [x]
+            if op == "Clip":
+                for k, v in zip(("min", "max"), bounds):
+                    name = f"{y}__{k}"
+                    consts[name] = np.array(v if math.isfinite(v) else
+                                            (np.finfo(np.float32).max * (1 if k == "max" else -1)),
+                                            np.float32)
+                    ins.append(name)
+            rw.commit(group, helper.make_node(op, ins, [y], **attrs))
+            taken.update(rw.index[id(g[0])] for g in group)
+            break
+    return rw.result()
+
+
+def fuse_softmax_body(
+    nodes: list[Named], consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
+    outputs: set[str], opset: int,
+) -> tuple[list[Named], dict[str, list[str]]]:
+    """Exp(x - ReduceMax(x)) / ReduceSum(Exp(..)) over one axis (keepdims) -> Softmax(axis)."""
+    rw = _Rewriter(nodes, consts, outputs)
+
+    def axes_of(nn: Named) -> list[int] | None:
+        if _attr(nn[0], "keepdims", 1) != 1:
+            return None
+        if len(nn[0].input) > 1 and nn[0].input[1]:
+            c = consts.get(nn[0].input[1])
+            return None if c is None else [int(v) for v in c.reshape(-1)]
+        a = _attr(nn[0], "axes", None)
+        return None if a is None else [int(v) for v in a]
+
+    for rmax in nodes:
+        if rmax[0].op_type != "ReduceMax":
+            continue
+        x = rmax[0].input[0]
+        rank = len(shapes.get(x, ()))
+        axes = axes_of(rmax)
+        if not rank or axes is None or len(axes) != 1:
+            continue
+        axis = axes[0] % rank
+        sub = rw.only_user(rmax[0].output[0], "Sub")
+        if sub is None or list(sub[0].input) != [x, rmax[0].output[0]]:
+            continue
+        exp = rw.only_user(sub[0].output[0], "Exp")
+        e = exp and exp[0].output[0]
+        us = rw.users.get(e, []) if e else []
+        rsum = [u for u in us if u[0].op_type == "ReduceSum"]
+        div = [u for u in us if u[0].op_type == "Div"]
+        if len(us) != 2 or len(rsum) != 1 or len(div) != 1 or e in outputs:
+            continue
+        s_axes = axes_of(rsum[0])
+        if s_axes is None or [a % rank for a in s_axes] != [axis]:
+            continue
+        if list(div[0][0].input) != [e, rsum[0][0].output[0]]:
+            continue
+        if opset < 13 and axis != rank - 1:
+            continue  # Softmax before 13 flattens from its axis
+        rw.commit([rmax, sub, exp, rsum[0], div[0]],
+                  helper.make_node("Softmax", [x], [div[0][0].output[0]], axis=axis))
+    return rw.result()
+
+
+def fuse_layer_norm_body(
+    nodes: list[Named], consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
+    outputs: set[str],
+) -> tuple[list[Named], dict[str, list[str]]]:
+    """ONNX's LayerNormalization function body over the last axis of x:
+    (x - E[x]) / Sqrt(E[x*x] - E[x]^2 + eps) [* scale] [+ bias] -> LayerNormalization."""
+    rw = _Rewriter(nodes, consts, outputs)
+
+    def skip_cast(t: str, group: list) -> str:
+        c = rw.only_user(t, "Cast")
+        while c is not None and _attr(c[0], "to", 1) == 1:
+            group.append(c)
+            t = c[0].output[0]
+            c = rw.only_user(t, "Cast")
+        return t
+
+    for mean in nodes:
+        if mean[0].op_type != "ReduceMean":
+            continue
+        x = mean[0].input[0]
+        rank = len(shapes.get(x, ()))
+        if rank < 2 or not _last_axis(rw, mean, rank) or x in outputs:
+            continue
+        m = mean[0].output[0]
+        xu = rw.users.get(x, [])
+        sq = [u for u in xu if u[0].op_type == "Mul" and list(u[0].input) == [x, x]]
+        dev = [u for u in xu if u[0].op_type == "Sub" and list(u[0].input) == [x, m]]
+        mu = rw.users.get(m, [])
+        sqm = [u for u in mu if u[0].op_type == "Mul" and list(u[0].input) == [m, m]]
+        if len(xu) != 3 or len(sq) != 1 or len(dev) != 1 or len(mu) != 2 or len(sqm) != 1:
+            continue
+        msq = rw.only_user(sq[0][0].output[0], "ReduceMean")
+        if msq is None or not _last_axis(rw, msq, rank):
+            continue
+        var = rw.only_user(msq[0].output[0], "Sub")
+        if var is None or list(var[0].input) != [msq[0].output[0], sqm[0][0].output[0]]:
+            continue
+        add = rw.only_user(var[0].output[0], "Add")
+        eps = add and rw.scalar(add, var[0].output[0])
+        sqrt = add and rw.only_user(add[0].output[0], "Sqrt")
+        if sqrt is None or eps is None:
+            continue
+        div = rw.only_user(dev[0][0].output[0], "Div")
+        if div is None or list(div[0].input) != [dev[0][0].output[0], sqrt[0].output[0]]:
+            continue
+        if len(rw.users.get(sqrt[0].output[0], [])) != 1:
+            continue
+        group = [mean, sq[0], dev[0], sqm[0], msq, var, add, sqrt, div]
+        y = skip_cast(div[0].output[0], group)
+        width = shapes[x][-1]
+        gamma = beta = None
+        mul = rw.only_user(y, "Mul")
+        c = consts.get(_other(mul[0], y)) if mul is not None else None
+        if c is not None and c.size in (1, width):
+            gamma, y = f"{mul[0].output[0]}__gamma", mul[0].output[0]
+            consts[gamma] = np.broadcast_to(c.reshape(-1), (width,)).astype(np.float32)
+            group.append(mul)
+        badd = rw.only_user(y, "Add")
+        c = consts.get(_other(badd[0], y)) if badd is not None else None
+        if c is not None and c.size in (1, width):
+            beta, y = f"{badd[0].output[0]}__beta", badd[0].output[0]
+            consts[beta] = np.broadcast_to(c.reshape(-1), (width,)).astype(np.float32)
+            group.append(badd)
+        if gamma is None:
+            gamma = f"{y}__gamma"
+            consts[gamma] = np.ones(width, np.float32)
+        ins = [x, gamma] + ([beta] if beta else [])
+        rw.commit(group, helper.make_node("LayerNormalization", ins, [y], axis=-1, epsilon=eps))
+    return rw.result()
+
+
+def sum_as_add(nodes: list[Named], consts: dict[str, np.ndarray]) -> list[Named]:
+    """Sum of one input is an Identity, of two an Add (ONNX function bodies use Sum)."""
+    out = []
+    for node, name in nodes:
+        if node.op_type == "Sum" and node.domain in ("", "ai.onnx") and len(node.input) <= 2:
+            op = "Identity" if len(node.input) == 1 else "Add"
+            node = helper.make_node(op, list(node.input), list(node.output), name=node.name)
+        out.append((node, name))
+    return out

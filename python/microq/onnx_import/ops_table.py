@@ -1,0 +1,89 @@
+"""What the ONNX importer supports and its limits: the data behind `microq ops` and the README's
+"Supported ONNX ops" table (`microq ops --markdown` prints that table)."""
+
+from __future__ import annotations
+
+# (ONNX ops, runs as (C kernel), limits); one README row each, in README order
+ROWS: list[tuple[tuple[str, ...], str, str]] = [
+    (("Conv",), "`mq_conv2d_s8`, `mq_depthwise_conv2d_s8`",
+     "1-D and 2-D; pads incl. asymmetric, `auto_pad`, strides, dilations, groups, depthwise "
+     "with channel multiplier; constant weights (per-channel int8)"),
+    (("Gemm", "MatMul"), "`mq_fully_connected_s8`",
+     "constant weight (+ Add bias), rows = product of leading dims; Gemm: transA=0, C of [N] or "
+     "a scalar"),
+    (("BatchNormalization",), "folded into the conv / linear before it",
+     "inference mode; standalone: a per-channel affine (depthwise 1x1)"),
+    (("Relu", "Clip"), "the producing layer's output clamp",
+     "Clip with constant min/max; standalone (or after an op without a clamp): lookup table"),
+    (("LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Softplus", "Gelu"),
+     "`mq_lut_s8`",
+     "256-entry int8 table computed offline; also x*Sigmoid(x) (SiLU), Gelu's Erf and Tanh "
+     "forms and ONNX's own function bodies of these ops"),
+    (("Softmax",), "`mq_softmax_s8`",
+     "TFLite Micro's integer softmax; output scale 1/256; any axis but the batch"),
+    (("MaxPool", "GlobalMaxPool"), "`mq_max_pool_s8`",
+     "1-D and 2-D; shares its input's quantization; no Indices output"),
+    (("AveragePool", "GlobalAveragePool", "ReduceMean"), "`mq_avg_pool_s8`",
+     "1-D and 2-D, `count_include_pad` 0 and 1, `ceil_mode`; ReduceMean over the spatial axes or "
+     "one other axis but the batch"),
+    (("Add", "Sub", "Mul", "Div"), "`mq_add_s8`, `mq_sub_s8`, `mq_mul_s8`",
+     "two activations or with a constant, numpy broadcasting; Div by a constant; fused Relu/Clip"),
+    (("Concat",), "`mq_concat_s8` (+ `mq_requantize_s8` where input scales differ)",
+     "any axis but the batch"),
+    (("Reshape", "Flatten", "Squeeze", "Unsqueeze"),
+     "nothing: the output aliases its input's memory",
+     "the batch axis is tracked through them; a transpose is inserted only when NCHW vs NHWC "
+     "order really differs"),
+    (("Transpose",), "`mq_transpose_s8`", "rank <= 6; moves the batch axis like any other"),
+    (("Pad",), "`mq_pad_s8`", "constant mode, non-negative pads; rank <= 4"),
+    (("MatMul",), "`mq_batch_matmul_s8`",
+     "between two activations (Q·Kᵀ, A·V; a constant scale folds in): batched over heads, "
+     "broadcasting; Kᵀ read without a transpose"),
+    (("LayerNormalization",), "`mq_layernorm_s8`",
+     "opset 17, its decomposed forms and ONNX's function body; constant scale/bias; no "
+     "Mean/InvStdDev outputs; axes not holding the batch"),
+    (("Split", "Slice", "Gather"), "`mq_slice_s8`",
+     "any axis but the batch (heads, q/k/v after a permute); constant starts/ends/steps > 0; "
+     "Gather of constant consecutive indices"),
+    (("Identity", "Dropout", "Cast"), "removed",
+     "Dropout in inference (no mask output); Cast float to float"),
+]
+
+
+def supported_ops() -> list[dict]:
+    """One entry per ONNX op the importer converts: {op, runs_as, limits}; an op registered
+    without a row here says so."""
+    from microq.onnx_import.convert import CONVERTERS
+
+    out, seen = [], set()
+    for ops, runs, limits in ROWS:
+        for op in ops:
+            if op in CONVERTERS and (op, runs) not in seen:
+                seen.add((op, runs))
+                out.append({"op": op, "runs_as": runs, "limits": limits})
+    documented = {op for ops, _, _ in ROWS for op in ops}
+    for op in sorted(set(CONVERTERS) - documented):
+        out.append({"op": op, "runs_as": "(see `microq inspect`)",
+                    "limits": "supported; limits not documented in ops_table.ROWS yet"})
+    return out
+
+
+def markdown() -> str:
+    """The README table."""
+    from microq.onnx_import.convert import CONVERTERS
+
+    lines = ["| ONNX op | runs as (C kernel) | notes |", "|---|---|---|"]
+    for ops, runs, limits in ROWS:
+        present = [op for op in ops if op in CONVERTERS]
+        if present:
+            lines.append(f"| {', '.join(present)} | {runs} | {limits} |")
+    documented = {op for ops, _, _ in ROWS for op in ops}
+    for op in sorted(set(CONVERTERS) - documented):
+        lines.append(f"| {op} | (see `microq inspect`) | limits not documented yet |")
+    return "\n".join(lines)
+
+
+def text() -> str:
+    rows = supported_ops()
+    width = max(len(r["op"]) for r in rows)
+    return "\n".join(f"{r['op']:<{width}}  {r['runs_as']}: {r['limits']}" for r in rows)
