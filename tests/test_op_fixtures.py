@@ -89,6 +89,9 @@ def test_op_fixture_c_equals_reference_and_float(compiled, fname):
     stem = fname.split(".")[0]
     db, got, want = host_check(compiled, fname)
     if stem in MIN_AGREE:
+        header = (compiled(fname)[0] / "net.h").read_text()
+        assert "Indices (ArgMax, int64 in ONNX): each int8 is the index itself." in header
+        assert "#define NET_OUTPUT_SCALE 1.0f" in header and "_ZERO_POINT (0)" in header
         agree = float(np.mean(got.reshape(-1) == want.reshape(-1)))
         assert np.array_equal(got, np.round(got)) and got.min() >= 0, "indices are integers"
         assert agree >= MIN_AGREE[stem], f"{fname}: int8 index agrees on {agree:.0%} only"
