@@ -298,3 +298,23 @@ def test_unsupported_forms_are_refused_with_the_reason(node, why):
                                                     node.op_type != "GroupNormalization" else 21)])
     _, problems = convert_with_problems(model, "bad.onnx")
     assert len(problems) == 1 and why in problems[0][2], problems
+
+
+@pytest.mark.parametrize("op", ["InstanceNormalization", "GroupNormalization"])
+def test_norm_of_a_1d_graph_input_reads_it_channels_last(op):
+    """A [N, C, L] graph input feeding the norm is taken as [N, L, C] (as for a Conv1d): no
+    transpose before the kernel."""
+    from microq.onnx_import import convert_with_problems
+
+    f = onnx.TensorProto.FLOAT
+    attrs = {"num_groups": 2} if op == "GroupNormalization" else {}
+    graph = helper.make_graph(
+        [helper.make_node(op, ["input", "s", "b"], ["output"], **attrs)], "n1d",
+        [helper.make_tensor_value_info("input", f, [1, 6, 50])],
+        [helper.make_tensor_value_info("output", f, [1, 6, 50])],
+        [onnx.numpy_helper.from_array(np.ones(6, np.float32), "s"),
+         onnx.numpy_helper.from_array(np.zeros(6, np.float32), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    g, problems = convert_with_problems(model, "n1d.onnx")
+    assert problems == [] and g.input_perm == {"input": (0, 2, 1)}
+    assert [n.op for n in g.nodes][0] == "GroupNorm", [n.op for n in g.nodes]
