@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from microq.qir import ConvParams, FCParams
+from microq.quant.rules_norm import groupnorm_params
 from microq.ref.arith import quantize_multiplier
 from microq.ref.conv import conv2d, depthwise_conv2d
 from microq.ref.fc import fully_connected
@@ -31,7 +32,8 @@ RUNTIME = Path(__file__).resolve().parents[1] / "c_runtime"
 RUNTIME_FILES = ("include/mq_types.h", "include/mq_requant.h", "include/mq_conv.h",
                  "include/mq_fc.h", "include/mq_elementwise.h", "include/mq_softmax.h",
                  "src/mq_conv.c", "src/mq_fc.c", "src/mq_elementwise.c", "src/mq_softmax.c",
-                 "src/mq_requant.c")
+                 "src/mq_requant.c", "include/mq_groupnorm.h", "src/mq_groupnorm.c",
+                 "src/mq_isqrt.c")
 KERNELS = {"conv2d": "mq_conv2d_s8", "depthwise": "mq_depthwise_conv2d_s8",
            "fc": "mq_fully_connected_s8", "add": "mq_add_s8", "softmax": "mq_softmax_s8"}
 
@@ -50,7 +52,7 @@ class Layer:
     @property
     def macs(self) -> int:
         """MACs; for add and softmax, elements (the tables report instructions per element)."""
-        if self.kind in ("add", "softmax"):
+        if self.kind in ("add", "softmax", "groupnorm"):
             return int(np.prod(self.in_shape))
         if self.kind == "fc":
             return self.out_shape[0] * self.out_shape[1] * self.in_shape[1]
@@ -89,6 +91,16 @@ def _elementwise_c(i: int, layer: Layer) -> tuple[list[str], str]:
                 f"static const mq_broadcast {f}bcast = {{1, {{1, 1, 1, 1, 1, {n}}}, "
                 f"{{0, 0, 0, 0, 0, 1}}, {{0, 0, 0, 0, 0, 1}}}};"]
         call = f"mq_add_s8(&{f}params, &{f}bcast, inputs[{i}], inputs[{i}], outputs[{i}])"
+    elif layer.kind == "groupnorm":
+        spatial, c = layer.in_shape
+        defs = [_c_array("int32_t", f + "mult", p.multiplier),
+                _c_array("int32_t", f + "shift", p.shift),
+                _c_array("int32_t", f + "bias", p.bias),
+                f"static const mq_per_channel_quant {f}quant = {{{f}mult, {f}shift}};",
+                f"static const mq_groupnorm_params {f}params = {{{p.groups}, {p.var_bits}, "
+                f"{p.eps}, {p.output_offset}, {p.act_min}, {p.act_max}}};"]
+        call = (f"mq_groupnorm_s8(&{f}params, &{f}quant, {f}bias, 1, {spatial}, {c}, "
+                f"inputs[{i}], outputs[{i}])")
     else:
         rows, size = layer.in_shape
         defs = [f"static const mq_softmax_params {f}params = {{{p['input_multiplier']}, "
@@ -100,7 +112,7 @@ def _elementwise_c(i: int, layer: Layer) -> tuple[list[str], str]:
 
 def _layer_c(i: int, layer: Layer) -> tuple[list[str], str]:
     """(definitions, call) of layer i; the call reads inputs[i] and writes outputs[i]."""
-    if layer.kind in ("add", "softmax"):
+    if layer.kind in ("add", "softmax", "groupnorm"):
         return _elementwise_c(i, layer)
     p = layer.params
     f = f"L{i}_"
@@ -161,7 +173,7 @@ def kernel_folder(layers: list[Layer], out_dir: Path, name: str = "kbench",
     (out_dir / f"{name}.h").write_text(f"#include <stdint.h>\n{proto};\n")
     (out_dir / f"{name}.c").write_text(
         f'#include <stddef.h>\n#include "{name}.h"\n#include "mq_conv.h"\n#include "mq_fc.h"\n'
-        '#include "mq_elementwise.h"\n#include "mq_softmax.h"\n\n'
+        '#include "mq_elementwise.h"\n#include "mq_softmax.h"\n#include "mq_groupnorm.h"\n\n'
         + "\n".join(defs) + f"\n\n{proto}\n{{\n    mq_status status;\n" + "".join(calls)
         + "    return 0;\n}\n")
     for base, data in runtime_files().items():
@@ -265,13 +277,22 @@ def softmax_layer(name: str, rows: int, size: int) -> Layer:
     return Layer(name, "softmax", p, (rows, size), (rows, size))
 
 
+def groupnorm_layer(name: str, spatial: int, channels: int, groups: int) -> Layer:
+    """GroupNorm with random gamma/beta, input scale 0.05, output scale 0.03."""
+    rng = np.random.default_rng(1)
+    p = groupnorm_params(0.05, 3, rng.uniform(0.5, 1.5, channels), rng.uniform(-0.3, 0.3, channels),
+                         1e-5, groups, spatial, 0.03, -2)
+    return Layer(name, "groupnorm", p, (spatial, channels), (spatial, channels))
+
+
 def elementwise_layers() -> dict[str, Layer]:
     return {"add": add_layer("add 1024 (no broadcast)", 1024),
-            "softmax": softmax_layer("softmax 16 rows x 12", 16, 12)}
+            "softmax": softmax_layer("softmax 16 rows x 12", 16, 12),
+            "groupnorm": groupnorm_layer("groupnorm 8x8x16, 4 groups", 64, 16, 4)}
 
 
 def measure_elementwise(work: Path) -> list[dict]:
-    """Instructions per element of add and softmax."""
+    """Instructions per element of add, softmax and groupnorm."""
     rows = []
     for key, layer in elementwise_layers().items():
         folder = kernel_folder([layer], work / f"ew_{key}")

@@ -196,9 +196,10 @@ def write_readme(out: Path, layers: list[str], rows: list[str]) -> None:
 Made by `tools/export_op_fixtures.py` (torch {torch.__version__}, onnx {onnx.__version__},
 onnxruntime {ort.__version__}, seed {SEED} + model index); do not edit by hand, re-run the tool.
 Weights: torch's default init, conv biases U(-0.2, 0.2), affine norm gamma U(0.5, 1.5) and beta
-U(-0.3, 0.3), PReLU slopes U(-0.3, 0.6). Every model has input "input" with a dynamic batch axis "N" and output "output";
-`<name>.npz` holds "input": float32 [16, ...], the samples onnxruntime was checked against
-torch on (max abs difference < 1e-4). tests/test_op_fixtures.py compiles every file.
+U(-0.3, 0.3), PReLU slopes U(-0.3, 0.6). Every model has input "input" with a dynamic batch
+axis "N" and output "output"; `<name>.npz` holds "input": float32 [16, ...], the samples
+onnxruntime was checked against torch on (max abs difference < 1e-4).
+tests/test_op_fixtures.py compiles every file.
 Exporter forms: TorchScript writes GroupNorm as Reshape [N, G, -1] -> InstanceNormalization
 (scale 1, bias 0 per group) -> Reshape (to Shape(x)) -> Mul gamma [C, 1, 1] -> Add beta at
 every opset; the dynamo exporter does the same at opset 18 and writes GroupNormalization

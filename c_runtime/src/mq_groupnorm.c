@@ -83,17 +83,26 @@ mq_status mq_groupnorm_s8(const mq_groupnorm_params *params, const mq_per_channe
             /* z = n * 2^(var_bits / 2) * inv * 2^-(30 + k) * 2^NORM_BITS; the shift is >= 2. */
             norm_shift = 30 + k - MQ_GROUPNORM_NORM_BITS - params->var_bits / 2;
             round = (int64_t)1 << (norm_shift - 1);
-            for (s = 0; s < spatial; ++s) {
-                const int8_t *px = x + (int64_t)s * channels + c0;
-                int8_t *py = y + (int64_t)s * channels + c0;
-                for (c = 0; c < width; ++c) {
-                    const int32_t n = count * px[c] - sum;
-                    /* arithmetic right shift rounds to nearest, ties up */
-                    const int32_t z = (int32_t)(((int64_t)n * inv + round) >> norm_shift);
-                    const int32_t acc =
-                        mq_mbqm(z, quant->multiplier[c0 + c], quant->shift[c0 + c]) + bias[c0 + c];
-                    const int32_t v = mq_rdbpot(acc, MQ_GROUPNORM_OUT_BITS) + params->output_offset;
-                    py[c] = (int8_t)mq_clamp(v, params->act_min, params->act_max);
+            {
+                /* Locals: the int8 stores below may alias anything, so fields read through
+                 * the pointers would be reloaded for every element. */
+                const int32_t *mult = quant->multiplier + c0;
+                const int32_t *shift = quant->shift + c0;
+                const int32_t *beta = bias + c0;
+                const int32_t output_offset = params->output_offset;
+                const int32_t act_min = params->act_min;
+                const int32_t act_max = params->act_max;
+                for (s = 0; s < spatial; ++s) {
+                    const int8_t *px = x + (int64_t)s * channels + c0;
+                    int8_t *py = y + (int64_t)s * channels + c0;
+                    for (c = 0; c < width; ++c) {
+                        const int32_t n = count * px[c] - sum;
+                        /* arithmetic right shift rounds to nearest, ties up */
+                        const int32_t z = (int32_t)(((int64_t)n * inv + round) >> norm_shift);
+                        const int32_t acc = mq_mbqm(z, mult[c], shift[c]) + beta[c];
+                        const int32_t v = mq_rdbpot(acc, MQ_GROUPNORM_OUT_BITS) + output_offset;
+                        py[c] = (int8_t)mq_clamp(v, act_min, act_max);
+                    }
                 }
             }
         }

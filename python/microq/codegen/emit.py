@@ -284,6 +284,12 @@ def _layout_comment(qgraph: QGraph, kind: str, k: int, t: str) -> list[str]:
         ]
     elif logical is not None and list(logical) != phys:
         lines.append(f" *   The ONNX tensor is {list(logical)} (same memory order).")
+    src = t  # through free reshapes (ArgMax keepdims=0) to the producing kernel
+    for n in reversed(qgraph.nodes):
+        if src in n.outputs and n.kernel == "reshape":
+            src = n.inputs[0]
+    if any(n.kernel == "argmax" and src in n.outputs for n in qgraph.nodes):
+        lines.append(" *   Indices (ArgMax, int64 in ONNX): each int8 is the index itself.")
     return lines
 
 

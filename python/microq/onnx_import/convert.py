@@ -100,7 +100,8 @@ def _input_perm(prep: Prepared, name: str, rank: int) -> tuple[int, ...]:
     return identity(rank)
 
 
-CONV1D_CANDIDATES = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+CONV1D_CANDIDATES = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool",
+                     "GlobalMaxPool", "InstanceNormalization", "GroupNormalization")
 
 
 def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
