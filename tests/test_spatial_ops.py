@@ -316,3 +316,13 @@ def test_onnxruntime_qdq_model_compiles_exact(tmp_path, name):
     db = sqnr_db(run_onnxruntime(SPATIAL / f"{name}.torchscript.onnx", {"input": x})["output"],
                  deq["output"])
     assert db >= QDQ_SQNR[name], f"{name} QDQ: SQNR {db:.1f} dB < {QDQ_SQNR[name]} dB"
+
+
+@pytest.mark.parametrize("fname", FIXTURES)
+def test_inspect_macs_equal_the_compiled_count(compiled, fname):
+    """inspect (float graph) and compile (emitters) count the same MACs for every layer kind."""
+    from microq.onnx_import import inspect_onnx
+
+    c, _ = compiled(fname)
+    report = inspect_onnx(SPATIAL / fname)
+    assert report.total_macs == c.host.meta["macs"] > 0
