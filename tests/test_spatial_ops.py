@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from onnx import helper
 from onnx_builders import assert_close, make_model, run_ort, single, weights
@@ -213,21 +214,62 @@ INT8_CASES = {k: FLOAT_CASES[k] for k in ("nearest_x1p5_default_modes", "linear_
                                           "gather_lerp_height_gather_form")}
 
 
-@pytest.mark.parametrize("case", list(INT8_CASES))
-def test_int8_op_c_equals_reference_and_float(tmp_path, case):
-    import onnx
+def combined(cases: list[str]):
+    """The single-input models of `cases` as one model (one C build): input "x" shared, every
+    other tensor prefixed by its case, output y renamed to the case."""
+    nodes, inits = [], {}
+    for case in cases:
+        m = FLOAT_CASES[case]()
 
-    model = INT8_CASES[case]()
-    onnx.save(model, tmp_path / "m.onnx")
-    shape = import_onnx(model).logical_shapes["x"]
-    rng = np.random.default_rng(5)
-    calib = rng.uniform(-1, 1, (32, *shape[1:])).astype(np.float32)
-    data = rng.uniform(-1, 1, (16, *shape[1:])).astype(np.float32)
-    c = compile_onnx(tmp_path / "m.onnx", {"x": calib}, tmp_path / "net")
-    got, ref, deq = run_both(c, {"x": data})
-    assert_bit_exact(got["y"], ref["y"], case)
-    db = sqnr_db(run_onnxruntime(tmp_path / "m.onnx", {"x": data})["y"], deq["y"])
-    want = 38.0 if case.startswith(("linear", "nearest", "gather")) else 30.0  # resize: same grid
+        def rn(t, case=case):
+            return t if t in ("x", "") else (case if t == "y" else f"{case}__{t}")
+
+        for init in m.graph.initializer:
+            inits[rn(init.name)] = onnx.numpy_helper.to_array(init)
+        for n in m.graph.node:
+            node = onnx.NodeProto()
+            node.CopyFrom(n)
+            node.name = rn(n.name or n.output[0])
+            node.input[:] = [rn(t) for t in n.input]
+            node.output[:] = [rn(t) for t in n.output]
+            nodes.append(node)
+        shape = tuple(d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim)
+    return make_model(nodes, {"x": (1, *shape[1:])}, list(cases), inits)
+
+
+INT8_GROUPS = {}  # input shape -> cases
+for _case in INT8_CASES:
+    _dims = FLOAT_CASES[_case]().graph.input[0].type.tensor_type.shape.dim
+    INT8_GROUPS.setdefault(tuple(d.dim_value for d in _dims[1:]), []).append(_case)
+
+
+@pytest.fixture(scope="module")
+def int8_group(tmp_path_factory):
+    cache = {}
+
+    def get(case):
+        key = next(k for k, v in INT8_GROUPS.items() if case in v)
+        if key not in cache:
+            d = tmp_path_factory.mktemp("int8_ops")
+            onnx.save(combined(INT8_GROUPS[key]), d / "m.onnx")
+            rng = np.random.default_rng(5)
+            calib = rng.uniform(-1, 1, (32, *key)).astype(np.float32)
+            data = rng.uniform(-1, 1, (16, *key)).astype(np.float32)
+            c = compile_onnx(d / "m.onnx", {"x": calib}, d / "net")
+            cache[key] = (*run_both(c, {"x": data}), run_onnxruntime(d / "m.onnx", {"x": data}))
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("case", list(INT8_CASES))
+def test_int8_op_c_equals_reference_and_float(int8_group, case):
+    got, ref, deq, flt = int8_group(case)
+    assert_bit_exact(got[case], ref[case], case)
+    db = sqnr_db(flt[case], deq[case])
+    # measured 43.4-48.2 dB (resize: the input's own int8 grid), 34.6-42.1 (convt), 37.9-40.3
+    # (conv3d): uniform inputs, 32 calibration samples, 16 others evaluated
+    want = 38.0 if case.startswith(("linear", "nearest", "gather")) else 30.0
     assert db >= want, f"{case}: SQNR {db:.1f} dB < {want} dB"
 
 
@@ -267,7 +309,7 @@ def test_fixture_c_equals_reference_and_float(compiled, fname):
     assert db >= want, f"{fname}: int8 vs float SQNR {db:.1f} dB < {want} dB"
 
 
-@pytest.mark.parametrize("fname", FIXTURES)
+@pytest.mark.parametrize("fname", [f for f in FIXTURES if ".dynamo." in f])  # same kernels
 def test_fixture_cortex_m4_equals_host_and_is_integer_only(compiled, fname):
     from microq.runtime import mcu
 
