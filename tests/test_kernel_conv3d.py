@@ -44,8 +44,8 @@ def run_c(ffi, lib, p: Conv3DParams, x, out_dhw, dims=None):
 def random_case(seed: int, flat: bool = False):
     """flat: depth 1 with a 1-deep kernel (a conv2d in disguise)."""
     rng = np.random.default_rng(seed)
-    groups, cin_g, cout_g = int(rng.choice([1, 1, 2])), int(rng.integers(1, 4)), int(
-        rng.integers(1, 4))
+    groups, cin_g = int(rng.choice([1, 1, 2])), int(rng.integers(1, 4))
+    cout_g = int(rng.integers(1, 10))  # >= 4 takes the four-filter path
     if rng.random() < 0.25:  # depthwise
         groups, cin_g, cout_g = int(rng.integers(2, 5)), 1, int(rng.integers(1, 3))
     size = [1 if flat else int(rng.integers(1, 6)), int(rng.integers(1, 6)),

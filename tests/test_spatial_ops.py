@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from onnx import helper
 from onnx_builders import assert_close, make_model, run_ort, single, weights
@@ -88,6 +89,19 @@ def gather_lerp(x_shape, axis, lo, hi, w, nd=False):
     return make_model(nodes, {"x": x_shape}, ["y"], inits)
 
 
+def convt_bn_clip():
+    c = 4
+    rng = np.random.default_rng(12)
+    inits = {"w": weights((3, c, 3, 3), seed=5), "g": rng.uniform(0.5, 1.5, c),
+             "b": rng.uniform(-0.3, 0.3, c), "m": rng.uniform(-0.5, 0.5, c),
+             "v": rng.uniform(0.5, 2.0, c), "lo": np.zeros(()), "hi": np.full((), 6.0)}
+    inits = {k: np.asarray(v, np.float32) for k, v in inits.items()}
+    nodes = [helper.make_node("ConvTranspose", ["x", "w"], ["c"], strides=[2, 2]),
+             helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["n"]),
+             helper.make_node("Clip", ["n", "lo", "hi"], ["y"])]
+    return make_model(nodes, {"x": X4}, ["y"], inits)
+
+
 X4, X3, X5 = (1, 3, 5, 6), (1, 4, 7), (1, 2, 5, 6, 4)
 LERP = dict(lo=[0, 0, 1, 1, 2, 3, 4, 5, 6], hi=[0, 1, 2, 2, 3, 4, 5, 6, 6],
             w=[0.0, 0.25, 0.75, 0.1, 0.5, 0.9, 1.0, 0.3, 0.0])
@@ -142,6 +156,7 @@ FLOAT_CASES = {
     "gather_lerp_1d_dynamo_form": lambda: gather_lerp(X3, 2, nd=True, **LERP),
     "gather_lerp_height_gather_form": lambda: gather_lerp(
         X4, 2, lo=[0, 1, 1, 3, 4], hi=[1, 2, 2, 4, 4], w=[0.5, 0.0, 0.4, 0.8, 0.0]),
+    "convt_bn_clip": convt_bn_clip,
     "conv3d_k3_p1": lambda: conv3((4, 2, 3, 3, 3), pads=[1] * 6),
     "conv3d_s2_asym_pads_dilation": lambda: conv3((3, 2, 2, 3, 2), strides=[2, 1, 2],
                                                   pads=[0, 1, 1, 1, 2, 0], dilations=[1, 2, 1]),
@@ -192,28 +207,69 @@ INT8_CASES = {k: FLOAT_CASES[k] for k in ("nearest_x1p5_default_modes", "linear_
                                           "linear_downsample_0p6", "nearest_1d_sizes",
                                           "convt_k3_s2_p1_outpad1", "convt_depthwise_s3",
                                           "convt_dilation2_groups3_no_bias", "convt_1d_s3_outpad",
-                                          "convt_then_relu", "conv3d_k3_p1",
+                                          "convt_then_relu", "convt_bn_clip", "conv3d_k3_p1",
                                           "conv3d_s2_asym_pads_dilation", "conv3d_bn_relu",
                                           "conv3d_groups2_no_bias",
                                           "gather_lerp_1d_dynamo_form",
                                           "gather_lerp_height_gather_form")}
 
 
-@pytest.mark.parametrize("case", list(INT8_CASES))
-def test_int8_op_c_equals_reference_and_float(tmp_path, case):
-    import onnx
+def combined(cases: list[str]):
+    """The single-input models of `cases` as one model (one C build): input "x" shared, every
+    other tensor prefixed by its case, output y renamed to the case."""
+    nodes, inits = [], {}
+    for case in cases:
+        m = FLOAT_CASES[case]()
 
-    model = INT8_CASES[case]()
-    onnx.save(model, tmp_path / "m.onnx")
-    shape = import_onnx(model).logical_shapes["x"]
-    rng = np.random.default_rng(5)
-    calib = rng.uniform(-1, 1, (32, *shape[1:])).astype(np.float32)
-    data = rng.uniform(-1, 1, (16, *shape[1:])).astype(np.float32)
-    c = compile_onnx(tmp_path / "m.onnx", {"x": calib}, tmp_path / "net")
-    got, ref, deq = run_both(c, {"x": data})
-    assert_bit_exact(got["y"], ref["y"], case)
-    db = sqnr_db(run_onnxruntime(tmp_path / "m.onnx", {"x": data})["y"], deq["y"])
-    want = 38.0 if case.startswith(("linear", "nearest", "gather")) else 30.0  # resize: same grid
+        def rn(t, case=case):
+            return t if t in ("x", "") else (case if t == "y" else f"{case}__{t}")
+
+        for init in m.graph.initializer:
+            inits[rn(init.name)] = onnx.numpy_helper.to_array(init)
+        for n in m.graph.node:
+            node = onnx.NodeProto()
+            node.CopyFrom(n)
+            node.name = rn(n.name or n.output[0])
+            node.input[:] = [rn(t) for t in n.input]
+            node.output[:] = [rn(t) for t in n.output]
+            nodes.append(node)
+        shape = tuple(d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim)
+    return make_model(nodes, {"x": (1, *shape[1:])}, list(cases), inits)
+
+
+INT8_GROUPS = {}  # input shape -> cases
+for _case in INT8_CASES:
+    _dims = FLOAT_CASES[_case]().graph.input[0].type.tensor_type.shape.dim
+    INT8_GROUPS.setdefault(tuple(d.dim_value for d in _dims[1:]), []).append(_case)
+
+
+@pytest.fixture(scope="module")
+def int8_group(tmp_path_factory):
+    cache = {}
+
+    def get(case):
+        key = next(k for k, v in INT8_GROUPS.items() if case in v)
+        if key not in cache:
+            d = tmp_path_factory.mktemp("int8_ops")
+            onnx.save(combined(INT8_GROUPS[key]), d / "m.onnx")
+            rng = np.random.default_rng(5)
+            calib = rng.uniform(-1, 1, (32, *key)).astype(np.float32)
+            data = rng.uniform(-1, 1, (16, *key)).astype(np.float32)
+            c = compile_onnx(d / "m.onnx", {"x": calib}, d / "net")
+            cache[key] = (*run_both(c, {"x": data}), run_onnxruntime(d / "m.onnx", {"x": data}))
+        return cache[key]
+
+    return get
+
+
+@pytest.mark.parametrize("case", list(INT8_CASES))
+def test_int8_op_c_equals_reference_and_float(int8_group, case):
+    got, ref, deq, flt = int8_group(case)
+    assert_bit_exact(got[case], ref[case], case)
+    db = sqnr_db(flt[case], deq[case])
+    # measured 43.4-48.2 dB (resize: the input's own int8 grid), 34.6-42.1 (convt), 37.9-40.3
+    # (conv3d): uniform inputs, 32 calibration samples, 16 others evaluated
+    want = 38.0 if case.startswith(("linear", "nearest", "gather")) else 30.0
     assert db >= want, f"{case}: SQNR {db:.1f} dB < {want} dB"
 
 
@@ -253,7 +309,7 @@ def test_fixture_c_equals_reference_and_float(compiled, fname):
     assert db >= want, f"{fname}: int8 vs float SQNR {db:.1f} dB < {want} dB"
 
 
-@pytest.mark.parametrize("fname", FIXTURES)
+@pytest.mark.parametrize("fname", [f for f in FIXTURES if ".dynamo." in f])  # same kernels
 def test_fixture_cortex_m4_equals_host_and_is_integer_only(compiled, fname):
     from microq.runtime import mcu
 
@@ -268,3 +324,47 @@ def test_fixture_cortex_m4_equals_host_and_is_integer_only(compiled, fname):
     got = mcu.run_int8(c.host.folder, "cortex-m4", q)["output"]
     assert_bit_exact(got, want, f"{fname} on cortex-m4")
     assert mcu.check_integer_only(c.host.folder) == [], f"{fname}: float, heap or stdio symbols"
+
+
+# --- QDQ in: onnxruntime quantize_static of the fixtures --------------------------------------
+# measured (dB vs float): resize_net 36.9 (onnxruntime's own int8 run of the QDQ model: 37.1),
+# conv3d_net 48.6 (onnxruntime int8: 23.0)
+QDQ_SQNR = {"resize_net": 33.0, "conv3d_net": 44.0}
+
+
+@pytest.mark.parametrize("name", list(QDQ_SQNR))
+def test_onnxruntime_qdq_model_compiles_exact(tmp_path, name):
+    """Resize keeps its input's parameters (a requantize follows where onnxruntime's QDQ gives
+    others); Conv3D takes the model's own per-channel int8 weights."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    x = np.load(SPATIAL / f"{name}.npz")["input"]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"input": x[i : i + 1]} for i in range(12)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    qdq = tmp_path / f"{name}.qdq.onnx"
+    quantize_static(str(SPATIAL / f"{name}.torchscript.onnx"), str(qdq), Reader(),
+                    quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    c = compile_onnx(qdq, {}, tmp_path / "net")
+    got, ref, deq = run_both(c, {"input": x})
+    assert_bit_exact(got["output"], ref["output"], f"{name} QDQ")
+    db = sqnr_db(run_onnxruntime(SPATIAL / f"{name}.torchscript.onnx", {"input": x})["output"],
+                 deq["output"])
+    assert db >= QDQ_SQNR[name], f"{name} QDQ: SQNR {db:.1f} dB < {QDQ_SQNR[name]} dB"
+
+
+@pytest.mark.parametrize("fname", FIXTURES)
+def test_inspect_macs_equal_the_compiled_count(compiled, fname):
+    """inspect (float graph) and compile (emitters) count the same MACs for every layer kind."""
+    from microq.onnx_import import inspect_onnx
+
+    c, _ = compiled(fname)
+    report = inspect_onnx(SPATIAL / fname)
+    assert report.total_macs == c.host.meta["macs"] > 0

@@ -21,11 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from microq.qir import ConvParams, FCParams
+from microq import ir
+from microq.qir import Conv3DParams, ConvParams, FCParams
 from microq.quant.rules_norm import groupnorm_params
 from microq.ref.arith import quantize_multiplier
 from microq.ref.conv import conv2d, depthwise_conv2d
+from microq.ref.conv3d import conv3d
 from microq.ref.fc import fully_connected
+from microq.ref.resize import resize_bilinear, resize_params
+from microq.ref.transpose_conv import transpose_conv2d
 from microq.runtime import profile
 
 RUNTIME = Path(__file__).resolve().parents[1] / "c_runtime"
@@ -33,9 +37,12 @@ RUNTIME_FILES = ("include/mq_types.h", "include/mq_requant.h", "include/mq_conv.
                  "include/mq_fc.h", "include/mq_elementwise.h", "include/mq_softmax.h",
                  "src/mq_conv.c", "src/mq_fc.c", "src/mq_elementwise.c", "src/mq_softmax.c",
                  "src/mq_requant.c", "include/mq_groupnorm.h", "src/mq_groupnorm.c",
-                 "src/mq_isqrt.c")
+                 "src/mq_isqrt.c", "src/mq_transpose_conv.c", "src/mq_conv3d.c",
+                 "src/mq_resize.c")
 KERNELS = {"conv2d": "mq_conv2d_s8", "depthwise": "mq_depthwise_conv2d_s8",
-           "fc": "mq_fully_connected_s8", "add": "mq_add_s8", "softmax": "mq_softmax_s8"}
+           "fc": "mq_fully_connected_s8", "add": "mq_add_s8", "softmax": "mq_softmax_s8",
+           "transpose_conv": "mq_transpose_conv2d_s8", "conv3d": "mq_conv3d_s8",
+           "resize_bilinear": "mq_resize_bilinear_s8"}
 
 
 @dataclass(frozen=True)
@@ -45,15 +52,22 @@ class Layer:
 
     name: str
     kind: str  # a KERNELS key
-    params: ConvParams | FCParams | dict
+    params: ConvParams | FCParams | Conv3DParams | dict
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
 
     @property
     def macs(self) -> int:
-        """MACs; for add and softmax, elements (the tables report instructions per element)."""
+        """MACs; for add, softmax and resize, elements (the tables report instructions per
+        element: the input's for add/softmax, the output's for resize)."""
         if self.kind in ("add", "softmax", "groupnorm"):
             return int(np.prod(self.in_shape))
+        if self.kind == "resize_bilinear":
+            return int(np.prod(self.out_shape))
+        if self.kind == "transpose_conv":  # every input pixel x every tap
+            return int(np.prod(self.in_shape[:2])) * int(np.prod(self.params.filter.shape))
+        if self.kind == "conv3d":
+            return int(np.prod(self.out_shape)) * int(np.prod(self.params.filter.shape[1:]))
         if self.kind == "fc":
             return self.out_shape[0] * self.out_shape[1] * self.in_shape[1]
         taps = self.params.filter.shape[1] * self.params.filter.shape[2]
@@ -67,7 +81,12 @@ def reference(layer: Layer, x: np.ndarray, rounding: str = "double") -> np.ndarr
         rows, k = layer.in_shape
         y = fully_connected(layer.params, x.reshape(-1, k), rounding)
         return y.reshape(x.shape[0], *layer.out_shape)
-    fn = depthwise_conv2d if layer.kind == "depthwise" else conv2d
+    if layer.kind == "resize_bilinear":
+        return resize_bilinear(layer.params["tables"], x, layer.out_shape[:2])
+    if layer.kind == "conv3d":
+        return conv3d(layer.params, x, layer.out_shape[:3], rounding)
+    fn = {"depthwise": depthwise_conv2d, "transpose_conv": transpose_conv2d}.get(layer.kind,
+                                                                               conv2d)
     return fn(layer.params, x, layer.out_shape[:2], rounding)
 
 
@@ -110,10 +129,52 @@ def _elementwise_c(i: int, layer: Layer) -> tuple[list[str], str]:
                   "    if (status != MQ_OK) {\n        return (int)status;\n    }\n")
 
 
+def _call_text(i: int, layer: Layer, call: str) -> str:
+    return (f"    /* L{i} {layer.kind} \"{layer.name}\" */\n    status = {call};\n"
+            "    if (status != MQ_OK) {\n        return (int)status;\n    }\n")
+
+
+def _resize_c(i: int, layer: Layer) -> tuple[list[str], str]:
+    f = f"L{i}_"
+    t = layer.params["tables"]
+    defs = []
+    for axis in ("y", "x"):
+        for part in ("lo", "hi", "frac"):
+            defs.append(_c_array("int32_t", f"{f}{axis}_{part}", getattr(t, f"{axis}_{part}")))
+        defs.append(f"static const mq_resize_taps {f}{axis} = {{{f}{axis}_lo, {f}{axis}_hi, "
+                    f"{f}{axis}_frac}};")
+    for tag, d in (("in", (1, *layer.in_shape)), ("out", (1, *layer.out_shape))):
+        defs.append(f"static const mq_dims {f}{tag} = {{{', '.join(str(int(v)) for v in d)}}};")
+    return defs, _call_text(i, layer, f"mq_resize_bilinear_s8(&{f}in, &{f}y, &{f}x, &{f}out, "
+                                      f"inputs[{i}], outputs[{i}])")
+
+
+def _conv3d_c(i: int, layer: Layer) -> tuple[list[str], str]:
+    p = layer.params
+    f = f"L{i}_"
+    defs = [_c_array("int8_t", f + "filter", p.filter),
+            _c_array("int32_t", f + "mult", p.multiplier),
+            _c_array("int32_t", f + "shift", p.shift), _c_array("int32_t", f + "bias", p.bias),
+            f"static const mq_per_channel_quant {f}quant = {{{f}mult, {f}shift}};"]
+    fields = ", ".join(str(int(getattr(p, k))) for k in Conv3DParams.__dataclass_fields__
+                       if k not in ("multiplier", "shift", "filter", "bias"))
+    defs.append(f"static const mq_conv3d_params {f}params = {{{fields}}};")
+    for tag, d in (("in", (1, *layer.in_shape)), ("filter_dims", p.filter.shape),
+                   ("out", (1, *layer.out_shape))):
+        defs.append(f"static const mq_dims5 {f}{tag} = {{{', '.join(str(int(v)) for v in d)}}};")
+    return defs, _call_text(i, layer, f"mq_conv3d_s8(&{f}params, &{f}quant, &{f}in, inputs[{i}], "
+                                      f"&{f}filter_dims, {f}filter, {f}bias, &{f}out, "
+                                      f"outputs[{i}])")
+
+
 def _layer_c(i: int, layer: Layer) -> tuple[list[str], str]:
     """(definitions, call) of layer i; the call reads inputs[i] and writes outputs[i]."""
     if layer.kind in ("add", "softmax", "groupnorm"):
         return _elementwise_c(i, layer)
+    if layer.kind == "resize_bilinear":
+        return _resize_c(i, layer)
+    if layer.kind == "conv3d":
+        return _conv3d_c(i, layer)
     p = layer.params
     f = f"L{i}_"
     defs = [_c_array("int8_t", f + "filter", p.filter),
@@ -173,7 +234,8 @@ def kernel_folder(layers: list[Layer], out_dir: Path, name: str = "kbench",
     (out_dir / f"{name}.h").write_text(f"#include <stdint.h>\n{proto};\n")
     (out_dir / f"{name}.c").write_text(
         f'#include <stddef.h>\n#include "{name}.h"\n#include "mq_conv.h"\n#include "mq_fc.h"\n'
-        '#include "mq_elementwise.h"\n#include "mq_softmax.h"\n#include "mq_groupnorm.h"\n\n'
+        '#include "mq_elementwise.h"\n#include "mq_softmax.h"\n#include "mq_groupnorm.h"\n'
+        '#include "mq_transpose_conv.h"\n#include "mq_conv3d.h"\n#include "mq_resize.h"\n\n'
         + "\n".join(defs) + f"\n\n{proto}\n{{\n    mq_status status;\n" + "".join(calls)
         + "    return 0;\n}\n")
     for base, data in runtime_files().items():
@@ -285,6 +347,49 @@ def groupnorm_layer(name: str, spatial: int, channels: int, groups: int) -> Laye
     return Layer(name, "groupnorm", p, (spatial, channels), (spatial, channels))
 
 
+def spatial_layers() -> dict[str, Layer]:
+    """The spatial kernels (no CMSIS-NN reference point): a U-Net style 2x up-convolution, a
+    3x3x3 conv over a small volume, a 2x bilinear upsample."""
+    rng = np.random.default_rng(1)
+    up = conv_layer(rng, "", (8, 8), 16, 16, (3, 3))
+    p = ConvParams(**{**up.params.__dict__, "stride_h": 2, "stride_w": 2, "pad_top": 1,
+                      "pad_left": 1, "shift": up.params.shift - 1})
+    cout = 8
+    depth = 27 * 8
+    shift = -int(np.round(np.log2(5500 * np.sqrt(depth) / 64)))
+    p3 = Conv3DParams(
+        stride_d=1, stride_h=1, stride_w=1, pad_front=1, pad_top=1, pad_left=1, dilation_d=1,
+        dilation_h=1, dilation_w=1, input_offset=3, output_offset=-2, act_min=-128, act_max=127,
+        multiplier=rng.integers(2**30, 2**31, cout).astype(np.int32),
+        shift=(shift + rng.integers(-1, 2, cout)).astype(np.int32),
+        filter=rng.integers(-127, 128, (cout, 3, 3, 3, 8)).astype(np.int8),
+        bias=rng.integers(-(2**14), 2**14, cout).astype(np.int32))
+    a = ir.ResizeAttrs("linear", "half_pixel", "floor", (2.0, 2.0), (16, 16))
+    return {
+        "transpose conv 3x3 s2": Layer("tconv3x3 s2 8x8x16->16x16x16 (pad 1, output_padding 1)",
+                                       "transpose_conv", p, (8, 8, 16), (16, 16, 16)),
+        "conv3d 3x3x3": Layer("conv3d 3x3x3 6x6x6x8->8 pad 1", "conv3d", p3, (6, 6, 6, 8),
+                              (6, 6, 6, 8)),
+        "resize bilinear x2": Layer("bilinear 8x8x16 -> 16x16x16", "resize_bilinear",
+                                    {"tables": resize_params(a, (8, 8), (16, 16))},
+                                    (8, 8, 16), (16, 16, 16)),
+    }
+
+
+def measure_spatial(work: Path) -> list[dict]:
+    """Instructions per MAC (per output element for resize) of the spatial kernels."""
+    rows = []
+    for key, layer in spatial_layers().items():
+        folder = kernel_folder([layer], work / re.sub(r"\W", "_", key))
+        row = {"kernel": key, "shape": layer.name, "elements": layer.macs}
+        for tgt, dsp in RUNS:
+            r = profile.profile(folder, tgt, dsp=dsp)
+            row[f"{tgt}{' dsp' if dsp else ' portable'}"] = round(
+                r["layers"][0]["instructions"] / layer.macs, 2)
+        rows.append(row)
+    return rows
+
+
 def elementwise_layers() -> dict[str, Layer]:
     return {"add": add_layer("add 1024 (no broadcast)", 1024),
             "softmax": softmax_layer("softmax 16 rows x 12", 16, 12),
@@ -353,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = measure(work)
         ew = measure_elementwise(work)
+        sp = measure_spatial(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("Instructions per MAC on the emulated core (QEMU TCG plugin, gcc 12 -O2); ratio < 1 "
@@ -360,8 +466,11 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(rows))
     print("\nInstructions per element:\n")
     print(markdown_elementwise(ew))
+    print("\nSpatial kernels, instructions per MAC (per output element for resize):\n")
+    print(markdown_elementwise(sp).replace("| elements |", "| MACs |"))
     if args.json:
-        args.json.write_text(json.dumps({"per_mac": rows, "per_element": ew}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"per_mac": rows, "per_element": ew, "spatial": sp},
+                                        indent=2) + "\n")
     return 0
 
 

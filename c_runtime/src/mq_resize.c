@@ -58,7 +58,9 @@ mq_status mq_resize_bilinear_s8(const mq_dims *input_dims, const mq_resize_taps 
                                 const mq_resize_taps *x, const mq_dims *output_dims,
                                 const int8_t *input, int8_t *output)
 {
-    const int32_t row_size = input_dims ? input_dims->w * input_dims->c : 0;
+    /* locals: a store through int8_t *output may alias the dims, so fields would be reloaded */
+    const int32_t channels = input_dims ? input_dims->c : 0;
+    const int32_t row_size = input_dims ? input_dims->w * channels : 0;
     int32_t n, oy, ox, c;
     if (!input_dims || !output_dims || !input || !output || !dims_ok(input_dims, output_dims) ||
         !taps_ok(y, output_dims->h, input_dims->h, 1) ||
@@ -72,16 +74,23 @@ mq_status mq_resize_bilinear_s8(const mq_dims *input_dims, const mq_resize_taps 
             const int8_t *row1 = image + y->hi[oy] * row_size;
             const int32_t fy = y->frac[oy];
             for (ox = 0; ox < output_dims->w; ++ox) {
-                const int32_t l = x->lo[ox] * input_dims->c;
-                const int32_t r = x->hi[ox] * input_dims->c;
+                const int8_t *a = row0 + x->lo[ox] * channels;
+                const int8_t *b = row0 + x->hi[ox] * channels;
+                const int8_t *d = row1 + x->lo[ox] * channels;
+                const int8_t *e = row1 + x->hi[ox] * channels;
                 const int32_t fx = x->frac[ox];
-                for (c = 0; c < input_dims->c; ++c) {
-                    const int32_t top = row0[l + c] * (MQ_RESIZE_ONE - fx) + row0[r + c] * fx;
-                    const int32_t bottom = row1[l + c] * (MQ_RESIZE_ONE - fx) + row1[r + c] * fx;
-                    const int32_t acc = top * (MQ_RESIZE_ONE - fy) + bottom * fy;
-                    /* acc / 2^20 rounded half away from zero, without a division */
-                    *output++ = (int8_t)(acc >= 0 ? (acc + (1 << 19)) >> 20
-                                                  : -((-acc + (1 << 19)) >> 20));
+                /* top * (1024 - fy) + bottom * fy distributed: the same integer, four products
+                 * per channel with the weights formed once per pixel (each <= 2^20). */
+                const int32_t w00 = (MQ_RESIZE_ONE - fx) * (MQ_RESIZE_ONE - fy);
+                const int32_t w01 = fx * (MQ_RESIZE_ONE - fy);
+                const int32_t w10 = (MQ_RESIZE_ONE - fx) * fy;
+                const int32_t w11 = fx * fy;
+                for (c = 0; c < channels; ++c) {
+                    const int32_t acc = a[c] * w00 + b[c] * w01 + d[c] * w10 + e[c] * w11;
+                    /* acc / 2^20 rounded half away from zero: for acc < 0,
+                     * floor((acc + 2^19 - 1) / 2^20) = -floor((-acc + 2^19) / 2^20); the shift
+                     * is arithmetic on every supported compiler (as in mq_requant.h). */
+                    *output++ = (int8_t)((acc + (1 << 19) - (acc < 0)) >> 20);
                 }
             }
         }

@@ -1,5 +1,6 @@
 /* microq runtime: int8 transposed convolution as a gather over the taps (see the header). */
 #include "mq_transpose_conv.h"
+#include "mq_dsp.h"
 #include "mq_requant.h"
 
 static int dims_positive(const mq_dims *d)
@@ -21,12 +22,45 @@ static int32_t source_index(int32_t o, int32_t pad, int32_t k, int32_t dilation,
     return (i * stride == t && i < size) ? i : -1;
 }
 
+/* acc[j] += the taps reaching output pixel (oy, ox) for filters w_oc + j * (KH * KW * f_c),
+ * j < nf (1, or 4 sharing each input load through mq_dot_1x4). */
+static void tap_sums(const mq_conv_params *p, const mq_dims *in, const int8_t *x_first,
+                     const mq_dims *f, const int8_t *w_oc, int32_t oy, int32_t ox, int32_t nf,
+                     int32_t *acc)
+{
+    const int32_t w_step = f->h * f->w * f->c;
+    int32_t ky, kx;
+    for (ky = 0; ky < f->h; ++ky) {
+        const int32_t iy = source_index(oy, p->pad_top, ky, p->dilation_h, p->stride_h, in->h);
+        if (iy < 0) {
+            continue;
+        }
+        for (kx = 0; kx < f->w; ++kx) {
+            const int32_t ix =
+                source_index(ox, p->pad_left, kx, p->dilation_w, p->stride_w, in->w);
+            const int8_t *x;
+            const int8_t *w;
+            if (ix < 0) {
+                continue;
+            }
+            x = x_first + (iy * in->w + ix) * in->c;
+            w = w_oc + (ky * f->w + kx) * f->c;
+            if (nf == 4) {
+                mq_dot_1x4(x, w, w_step, f->c, p->input_offset, acc);
+            } else {
+                acc[0] = mq_dot_1x1(x, w, f->c, p->input_offset, acc[0]);
+            }
+        }
+    }
+}
+
 mq_status mq_transpose_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant *quant,
                                  const mq_dims *input_dims, const int8_t *input,
                                  const mq_dims *filter_dims, const int8_t *filter,
                                  const int32_t *bias, const mq_dims *output_dims, int8_t *output)
 {
-    int32_t groups, f_c, out_per_group, n, oy, ox, oc, ky, kx, c;
+    int32_t groups, f_c, out_per_group, n, oy, ox, oc, j, nf;
+    int32_t acc[4];
     if (!params || !quant || !quant->multiplier || !quant->shift || !input_dims || !input ||
         !filter_dims || !filter || !output_dims || !output || !dims_positive(input_dims) ||
         !dims_positive(filter_dims) || !dims_positive(output_dims) || params->stride_h < 1 ||
@@ -49,36 +83,23 @@ mq_status mq_transpose_conv2d_s8(const mq_conv_params *params, const mq_per_chan
         const int8_t *image = input + n * input_dims->h * input_dims->w * input_dims->c;
         for (oy = 0; oy < output_dims->h; ++oy) {
             for (ox = 0; ox < output_dims->w; ++ox) {
-                for (oc = 0; oc < output_dims->c; ++oc) {
-                    const int32_t first_c = (oc / out_per_group) * f_c;
-                    int32_t acc = bias ? bias[oc] : 0;
-                    for (ky = 0; ky < filter_dims->h; ++ky) {
-                        const int32_t iy = source_index(oy, params->pad_top, ky,
-                                                        params->dilation_h, params->stride_h,
-                                                        input_dims->h);
-                        if (iy < 0) {
-                            continue;
-                        }
-                        for (kx = 0; kx < filter_dims->w; ++kx) {
-                            const int32_t ix = source_index(ox, params->pad_left, kx,
-                                                            params->dilation_w, params->stride_w,
-                                                            input_dims->w);
-                            const int8_t *x;
-                            const int8_t *w;
-                            if (ix < 0) {
-                                continue;
-                            }
-                            x = image + (iy * input_dims->w + ix) * input_dims->c + first_c;
-                            w = filter + ((oc * filter_dims->h + ky) * filter_dims->w + kx) * f_c;
-                            for (c = 0; c < f_c; ++c) {
-                                acc += (x[c] + params->input_offset) * w[c];
-                            }
-                        }
+                /* four filters of one group at a time where the group has them */
+                for (oc = 0; oc < output_dims->c; oc += nf) {
+                    nf = (oc % out_per_group) + 4 <= out_per_group ? 4 : 1;
+                    for (j = 0; j < nf; ++j) {
+                        acc[j] = bias ? bias[oc + j] : 0;
                     }
-                    acc = mq_mbqm(acc, quant->multiplier[oc], quant->shift[oc]) +
-                          params->output_offset;
-                    *output++ = (int8_t)mq_clamp(acc, params->act_min, params->act_max);
+                    tap_sums(params, input_dims, image + (oc / out_per_group) * f_c, filter_dims,
+                             filter + oc * filter_dims->h * filter_dims->w * f_c, oy, ox, nf,
+                             acc);
+                    for (j = 0; j < nf; ++j) {
+                        const int32_t y = mq_mbqm(acc[j], quant->multiplier[oc + j],
+                                                  quant->shift[oc + j]) +
+                                          params->output_offset;
+                        output[oc + j] = (int8_t)mq_clamp(y, params->act_min, params->act_max);
+                    }
                 }
+                output += output_dims->c;
             }
         }
     }
