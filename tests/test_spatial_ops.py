@@ -16,7 +16,6 @@ from onnx_builders import assert_close, make_model, run_ort, single, weights
 from test_ops_e2e import assert_bit_exact, compile_onnx, run_both, sqnr_db
 
 from conftest import IN_CI
-from microq import ir
 from microq.errors import UnsupportedModelError
 from microq.onnx_import import import_onnx
 from microq.ref.float_exec import run_float, to_physical

@@ -112,7 +112,8 @@ MODELS = {
                    "x1.5 nearest, bilinear 9->6, cat, Conv2d 1x1"),
     "resize1d_net": (Resize1dNet, lambda r: base.signals(r, base.N_SAMPLES, 4, 16),
                      "Conv1d, F.interpolate x2 linear / x2 nearest, cat, Conv1d s2"),
-    "convtranspose_net": (ConvTransposeNet, lambda r: base.smooth_images(r, base.N_SAMPLES, 4, 5, 5),
+    "convtranspose_net": (ConvTransposeNet,
+                          lambda r: base.smooth_images(r, base.N_SAMPLES, 4, 5, 5),
                           "ConvTranspose2d k3 s2 p1 output_padding 1, ReLU, depthwise "
                           "ConvTranspose2d k4 s2 p1, ConvTranspose2d k3 p2 d2 groups 2, Conv2d s2"),
     "convtranspose1d_net": (ConvTranspose1dNet, lambda r: base.signals(r, base.N_SAMPLES, 4, 12),

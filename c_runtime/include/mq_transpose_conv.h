@@ -7,7 +7,8 @@
 #include "mq_types.h"
 
 /* Input pixel (iy, ix) with tap (ky, kx) adds to output pixel
- *   oy = iy * stride_h - pad_top + ky * dilation_h,  ox = ix * stride_w - pad_left + kx * dilation_w.
+ *   oy = iy * stride_h - pad_top + ky * dilation_h,
+ *   ox = ix * stride_w - pad_left + kx * dilation_w.
  * Computed as a gather (each output pixel sums the taps that reach it), so there is no scratch
  * accumulator. Output pixels no tap reaches (output_padding) get the bias only. ch_mult is
  * unused (1). The bottom/right padding and output_padding are implied by output_dims.

@@ -17,7 +17,7 @@ def out_size(size: int, k: int, stride: int, dilation: int, pad_begin: int, pad_
 
 
 def _scatter(x: np.ndarray, w: np.ndarray, stride, dilation, pad_tl, out_hw, dtype) -> np.ndarray:
-    """sum over taps: full[iy * s + ky * d, ix * s + kx * d, oc] += x[iy, ix, ic] * w[oc, ky, kx, ic]
+    """sum over taps: full[iy*s + ky*d, ix*s + kx*d, oc] += x[iy, ix, ic] * w[oc, ky, kx, ic]
     per group, then the window [pad_top : pad_top + OH, pad_left : pad_left + OW]."""
     n, h, wd, cin = x.shape
     cout, kh, kw, f_c = w.shape
