@@ -51,7 +51,8 @@ def test_demo_fits_every_arm_board(demo, key):
 def test_demo_on_esp32c3(demo):
     need_tools("riscv64-unknown-elf-gcc")
     rep = fit_report(demo, "esp32c3")
-    assert rep["fits"] and rep["ram"]["stack"] is None and "RISC-V" in rep["stack_note"]
+    assert rep["fits"] and "estimated" in rep["stack_note"]
+    assert rep["ram"]["stack"] == fit_report(demo, "stm32f411")["ram"]["stack"]  # the M4's
     assert rep["flash"]["weights"] == json.loads((demo / "digits.json").read_text())["weight_bytes"]
 
 
@@ -79,7 +80,7 @@ def test_flash_overflow_beyond_the_emulated_board(tmp_path):
     folder = fake_model(tmp_path / "flash", COPY + "return table[(inputs[0][0] & 63) + 1];",
                         f"extern const int8_t table[{n}];\nconst int8_t table[{n}] = {{1}};\n")
     rep = fit_report(folder, "microbit-v1")
-    assert not rep["fits"] and rep["ram"]["stack"] is None
+    assert not rep["fits"] and "estimated" in rep["stack_note"] and rep["ram"]["stack"] > 0
     assert n <= rep["flash"]["model_code"] < n + 512
     assert rep["flash"]["over"] == rep["flash"]["total"] - 256 * KIB
     assert fit_report(folder, "rp2040")["fits"]
