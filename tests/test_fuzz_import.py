@@ -110,6 +110,20 @@ def test_non_utf8_node_name_is_refused(tmp_path):
         api.compile_model(path, {"x": np.zeros((1,) + X[1:], np.float32)}, tmp_path / "o")
 
 
+def test_control_characters_in_a_name_are_refused(tmp_path):
+    # was: a name with a newline made the "one-line" error span several lines
+    m = conv(X, (4, 4, 3, 3))
+    m.graph.node[0].name = "conv\nEvil"
+    compile_refused(tmp_path, m, r"a node name 'conv\\nEvil' contains control characters")
+
+
+def test_node_with_too_few_inputs_is_refused(tmp_path):
+    # was: IndexError in the MatMul pattern matcher (a Transpose turned into a 1-input MatMul)
+    model = single("MatMul", (1, 4, 8))
+    compile_refused(tmp_path, model, r"MatMul node 'matmul_0' has 1 inputs and 1 outputs; ONNX "
+                    r"MatMul takes 2..2 inputs", (1, 4, 8))
+
+
 # ------------------------------------------------------------- ONNX absurd sizes, empties
 def _peak_mib(fn) -> float:
     """Peak Python-tracked allocation of fn(), run with the address space capped at the
@@ -444,6 +458,25 @@ def test_tflite_softmax_beta_must_be_positive(tmp_path, beta):
                                                0), beta)
     compile_tflite_refused(tmp_path, buf, rf"crafted.tflite: op12_softmax \(SOFTMAX\): option "
                            rf"beta={re.escape(repr(beta))}; expected a positive finite beta")
+
+
+def test_tflite_control_characters_in_a_tensor_name_are_refused(tmp_path):
+    buf = kws_bytes()
+    name = b"input_1"
+    pos = bytes(buf).index(name + b"\x00")
+    buf[pos + 2] = 0x0A  # "in\nut_1"
+    compile_tflite_refused(tmp_path, buf, r"tensor 0 name 'in\\nut_1' contains control "
+                           r"characters")
+
+
+def test_tflite_parameter_errors_name_the_file_and_operator(tmp_path):
+    # was: "multiplier 2.9e+38 must lie in (0, 1)" alone (an output scale of 1e-45)
+    kws_bytes()  # skips without the tflite package / ../shared
+    ic01 = require(MODELS / "tflite" / "pretrainedResnet_quant.tflite", "int8 TFLite ic01")
+    buf = bytearray(ic01.read_bytes())
+    start, _ = _quant_vec(buf, 33, 2)  # the output of the third residual ADD
+    struct.pack_into("<f", buf, start, 1e-45)
+    compile_tflite_refused(tmp_path, buf, r"crafted.tflite: op[0-9]+_add \(ADD\): ")
 
 
 def test_tflite_op_reading_a_tensor_nobody_wrote_is_refused(tmp_path):

@@ -76,6 +76,7 @@ def prepare(model: onnx.ModelProto, path: str) -> Prepared:
     if model.functions:
         model = onnx.inliner.inline_local_functions(model)
     check_tensors(model, path)
+    check_arity(model, path, opset)
     exported = fix_batch(model, path)
     model = infer(model, path)
     if exported > 1 and unbatch_reshapes(model, exported):
@@ -191,6 +192,31 @@ def check_names(model: onnx.ModelProto, path: str) -> None:
         if not isinstance(name, str):
             raise MicroqError(f"{path}: a {what} name {bytes(name)[:40]!r} is not valid UTF-8: "
                               "the file is corrupt")
+        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise MicroqError(f"{path}: a {what} name {name[:40]!r} contains control "
+                              "characters: the file is corrupt")
+
+
+def check_arity(model: onnx.ModelProto, path: str, opset: int) -> None:
+    """Every standard node has as many inputs and outputs as its ONNX schema allows (a
+    converter indexing input 1 of a one-input MatMul is never reached)."""
+    from onnx import defs
+
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        try:
+            schema = defs.get_schema(node.op_type, opset, "")
+        except defs.SchemaError:
+            continue  # unknown op: the converter lists it as unsupported
+        n_in, n_out = len(node.input), len(node.output)
+        if not (schema.min_input <= n_in <= schema.max_input
+                and schema.min_output <= n_out <= schema.max_output):
+            raise MicroqError(
+                f"{path}: {_node_label(node)} has {n_in} inputs and {n_out} outputs; ONNX "
+                f"{node.op_type} takes {schema.min_input}..{schema.max_input} inputs and "
+                f"{schema.min_output}..{schema.max_output} outputs: the model is invalid"
+            )
 
 
 def check_tensors(model: onnx.ModelProto, path: str) -> None:

@@ -46,7 +46,12 @@ def import_tflite(path: str | Path, rounding: str = "double") -> qir.QGraph:
     check_graph(m, ops, inputs, outputs)
     low = Lowering(m, rounding)
     for op in ops:
-        HANDLERS[op.opcode](low, op)
+        try:
+            HANDLERS[op.opcode](low, op)
+        except MicroqError as e:  # a parameter check deeper down: name the file and operator
+            if str(path) in str(e):
+                raise
+            raise MicroqError(f"{path}: {op.name} ({op.opcode}): {e}") from None
     io_op = TfOp(-1, "GRAPH_IO", (), (), None)
     in_names = [low.act(io_op, i, "graph input") for i in inputs]
     out_names = [low.act(io_op, i, "graph output") for i in outputs]

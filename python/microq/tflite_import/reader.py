@@ -128,6 +128,9 @@ def _buffer_bytes(model, raw: bytes, index: int, tname: str) -> bytes | None:
 def _tensor(model, sg, raw: bytes, i: int, type_names: dict[int, str]) -> TfTensor:
     t = sg.Tensors(i)
     name = (t.Name() or b"").decode(errors="replace")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise MicroqError(f"tensor {i} name {name[:40]!r} contains control characters: the "
+                          "file is corrupt")
     label = f"tensor {i} '{name}'"
     dtype = type_names.get(t.Type(), f"type {t.Type()}")
     n_dims = _vector_in_file(t._tab, 0, 4, len(raw), f"the shape of {label}")
