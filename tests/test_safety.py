@@ -615,6 +615,28 @@ def test_broken_pipe_exits_silently(args) -> None:
     assert r.returncode == 1
 
 
+def test_profile_into_head_1_ends_without_an_error(demo_dir) -> None:
+    """`microq profile DIR --target cortex-m4 | head -1`: the reader leaves after the first
+    line; microq stops quietly (it used to end with "internal error (BrokenPipeError)")."""
+    import shutil
+    import subprocess
+
+    from conftest import IN_CI
+
+    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
+        assert not IN_CI, "CI needs qemu-system-arm and arm-none-eabi-gcc"
+        pytest.skip("needs qemu-system-arm and arm-none-eabi-gcc")
+    p = subprocess.Popen([sys.executable, "-m", "microq", "profile", str(demo_dir), "--target",
+                          "cortex-m4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = p.stdout.readline()
+    p.stdout.close()  # what head -1 does
+    err = p.stderr.read().decode()
+    p.wait(timeout=300)
+    assert b"cortex-m4" in first and b"instructions" in first, first
+    assert err.strip() == "", err
+    assert p.returncode == 1
+
+
 def test_run_with_an_ndarray_instead_of_a_dict(demo_dir) -> None:
     with pytest.raises(MicroqError, match=r"dict.*not ndarray.*'input'") as e:
         api.run(demo_dir, np.zeros((1, 1, 8, 8), np.float32))
