@@ -199,7 +199,7 @@ def test_layernorm_axis_0_is_refused(tmp_path):
     # was: "operands could not be broadcast together with shapes (128,) (32,)" from numpy
     g, b = np.ones((1, 4, 8), np.float32), np.zeros((1, 4, 8), np.float32)
     model = single("LayerNormalization", (1, 4, 8), [g, b], opset=17, axis=0)
-    compile_refused(tmp_path, model, r"LayerNormalization over the batch axis \(axis 0\)",
+    compile_refused(tmp_path, model, r"LayerNormalization along the batch axis \(axis 0\)",
                     (1, 4, 8))
 
 
