@@ -512,14 +512,18 @@ def test_extra_files_written_in_subfolder(tmp_path):
     assert not (tmp_path / "q").exists()
 
 
-def test_emit_replaces_existing_folder(tmp_path):
+def test_emit_replaces_its_own_files_and_keeps_the_users(tmp_path):
+    """Recompiling under another name: microq's p.* files go (it no longer writes them), the
+    user's main.c stays, and the summary says it was kept."""
     from microq.codegen import emit
 
     target = tmp_path / "p"
     emit(passthrough_graph(), target, "p")
-    (target / "stale.c").write_text("#error stale\n")
-    emit(passthrough_graph(), target, "p")
-    assert not (target / "stale.c").exists() and (target / "p.c").exists()
+    (target / "main.c").write_text('#include "q.h"\n')
+    s = emit(passthrough_graph(), target, "q")
+    assert not (target / "p.c").exists() and not (target / "p.h").exists()
+    assert (target / "q.c").exists() and (target / "main.c").read_text() == '#include "q.h"\n'
+    assert s.kept == ("main.c",)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
 
 

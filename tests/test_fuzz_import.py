@@ -213,7 +213,7 @@ def test_layernorm_axis_0_is_refused(tmp_path):
     # was: "operands could not be broadcast together with shapes (128,) (32,)" from numpy
     g, b = np.ones((1, 4, 8), np.float32), np.zeros((1, 4, 8), np.float32)
     model = single("LayerNormalization", (1, 4, 8), [g, b], opset=17, axis=0)
-    compile_refused(tmp_path, model, r"LayerNormalization over the batch axis \(axis 0\)",
+    compile_refused(tmp_path, model, r"LayerNormalization along the batch axis \(axis 0\)",
                     (1, 4, 8))
 
 
@@ -546,3 +546,31 @@ def test_fuzz_harness_classifies_failures(tmp_path):
     src.write_text(text.replace(head, head + "    int unused;\n"))
     kind, msg = fz.check_c(out)
     assert kind == "c-build" and "unused" in msg, msg
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+@pytest.mark.parametrize("command", ["inspect", "compile"])
+def test_tflite_of_garbage_bytes_is_a_one_line_error_in_inspect_and_compile(tmp_path, command,
+                                                                           seed):
+    """Random bytes behind a TFL3 identifier (a root offset inside the file for odd seeds, any
+    for even ones): `microq inspect` and `microq compile` exit 1 with one 'corrupt TFLite' line,
+    never "internal error (TypeError ...)", and write no folder."""
+    import random
+    import subprocess
+
+    pytest.importorskip("tflite")
+    rng = random.Random(seed)
+    buf = bytearray(rng.randbytes(3000))
+    buf[4:8] = b"TFL3"
+    if seed % 2:
+        buf[0:4] = rng.randrange(8, 3000).to_bytes(4, "little")
+    path = tmp_path / "garbage.tflite"
+    path.write_bytes(bytes(buf))
+    args = [command, path] + (["-o", tmp_path / "out"] if command == "compile" else [])
+    r = subprocess.run([sys.executable, "-m", "microq", *map(str, args)], capture_output=True,
+                       text=True, timeout=300)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    assert "garbage.tflite: corrupt TFLite flatbuffer" in lines[0], lines[0]
+    assert "internal error" not in lines[0]
+    assert not (tmp_path / "out").exists()

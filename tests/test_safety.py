@@ -404,7 +404,7 @@ def test_qgraph_store_roundtrip_is_exact(case, tmp_path) -> None:
 
 def test_compile_writes_no_pickle_and_compare_reads_the_store(demo_dir) -> None:
     files = sorted(p.name for p in (demo_dir / ".microq").iterdir())
-    assert files == ["generated", "qgraph.json", "qgraph.npz"]
+    assert files == ["files.json", "generated", "qgraph.json", "qgraph.npz"]
     with np.load(demo_dir / ".microq" / "qgraph.npz", allow_pickle=False) as z:
         assert all(z[k].dtype != object for k in z.files)
     assert api.load_qgraph(demo_dir).outputs == ["probs"]
@@ -615,6 +615,28 @@ def test_broken_pipe_exits_silently(args) -> None:
     assert r.returncode == 1
 
 
+def test_profile_into_head_1_ends_without_an_error(demo_dir) -> None:
+    """`microq profile DIR --target cortex-m4 | head -1`: the reader leaves after the first
+    line; microq stops quietly (it used to end with "internal error (BrokenPipeError)")."""
+    import shutil
+    import subprocess
+
+    from conftest import IN_CI
+
+    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
+        assert not IN_CI, "CI needs qemu-system-arm and arm-none-eabi-gcc"
+        pytest.skip("needs qemu-system-arm and arm-none-eabi-gcc")
+    p = subprocess.Popen([sys.executable, "-m", "microq", "profile", str(demo_dir), "--target",
+                          "cortex-m4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = p.stdout.readline()
+    p.stdout.close()  # what head -1 does
+    err = p.stderr.read().decode()
+    p.wait(timeout=300)
+    assert b"cortex-m4" in first and b"instructions" in first, first
+    assert err.strip() == "", err
+    assert p.returncode == 1
+
+
 def test_run_with_an_ndarray_instead_of_a_dict(demo_dir) -> None:
     with pytest.raises(MicroqError, match=r"dict.*not ndarray.*'input'") as e:
         api.run(demo_dir, np.zeros((1, 1, 8, 8), np.float32))
@@ -640,6 +662,8 @@ from microq.codegen.emit import write_folder
 
 target, point = Path(sys.argv[1]), sys.argv[2]
 write_folder(target, {"a.c": b"old\n"})           # the folder a new compile replaces
+with open(target / "main.c", "w") as f:                 # the user's own file: always kept
+    f.write("int main(void) { return 0; }\n")
 new = {f"f{i}.c": b"new\n" for i in range(5)}
 die = lambda: os.kill(os.getpid(), signal.SIGKILL)
 if point == "writing":                                  # the 3rd file of the new folder
@@ -659,6 +683,12 @@ elif point == "between_renames":                        # no RENAME_EXCHANGE: ol
     swap.os.replace = replace
 elif point == "after_exchange":                         # new in place, old not yet deleted
     swap.shutil.rmtree = lambda *a, **k: die()
+elif point == "carrying":                               # the user's file linked into the new one
+    real_link = os.link
+    def link(a, b):
+        real_link(a, b)
+        die()
+    swap.os.link = link
 write_folder(target, new)
 """
 
@@ -667,10 +697,10 @@ def _siblings(target: Path) -> list[str]:
     return sorted(p.name for p in target.parent.iterdir() if p.name != target.name)
 
 
-@pytest.mark.parametrize("point", ["writing", "between_renames", "after_exchange"])
+@pytest.mark.parametrize("point", ["writing", "carrying", "between_renames", "after_exchange"])
 def test_kill_inside_folder_swap_never_loses_the_folder(point, tmp_path) -> None:
     """SIGKILL at each step of the swap; then the next write (or a reader) finds the old or
-    the new folder complete, and no hidden folder is left."""
+    the new folder complete, the user's own main.c in it, and no hidden folder is left."""
     import os
     import subprocess
 
@@ -684,12 +714,13 @@ def test_kill_inside_folder_swap_never_loses_the_folder(point, tmp_path) -> None
 
     if point == "after_exchange" and sys.platform.startswith("linux"):
         assert (target / "f4.c").is_file()  # atomic exchange: the new folder, at once
-    if point == "writing":
-        assert sorted(p.name for p in target.iterdir()) == [".microq", "a.c"]
+    if point in ("writing", "carrying"):
+        assert sorted(p.name for p in target.iterdir()) == [".microq", "a.c", "main.c"]
     assert _siblings(target), "the kill should have left a hidden folder"
     swap.recover(target)  # what the next compile or reader runs first
-    files = sorted(p.name for p in target.iterdir() if p.is_file())
+    files = sorted(p.name for p in target.iterdir() if p.is_file() and p.name != "main.c")
     assert files in (["a.c"], [f"f{i}.c" for i in range(5)]), files
+    assert (target / "main.c").read_text() == "int main(void) { return 0; }\n"
     assert (target / ".microq" / "generated").is_file()
     assert _siblings(target) == []
 
@@ -747,3 +778,83 @@ def test_stale_hidden_folders_are_cleaned_only_when_they_are_microqs(tmp_path) -
     assert _siblings(tmp_path / "net") == sorted([
         ".net.recent00.tmp", ".net.microq.1.44ee55ff.new",
         f".net.microq.{dead}.66aa77bb.new", ".other.microq.1.00000000.new"])
+
+
+# ---- 8. recompiling keeps every file the user added to the folder (issue 10) ----------------
+
+def _user_tree(target: Path) -> None:
+    import os
+
+    (target / "main.c").write_text("int main(void) { return 0; }\n")
+    (target / "build" / "obj").mkdir(parents=True)
+    (target / "build" / "obj" / "net.o").write_bytes(b"\x7fELF...")
+    os.utime(target / "build" / "obj" / "net.o", (1_600_000_000, 1_600_000_000))
+    (target / "notes").mkdir()  # an empty folder of the user's
+    (target / "example" / "mine.c").write_text("/* next to microq's example */\n")
+    os.symlink("main.c", target / "link.c")
+
+
+def test_recompile_keeps_user_files_and_drops_files_microq_no_longer_writes(tmp_path) -> None:
+    from microq.codegen.emit import write_folder
+
+    target = tmp_path / "net"
+    assert write_folder(target, {"a.c": b"a\n", "example/main.c": b"ex\n"}) == []
+    _user_tree(target)
+    kept = write_folder(target, {"b.c": b"b\n", "example/main.c": b"ex2\n"})
+    expect = ["build/obj/net.o", "example/mine.c", "link.c", "main.c", "notes/"]
+    assert kept == expect
+    assert not (target / "a.c").exists()  # microq's, no longer written: removed
+    assert (target / "b.c").read_bytes() == b"b\n"
+    assert (target / "example" / "main.c").read_bytes() == b"ex2\n"
+    assert (target / "main.c").read_text().startswith("int main")
+    assert (target / "build" / "obj" / "net.o").read_bytes() == b"\x7fELF..."
+    assert (target / "build" / "obj" / "net.o").stat().st_mtime == 1_600_000_000  # make: no rebuild
+    assert (target / "notes").is_dir() and (target / "link.c").is_symlink()
+    assert (target / "example" / "mine.c").is_file()
+    assert write_folder(target, {"b.c": b"b\n"}) == expect  # and again: the list holds
+    assert not (target / "example" / "main.c").exists() and (target / "example" / "mine.c").exists()
+    assert _siblings(target) == []
+
+
+def test_recompile_refuses_to_overwrite_a_user_file_it_would_now_write(tmp_path) -> None:
+    from microq.codegen.emit import write_folder
+
+    target = tmp_path / "net"
+    write_folder(target, {"a.c": b"a\n"})
+    (target / "b.c").write_text("the user's\n")
+    (target / "src").write_text("a file where microq needs a folder\n")
+    with pytest.raises(MicroqError, match=r"b\.c: microq did not write it") as e:
+        write_folder(target, {"b.c": b"b\n"})
+    assert "\n" not in str(e.value)
+    with pytest.raises(MicroqError, match=r"src: microq did not write it"):
+        write_folder(target, {"src/x.c": b"x\n"})
+    assert (target / "b.c").read_text() == "the user's\n" and (target / "a.c").is_file()
+    assert _siblings(target) == []
+
+
+def test_recompile_of_an_older_microq_folder_without_a_file_list_keeps_the_rest(tmp_path) -> None:
+    """A folder from before the list: only what the new compile writes is microq's."""
+    from microq.codegen.emit import write_folder
+
+    target = tmp_path / "net"
+    (target / ".microq").mkdir(parents=True)
+    (target / ".microq" / "generated").write_text("microq\n")
+    (target / "net.c").write_text("old\n")
+    (target / "main.c").write_text("mine\n")
+    assert write_folder(target, {"net.c": b"new\n"}) == ["main.c"]
+    assert (target / "net.c").read_text() == "new\n" and (target / "main.c").read_text() == "mine\n"
+
+
+def test_compile_cli_says_how_many_user_files_it_kept(demo_dir, tmp_path) -> None:
+    import shutil
+
+    out = tmp_path / "net"
+    shutil.copytree(demo_dir, out, symlinks=True)
+    (out / "main.c").write_text("int main(void) { return 0; }\n")
+    (out / "build").mkdir()
+    (out / "build" / "libnet.a").write_bytes(b"!<arch>\n")
+    r = _cli("compile", DEMO, "--calib", CALIB, "-o", out, "--name", "net")
+    assert r.returncode == 0, r.stderr
+    assert f"kept 2 files of yours in {out}/: build/, main.c" in r.stdout
+    assert (out / "main.c").is_file() and (out / "build" / "libnet.a").is_file()
+    assert (out / "net.c").is_file()

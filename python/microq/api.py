@@ -80,6 +80,7 @@ class CompileResult:
     qgraph: qir.QGraph
     out_dir: Path
     meta: dict
+    kept: tuple[str, ...] = ()  # files and folders the user had added to out_dir, carried over
 
     def summary_json(self) -> dict:
         from .report import summary_json
@@ -100,7 +101,7 @@ def _check_writable(out_dir: Path) -> None:
         raise MicroqError(f"{out_dir}: exists and is not a folder; choose another -o")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
         raise MicroqError(f"{out_dir} is a folder microq did not write and is not empty; "
-                          "choose a new -o (microq replaces its output folder as a whole)")
+                          "choose a new -o (microq writes only into its own folders)")
     parent = out_dir.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -220,9 +221,9 @@ def compile_model(model, calib, out_dir, name: str = "net", method: str = "minma
 
     check_io(qg, str(model))
     extra = {f".microq/{k}": v for k, v in store.dump(qg).items()}
-    emit(qg, out_dir, name, command=command, rounding=rounding, extra_files=extra,
-         runtime=runtime, layout=layout)
-    return CompileResult(qg, out_dir, load_meta(out_dir))
+    summary = emit(qg, out_dir, name, command=command, rounding=rounding, extra_files=extra,
+                   runtime=runtime, layout=layout)
+    return CompileResult(qg, out_dir, load_meta(out_dir), kept=summary.kept)
 
 
 def _recover(model_dir) -> None:

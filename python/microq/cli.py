@@ -7,6 +7,7 @@ import os
 import shlex
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -145,6 +146,7 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
     command = "microq " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     t0 = time.perf_counter()
     steps = api.calibration_steps(calib, method)
+    existed = Path(out_dir).is_dir()
     with api.progress_bar("calibrating", as_json or steps is None, steps) as bar:
         result = api.compile_model(model, calib, out_dir, name=name, method=method,
                                    command=command, progress=bar.update, rounding=rounding,
@@ -161,7 +163,8 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
     if as_json:
         click.echo(json.dumps(dict(result.summary_json(), seconds=round(total, 2),
                                    compile_seconds=round(seconds, 2), size=size,
-                                   size_note=note, board=fit), indent=2))
+                                   size_note=note, board=fit, kept=list(result.kept)),
+                              indent=2))
     else:
         click.echo(result.summary_table())
         click.echo(_size_lines(size) if size else note)
@@ -169,6 +172,18 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
             click.echo(fit_lines(fit))
         click.echo(f"wrote {out_dir}/ in {total:.1f} s (quantize and generate {seconds:.1f} s, "
                    "the rest start-up and the size check)")
+        if existed or result.kept:
+            click.echo(_kept_line(out_dir, result.kept))
+
+
+def _kept_line(out_dir: str, kept: tuple[str, ...]) -> str:
+    """How many files microq did not write it carried over into the new folder."""
+    if not kept:
+        return f"kept 0 files of yours in {out_dir}/ (it held only files microq wrote)"
+    tops = sorted({k.split("/")[0] + ("/" if "/" in k else "") for k in kept})
+    shown = ", ".join(tops[:5]) + (f", ... ({len(tops)} in all)" if len(tops) > 5 else "")
+    n = len(kept)
+    return f"kept {n} file{'s' if n != 1 else ''} of yours in {out_dir}/: {shown}"
 
 
 DEFAULT_TARGET = "cortex-m4"

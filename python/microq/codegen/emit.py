@@ -11,7 +11,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ class Summary:
     weight_bytes: int  # flash: filters, biases, multipliers, shifts, LUTs, const operands
     arena_bytes: int
     lower_bound: int
+    kept: tuple[str, ...] = ()  # what the user had added to out_dir, carried over (write_folder)
 
 
 def runtime_dir() -> Path:
@@ -166,8 +167,8 @@ def emit(
         if Path(rel).is_absolute() or ".." in Path(rel).parts or rel in files:
             raise MicroqError(f"extra file '{rel}' must be a new relative path inside the folder")
         files[rel] = data
-    write_folder(Path(out_dir), files)
-    return summary
+    kept = write_folder(Path(out_dir), files)
+    return replace(summary, kept=tuple(kept))
 
 
 def _pointer(qgraph: QGraph, plan: Plan, consts: dict[str, str]):
@@ -486,23 +487,33 @@ def _runtime_files(families: list[str]) -> dict[str, bytes]:
 MARKER = swap.MARKER  # ".microq/generated": marks a folder microq may replace as a whole
 
 
-def write_folder(out_dir: Path, files: dict[str, bytes]) -> None:
+def write_folder(out_dir: Path, files: dict[str, bytes]) -> list[str]:
     """Write `files` into a hidden sibling of out_dir, then swap it in (codegen.swap: atomic
     on Linux, recoverable elsewhere): a failure or a kill leaves either the old folder or the
     new one, never a partial or missing one; hidden folders an earlier interrupted run left
     are restored or removed first. An existing out_dir is replaced only if it is empty or an
-    earlier microq output (it holds MARKER): never a user's folder."""
+    earlier microq output (it holds MARKER): never a user's folder. Everything in the old folder
+    that microq did not write (its MANIFEST says what it did) is carried into the new one; files
+    microq wrote before and no longer writes go. Returns the carried-over paths (sorted;
+    folders end in "/")."""
     out_dir = Path(out_dir)
     swap.recover(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise MicroqError(f"cannot write the C folder: {out_dir} exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
         raise MicroqError(f"{out_dir} is a folder microq did not write and is not empty; "
-                          "choose a new -o (microq replaces its output folder as a whole)")
+                          "choose a new -o (microq writes only into its own folders)")
     files = dict(files)
-    files[MARKER] = b"written by microq; the next compile into this folder replaces it whole\n"
+    files[MARKER] = (b"written by microq; the next compile into this folder rewrites the files "
+                     b"listed in files.json and keeps the rest\n")
+    manifest = sorted(set(files) | {swap.MANIFEST})
+    files[swap.MANIFEST] = (json.dumps({"files": manifest}, indent=1) + "\n").encode()
     if not out_dir.parent.is_dir():
         raise MicroqError(f"cannot write the C folder {out_dir}: {out_dir.parent} is not a folder")
+    keep: list[str] = []
+    if out_dir.is_dir():
+        keep = swap.user_entries(out_dir, swap.written_files(out_dir), set(files))
+        _check_no_clash(out_dir, keep, files)
     tmp: Path | None = None
     try:
         tmp = swap.temp_name(out_dir, "new")
@@ -512,6 +523,7 @@ def write_folder(out_dir: Path, files: dict[str, bytes]) -> None:
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
+        swap.carry_over(out_dir, tmp, keep)
         swap.swap_in(tmp, out_dir)
         tmp = None
     except OSError as e:
@@ -519,6 +531,20 @@ def write_folder(out_dir: Path, files: dict[str, bytes]) -> None:
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+    return keep
+
+
+def _check_no_clash(out_dir: Path, keep: list[str], files: dict[str, bytes]) -> None:
+    """A file the user added where this compile now writes one of its own (or needs a folder)
+    is never overwritten: refuse, naming it."""
+    new_dirs = {p.as_posix() for rel in files for p in Path(rel).parents if p.parts}
+    for rel in keep:
+        path = rel.rstrip("/")
+        if path in files or (not rel.endswith("/") and path in new_dirs) or any(
+                p.as_posix() in files for p in Path(path).parents if p.parts):
+            raise MicroqError(f"{out_dir / path}: microq did not write it and this compile "
+                              f"writes '{path}' (or a path through it); move or rename it, or "
+                              "choose another -o")
 
 
 # --- the arena API: a caller-supplied arena, a placeable or omitted static one ---------------

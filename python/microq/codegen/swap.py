@@ -11,6 +11,9 @@ recover(target) runs before every write and when a reader finds the target missi
 hidden sibling of that target that microq left behind (its name pattern, microq's marker file
 inside, and a writer process that no longer runs) is either moved back (an `.old` one when the
 target is missing) or deleted. Siblings of a process still running are left alone.
+
+A microq folder records the files microq wrote (MANIFEST); when it is replaced, everything
+else in it (a user's main.c, a build/ tree) is carried into the new folder before the swap.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import json
 import os
 import re
 import secrets
@@ -26,7 +30,8 @@ import sys
 import time
 from pathlib import Path
 
-MARKER = ".microq/generated"  # marks a folder microq may replace as a whole (see emit.py)
+MARKER = ".microq/generated"  # marks a folder microq may replace (see emit.py)
+MANIFEST = ".microq/files.json"  # the files microq wrote there: the rest is the user's, kept
 LEGACY_AGE = 600.0  # seconds: the hidden folders of older microq versions carry no pid
 
 
@@ -121,6 +126,76 @@ def recover(target: Path) -> list[str]:
             shutil.rmtree(e, ignore_errors=True)
             done.append(f"removed {e.name}")
     return done
+
+
+def written_files(folder: Path) -> set[str] | None:
+    """The relative paths microq recorded writing into `folder` (its MANIFEST), or None for a
+    folder of an older microq that kept no list."""
+    try:
+        data = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return None
+    return set(files)
+
+
+def user_entries(folder: Path, written: set[str] | None, new: set[str]) -> list[str]:
+    """What in the microq folder `folder` microq did not write: files, symlinks and empty
+    folders (relative POSIX paths, sorted), never under `.microq/`. `written` is what the earlier
+    compile recorded; None (an older microq's folder) counts every path the new compile writes
+    (`new`) as microq's. Symlinks are not followed."""
+    folder = Path(folder)
+    mine = written if written is not None else new
+    out: list[str] = []
+    for root, dirs, names in os.walk(folder):
+        rel_root = Path(root).relative_to(folder)
+        if rel_root.parts[:1] == (".microq",):
+            dirs[:] = []
+            continue
+        for d in list(dirs):
+            p = Path(root) / d
+            if p.is_symlink():
+                dirs.remove(d)
+                names.append(d)
+            elif (rel_root / d).as_posix() == ".microq":
+                dirs.remove(d)
+        for n in names:
+            rel = (rel_root / n).as_posix()
+            if rel not in mine:
+                out.append(rel)
+        if not names and not dirs and rel_root.parts:
+            out.append(rel_root.as_posix() + "/")  # an empty folder of the user's
+    return sorted(out)
+
+
+def carry_over(old: Path, new: Path, entries: list[str]) -> None:
+    """Put `entries` (user_entries) of the folder `old` into the folder being written, `new`:
+    hard links where the filesystem allows (fast for a build/ tree; timestamps kept), copies
+    elsewhere, symlinks recreated as symlinks. `old` is left intact, so a kill before the swap
+    loses nothing."""
+    old, new = Path(old), Path(new)
+    for rel in entries:
+        src, dst = old / rel, new / rel
+        if rel.endswith("/"):
+            dst.mkdir(parents=True, exist_ok=True)
+            shutil.copystat(src, dst)
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            os.symlink(os.readlink(src), dst)
+            continue
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    # folders that hold user files get the old folder's permissions and times back
+    dirs = {p for rel in entries for p in Path(rel.rstrip("/")).parents if p.parts}
+    for d in sorted(dirs, key=lambda p: -len(p.parts)):
+        if (old / d).is_dir() and not (old / d).is_symlink():
+            with contextlib.suppress(OSError):
+                shutil.copystat(old / d, new / d)
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -1,7 +1,7 @@
 """ONNX frontend converters for order-based ops: PRelu, element-wise Max / Min, ReduceMax /
 ReduceMin (any axes, keepdims 0/1, axes as attribute or input) and ArgMax. Every axis is
-mapped through the input's layout; reducing the batch axis (axis 0) would mix samples and is
-refused."""
+mapped through the input's layout; reducing the batch axis (wherever a Transpose put it, or the
+axis a Reshape merged it into: Ctx.check_samples) would mix samples and is refused."""
 
 from __future__ import annotations
 
@@ -61,20 +61,22 @@ def max_min(cx: Ctx) -> None:
 
 
 def _keep_or_drop(cx: Ctx, y: str, perm: tuple[int, ...], axes: list[int], keep: bool) -> None:
-    """Set the node output from y (reduced axes kept with size 1): as is, or with them dropped."""
+    """Set the node output from y (reduced axes kept with size 1): as is, or with them dropped
+    (the tracked batch axis, never among `axes`, then moves down by the dropped axes before)."""
+    k, m = cx.batch_of(0), cx.merged_of(0)
     if keep:
         cx.set(y, perm)
+        cx.set_batch(k, merged=m)
         return
     rest = [p for p in perm if p not in axes]
     renum = {old: i for i, old in enumerate(sorted(rest))}
     shape = tuple(d for p, d in zip(perm, cx.b.shape(y)) if p not in axes)
     cx.set(cx.b.reshape(y, shape, cx.out(), cx.source), tuple(renum[p] for p in rest))
+    cx.set_batch(None if k is None else renum[k], merged=None if m is None else renum[m])
 
 
 def _check_batch(cx: Ctx, axes: list[int], logical: tuple[int, ...]) -> None:
-    if 0 in axes and len(logical) > 1:
-        raise Unsupported(f"{cx.node.op_type} over axis 0, the batch axis, mixes samples "
-                          "(reduce the other axes only)")
+    cx.check_samples(cx.node.op_type, axes)
     if len(logical) < 2:
         raise Unsupported(f"{cx.node.op_type} of a rank-{len(logical)} tensor (its only axis "
                           "is the batch)")

@@ -144,7 +144,7 @@ def pool(cx: Ctx) -> None:
     a = cx.attrs()
     op = "MaxPool" if cx.node.op_type == "MaxPool" else "AvgPool"
     dil = [int(dd) for dd in a.get("dilations", [])]
-    if any(dd != 1 for dd in dil):
+    if any(dd != 1 for dd in dil) and all(dd >= 1 for dd in dil):  # < 1: invalid, said below
         # the int8 pooling kernels read contiguous windows; ignoring the attribute would
         # change both the output shape and its values
         raise Unsupported(f"{cx.node.op_type} with dilations {dil}: dilated pooling windows "
