@@ -218,7 +218,7 @@ def _size_lines(rep: dict) -> str:
 @click.argument("model", type=click.Path(dir_okay=False, path_type=str))
 @_calib_options
 @click.option("-o", "--out", "out_path", required=True,
-              type=click.Path(dir_okay=False, path_type=str),
+              type=click.Path(path_type=str),  # a folder is refused by api in one line
               help="The QDQ ONNX file to write (e.g. MODEL.int8.onnx).")
 def quantize(model, calib, out_path, method, bias_correction) -> None:
     """Quantize a float ONNX MODEL with microq's scheme and write it as a standard QDQ ONNX model
