@@ -417,10 +417,31 @@ def quantize(graph: ir.Graph, ranges: dict[str, Range], rounding: str = "double"
     return _Quantizer(graph, ranges, rounding).run()
 
 
+MASK_MIN = -1e4  # an additive constant this negative before a Softmax is a "masked out" entry
+
+
+def check_additive_masks(graph: ir.Graph) -> None:
+    """An Add of a constant attention mask (-inf or a huge negative value: the exporters' form of
+    F.scaled_dot_product_attention(is_causal=True) or an attn_mask) right before a Softmax has
+    no int8 form: its range would swamp the scores (measured 16.6 dB on a causal SDPA)."""
+    for n in graph.nodes:
+        if n.op != "Add" or not any(c.op == "Softmax" for c in graph.consumers(n.outputs[0])):
+            continue
+        for name in n.inputs:
+            c = graph.tensors[name].const
+            if c is not None and c.size and not (np.nan_to_num(c, nan=0.0) > MASK_MIN).all():
+                raise MicroqError(
+                    f"node '{n.name}' adds the constant attention mask '{name}' (min "
+                    f"{float(np.min(c)):.3g}: is_causal=True or an attn_mask) before a Softmax: "
+                    f"masked softmax is not supported in int8; export the attention without a mask")
+
+
 def check_finite_weights(graph: ir.Graph) -> None:
+    check_additive_masks(graph)
     for t in graph.tensors.values():
         if t.const is not None and not np.all(np.isfinite(t.const)):
             raise MicroqError(f"constant '{t.name}' contains NaN or Inf; fix the model's weights")
 
 
-__all__ = ["quantize", "params_from_range", "quantize_weights_per_channel", "check_finite_weights"]
+__all__ = ["quantize", "params_from_range", "quantize_weights_per_channel", "check_finite_weights",
+           "check_additive_masks"]
