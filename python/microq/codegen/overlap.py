@@ -1,0 +1,71 @@
+"""Which kernel outputs may overlap which of their inputs, and by how much (issue 12).
+
+The arena planner (plan.py) consults `output_lag` for every node whose input dies at that node.
+It returns D, the largest allowed `output_offset - input_offset` in bytes, when the C kernel as
+written is correct with its output placed at any arena offset <= input_offset + D (any overlap
+that places the output further down in memory than that, including no overlap on the low side,
+is fine too; an output wholly above the input's end never overlaps it). None: the output must not
+overlap that input at all.
+
+Facts, each checked against c_runtime/src as written (no `restrict` anywhere in the runtime):
+
+- add, sub, mul, maximum, minimum (mq_elementwise.c broadcast_walk/run_row), input k whose
+  shape equals the output's (no broadcasting on that input): output element i is written in the
+  same loop iteration that reads input element i, after the read, and the walk is in increasing
+  row-major order for both (contiguous path: one run over all elements; broadcast path: rows in
+  order, and an unbroadcast input's odometer offset equals the output's). So out[i] at
+  out_start + i is never a byte still to be read (in_start + j, j > i) when out_start <= in_start:
+  D = 0, "in place allowed". A broadcast input is re-read and gets no overlap.
+- lut (mq_lut_s8), requantize (mq_requantize_s8): one loop, output[i] written after input[i] is
+  read: D = 0 on the single input (the lookup table is const).
+- prelu: same walk as add; D = 0 on input 0 (the data) when unbroadcast; alpha gets none.
+
+Deliberately not enabled (the C as written forbids it):
+- fully_connected and 1x1 conv2d (mq_dsp.h mq_rows_s8): every variant loops over filter blocks
+  OUTERMOST (portable 4-filter blocks, DSP filter pairs in mq_pair_rows) and re-reads all input
+  rows for each block, so any output byte written inside the input region clobbers a row still to
+  be read by a later filter block. Only a kernel restructured row-outermost (and then the DSP
+  2-row cores' lag of 2 rows) would allow it; that changes the perf-budgeted loops.
+- depthwise and kxk conv, pools: read a window of rows around the output row; they would need a
+  row buffer and a declared lag of about one input row (not done).
+"""
+
+from __future__ import annotations
+
+from ..qir import QGraph, QNode
+
+# kernel -> the input indices that may be overlapped in place (D = 0) when unbroadcast
+IN_PLACE_INPUTS: dict[str, tuple[int, ...]] = {
+    "add": (0, 1),
+    "sub": (0, 1),
+    "mul": (0, 1),
+    "maximum": (0, 1),
+    "minimum": (0, 1),
+    "prelu": (0,),
+    "lut": (0,),
+    "requantize": (0,),
+}
+
+
+def output_lag(g: QGraph, node: QNode, input_index: int) -> int | None:
+    """The largest allowed output_offset - input_offset (bytes) for node's output 0 over its
+    input `input_index`, or None when they must not overlap."""
+    allowed = IN_PLACE_INPUTS.get(node.kernel)
+    if allowed is None or input_index not in allowed or len(node.outputs) != 1:
+        return None
+    x, y = node.inputs[input_index], node.outputs[0]
+    tx, ty = g.tensors[x], g.tensors[y]
+    if tuple(tx.shape) != tuple(ty.shape):  # broadcast (or a size change): re-read, no overlap
+        return None
+    return 0
+
+
+def describe(kernel: str) -> str:
+    """One line of the stated access order and overlap rule of `kernel` (for docs and tests)."""
+    if kernel in IN_PLACE_INPUTS:
+        ins = ", ".join(str(i) for i in IN_PLACE_INPUTS[kernel])
+        return (
+            f"{kernel}: element i written after input element i is read, increasing order; "
+            f"in place allowed over input(s) {ins} when unbroadcast (output_offset <= input_offset)"
+        )
+    return f"{kernel}: no overlap between output and inputs"

@@ -1,0 +1,138 @@
+"""Overlapping output/input buffers (codegen/overlap.py): every kernel family the planner may run
+in place is run by the host C runtime with its output at exactly the declared offset over its
+input (and further down), against the numpy reference; one byte less room must break it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+from cmsis_cases import assert_exact
+from test_codegen import GRAPHS
+from test_kernel_elementwise import random_binary_params
+
+from microq.codegen.overlap import IN_PLACE_INPUTS, output_lag
+from microq.codegen.plan import check_plan, greedy_place, plan_graph
+from microq.qir import LutParams
+from microq.quant import scheme
+from microq.quant.rules_minmax import prelu_params
+from microq.ref import elementwise as ew
+from microq.ref import minmax
+
+SHAPE = (2, 5, 7, 6)  # 420 elements
+PAD = 512  # bytes of room below and above the input in the shared buffer
+
+
+def _run(clib, kernel: str, p, x: np.ndarray, other: np.ndarray | None, slot: int, shift: int):
+    """Run `kernel` with input `slot` (x) inside one buffer at PAD and the output at PAD + shift
+    in the same buffer; the other operand (if any) in its own array. Returns the output."""
+    ffi, lib = clib
+    buf = np.zeros(x.size + 2 * PAD, np.int8)
+    buf[PAD : PAD + x.size] = x.reshape(-1)
+    cbuf = ffi.from_buffer("int8_t[]", buf)
+    xin, out = cbuf + PAD, cbuf + PAD + shift
+    if kernel == "lut":
+        table = ffi.from_buffer("int8_t[]", p.table)
+        assert lib.mq_lut_s8(table, x.size, xin, out) == lib.MQ_OK
+    elif kernel == "requantize":
+        params = ffi.new("mq_requantize_params *", asdict(p))
+        assert lib.mq_requantize_s8(params, x.size, xin, out) == lib.MQ_OK
+    else:
+        o = ffi.from_buffer("int8_t[]", np.ascontiguousarray(other))
+        a, b = (xin, o) if slot == 0 else (o, xin)
+        sa, sb = (x.shape, other.shape) if slot == 0 else (other.shape, x.shape)
+        bc = ffi.new("mq_broadcast *", ew.broadcast_struct(sa, sb))
+        struct = {"mul": "mq_mul_params *", "prelu": "mq_prelu_params *"}.get(
+            kernel, "mq_add_params *"
+        )
+        status = getattr(lib, f"mq_{kernel}_s8")(ffi.new(struct, asdict(p)), bc, a, b, out)
+        assert status == lib.MQ_OK
+    return buf[PAD + shift : PAD + shift + x.size].reshape(x.shape).copy()
+
+
+def _case(kernel: str, slot: int, other_shape: tuple[int, ...], seed: int):
+    """(params, x, other, expected) for one randomized case."""
+    rng = np.random.default_rng([seed, slot, sum(map(ord, kernel))])
+    x = rng.integers(-128, 128, SHAPE).astype(np.int8)
+    other = rng.integers(-128, 128, other_shape).astype(np.int8) if other_shape else None
+    if kernel == "lut":
+        p = LutParams(rng.integers(-128, 128, 256).astype(np.int8), "random")
+        return p, x, None, ew.lut(p, x)
+    if kernel == "requantize":
+        p = scheme.requantize_params(0.02, 5, 0.013, -3)
+        return p, x, None, ew.requantize(p, x)
+    if kernel == "prelu":
+        p = prelu_params(0.05, 3, 0.01, 2, 0.04, -7)
+        return p, x, other, minmax.prelu(p, x, other)
+    p = random_binary_params("mul" if kernel == "mul" else "add", rng, "double")
+    a, b = (x, other) if slot == 0 else (other, x)
+    fn = getattr(ew, kernel, None) or getattr(minmax, kernel)
+    return p, x, other, fn(p, a, b)
+
+
+# the other operand: same shape, or broadcast over the overlapped input (per-channel, scalar)
+OTHERS = {"same": SHAPE, "per_channel": (1, 1, 1, 6), "row": (1, 5, 1, 6)}
+
+
+def _families():
+    for kernel, slots in IN_PLACE_INPUTS.items():
+        for slot in slots:
+            if kernel in ("lut", "requantize"):
+                yield kernel, slot, None
+            else:
+                for name in OTHERS:
+                    yield kernel, slot, name
+
+
+@pytest.mark.parametrize("kernel,slot,other", list(_families()))
+def test_output_at_declared_lag_and_below_equals_ref(clib, kernel, slot, other):
+    lag = 0  # every enabled family declares in place (output_offset <= input_offset + 0)
+    p, x, o, expected = _case(kernel, slot, OTHERS[other] if other else (), seed=1)
+    for shift in (lag, lag - 1, lag - 5, -x.size // 2):
+        got = _run(clib, kernel, p, x, o, slot, shift)
+        assert_exact(got, expected, f"{kernel} slot {slot} ({other}) output at input{shift:+d}")
+
+
+@pytest.mark.parametrize("kernel", ["lut", "requantize", "add", "mul"])
+def test_one_byte_less_overlap_room_fails(clib, kernel):
+    """Output one byte above the declared lag: out[0] overwrites x[1] before it is read, so the
+    result differs from the reference: the test of the lag above can fail."""
+    p, x, o, expected = _case(kernel, 0, () if kernel in ("lut", "requantize") else SHAPE, 1)
+    got = _run(clib, kernel, p, x, o, 0, 1)
+    assert not np.array_equal(got, expected), f"{kernel}: a lag of +1 went unnoticed"
+
+
+def test_lags_only_for_unbroadcast_elementwise_inputs():
+    g = GRAPHS["chain"]()
+    for node in g.nodes:
+        for k in range(len(node.inputs)):
+            lag = output_lag(g, node, k)
+            if node.kernel not in IN_PLACE_INPUTS:
+                # conv, depthwise, fully connected, pools: filter/channel blocks outermost
+                # re-read the whole input, so no overlap is declared for them
+                assert lag is None, node.kernel
+            elif g.tensors[node.inputs[k]].shape != g.tensors[node.outputs[0]].shape:
+                assert lag is None, f"{node.kernel} broadcast input {k}"
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_overlap_plan_is_valid_and_never_above_greedy(name):
+    plan = plan_graph(GRAPHS[name]())
+    check_plan(plan)
+    arena = plan.arena_buffers()
+    greedy = greedy_place([b.size for b in arena], [(b.first, b.last) for b in arena])[1]
+    assert plan.arena_size <= greedy
+    for i, j, d in plan.overlaps:
+        a, b = plan.buffers[i], plan.buffers[j]
+        assert a.last == b.first, "an overlap pair shares exactly one step (the kernel's)"
+        assert b.offset <= a.offset + d
+
+
+def test_chain_runs_an_add_in_place_below_the_liveness_bound():
+    """The chain graph's add (res = dw + pool) writes over its dying input: the arena goes below
+    the tensor-granular liveness bound (the model run itself is checked bit-exact in
+    test_codegen)."""
+    plan = plan_graph(GRAPHS["chain"]())
+    assert plan.overlaps, "no overlap chosen"
+    assert plan.overlap_bound <= plan.arena_size < plan.lower_bound
