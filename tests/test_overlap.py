@@ -136,3 +136,12 @@ def test_chain_runs_an_add_in_place_below_the_liveness_bound():
     plan = plan_graph(GRAPHS["chain"]())
     assert plan.overlaps, "no overlap chosen"
     assert plan.overlap_bound <= plan.arena_size < plan.lower_bound
+
+
+def test_compile_line_shows_the_overlap_aware_bound_where_it_differs():
+    from microq.cli import _overlap_line
+
+    assert _overlap_line(GRAPHS["chain"]()) == (
+        "arena 640 B, liveness bound 1,024 B, overlap-aware bound 640 B (1 kernel(s) in place)"
+    )
+    assert _overlap_line(GRAPHS["multi"]()) == ""  # nothing in place: the summary line suffices

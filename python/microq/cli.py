@@ -164,6 +164,9 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
                                    size_note=note, board=fit), indent=2))
     else:
         click.echo(result.summary_table())
+        overlap = _overlap_line(result.qgraph)
+        if overlap:
+            click.echo(overlap)
         click.echo(_size_lines(size) if size else note)
         if fit:
             click.echo(fit_lines(fit))
@@ -357,3 +360,15 @@ def cache_clean() -> None:
 
     n, size = clean()
     click.echo(f"removed {n} entries ({size:,} B) from {cache_path()}")
+
+
+def _overlap_line(qgraph) -> str:
+    """Where in-place overlaps (codegen/overlap.py) change it, the overlap-aware bound next to the
+    arena and the tensor-granular liveness bound (both also in the summary's "RAM arena" line)."""
+    from .codegen.plan import plan_graph
+
+    p = plan_graph(qgraph)
+    if p.overlap_bound < 0 or p.overlap_bound == p.lower_bound:
+        return ""
+    return (f"arena {p.arena_size:,} B, liveness bound {p.lower_bound:,} B, overlap-aware bound "
+            f"{p.overlap_bound:,} B ({len(p.overlaps)} kernel(s) in place)")
