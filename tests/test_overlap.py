@@ -5,6 +5,7 @@ input (and further down), against the numpy reference; one byte less room must b
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,80 @@ def test_compile_line_shows_the_overlap_aware_bound_where_it_differs():
         "arena 640 B, liveness bound 1,024 B, overlap-aware bound 640 B (1 kernel(s) in place)"
     )
     assert _overlap_line(GRAPHS["multi"]()) == ""  # nothing in place: the summary line suffices
+
+
+# --- 1x1 conv (mq_conv2d_s8 fast path, chunks of ROWS_CHUNK rows) ----------------------------
+
+
+def _conv1x1_overlapped(clib, p, x, shift: int) -> np.ndarray:
+    """mq_conv2d_s8 with x at `base` in one buffer and the output at base + shift."""
+    from cmsis_cases import weighted_args
+
+    ffi, lib = clib
+    n, h, w, cin = x.shape
+    cout = p.filter.shape[0]
+    cp, quant, bias, _keep = weighted_args(ffi, p)
+    base = max(0, -shift) + 16
+    buf = np.zeros(base + max(x.size, shift + n * h * w * cout) + 16, np.int8)
+    buf[base : base + x.size] = x.reshape(-1)
+    cbuf = ffi.from_buffer("int8_t[]", buf)
+    fs = np.ascontiguousarray(p.filter, np.int8)
+    status = lib.mq_conv2d_s8(
+        cp, quant, ffi.new("mq_dims *", (n, h, w, cin)), cbuf + base,
+        ffi.new("mq_dims *", p.filter.shape), ffi.from_buffer("int8_t[]", fs), bias,
+        ffi.new("mq_dims *", (n, h, w, cout)), cbuf + base + shift,
+    )  # fmt: skip
+    assert status == 0
+    start = base + shift
+    return buf[start : start + n * h * w * cout].reshape(n, h, w, cout).copy()
+
+
+# (n, h, w, cin, cout): rows over 2-3 chunks with a short last chunk; cout <, =, > cin
+CONV1X1 = {
+    "narrowing": (1, 20, 30, 12, 5),
+    "same_width": (2, 13, 11, 8, 8),
+    "widening_dsp_pairs": (1, 16, 33, 8, 16),
+}
+
+
+@pytest.mark.parametrize("case", list(CONV1X1))
+def test_conv1x1_output_at_declared_lag_equals_ref(rt, case):
+    from test_kernel_conv import make_case
+
+    from microq.codegen.overlap import ROWS_CHUNK, rows_chunk_lag
+    from microq.ref.conv import conv2d
+
+    ffi, lib, rounding = rt
+    n, h, w, cin, cout = CONV1X1[case]
+    p, x, out_hw = make_case(len(case), n=n, h=h, w=w, cin=cin, cout=cout, k=(1, 1))
+    expected = conv2d(p, x, out_hw, rounding)
+    lag = rows_chunk_lag(n * h * w, cin, cout)
+    assert n * h * w > ROWS_CHUNK and lag < 0
+    for shift in (lag, lag - 1, lag - 37):
+        got = _conv1x1_overlapped((ffi, lib), p, x, shift)
+        assert_exact(got, expected, f"conv1x1 {case} output at input{shift:+d} ({rounding})")
+    # The declared lag assumes any output byte of a chunk may be written before any of its input
+    # bytes is read; the kernel's very last writes (last filter block) come after the reads they
+    # could clobber, so the exact limit lies less than one output row (cout bytes) above the
+    # lag. One output row less room overwrites, in an earlier filter block, input of the chunk
+    # that later filter blocks still read: it must break the result.
+    bad = _conv1x1_overlapped((ffi, lib), p, x, lag + cout)
+    assert not np.array_equal(bad, expected), f"{case}: lag + {cout} went unnoticed"
+
+
+@pytest.fixture(params=["double", "single"])
+def rt(request):
+    ffi, lib = request.getfixturevalue("clib" if request.param == "double" else "clib_single")
+    return ffi, lib, request.param
+
+
+def test_rows_chunk_lag_matches_the_c_chunk_size():
+    from microq.codegen.overlap import ROWS_CHUNK, rows_chunk_lag
+
+    src = (Path(__file__).resolve().parents[1] / "c_runtime/src/mq_conv.c").read_text()
+    assert f"#define MQ_ROWS_CHUNK {ROWS_CHUNK}\n" in src
+    # one chunk: the whole output must end at the input's start
+    assert rows_chunk_lag(10, 4, 6) == -60
+    # widening over 2 chunks of ROWS_CHUNK + 1: worst at the last chunk start
+    r = ROWS_CHUNK
+    assert rows_chunk_lag(r + 1, 8, 16) == min(-r * 16, r * 8 - (r + 1) * 16)

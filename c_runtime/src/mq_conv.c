@@ -245,6 +245,9 @@ static MQ_NOINLINE void mq_conv_general(const mq_conv_params *params,
     }
 }
 
+/* Rows per call of the 1x1 fast path (codegen/overlap.py ROWS_CHUNK must match). */
+#define MQ_ROWS_CHUNK 256
+
 mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant *quant,
                        const mq_dims *input_dims, const int8_t *input,
                        const mq_dims *filter_dims, const int8_t *filter, const int32_t *bias,
@@ -277,9 +280,18 @@ mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant 
     if (k_h == 1 && k_w == 1 && params->stride_h == 1 && params->stride_w == 1 &&
         params->pad_top == 0 && params->pad_left == 0 && groups == 1 && out_h == in_h &&
         out_w == in_w) {
-        mq_rows_s8(input, batch * in_h * in_w, in_c, filter, bias, out_c, params->input_offset, 0,
-                   params->output_offset, params->act_min, params->act_max, quant->multiplier,
-                   quant->shift, output);
+        /* Chunks of MQ_ROWS_CHUNK rows in increasing order, each chunk's rows read and written
+         * only while that chunk runs: the planner may place the output over the input as far as
+         * codegen/overlap.py rows_chunk_lag states (the core inside re-reads a chunk's rows once
+         * per filter block, so overlap within a chunk is never allowed). */
+        const int32_t rows = batch * in_h * in_w;
+        int32_t r0;
+        for (r0 = 0; r0 < rows; r0 += MQ_ROWS_CHUNK) {
+            const int32_t n = rows - r0 < MQ_ROWS_CHUNK ? rows - r0 : MQ_ROWS_CHUNK;
+            mq_rows_s8(input + r0 * in_c, n, in_c, filter, bias, out_c, params->input_offset, 0,
+                       params->output_offset, params->act_min, params->act_max,
+                       quant->multiplier, quant->shift, output + r0 * out_c);
+        }
         return MQ_OK;
     }
 

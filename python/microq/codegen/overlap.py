@@ -47,9 +47,45 @@ IN_PLACE_INPUTS: dict[str, tuple[int, ...]] = {
 }
 
 
+# Rows (NHWC pixels) per chunk of mq_conv2d_s8's 1x1 fast path (MQ_ROWS_CHUNK in mq_conv.c).
+ROWS_CHUNK = 256
+
+
+def rows_chunk_lag(rows: int, cin: int, cout: int, chunk: int = ROWS_CHUNK) -> int:
+    """D for a kernel that, chunk by chunk of `chunk` rows in increasing order, reads any of the
+    chunk's input rows [r0, r0 + n) and writes any of its output rows [r0, r0 + n) (in any order
+    inside the chunk), and never touches earlier rows again: every output byte of a chunk must
+    lie below the chunk's first unread input byte, out + (r0 + n) * cout <= in + r0 * cin."""
+    lag = None
+    for r0 in range(0, rows, chunk):
+        n = min(chunk, rows - r0)
+        d = r0 * cin - (r0 + n) * cout
+        lag = d if lag is None else min(lag, d)
+    return lag if lag is not None else 0
+
+
+def _conv1x1_rows(g: QGraph, node: QNode) -> tuple[int, int, int] | None:
+    """(rows, cin, cout) when mq_conv2d_s8 takes its 1x1 fast path for `node` (the condition in
+    mq_conv.c: 1x1 filter, stride 1, no padding, one group, output size == input size)."""
+    p = node.params
+    xs, ys = g.tensors[node.inputs[0]].shape, g.tensors[node.outputs[0]].shape
+    filt = getattr(p, "filter", None)
+    if filt is None or len(xs) != 4 or len(ys) != 4 or filt.ndim != 4:
+        return None
+    out_c, kh, kw, f_c = filt.shape
+    if (kh, kw, p.stride_h, p.stride_w, p.pad_top, p.pad_left) != (1, 1, 1, 1, 0, 0):
+        return None
+    if f_c != xs[3] or tuple(xs[:3]) != tuple(ys[:3]) or ys[3] != out_c:
+        return None
+    return int(xs[0] * xs[1] * xs[2]), int(xs[3]), int(out_c)
+
+
 def output_lag(g: QGraph, node: QNode, input_index: int) -> int | None:
     """The largest allowed output_offset - input_offset (bytes) for node's output 0 over its
     input `input_index`, or None when they must not overlap."""
+    if node.kernel == "conv2d" and input_index == 0 and len(node.outputs) == 1:
+        fast = _conv1x1_rows(g, node)
+        return rows_chunk_lag(*fast) if fast else None
     allowed = IN_PLACE_INPUTS.get(node.kernel)
     if allowed is None or input_index not in allowed or len(node.outputs) != 1:
         return None
