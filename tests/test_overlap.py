@@ -104,13 +104,18 @@ def test_one_byte_less_overlap_room_fails(clib, kernel):
     assert not np.array_equal(got, expected), f"{kernel}: a lag of +1 went unnoticed"
 
 
-def test_lags_only_for_unbroadcast_elementwise_inputs():
-    g = GRAPHS["chain"]()
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_lags_only_for_unbroadcast_elementwise_and_chunked_1x1(name):
+    g = GRAPHS[name]()
     for node in g.nodes:
         for k in range(len(node.inputs)):
             lag = output_lag(g, node, k)
-            if node.kernel not in IN_PLACE_INPUTS:
-                # conv, depthwise, fully connected, pools: filter/channel blocks outermost
+            if node.kernel == "conv2d" and lag is not None:
+                p, filt = node.params, node.params.filter
+                assert filt.shape[1:3] == (1, 1) and (p.stride_h, p.stride_w) == (1, 1), node.name
+                assert k == 0 and lag < 0  # chunked 1x1 fast path only, output below the input
+            elif node.kernel not in IN_PLACE_INPUTS:
+                # depthwise, kxk conv, fully connected, pools: filter/channel blocks outermost
                 # re-read the whole input, so no overlap is declared for them
                 assert lag is None, node.kernel
             elif g.tensors[node.inputs[k]].shape != g.tensors[node.outputs[0]].shape:
@@ -223,3 +228,19 @@ def test_rows_chunk_lag_matches_the_c_chunk_size():
     # widening over 2 chunks of ROWS_CHUNK + 1: worst at the last chunk start
     r = ROWS_CHUNK
     assert rows_chunk_lag(r + 1, 8, 16) == min(-r * 16, r * 8 - (r + 1) * 16)
+
+
+def test_vww01_first_pointwise_conv_runs_over_its_input():
+    """vww01's 48x48x8 -> 48x48x16 pointwise conv writes over its dying input: the arena drops
+    from the tensor-granular 55,296 B to the next peak, 46,080 B (TFLite Micro: 73,728 B). The
+    generated code is checked bit-exact with TFLite Micro in test_tflite."""
+    from conftest import MODELS, require
+
+    from microq.tflite_import import import_tflite
+
+    path = require(MODELS / "tflite" / "vww_96_int8.tflite", "MLPerf Tiny vww01 int8 TFLite")
+    plan = plan_graph(import_tflite(str(path)))
+    check_plan(plan)
+    assert plan.lower_bound == 55296
+    assert plan.arena_size == plan.overlap_bound == 46080
+    assert [d < 0 for _, _, d in plan.overlaps] == [True]  # the one 1x1 conv overlap

@@ -20,14 +20,19 @@ Facts, each checked against c_runtime/src as written (no `restrict` anywhere in 
   read: D = 0 on the single input (the lookup table is const).
 - prelu: same walk as add; D = 0 on input 0 (the data) when unbroadcast; alpha gets none.
 
-Deliberately not enabled (the C as written forbids it):
-- fully_connected and 1x1 conv2d (mq_dsp.h mq_rows_s8): every variant loops over filter blocks
-  OUTERMOST (portable 4-filter blocks, DSP filter pairs in mq_pair_rows) and re-reads all input
-  rows for each block, so any output byte written inside the input region clobbers a row still to
-  be read by a later filter block. Only a kernel restructured row-outermost (and then the DSP
-  2-row cores' lag of 2 rows) would allow it; that changes the perf-budgeted loops.
-- depthwise and kxk conv, pools: read a window of rows around the output row; they would need a
-  row buffer and a declared lag of about one input row (not done).
+- conv2d on its 1x1 fast path (mq_conv.c: 1x1, stride 1, no padding, one group, same H x W),
+  input 0: mq_rows_s8 loops over filter blocks OUTERMOST (portable 4-filter blocks, DSP filter
+  pairs in mq_pair_rows) and re-reads every row of its call for each block, so no output byte of
+  a call may land on that call's input. mq_conv2d_s8 calls it on chunks of MQ_ROWS_CHUNK rows in
+  increasing order, so the output may overlap the already consumed chunks: D =
+  rows_chunk_lag(rows, cin, cout) (negative: the output starts below the input). Conservative by
+  less than one output row (the last filter block's writes follow its reads).
+
+Not enabled (the C as written forbids it):
+- fully_connected (one mq_rows_s8 call over all rows, usually one row): no useful overlap.
+- depthwise: channel blocks of 4 outermost, each re-reading the whole input; kxk conv and pools:
+  a window of rows around each output row. They would need a restructured loop or a row buffer
+  and a declared lag of about one input row (not done).
 """
 
 from __future__ import annotations
