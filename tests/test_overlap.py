@@ -244,3 +244,19 @@ def test_vww01_first_pointwise_conv_runs_over_its_input():
     assert plan.lower_bound == 55296
     assert plan.arena_size == plan.overlap_bound == 46080
     assert [d < 0 for _, _, d in plan.overlaps] == [True]  # the one 1x1 conv overlap
+
+
+def test_plot_memory_draws_a_png_and_names_matplotlib_when_missing(tmp_path, monkeypatch):
+    import sys
+
+    from microq.codegen.memplot import HINT, plot_memory
+    from microq.errors import MicroqError
+
+    g = GRAPHS["chain"]()
+    out = tmp_path / "mem.png"
+    plot_memory(g, plan_graph(g), out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 2000
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    with pytest.raises(MicroqError, match="matplotlib") as e:
+        plot_memory(g, plan_graph(g), tmp_path / "no.png")
+    assert str(e.value) == HINT and not (tmp_path / "no.png").exists()

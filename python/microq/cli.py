@@ -133,8 +133,12 @@ def _calib_options(f):
 @click.option("--board", type=click.Choice(BOARDS), default=None,
               help="Also check the result against a real part's flash and RAM.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--plot-memory", "plot_memory", type=click.Path(dir_okay=False, path_type=str),
+              default=None,
+              help="Also draw the arena over time (one bar per tensor at its offset, per layer) "
+                   "into this PNG (needs matplotlib).")
 def compile_(model, calib, out_dir, name, method, bias_correction, rounding, runtime, layout,
-             board, as_json) -> None:
+             board, as_json, plot_memory) -> None:
     """Quantize MODEL (float ONNX + --calib, or an already quantized QDQ ONNX or int8 .tflite)
     and write a self-contained C folder (NAME.h, NAME.c, weights, runtime sources) that compiles
     with any C99 compiler."""
@@ -142,6 +146,10 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
     from .codegen.emit import check_name
 
     check_name(name)  # before calibrating
+    if plot_memory:
+        from .codegen.memplot import require_matplotlib
+
+        require_matplotlib()
     command = "microq " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     t0 = time.perf_counter()
     steps = api.calibration_steps(calib, method)
@@ -172,6 +180,13 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
             click.echo(fit_lines(fit))
         click.echo(f"wrote {out_dir}/ in {total:.1f} s (quantize and generate {seconds:.1f} s, "
                    "the rest start-up and the size check)")
+    if plot_memory:
+        from .codegen.memplot import plot_memory as draw
+        from .codegen.plan import plan_graph
+
+        draw(result.qgraph, plan_graph(result.qgraph), plot_memory)
+        if not as_json:
+            click.echo(f"wrote {plot_memory}")
 
 
 DEFAULT_TARGET = "cortex-m4"
