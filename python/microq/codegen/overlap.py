@@ -28,11 +28,15 @@ Facts, each checked against c_runtime/src as written (no `restrict` anywhere in 
   rows_chunk_lag(rows, cin, cout) (negative: the output starts below the input). Conservative by
   less than one output row (the last filter block's writes follow its reads).
 
+- depthwise_conv2d, input 0: mq_depthwise_conv2d_s8 runs chunks of MQ_DW_ROWS output rows in
+  order (channel blocks of 4 outermost inside a chunk, re-reading the chunk's input window for
+  each block; the DSP 2-pixel core stays inside a chunk's row): D = dw_rows_lag, the output ends
+  each chunk below the first input row that chunk reads (about (DW_ROWS + pad) rows of lag).
+
 Not enabled (the C as written forbids it):
 - fully_connected (one mq_rows_s8 call over all rows, usually one row): no useful overlap.
-- depthwise: channel blocks of 4 outermost, each re-reading the whole input; kxk conv and pools:
-  a window of rows around each output row. They would need a restructured loop or a row buffer
-  and a declared lag of about one input row (not done).
+- kxk conv and pools: a window of rows around each output row, channel/filter blocks
+  outermost; they would need the same row chunking as depthwise (not done).
 """
 
 from __future__ import annotations
@@ -69,6 +73,31 @@ def rows_chunk_lag(rows: int, cin: int, cout: int, chunk: int = ROWS_CHUNK) -> i
     return lag if lag is not None else 0
 
 
+# Output rows per chunk of mq_depthwise_conv2d_s8 (MQ_DW_ROWS in mq_conv.c).
+DW_ROWS = 2
+
+
+def dw_rows_lag(g: QGraph, node: QNode) -> int | None:
+    """D for mq_depthwise_conv2d_s8: chunk by chunk of DW_ROWS output rows (per batch item, in
+    increasing order) it reads input rows from max(0, oy0 * stride_h - pad_top) on and writes
+    output rows [oy0, oy1); so every output byte of a chunk must lie below the first input byte
+    that chunk (or any later one) reads."""
+    p = node.params
+    xs, ys = g.tensors[node.inputs[0]].shape, g.tensors[node.outputs[0]].shape
+    if len(xs) != 4 or len(ys) != 4:
+        return None
+    n, in_h, in_w, in_c = (int(v) for v in xs)
+    _, out_h, out_w, out_c = (int(v) for v in ys)
+    lag = None
+    for b in range(n):
+        for oy0 in range(0, out_h, DW_ROWS):
+            oy1 = min(oy0 + DW_ROWS, out_h)
+            first_read = (b * in_h + max(0, oy0 * p.stride_h - p.pad_top)) * in_w * in_c
+            d = first_read - (b * out_h + oy1) * out_w * out_c
+            lag = d if lag is None else min(lag, d)
+    return lag
+
+
 def _conv1x1_rows(g: QGraph, node: QNode) -> tuple[int, int, int] | None:
     """(rows, cin, cout) when mq_conv2d_s8 takes its 1x1 fast path for `node` (the condition in
     mq_conv.c: 1x1 filter, stride 1, no padding, one group, output size == input size)."""
@@ -88,6 +117,8 @@ def _conv1x1_rows(g: QGraph, node: QNode) -> tuple[int, int, int] | None:
 def output_lag(g: QGraph, node: QNode, input_index: int) -> int | None:
     """The largest allowed output_offset - input_offset (bytes) for node's output 0 over its
     input `input_index`, or None when they must not overlap."""
+    if node.kernel == "depthwise_conv2d" and input_index == 0 and len(node.outputs) == 1:
+        return dw_rows_lag(g, node)
     if node.kernel == "conv2d" and input_index == 0 and len(node.outputs) == 1:
         fast = _conv1x1_rows(g, node)
         return rows_chunk_lag(*fast) if fast else None

@@ -257,6 +257,8 @@ def plan_graph(g: QGraph) -> Plan:
         orders = [
             None,  # largest first, as greedy_place
             sorted(range(n), key=lambda i: (lifetimes[i][0], -sizes[i], i)),  # by birth
+            sorted(range(n), key=lambda i: (-lifetimes[i][0], -sizes[i], i)),  # last born first
+            sorted(range(n), key=lambda i: (-sizes[i], -lifetimes[i][0], i)),  # largest, late first
         ]
         for order in orders:
             o_offsets, o_arena = overlap_place(sizes, lifetimes, pairs, order)
