@@ -245,6 +245,11 @@ static MQ_NOINLINE void mq_conv_general(const mq_conv_params *params,
     }
 }
 
+/* Rows per call of the 1x1 fast path (codegen/overlap.py ROWS_CHUNK must match). */
+#define MQ_ROWS_CHUNK 256
+/* Output rows per chunk of the depthwise kernel (codegen/overlap.py DW_ROWS must match). */
+#define MQ_DW_ROWS 2
+
 mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant *quant,
                        const mq_dims *input_dims, const int8_t *input,
                        const mq_dims *filter_dims, const int8_t *filter, const int32_t *bias,
@@ -277,9 +282,18 @@ mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant 
     if (k_h == 1 && k_w == 1 && params->stride_h == 1 && params->stride_w == 1 &&
         params->pad_top == 0 && params->pad_left == 0 && groups == 1 && out_h == in_h &&
         out_w == in_w) {
-        mq_rows_s8(input, batch * in_h * in_w, in_c, filter, bias, out_c, params->input_offset, 0,
-                   params->output_offset, params->act_min, params->act_max, quant->multiplier,
-                   quant->shift, output);
+        /* Chunks of MQ_ROWS_CHUNK rows in increasing order, each chunk's rows read and written
+         * only while that chunk runs: the planner may place the output over the input as far as
+         * codegen/overlap.py rows_chunk_lag states (the core inside re-reads a chunk's rows once
+         * per filter block, so overlap within a chunk is never allowed). */
+        const int32_t rows = batch * in_h * in_w;
+        int32_t r0;
+        for (r0 = 0; r0 < rows; r0 += MQ_ROWS_CHUNK) {
+            const int32_t n = rows - r0 < MQ_ROWS_CHUNK ? rows - r0 : MQ_ROWS_CHUNK;
+            mq_rows_s8(input + r0 * in_c, n, in_c, filter, bias, out_c, params->input_offset, 0,
+                       params->output_offset, params->act_min, params->act_max,
+                       quant->multiplier, quant->shift, output + r0 * out_c);
+        }
         return MQ_OK;
     }
 
@@ -473,7 +487,7 @@ mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_chan
                                  const int32_t *bias, const mq_dims *output_dims, int8_t *output)
 {
     int32_t batch, in_h, in_w, in_c, ch_mult, k_h, k_w, out_h, out_w, out_c;
-    int32_t n, oy, ox, ic, m, c4;
+    int32_t n, oy, ox, ic, m, c4, oy0, oy1;
 
     if (!params || !quant || !input_dims || !input || !filter_dims || !filter || !output_dims ||
         !output || !mq_conv_params_ok(params, quant) || !mq_dims_positive(input_dims) ||
@@ -496,109 +510,116 @@ mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_chan
         return MQ_ERR_ARG;
     }
 
-    /* Multiplier 1: groups of four channels outermost, so that a group's bias and
-     * requantization set-up are done once for all of its pixels. */
+    /* Chunks of MQ_DW_ROWS output rows in increasing order (the planner's overlap lag,
+     * codegen/overlap.py dw_rows_lag, relies on a chunk's input and output rows being touched
+     * only while it runs). Inside a chunk, multiplier 1: groups of four channels outermost, so
+     * that a group's bias and requantization set-up are done once for the chunk's pixels. */
     c4 = ch_mult == 1 ? in_c & ~3 : 0;
     for (n = 0; n < batch; ++n) {
         const int8_t *in_batch = input + n * in_h * in_w * in_c;
         int8_t *out_batch = output + n * out_h * out_w * out_c;
-        for (ic = 0; ic < c4; ic += 4) {
-            int32_t b[4];
-            mq_rq q[4];
-            int32_t j;
-            int fast = 1;
-            for (j = 0; j < 4; ++j) {
-                b[j] = bias ? bias[ic + j] : 0;
-                q[j] = mq_rq_channel(quant->multiplier[ic + j], quant->shift[ic + j]);
-                fast = fast && q[j].e_minus_1 >= 0;
+        for (oy0 = 0; oy0 < out_h; oy0 = oy1) {
+            oy1 = out_h - oy0 < MQ_DW_ROWS ? out_h : oy0 + MQ_DW_ROWS;
+            for (ic = 0; ic < c4; ic += 4) {
+                int32_t b[4];
+                mq_rq q[4];
+                int32_t j;
+                int fast = 1;
+                for (j = 0; j < 4; ++j) {
+                    b[j] = bias ? bias[ic + j] : 0;
+                    q[j] = mq_rq_channel(quant->multiplier[ic + j], quant->shift[ic + j]);
+                    fast = fast && q[j].e_minus_1 >= 0;
+                }
+                for (oy = oy0; oy < oy1; ++oy) {
+                    const int32_t y0 = oy * params->stride_h - params->pad_top;
+                    int32_t ky_start, ky_end;
+                    int8_t *y = out_batch + oy * out_w * out_c + ic;
+                    mq_tap_range(y0, params->dilation_h, in_h, k_h, &ky_start, &ky_end);
+                    for (ox = 0; ox < out_w; ++ox) {
+                        const int32_t x0 = ox * params->stride_w - params->pad_left;
+                        int32_t kx_start, kx_end;
+                        int32_t acc[8];
+                        mq_tap_range(x0, params->dilation_w, in_w, k_w, &kx_start, &kx_end);
+    #if MQ_DSP
+                        if (k_w == 3 && params->stride_w == 1 && params->dilation_w == 1 &&
+                            x0 >= 0 && x0 + 3 < in_w && ox + 1 < out_w && ky_end > ky_start) {
+                            /* Two pixels with all three tap columns share one pass. */
+                            for (j = 0; j < 4; ++j) {
+                                acc[j] = b[j];
+                                acc[4 + j] = b[j];
+                            }
+                            mq_dw_3col_2px(in_batch + ((y0 + ky_start * params->dilation_h) * in_w +
+                                                       x0) * in_c + ic,
+                                           filter + ky_start * 3 * out_c + ic, ky_end - ky_start,
+                                           params->dilation_h * in_w * in_c, 3 * out_c, out_c,
+                                           params->input_offset, acc);
+                            mq_dw_out4(acc, q, fast, params->output_offset, params->act_min,
+                                       params->act_max, y);
+                            mq_dw_out4(acc + 4, q, fast, params->output_offset, params->act_min,
+                                       params->act_max, y + out_c);
+                            y += 2 * out_c;
+                            ++ox;
+                            continue;
+                        }
+    #endif
+                        acc[0] = b[0];
+                        acc[1] = b[1];
+                        acc[2] = b[2];
+                        acc[3] = b[3];
+                        if (ky_end > ky_start && kx_end > kx_start) {
+                            const int32_t first =
+                                ((y0 + ky_start * params->dilation_h) * in_w + x0 +
+                                 kx_start * params->dilation_w) * in_c;
+                            const int8_t *xp = in_batch + first + ic;
+                            const int8_t *wp = filter + (ky_start * k_w + kx_start) * out_c + ic;
+                            if (MQ_DSP && kx_end - kx_start == 3) {
+                                mq_dw_4ch_3col(xp, wp, ky_end - ky_start,
+                                               params->dilation_h * in_w * in_c,
+                                               params->dilation_w * in_c, k_w * out_c, out_c,
+                                               params->input_offset, acc);
+                            } else {
+                                mq_dw_4ch(xp, wp, ky_end - ky_start, kx_end - kx_start,
+                                          params->dilation_h * in_w * in_c,
+                                          params->dilation_w * in_c, k_w * out_c, out_c,
+                                          params->input_offset, acc);
+                            }
+                        }
+                        mq_dw_out4(acc, q, fast, params->output_offset, params->act_min,
+                                   params->act_max, y);
+                        y += out_c;
+                    }
+                }
             }
-            for (oy = 0; oy < out_h; ++oy) {
+            for (oy = oy0; c4 < in_c && oy < oy1; ++oy) {
                 const int32_t y0 = oy * params->stride_h - params->pad_top;
                 int32_t ky_start, ky_end;
-                int8_t *y = out_batch + oy * out_w * out_c + ic;
                 mq_tap_range(y0, params->dilation_h, in_h, k_h, &ky_start, &ky_end);
                 for (ox = 0; ox < out_w; ++ox) {
                     const int32_t x0 = ox * params->stride_w - params->pad_left;
                     int32_t kx_start, kx_end;
-                    int32_t acc[8];
+                    int8_t *y = out_batch + (oy * out_w + ox) * out_c + c4;
                     mq_tap_range(x0, params->dilation_w, in_w, k_w, &kx_start, &kx_end);
-#if MQ_DSP
-                    if (k_w == 3 && params->stride_w == 1 && params->dilation_w == 1 &&
-                        x0 >= 0 && x0 + 3 < in_w && ox + 1 < out_w && ky_end > ky_start) {
-                        /* Two pixels with all three tap columns share one pass. */
-                        for (j = 0; j < 4; ++j) {
-                            acc[j] = b[j];
-                            acc[4 + j] = b[j];
-                        }
-                        mq_dw_3col_2px(in_batch + ((y0 + ky_start * params->dilation_h) * in_w +
-                                                   x0) * in_c + ic,
-                                       filter + ky_start * 3 * out_c + ic, ky_end - ky_start,
-                                       params->dilation_h * in_w * in_c, 3 * out_c, out_c,
-                                       params->input_offset, acc);
-                        mq_dw_out4(acc, q, fast, params->output_offset, params->act_min,
-                                   params->act_max, y);
-                        mq_dw_out4(acc + 4, q, fast, params->output_offset, params->act_min,
-                                   params->act_max, y + out_c);
-                        y += 2 * out_c;
-                        ++ox;
-                        continue;
-                    }
-#endif
-                    acc[0] = b[0];
-                    acc[1] = b[1];
-                    acc[2] = b[2];
-                    acc[3] = b[3];
-                    if (ky_end > ky_start && kx_end > kx_start) {
-                        const int32_t first = ((y0 + ky_start * params->dilation_h) * in_w + x0 +
-                                               kx_start * params->dilation_w) * in_c;
-                        const int8_t *xp = in_batch + first + ic;
-                        const int8_t *wp = filter + (ky_start * k_w + kx_start) * out_c + ic;
-                        if (MQ_DSP && kx_end - kx_start == 3) {
-                            mq_dw_4ch_3col(xp, wp, ky_end - ky_start,
-                                           params->dilation_h * in_w * in_c,
-                                           params->dilation_w * in_c, k_w * out_c, out_c,
-                                           params->input_offset, acc);
-                        } else {
-                            mq_dw_4ch(xp, wp, ky_end - ky_start, kx_end - kx_start,
-                                      params->dilation_h * in_w * in_c, params->dilation_w * in_c,
-                                      k_w * out_c, out_c, params->input_offset, acc);
-                        }
-                    }
-                    mq_dw_out4(acc, q, fast, params->output_offset, params->act_min,
-                               params->act_max, y);
-                    y += out_c;
-                }
-            }
-        }
-        for (oy = 0; c4 < in_c && oy < out_h; ++oy) {
-            const int32_t y0 = oy * params->stride_h - params->pad_top;
-            int32_t ky_start, ky_end;
-            mq_tap_range(y0, params->dilation_h, in_h, k_h, &ky_start, &ky_end);
-            for (ox = 0; ox < out_w; ++ox) {
-                const int32_t x0 = ox * params->stride_w - params->pad_left;
-                int32_t kx_start, kx_end;
-                int8_t *y = out_batch + (oy * out_w + ox) * out_c + c4;
-                mq_tap_range(x0, params->dilation_w, in_w, k_w, &kx_start, &kx_end);
-                /* Output channels are ic * ch_mult + m, so the rest of the pixel is written in
-                 * order; each channel walks its taps with a stride of in_c / out_c bytes. */
-                for (ic = c4; ic < in_c; ++ic) {
-                    for (m = 0; m < ch_mult; ++m) {
-                        const int32_t oc = ic * ch_mult + m;
-                        int32_t acc = bias ? bias[oc] : 0;
-                        int32_t ky, kx;
-                        for (ky = ky_start; ky < ky_end; ++ky) {
-                            const int32_t iy = y0 + ky * params->dilation_h;
-                            const int8_t *x_row = in_batch + iy * in_w * in_c + ic;
-                            const int8_t *w_row = filter + ky * k_w * out_c + oc;
-                            for (kx = kx_start; kx < kx_end; ++kx) {
-                                const int32_t ix = x0 + kx * params->dilation_w;
-                                acc += ((int32_t)x_row[ix * in_c] + params->input_offset) *
-                                       (int32_t)w_row[kx * out_c];
+                    /* Output channels are ic * ch_mult + m, so the rest of the pixel is written in
+                     * order; each channel walks its taps with a stride of in_c / out_c bytes. */
+                    for (ic = c4; ic < in_c; ++ic) {
+                        for (m = 0; m < ch_mult; ++m) {
+                            const int32_t oc = ic * ch_mult + m;
+                            int32_t acc = bias ? bias[oc] : 0;
+                            int32_t ky, kx;
+                            for (ky = ky_start; ky < ky_end; ++ky) {
+                                const int32_t iy = y0 + ky * params->dilation_h;
+                                const int8_t *x_row = in_batch + iy * in_w * in_c + ic;
+                                const int8_t *w_row = filter + ky * k_w * out_c + oc;
+                                for (kx = kx_start; kx < kx_end; ++kx) {
+                                    const int32_t ix = x0 + kx * params->dilation_w;
+                                    acc += ((int32_t)x_row[ix * in_c] + params->input_offset) *
+                                           (int32_t)w_row[kx * out_c];
+                                }
                             }
+                            const mq_rq q = mq_rq_channel(quant->multiplier[oc], quant->shift[oc]);
+                            *y++ = mq_rq_out(&q, acc, params->output_offset, params->act_min,
+                                             params->act_max);
                         }
-                        const mq_rq q = mq_rq_channel(quant->multiplier[oc], quant->shift[oc]);
-                        *y++ = mq_rq_out(&q, acc, params->output_offset, params->act_min,
-                                         params->act_max);
                     }
                 }
             }

@@ -134,8 +134,12 @@ def _calib_options(f):
 @click.option("--board", type=click.Choice(BOARDS), default=None,
               help="Also check the result against a real part's flash and RAM.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--plot-memory", "plot_memory", type=click.Path(dir_okay=False, path_type=str),
+              default=None,
+              help="Also draw the arena over time (one bar per tensor at its offset, per layer) "
+                   "into this PNG (needs matplotlib).")
 def compile_(model, calib, out_dir, name, method, bias_correction, rounding, runtime, layout,
-             board, as_json) -> None:
+             board, as_json, plot_memory) -> None:
     """Quantize MODEL (float ONNX + --calib, or an already quantized QDQ ONNX or int8 .tflite)
     and write a self-contained C folder (NAME.h, NAME.c, weights, runtime sources) that compiles
     with any C99 compiler."""
@@ -143,6 +147,10 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
     from .codegen.emit import check_name
 
     check_name(name)  # before calibrating
+    if plot_memory:
+        from .codegen.memplot import require_matplotlib
+
+        require_matplotlib()
     command = "microq " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     t0 = time.perf_counter()
     steps = api.calibration_steps(calib, method)
@@ -167,6 +175,9 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
                               indent=2))
     else:
         click.echo(result.summary_table())
+        overlap = _overlap_line(result.qgraph)
+        if overlap:
+            click.echo(overlap)
         click.echo(_size_lines(size) if size else note)
         if fit:
             click.echo(fit_lines(fit))
@@ -174,6 +185,13 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
                    "the rest start-up and the size check)")
         if existed or result.kept:
             click.echo(_kept_line(out_dir, result.kept))
+    if plot_memory:
+        from .codegen.memplot import plot_memory as draw
+        from .codegen.plan import plan_graph
+
+        draw(result.qgraph, plan_graph(result.qgraph), plot_memory)
+        if not as_json:
+            click.echo(f"wrote {plot_memory}")
 
 
 def _kept_line(out_dir: str, kept: tuple[str, ...]) -> str:
@@ -372,3 +390,15 @@ def cache_clean() -> None:
 
     n, size = clean()
     click.echo(f"removed {n} entries ({size:,} B) from {cache_path()}")
+
+
+def _overlap_line(qgraph) -> str:
+    """Where in-place overlaps (codegen/overlap.py) change it, the overlap-aware bound next to the
+    arena and the tensor-granular liveness bound (both also in the summary's "RAM arena" line)."""
+    from .codegen.plan import plan_graph
+
+    p = plan_graph(qgraph)
+    if p.overlap_bound < 0 or p.overlap_bound == p.lower_bound:
+        return ""
+    return (f"arena {p.arena_size:,} B, liveness bound {p.lower_bound:,} B, overlap-aware bound "
+            f"{p.overlap_bound:,} B ({len(p.overlaps)} kernel(s) in place)")

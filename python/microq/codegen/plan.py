@@ -13,7 +13,10 @@ end of invoke (`Plan.copies`).
 
 Steps are node indices. A graph input is live from step 0; every graph output until the last
 step; any other tensor from its producer's step to its last consumer's step (both inclusive), so
-a kernel's inputs and output never share memory.
+a kernel's inputs and output never share memory — except where overlap.py states that a kernel
+is correct with its output at most D bytes above an input that dies at that kernel (`Plan.overlaps`;
+e.g. in-place element-wise ops and lookups, D = 0). The overlap-aware placement is tried next to
+the plain greedy one and the smaller arena wins, so the arena never exceeds the greedy one.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..qir import QGraph
+from .overlap import output_lag
 
 ALIGN = 4
 
@@ -52,6 +56,9 @@ class Plan:
     arena_size: int  # bytes, a multiple of ALIGN
     lower_bound: int  # max over steps of the bytes of live arena buffers
     copies: tuple[tuple[int, str], ...]  # (graph output index, source tensor) done after the run
+    # (input buffer, output buffer, D): the output may start at most D bytes above the input
+    overlaps: tuple[tuple[int, int, int], ...] = ()
+    overlap_bound: int = -1  # the liveness bound with those overlaps counted once; -1: none
 
     def buffer(self, tensor: str) -> Buffer:
         return self.buffers[self.tensor_buffer[tensor]]
@@ -94,6 +101,72 @@ def greedy_place(
         placed.append(i)
     arena = max((align_up(offsets[i] + sizes[i], align) for i in placed), default=0)
     return offsets, arena
+
+
+def _pair_ok(a_off: int, a_size: int, b_off: int, b_size: int, lag: int | None) -> bool:
+    """May input buffer a and output buffer b (live at one step) sit at these offsets? lag None:
+    only disjoint; else also any b_off <= a_off + lag."""
+    if b_off + b_size <= a_off or a_off + a_size <= b_off:
+        return True
+    return lag is not None and b_off <= a_off + lag
+
+
+def overlap_place(
+    sizes: list[int],
+    lifetimes: list[tuple[int, int]],
+    pairs: dict[tuple[int, int], int],
+    order: list[int] | None = None,
+    align: int = ALIGN,
+) -> tuple[list[int], int]:
+    """Greedy placement where buffers live at the same step must be disjoint, except a pair
+    (input i, output j) -> D of `pairs`, which may also have offset_j <= offset_i + D. Each buffer
+    (largest first unless `order`) goes to the lowest aligned feasible offset: 0 or the right end
+    of a forbidden interval. Returns (offsets, arena size)."""
+    if order is None:
+        order = sorted(range(len(sizes)), key=lambda i: (-sizes[i], lifetimes[i][0], i))
+    offsets = [-1] * len(sizes)
+    placed: list[int] = []
+
+    def ok(i: int, off: int, k: int) -> bool:
+        if (k, i) in pairs:  # k is the input, i the output
+            return _pair_ok(offsets[k], sizes[k], off, sizes[i], pairs[(k, i)])
+        if (i, k) in pairs:  # i is the input, k the output
+            return _pair_ok(off, sizes[i], offsets[k], sizes[k], pairs[(i, k)])
+        return _pair_ok(offsets[k], sizes[k], off, sizes[i], None)
+
+    for i in order:
+        first, last = lifetimes[i]
+        live = [j for j in placed if lifetimes[j][0] <= last and first <= lifetimes[j][1]]
+        cands = {0}
+        for k in live:
+            cands.add(align_up(offsets[k] + sizes[k], align))
+            if (i, k) in pairs:
+                cands.add(align_up(max(offsets[k] - pairs[(i, k)], 0), align))
+        for off in sorted(cands):
+            if all(ok(i, off, k) for k in live):
+                offsets[i] = off
+                break
+        placed.append(i)
+    arena = max((align_up(offsets[i] + sizes[i], align) for i in placed), default=0)
+    return offsets, arena
+
+
+def overlap_lower_bound(
+    sizes: list[int], lifetimes: list[tuple[int, int]], pairs: dict[tuple[int, int], int]
+) -> int:
+    """liveness_lower_bound where a pair (i, j) -> D live at one step counts as the span of the
+    two at offset_j = offset_i + D, max(size_i - D, size_j), when that is below their sum."""
+    steps = {s for lt in lifetimes for s in range(lt[0], lt[1] + 1)}
+    best = 0
+    for s in steps:
+        total = sum(sz for sz, (f, l) in zip(sizes, lifetimes) if f <= s <= l)
+        for (i, j), d in pairs.items():
+            live = all(lifetimes[k][0] <= s <= lifetimes[k][1] for k in (i, j))
+            if live:
+                both = sizes[i] + sizes[j]
+                total -= both - min(both, max(sizes[i] - d, sizes[j]))
+        best = max(best, total)
+    return best
 
 
 def liveness_lower_bound(sizes: list[int], lifetimes: list[tuple[int, int]]) -> int:
@@ -174,6 +247,28 @@ def plan_graph(g: QGraph) -> Plan:
     sizes = [raw[i]["size"] for i in arena_ids]
     lifetimes = [(raw[i]["first"], raw[i]["last"]) for i in arena_ids]
     offsets, arena_size = greedy_place(sizes, lifetimes)
+    bound = liveness_lower_bound(sizes, lifetimes)
+    pairs = _overlap_pairs(g, raw, arena_ids)
+    chosen: dict[tuple[int, int], int] = {}
+    overlap_bound = -1
+    if pairs:
+        overlap_bound = overlap_lower_bound(sizes, lifetimes, pairs)
+        n = len(sizes)
+        orders = [
+            None,  # largest first, as greedy_place
+            sorted(range(n), key=lambda i: (lifetimes[i][0], -sizes[i], i)),  # by birth
+            sorted(range(n), key=lambda i: (-lifetimes[i][0], -sizes[i], i)),  # last born first
+            sorted(range(n), key=lambda i: (-sizes[i], -lifetimes[i][0], i)),  # largest, late first
+        ]
+        for order in orders:
+            o_offsets, o_arena = overlap_place(sizes, lifetimes, pairs, order)
+            if o_arena < arena_size:
+                offsets, arena_size = o_offsets, o_arena
+                chosen = {
+                    (i, j): d
+                    for (i, j), d in pairs.items()
+                    if not _pair_ok(offsets[i], sizes[i], offsets[j], sizes[j], None)
+                }
     offset_of = dict(zip(arena_ids, offsets))
     buffers = tuple(Buffer(offset=offset_of.get(i, -1), **b) for i, b in enumerate(raw))
     tensor_buffer = {t: i for i, b in enumerate(buffers) for t in b.tensors}
@@ -181,15 +276,47 @@ def plan_graph(g: QGraph) -> Plan:
         buffers=buffers,
         tensor_buffer=tensor_buffer,
         arena_size=arena_size,
-        lower_bound=liveness_lower_bound(sizes, lifetimes),
+        lower_bound=bound,
         copies=tuple(sorted(copies)),
+        overlaps=tuple(sorted((arena_ids[i], arena_ids[j], d) for (i, j), d in chosen.items())),
+        overlap_bound=overlap_bound,
     )
+
+
+def _overlap_pairs(g: QGraph, raw: list[dict], arena_ids: list[int]) -> dict[tuple[int, int], int]:
+    """(input, output) index pairs into arena_ids -> D, per node: the node's arena output born at
+    its step over its largest arena input that dies there and that overlap.output_lag allows (at
+    every input slot that reads that buffer)."""
+    pos = {b: k for k, b in enumerate(arena_ids)}
+    buf_of = {t: i for i, b in enumerate(raw) for t in b["tensors"]}
+    pairs: dict[tuple[int, int], int] = {}
+    for step, node in enumerate(g.nodes):
+        if len(node.outputs) != 1 or buf_of[node.outputs[0]] not in pos:
+            continue
+        out_b = buf_of[node.outputs[0]]
+        if raw[out_b]["first"] != step:
+            continue
+        best: tuple[int, int, int] | None = None  # (size, buffer, lag)
+        for k, t in enumerate(node.inputs):
+            b = buf_of.get(t)
+            if b is None or b not in pos or b == out_b or raw[b]["last"] != step:
+                continue
+            lags = [output_lag(g, node, m) for m, u in enumerate(node.inputs) if buf_of.get(u) == b]
+            if any(d is None for d in lags):
+                continue
+            lag = min(lags)  # type: ignore[type-var]
+            if best is None or raw[b]["size"] > best[0]:
+                best = (raw[b]["size"], b, lag)
+        if best is not None:
+            pairs[(pos[best[1]], pos[out_b])] = best[2]
+    return pairs
 
 
 def check_plan(plan: Plan) -> None:
     """Assert that arena buffers are aligned, inside the arena, and that no two buffers live at
-    the same step overlap in memory."""
+    the same step overlap in memory, except a declared pair (Plan.overlaps) within its lag."""
     arena = plan.arena_buffers()
+    lags = {(plan.buffers[i].root, plan.buffers[j].root): d for i, j, d in plan.overlaps}
     for b in arena:
         assert b.offset % ALIGN == 0, f"{b.root}: offset {b.offset} not {ALIGN}-aligned"
         assert 0 <= b.offset and b.offset + b.size <= plan.arena_size, f"{b.root} outside arena"
@@ -197,8 +324,15 @@ def check_plan(plan: Plan) -> None:
         for b in arena[i + 1 :]:
             if a.overlaps_in_time(b):
                 disjoint = a.offset + a.size <= b.offset or b.offset + b.size <= a.offset
+                if (a.root, b.root) in lags:
+                    disjoint = disjoint or b.offset <= a.offset + lags[(a.root, b.root)]
+                elif (b.root, a.root) in lags:
+                    disjoint = disjoint or a.offset <= b.offset + lags[(b.root, a.root)]
                 assert disjoint, (
                     f"{a.root} [{a.offset}, +{a.size}) steps {a.first}-{a.last} overlaps "
                     f"{b.root} [{b.offset}, +{b.size}) steps {b.first}-{b.last}"
                 )
-    assert plan.arena_size >= plan.lower_bound, "arena smaller than the liveness lower bound"
+    if not plan.overlaps:
+        assert plan.arena_size >= plan.lower_bound, "arena smaller than the liveness lower bound"
+    else:
+        assert plan.arena_size >= plan.overlap_bound, "arena below the overlap-aware bound"
