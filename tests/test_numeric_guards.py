@@ -241,7 +241,8 @@ def test_qdq_bias_or_weight_scale_zero_or_negative_is_refused(tmp_path, scale, w
 
 @pytest.mark.parametrize("operand, value, message", [
     ("output", 1e-30, r"\(fully_connected\): requantization shift \d+ .* outside"),
-    ("weight", -1.0, r"\(FULLY_CONNECTED\): weight scale -1.0 is not a non-negative"),
+    ("weight", -1.0, r"\(FULLY_CONNECTED\): weight tensor '.*' has scale -1.0; weight scales must "
+                     "be positive"),
 ])
 def test_tflite_extreme_scale_is_refused(tmp_path, operand, value, message):
     try:
