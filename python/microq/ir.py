@@ -35,6 +35,10 @@ Op vocabulary (Node.op, inputs, attrs):
   GroupNorm       x [N, ..., C] (channels last), gamma [C] (const), beta [C] (const); each of
                   `groups` runs of C / groups channels normalized over all axes but N and C
                   (instance norm: groups == C); GroupNormAttrs(groups, eps)
+  LSTM / GRU      x [N, T, I], W [G*H, I], R [G*H, H], Wb [G*H], Rb [G*H] (all const, ONNX gate
+                  order: LSTM iofc, GRU zrh with linear_before_reset = 1); forward, zero initial
+                  state; outputs (y [N, T, H], state [N, T, H]: the LSTM cell state / GRU h, for
+                  calibration only); RecurrentAttrs(hidden)
 """
 
 from __future__ import annotations
@@ -140,6 +144,11 @@ class ReduceAttrs:
 class ArgMaxAttrs:
     axis: int
     select_last_index: bool = False
+
+
+@dataclass(frozen=True)
+class RecurrentAttrs:
+    hidden: int
 
 
 @dataclass(frozen=True)

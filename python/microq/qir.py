@@ -30,6 +30,8 @@ Kernels (QNode.kernel -> params type -> C function):
   prelu             PReluParams     mq_prelu_s8             inputs (x, alpha int8 const)
   reduce_max / _min ReduceParams    mq_reduce_max_s8 / mq_reduce_min_s8 (keepdims physical shape)
   argmax            ArgMaxParams    mq_argmax_s8            (int8 index output, scale 1, zp 0)
+  lstm / gru        RecurrentParams mq_lstm_s8 / mq_gru_s8  x [1, T, I] -> y [1, T, H]; outputs
+                    (y, int16 state scratch [2 * H] bytes, planned in the arena)
 """
 
 from __future__ import annotations
@@ -303,6 +305,33 @@ class Conv3DParams:
     shift: np.ndarray  # int32 [Cout]
     filter: np.ndarray  # int8 [Cout,KD,KH,KW,Cin/groups]
     bias: np.ndarray | None  # int32 [Cout]
+
+
+@dataclass(frozen=True, eq=False)
+class RecurrentParams:
+    """One forward LSTM (gates i, o, f, c) or GRU (z, r, h; linear_before_reset = 1) layer.
+    See python/microq/ref/recurrent.py and c_runtime/include/mq_recurrent.h for the arithmetic.
+    Build with quant.rules_recurrent.recurrent_params."""
+
+    cell: str  # "lstm" or "gru"
+    input_size: int
+    hidden_size: int
+    input_offset: int  # -x zero point
+    hidden_offset: int  # -h zero point (h[t-1] is the output's previous row)
+    output_offset: int  # +h zero point
+    cell_shift: int  # LSTM: cell state int16 = c * 2^cell_shift (0..15); 0 for GRU
+    output_multiplier: int  # LSTM: 2^-30 / output_scale; GRU: 2^-15 / output_scale
+    output_shift: int
+    input_weights: np.ndarray  # int8 [gates * H, I]
+    recurrent_weights: np.ndarray  # int8 [gates * H, H]
+    input_bias: np.ndarray  # int32 [gates * H], at scale x_scale * w_scale[g]
+    recurrent_bias: np.ndarray  # int32 [gates * H], at scale h_scale * r_scale[g]
+    input_multiplier: np.ndarray  # int32 [gates * H]: x_scale * w_scale[g] * 2^12
+    input_shift: np.ndarray
+    recurrent_multiplier: np.ndarray  # int32 [gates * H]: h_scale * r_scale[g] * 2^12
+    recurrent_shift: np.ndarray
+    sigmoid_table: np.ndarray  # int16 [513]
+    tanh_table: np.ndarray  # int16 [513]
 
 
 @dataclass

@@ -617,6 +617,37 @@ def _argmax(ctx: Ctx, node: QNode) -> LayerCode:
     return code
 
 
+RECURRENT_FIELDS = ("input_size", "hidden_size", "input_offset", "hidden_offset",
+                    "output_offset", "cell_shift", "output_multiplier", "output_shift")
+RECURRENT_ARRAYS = (("input_weights", _i8), ("recurrent_weights", _i8), ("input_bias", _i32),
+                    ("recurrent_bias", _i32), ("input_multiplier", _i32), ("input_shift", _i32),
+                    ("recurrent_multiplier", _i32), ("recurrent_shift", _i32))
+
+
+def _recurrent(ctx: Ctx, node: QNode) -> LayerCode:
+    """lstm / gru: outputs (y [1, T, H], int16 state scratch in the arena)."""
+    p = node.params
+    x, y, state = node.inputs[0], node.outputs[0], node.outputs[1]
+    steps = ctx.shape(x)[-2]
+    code = LayerCode(f"{node.kernel} {steps}x{p.input_size} -> {p.hidden_size}", "mq_recurrent")
+    fields = _fields(p, RECURRENT_FIELDS)
+    for what, conv in RECURRENT_ARRAYS:
+        code.weights += [(ctx.weight(what), conv(getattr(p, what)))]
+        fields.append((what, ctx.weight(what)))
+    for what in ("sigmoid_table", "tanh_table"):
+        code.weights += [(ctx.weight(what),
+                          np.ascontiguousarray(np.asarray(getattr(p, what), np.int16)))]
+        fields.append((what, ctx.weight(what)))
+    code.statics += [struct_def("mq_recurrent_params", ctx.sym("params"), fields)]
+    code.call = _checked(
+        f"mq_{node.kernel}_s8(&{ctx.sym('params')}, {steps}, {ctx.ptr(x)}, {ctx.ptr(y)}, "
+        f"(int16_t *)(void *){ctx.ptr(state)})"
+    )
+    gates = p.input_weights.shape[0]
+    code.macs = steps * gates * (p.input_size + p.hidden_size)
+    return code
+
+
 EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "conv2d": _conv,
     "depthwise_conv2d": _conv,
@@ -647,6 +678,8 @@ EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "reduce_max": _reduce,
     "reduce_min": _reduce,
     "argmax": _argmax,
+    "lstm": _recurrent,
+    "gru": _recurrent,
 }
 
 # runtime family -> the C sources it needs (headers come from #include lines)
@@ -665,4 +698,5 @@ FAMILY_SOURCES: dict[str, tuple[str, ...]] = {
     "mq_resize": ("mq_resize.c",),
     "mq_transpose_conv": ("mq_transpose_conv.c",),
     "mq_conv3d": ("mq_conv3d.c",),
+    "mq_recurrent": ("mq_recurrent.c",),
 }

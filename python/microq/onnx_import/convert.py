@@ -13,6 +13,7 @@ from microq.onnx_import import ops_convtranspose as ct
 from microq.onnx_import import ops_resize as rs
 from microq.onnx_import import ops_minmax as mm
 from microq.onnx_import import ops_norm as nm
+from microq.onnx_import import ops_recurrent as rnn
 from microq.onnx_import import ops_spatial as sp
 from microq.onnx_import import ops_tensor as tn
 from microq.onnx_import.context import Ctx, LayoutError, Unsupported
@@ -70,6 +71,8 @@ CONVERTERS: dict[str, Callable[[Ctx], None]] = {
     "ReduceMax": mm.reduce_extreme,
     "ReduceMin": mm.reduce_extreme,
     "ArgMax": mm.argmax,
+    "LSTM": rnn.recurrent,
+    "GRU": rnn.recurrent,
 }
 
 

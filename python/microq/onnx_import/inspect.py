@@ -57,6 +57,9 @@ def _macs(g: ir.Graph, n: ir.Node) -> int:
         return 4 * int(np.prod(out))
     if n.op in ("LayerNorm", "GroupNorm"):  # one multiply-add per element, as compile counts
         return int(np.prod(out))
+    if n.op in ("LSTM", "GRU"):  # every step: every gate row over x and h (as compile counts)
+        w, r = (g.tensors[n.inputs[k]].shape for k in (1, 2))
+        return int(out[-2]) * int(w[0]) * (int(w[1]) + int(r[1]))
     return 0
 
 

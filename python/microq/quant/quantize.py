@@ -17,7 +17,7 @@ from .. import ir, qir
 from ..errors import MicroqError
 from ..ref import activations
 from ..ref.arith import quantize_multiplier, round_half_away
-from . import guards, rules_minmax, rules_norm, rules_spatial, scheme
+from . import guards, rules_minmax, rules_norm, rules_recurrent, rules_spatial, scheme
 from .calibrate import Range
 
 INT32_MAX = 2**31 - 1
@@ -408,6 +408,8 @@ HANDLERS = {
     "ReduceMax": rules_minmax.reduce_extreme,
     "ReduceMin": rules_minmax.reduce_extreme,
     "ArgMax": rules_minmax.argmax,
+    "LSTM": rules_recurrent.recurrent,
+    "GRU": rules_recurrent.recurrent,
 }
 
 

@@ -14,6 +14,7 @@ from numpy.lib.stride_tricks import as_strided
 from microq import ir
 from microq.ref import resize as resize_ref
 from microq.ref import conv3d, transpose_conv
+from microq.ref import recurrent as recurrent_ref
 
 
 def to_physical(graph: ir.Graph, name: str, x_logical: np.ndarray) -> np.ndarray:
@@ -37,10 +38,12 @@ def run_float(
         for i in node.inputs:
             t = graph.tensors[i]
             args.append(t.const if t.is_const else env[i])
-        y = OPS[node.op](args, node.attrs).astype(np.float32, copy=False)
-        env[node.outputs[0]] = y
-        if on_tensor is not None:
-            on_tensor(node.outputs[0], y)
+        ys = OPS[node.op](args, node.attrs)
+        for out, y in zip(node.outputs, ys if isinstance(ys, tuple) else (ys,)):
+            y = y.astype(np.float32, copy=False)
+            env[out] = y
+            if on_tensor is not None:
+                on_tensor(out, y)
     return {name: env[name] for name in graph.outputs}
 
 
@@ -204,6 +207,11 @@ def argmax(args: list[np.ndarray], a: ir.ArgMaxAttrs) -> np.ndarray:
     return np.expand_dims(idx, a.axis).astype(np.float32)
 
 
+def recurrent(kind: str):
+    """LSTM / GRU: (y, state) over x [N, T, I]; see ref.recurrent.float_recurrent."""
+    return lambda x, a: recurrent_ref.float_recurrent(kind, *x, with_cell=True)
+
+
 def slice_(args: list[np.ndarray], a: ir.SliceAttrs) -> np.ndarray:
     index = (slice(None),) + tuple(slice(b, e, s) for b, e, s in
                                    zip(a.begin[1:], a.end[1:], a.step[1:]))
@@ -237,4 +245,6 @@ OPS: dict[str, Callable[[list[np.ndarray], object], np.ndarray]] = {
     "ReduceMax": lambda x, a: x[0].max(axis=a.axes, keepdims=True),
     "ReduceMin": lambda x, a: x[0].min(axis=a.axes, keepdims=True),
     "ArgMax": argmax,
+    "LSTM": recurrent("lstm"),
+    "GRU": recurrent("gru"),
 }

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..qir import QGraph, QNode
 from . import conv, elementwise, fc, layernorm, matmul, pool, softmax, tensor
-from . import conv3d, groupnorm, minmax, reduce, resize, transpose_conv
+from . import conv3d, groupnorm, minmax, recurrent, reduce, resize, transpose_conv
 from . import slice as slice_ref  # not `slice`: that is a builtin
 
 Adapter = Callable[[QNode, QGraph, list, str], np.ndarray]
@@ -151,6 +151,12 @@ def _argmax(node, g, xs, rounding):
     return reduce.argmax(node.params, xs[0])
 
 
+def _recurrent(node, g, xs, rounding):
+    x = xs[0]  # [1, T, I]: batch 1, the steps in order
+    y = recurrent.recurrent(node.params, x.reshape(-1, x.shape[-1]), rounding)
+    return y.reshape(_out_shape(node, g))
+
+
 KERNELS: dict[str, Adapter] = {
     "conv2d": _conv2d,
     "depthwise_conv2d": _depthwise,
@@ -181,6 +187,8 @@ KERNELS: dict[str, Adapter] = {
     "reduce_max": _reduce_max,
     "reduce_min": _reduce_min,
     "argmax": _argmax,
+    "lstm": _recurrent,
+    "gru": _recurrent,
 }
 
 

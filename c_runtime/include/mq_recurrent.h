@@ -1,0 +1,43 @@
+/* microq runtime: int8 LSTM and GRU layers (forward, batch 1, zero initial state), integer
+ * only as TFLite Micro's int8 LSTM: int8 weights and activations, int16 gate pre-activations
+ * (Q3.12) and state, sigmoid / tanh by 513-entry int16 tables (Q3.12 -> Q0.15, linear
+ * interpolation). The exact arithmetic is python/microq/ref/recurrent.py.
+ *
+ * This header is cdef-clean. */
+#ifndef MQ_RECURRENT_H
+#define MQ_RECURRENT_H
+
+#include "mq_types.h"
+
+#define MQ_RECURRENT_LUT_SIZE 513
+
+/* Gate rows (ONNX order): LSTM i, o, f, c; GRU z, r, h; each hidden_size rows. */
+typedef struct {
+    int32_t input_size;
+    int32_t hidden_size;
+    int32_t input_offset;  /* -x zero point */
+    int32_t hidden_offset; /* -h zero point: h[t-1] is the previous output row */
+    int32_t output_offset; /* +h zero point */
+    int32_t cell_shift;    /* LSTM: cell state int16 = c * 2^cell_shift, 0..15 */
+    int32_t output_multiplier;
+    int32_t output_shift;
+    const int8_t *input_weights;       /* [gates * hidden, input] */
+    const int8_t *recurrent_weights;   /* [gates * hidden, hidden] */
+    const int32_t *input_bias;         /* [gates * hidden] */
+    const int32_t *recurrent_bias;     /* [gates * hidden] */
+    const int32_t *input_multiplier;   /* [gates * hidden] */
+    const int32_t *input_shift;        /* [gates * hidden] */
+    const int32_t *recurrent_multiplier;
+    const int32_t *recurrent_shift;
+    const int16_t *sigmoid_table; /* [MQ_RECURRENT_LUT_SIZE] */
+    const int16_t *tanh_table;    /* [MQ_RECURRENT_LUT_SIZE] */
+} mq_recurrent_params;
+
+/* input [steps, input_size] int8 -> output [steps, hidden_size] int8 (every step's h);
+ * state: hidden_size int16 of scratch (the LSTM cell state / the GRU's Q0.15 h), overwritten. */
+mq_status mq_lstm_s8(const mq_recurrent_params *params, int32_t steps, const int8_t *input,
+                     int8_t *output, int16_t *state);
+mq_status mq_gru_s8(const mq_recurrent_params *params, int32_t steps, const int8_t *input,
+                    int8_t *output, int16_t *state);
+
+#endif /* MQ_RECURRENT_H */

@@ -1,0 +1,106 @@
+"""ONNX frontend converters for LSTM and GRU (forward direction, one direction per node, as
+torch exports each layer of nn.LSTM / nn.GRU with either exporter) -> IR LSTM / GRU over
+x [1, T, I] physically, whatever the ONNX layout (0: [T, N, I], 1: [N, T, I]).
+
+Outputs: Y ([T, 1, N, H] / [N, T, 1, H]) is the IR output [1, T, H] seen as [N, 1, T, H]
+(a free Reshape); Y_h is a Slice of its last step. Y_c (the last cell state) is refused when
+something reads it. Initial states must be absent or constant zeros, sequence_lens absent or
+all T, peepholes absent or zero; clip, input_forget and non-default activations are refused."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from microq import ir
+from microq.onnx_import.context import Ctx, Unsupported
+
+DEFAULT_ACTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
+GATES = {"LSTM": 4, "GRU": 3}
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _zero_input(cx: Ctx, idx: int, what: str) -> None:
+    if not cx.has_input(idx):
+        return
+    arr = cx.const(idx)
+    if arr is None:
+        raise Unsupported(f"{cx.node.op_type} with a computed {what} (input {idx}): only an "
+                          "absent or constant-zero one is supported")
+    if np.any(np.asarray(arr) != 0):
+        raise Unsupported(f"{cx.node.op_type} with a non-zero {what}: only zero is supported")
+
+
+def recurrent(cx: Ctx) -> None:
+    op = cx.node.op_type
+    a = cx.attrs()
+    direction = _text(a.get("direction", "forward"))
+    if direction != "forward":
+        raise Unsupported(f"{op} direction '{direction}': only 'forward' is supported "
+                          "(bidirectional=False in torch)")
+    if "hidden_size" not in a:
+        raise Unsupported(f"{op} without hidden_size")
+    hidden = int(a["hidden_size"])
+    layout = int(a.get("layout", 0))
+    acts = [_text(s) for s in a.get("activations", [])]
+    if acts and [s.lower() for s in acts] != [s.lower() for s in DEFAULT_ACTS[op]]:
+        raise Unsupported(f"{op} activations {acts}: only the default "
+                          f"{DEFAULT_ACTS[op]} are supported")
+    if a.get("clip") is not None:
+        raise Unsupported(f"{op} with clip: not supported")
+    if int(a.get("input_forget", 0)):
+        raise Unsupported(f"{op} with input_forget=1: not supported")
+    if op == "GRU" and int(a.get("linear_before_reset", 0)) != 1:
+        raise Unsupported("GRU with linear_before_reset=0: only 1 (what torch exports) is "
+                          "supported")
+    g = GATES[op] * hidden
+    w, r = cx.const(1), cx.const(2)
+    if w is None or r is None:
+        raise Unsupported(f"{op} with non-constant weights W / R")
+    w, r = np.asarray(w, np.float32), np.asarray(r, np.float32)
+    if w.ndim != 3 or w.shape[0] != 1 or w.shape[1] != g or r.shape != (1, g, hidden):
+        raise Unsupported(f"{op} weights W {list(w.shape)} / R {list(r.shape)} do not match "
+                          f"one direction of hidden_size {hidden}")
+    bias = cx.const(3)
+    if cx.has_input(3) and bias is None:
+        raise Unsupported(f"{op} with a non-constant bias B")
+    bias = np.zeros((1, 2 * g), np.float32) if bias is None else np.asarray(bias, np.float32)
+    if bias.shape != (1, 2 * g):
+        raise Unsupported(f"{op} bias B {list(bias.shape)}, expected [1, {2 * g}]")
+    logical = cx.shape(cx.node.input[0])
+    if len(logical) != 3:
+        raise Unsupported(f"{op} input of rank {len(logical)} (needs 3)")
+    steps, batch = (logical[0], logical[1]) if layout == 0 else (logical[1], logical[0])
+    if batch != 1:
+        raise Unsupported(f"{op} over a batch of {batch}: microq compiles one sample at a time")
+    if cx.has_input(4):
+        lens = cx.const(4)
+        if lens is None or np.any(np.asarray(lens) != steps):
+            raise Unsupported(f"{op} with sequence_lens other than the full {steps} steps")
+    _zero_input(cx, 5, "initial_h")
+    if op == "LSTM":
+        _zero_input(cx, 6, "initial_c")
+        _zero_input(cx, 7, "peephole weights P")
+        if not cx.unused(2):
+            raise Unsupported("LSTM whose last cell state Y_c (output 2) is used: only Y and "
+                              "Y_h are supported")
+    target = (1, 0, 2) if layout == 0 else (0, 1, 2)
+    v = cx.b.to_perm(cx.value(0), logical, target, cx.source)
+    consts = [cx.b.const(f"{cx.out()}__{k}", arr) for k, arr in
+              (("W", w[0]), ("R", r[0]), ("Wb", bias[0, :g]), ("Rb", bias[0, g:]))]
+    base = cx.node.output[0] or cx.node.output[1] or cx.name
+    y = cx.b.activation(f"{base}__seq", (1, steps, hidden))
+    state = cx.b.activation(f"{base}__state", (1, steps, hidden))
+    cx.b.nodes.append(ir.Node(cx.b.node_name(cx.name), op, [v.name] + consts, [y, state],
+                              ir.RecurrentAttrs(hidden), cx.source))
+    if not cx.unused(0):
+        yy = cx.b.reshape(y, (1, 1, steps, hidden), f"{cx.out(0)}", cx.source)
+        cx.set(yy, (2, 1, 0, 3) if layout == 0 else (0, 2, 1, 3), 0)
+        cx.set_batch(2 if layout == 0 else 0, 0)
+    if not cx.unused(1):
+        attrs = ir.SliceAttrs((0, steps - 1, 0), (1, steps, hidden), (1, 1, 1))
+        yh = cx.b.add("Slice", [y], cx.out(1), (1, 1, hidden), attrs, source=cx.source)
+        cx.set(yh, (1, 0, 2) if layout == 0 else (0, 1, 2), 1)
+        cx.set_batch(1 if layout == 0 else 0, 1)
