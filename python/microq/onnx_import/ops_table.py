@@ -5,9 +5,10 @@ from __future__ import annotations
 
 # (ONNX ops, runs as (C kernel), limits); one README row each, in README order
 ROWS: list[tuple[tuple[str, ...], str, str]] = [
-    (("Conv",), "`mq_conv2d_s8`, `mq_depthwise_conv2d_s8`",
-     "1-D and 2-D; pads incl. asymmetric, `auto_pad`, strides, dilations, groups, depthwise "
-     "with channel multiplier; constant weights (per-channel int8)"),
+    (("Conv",), "`mq_conv2d_s8`, `mq_depthwise_conv2d_s8`, `mq_conv3d_s8`",
+     "1-D, 2-D and 3-D (NDHWC; a direct loop, slower per MAC than the 2-D kernels); pads incl. "
+     "asymmetric, `auto_pad`, strides, dilations, groups, depthwise with channel multiplier; "
+     "constant weights (per-channel int8)"),
     (("Gemm", "MatMul"), "`mq_fully_connected_s8`",
      "constant weight (+ Add bias), rows = product of leading dims; Gemm: transA=0, C of [N] or "
      "a scalar"),
@@ -45,6 +46,36 @@ ROWS: list[tuple[tuple[str, ...], str, str]] = [
     (("Split", "Slice", "Gather"), "`mq_slice_s8`",
      "any axis but the batch (heads, q/k/v after a permute); constant starts/ends/steps > 0; "
      "Gather of constant consecutive indices"),
+    (("InstanceNormalization", "GroupNormalization"), "`mq_groupnorm_s8`",
+     "1-D and 2-D; GroupNormalization opset 18 (per-group scale) and 21 (per-channel); torch's "
+     "GroupNorm as Reshape -> InstanceNormalization -> Reshape -> Mul -> Add; NHWC, per-channel "
+     "gamma/beta; integer mean, variance and inverse square root per group; at most 2^18 values "
+     "per group; a following Relu/Clip fuses"),
+    (("PRelu",), "`mq_prelu_s8`",
+     "per-channel or one slope (any slope that broadcasts); TFLite PRELU: int8 slope, two "
+     "multipliers (positive and negative side)"),
+    (("Max", "Min"), "`mq_maximum_s8`, `mq_minimum_s8`",
+     "two activations with broadcasting, or with a constant; more inputs as a chain; both inputs "
+     "rescaled to one scale as in ADD, then the larger / smaller requantized"),
+    (("ReduceMax", "ReduceMin"), "`mq_reduce_max_s8`, `mq_reduce_min_s8`",
+     "any axes but the batch, keepdims 0/1, axes as attribute or input; shares its input's "
+     "quantization"),
+    (("ArgMax",), "`mq_argmax_s8`",
+     "any axis but the batch, keepdims, select_last_index; the index is an int8 output with "
+     "scale 1 and zero point 0, so the axis may have at most 128 entries"),
+    (("Resize",), "`mq_resize_nearest_s8`, `mq_resize_bilinear_s8`",
+     "nearest and linear, 1-D and 2-D; scales or sizes (opset 18 `axes`); coordinate modes "
+     "half_pixel, pytorch_half_pixel, align_corners, asymmetric, tf_half_pixel_for_nn, "
+     "half_pixel_symmetric; every nearest_mode; taps computed offline as onnxruntime does, Q10 "
+     "bilinear weights; shares its input's quantization; not cubic, tf_crop_and_resize, antialias"),
+    (("ConvTranspose",), "`mq_transpose_conv2d_s8`",
+     "1-D and 2-D; pads, `output_padding`, `output_shape`, `auto_pad` SAME_UPPER/LOWER, strides, "
+     "dilations, groups incl. depthwise; per-channel int8 weights (as TFLite TRANSPOSE_CONV); "
+     "fused Relu/Clip"),
+    (("LSTM", "GRU"), "`mq_lstm_s8`, `mq_gru_s8`",
+     "forward direction, `layout` 0/1, one or stacked layers, Y and Y_h outputs, zero or absent "
+     "initial states; GRU linear_before_reset=1 (torch); int8 weights, int16 gates (Q3.12) and "
+     "cell state, int16 sigmoid/tanh tables; not bidirectional, clip, peepholes or Y_c outputs"),
     (("Identity", "Dropout", "Cast"), "removed",
      "Dropout in inference (no mask output); Cast float to float"),
 ]
