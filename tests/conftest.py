@@ -73,24 +73,26 @@ def _digest(folder: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="session")
 def compiled_model(tmp_path_factory):
-    """compiled_model(key) -> the folder of `key` compiled once per test process with
-    api.compile_model(model, calib, out, name=key) and default options: "digits" is the bundled
-    demo (digits_calib.npz), an MLPerf Tiny key (ic01, vww01, kws01, ad01, sww01) takes
-    the real samples of mlperf_data as calibration, "vit_digits"/"kws_transformer" the fixtures of
-    tests/models/transformers. The folder is shared: a test that changes it must copy it first
-    (shutil.copytree into tmp_path). At the end of the session each shared folder is checked
-    byte for byte unchanged, so a test that writes into one fails."""
+    """compiled_model(key, name=None, **options) -> the folder of `key` compiled once per
+    test process by api.compile_model(model, calib, out, name=name or key, **options).
+    "digits" is the bundled demo (digits_calib.npz); an MLPerf Tiny key (ic01, vww01, kws01,
+    ad01, sww01) calibrates on the real samples of mlperf_data; "vit_digits" and
+    "kws_transformer" are the fixtures of tests/models/transformers. The folder is shared: a
+    test that changes it must copy it first (shutil.copytree into tmp_path). At the end of the
+    session each shared folder is checked byte for byte unchanged, so a test that writes into
+    one fails."""
     from microq import api
 
-    built: dict[str, tuple[Path, dict[str, bytes]]] = {}
+    built: dict[tuple, tuple[Path, dict[str, bytes]]] = {}
 
-    def get(key: str) -> Path:
-        if key not in built:
+    def get(key: str, name: str | None = None, **options) -> Path:
+        k = (key, name or key, *sorted(options.items()))
+        if k not in built:
             model, calib = _model_and_calib(key)
-            out = tmp_path_factory.mktemp(f"shared_{key}") / key
-            api.compile_model(model, calib, out, name=key)
-            built[key] = out, _digest(out)
-        return built[key][0]
+            out = tmp_path_factory.mktemp(f"shared_{key}") / (name or key)
+            api.compile_model(model, calib, out, name=name or key, **options)
+            built[k] = out, _digest(out)
+        return built[k][0]
 
     yield get
     changed = [str(out) for out, digest in built.values() if _digest(out) != digest]

@@ -108,10 +108,8 @@ def test_compare_of_a_rank1_output_model(tmp_path) -> None:
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("demo") / "net"
-    api.compile_model(DEMO, CALIB, out, name="net")
-    return out
+def demo_dir(compiled_model) -> Path:
+    return compiled_model("digits", name="net")  # shared (conftest): read-only
 
 
 def _tampered_copy(src: Path, dst: Path, edit) -> Path:
