@@ -73,3 +73,19 @@ def test_a_warning_fails_the_build(demo, tmp_path):
         f.write("static int unused_helper(void) { return 0; }\n")
     with pytest.raises(Exception, match="unused_helper"):
         cross_compile(folder, "cortex-m0plus")
+
+
+def test_a_warning_in_a_cached_runtime_file_still_fails_the_build(demo, tmp_path):
+    """cross_compile caches objects by content: the demo's runtime files are cached after the
+    first build, and an edited copy of one must compile again (and fail), never hit the cache."""
+    need_compiler("cortex-m0plus")
+    cross_compile(demo, "cortex-m0plus")  # every object of the demo now in the cache
+    folder = tmp_path / "digits"
+    shutil.copytree(demo, folder)
+    runtime = sorted(p for p in folder.glob("mq_*.c"))[0]
+    with open(runtime, "a") as f:
+        f.write("static int unused_runtime_helper(void) { return 0; }\n")
+    with pytest.raises(Exception, match="unused_runtime_helper"):
+        cross_compile(folder, "cortex-m0plus")
+    shutil.copy(demo / runtime.name, runtime)  # restored: the cached object is valid again
+    assert cross_compile(folder, "cortex-m0plus") == cross_compile(demo, "cortex-m0plus")
