@@ -108,12 +108,16 @@ def compiled_demo(compiled_model) -> Path:
 
 # ---- `slow`: what `make test-quick` (-m "not slow") leaves out --------------------------------
 # The emulator (QEMU) runs, the cross-compile matrix, the wheel install, the sanitizer builds,
-# the Cortex-M cycle counts and the MLPerf Tiny model compiles. Whole files by name, plus any test
-# whose own source calls the emulator, the cross compiler or the MLPerf data (so a new test of
-# that kind is slow without anyone remembering to mark it); @pytest.mark.slow marks others.
+# the Cortex-M cycle counts, the make/CMake/Arduino builds and the MLPerf Tiny model compiles.
+# Whole files by name, plus any test whose own source (or a fixture's) calls the emulator, the
+# cross compiler or the MLPerf data (so a new test of that kind is slow without anyone
+# remembering to mark it); @pytest.mark.slow marks others.
 SLOW_FILES = {"test_cross_compile.py", "test_wheel.py", "test_mcu.py", "test_boards.py",
               "test_dsp_case_tables.py", "test_kernel_perf.py", "test_sanitizers.py",
-              "test_models.py"}
+              "test_models.py", "test_glue.py"}
+# the slowest host-only tests of `make test-quick` (--durations): onnxruntime's calibration
+# searches, the fuzz run
+SLOW_TESTS = {"test_best_method_at_least_onnxruntime", "test_fuzz_short_run_has_no_failures"}
 SLOW_CALLS = ("mcu.run_int8", "mcu.run_elf", "mcu.build", "qemu", "cross_compile(",
               "size_report(", "check_integer_only(", "profile(", "real_data(", "model_path(",
               "build_executable(")
@@ -124,7 +128,8 @@ def pytest_collection_modifyitems(config, items):
 
     sources: dict[object, str] = {}
     for item in items:
-        if Path(str(item.fspath)).name in SLOW_FILES:
+        if (Path(str(item.fspath)).name in SLOW_FILES
+                or getattr(item, "originalname", item.name) in SLOW_TESTS):
             item.add_marker(pytest.mark.slow)
             continue
         fns = [getattr(item, "function", None)]
