@@ -1,6 +1,7 @@
 # microq — the two commands a newcomer needs:
 #   make demo   set up, then quantize -> generate C -> compile -> run -> compare on the bundled model
 #   make test   set up, then run the test suite
+#   make test-quick   the suite without the slow tests (emulator, cross matrix, wheel, MLPerf)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -10,7 +11,7 @@ ASSETS  = python/microq/assets
 DEMO_MODEL = $(ASSETS)/digits_cnn.onnx
 JOBS   ?= 2
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test test-quick bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,9 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q -rs -n $(JOBS)
+
+test-quick: setup
+	$(BIN)/python -m pytest -q -rs -n $(JOBS) -m "not slow"
 
 bench: setup
 	$(BIN)/python tools/bench.py

@@ -8,11 +8,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from microq import api
 from microq.cli import BOARDS as CLI_BOARDS
 from microq.cli import main as cli
 from microq.runtime.boards import BOARDS, fit_report
-from test_mcu import ASSETS, COPY, TOOLS, fake_model, need_tools
+from test_mcu import COPY, TOOLS, fake_model, need_tools
 
 KIB = 1024
 
@@ -29,10 +28,8 @@ def test_board_table_is_the_datasheet_figures():
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("boards") / "digits"
-    api.compile_model(ASSETS / "digits_cnn.onnx", ASSETS / "digits_calib.npz", out, name="digits")
-    return out
+def demo(compiled_demo):
+    return compiled_demo  # shared (conftest): read-only
 
 
 @pytest.mark.parametrize("key", [k for k in BOARDS if BOARDS[k].core != "rv32imc"])

@@ -54,13 +54,8 @@ def test_no_float_malloc_stdio_libm(path):
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
-    from microq import api
-
-    out = tmp_path_factory.mktemp("strict") / "digits"
-    api.compile_model(ASSETS / "digits_cnn.onnx", ASSETS / "digits_calib.npz", out,
-                      name="digits")
-    return out
+def demo_dir(compiled_demo):
+    return compiled_demo  # shared (conftest): read-only
 
 
 @pytest.mark.parametrize("cc", ["gcc", "clang"])

@@ -90,3 +90,29 @@ def test_inspect_json():
 def test_help_explains():
     text = microq("compile", "--help")
     assert "--calib" in text and "--method" in text and "percentile" in text
+
+
+def test_compile_reports_default_target_size(compiled):
+    """Without --no-size, compile links for cortex-m4 and reports flash and RAM."""
+    import shutil
+
+    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
+        from conftest import IN_CI
+
+        if IN_CI:
+            pytest.fail("arm-none-eabi-gcc / qemu-system-arm missing (a failure under CI=true)")
+        pytest.skip("arm-none-eabi-gcc / qemu-system-arm not installed")
+    _, s = compiled
+    assert s["size"]["target"] == "cortex-m4", s["size_note"]
+    assert 0 < s["size"]["flash"]["total"] <= s["size"]["flash"]["available"]
+    assert s["size"]["ram"]["total"] >= s["arena_bytes"]
+
+
+def test_compile_no_size_skips_the_size_step(tmp_path):
+    assert "--no-size" in microq("compile", "--help")
+    out = tmp_path / "net"
+    s = json.loads(microq("compile", DEMO, "--calib", CALIB, "-o", out, "--no-size", "--json"))
+    assert s["size"] is None and "--no-size" in s["size_note"]
+    assert (out / "net.h").is_file()
+    text = microq("compile", DEMO, "--calib", CALIB, "-o", out, "--no-size")
+    assert "size skipped" in text and "size check" not in text

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from conftest import IN_CI
-from microq import api
 from microq.runtime import mcu
 from microq.runtime.mcu_size import CROSS_TARGETS, cross_compile
 
@@ -32,42 +31,16 @@ def need_compiler(target: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("cross") / "digits"
-    api.compile_model(ASSETS / "digits_cnn.onnx", ASSETS / "digits_calib.npz", out, name="digits")
-    return out
-
-
-TRANSFORMERS = Path(__file__).resolve().parent / "models" / "transformers"
-
-
-def _test_model(key: str, out: Path) -> Path:
-    if key == "vit_digits":
-        api.compile_model(TRANSFORMERS / "vit_digits.onnx", TRANSFORMERS / "vit_digits_calib.npz",
-                          out, name=key)
-    elif key == "kws_transformer":
-        api.compile_model(TRANSFORMERS / "kws_transformer.onnx",
-                          TRANSFORMERS / "kws_transformer_data.npz", out, name=key)
-    else:
-        from mlperf_data import model_path, real_data
-
-        api.compile_model(model_path(key), real_data(key)[0], out, name=key)
-    return out
+def demo(compiled_demo) -> Path:
+    return compiled_demo  # shared (conftest): read-only
 
 
 MODELS = ["ic01", "vww01", "kws01", "ad01", "sww01", "vit_digits", "kws_transformer"]
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    cache: dict[str, Path] = {}
-
-    def get(key: str) -> Path:
-        if key not in cache:
-            cache[key] = _test_model(key, tmp_path_factory.mktemp("cross") / key)
-        return cache[key]
-
-    return get
+def folders(compiled_model):
+    return compiled_model  # key -> shared compiled folder (conftest), read-only
 
 
 @pytest.mark.parametrize("target", CROSS_TARGETS)
@@ -100,3 +73,19 @@ def test_a_warning_fails_the_build(demo, tmp_path):
         f.write("static int unused_helper(void) { return 0; }\n")
     with pytest.raises(Exception, match="unused_helper"):
         cross_compile(folder, "cortex-m0plus")
+
+
+def test_a_warning_in_a_cached_runtime_file_still_fails_the_build(demo, tmp_path):
+    """cross_compile caches objects by content: the demo's runtime files are cached after the
+    first build, and an edited copy of one must compile again (and fail), never hit the cache."""
+    need_compiler("cortex-m0plus")
+    cross_compile(demo, "cortex-m0plus")  # every object of the demo now in the cache
+    folder = tmp_path / "digits"
+    shutil.copytree(demo, folder)
+    runtime = sorted(p for p in folder.glob("mq_*.c"))[0]
+    with open(runtime, "a") as f:
+        f.write("static int unused_runtime_helper(void) { return 0; }\n")
+    with pytest.raises(Exception, match="unused_runtime_helper"):
+        cross_compile(folder, "cortex-m0plus")
+    shutil.copy(demo / runtime.name, runtime)  # restored: the cached object is valid again
+    assert cross_compile(folder, "cortex-m0plus") == cross_compile(demo, "cortex-m0plus")

@@ -16,10 +16,8 @@ DEMO = ASSETS / "digits_cnn.onnx"
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "digits"
-    api.compile_model(DEMO, ASSETS / "digits_calib.npz", out, name="digits")
-    return out
+def demo(compiled_demo):
+    return compiled_demo  # shared (conftest): read-only
 
 
 def test_int8_accuracy_within_one_point_of_float(demo):
@@ -51,3 +49,29 @@ def test_compare_report(demo):
     assert out["accuracy_int8"] >= out["accuracy_float"] - 0.01
     assert len(j["layers"]) >= 5
     assert all(layer["sqnr_db"] > 10 for layer in j["layers"]), j["layers"]
+
+
+def test_compile_is_deterministic_across_processes_and_hash_seeds(tmp_path):
+    """Two processes with different PYTHONHASHSEED (so different set/dict-of-str orders) write
+    byte-identical folders: guards against hash-order nondeterminism, which compiles made in one
+    process cannot catch."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import sys; from microq import api; "
+              "api.compile_model(sys.argv[1], sys.argv[2], sys.argv[3], name='digits')")
+    procs = []
+    for seed in ("1", "4242"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", script, str(DEMO), str(ASSETS / "digits_calib.npz"),
+             str(tmp_path / seed / "digits")], env=env, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    a, b = tmp_path / "1" / "digits", tmp_path / "4242" / "digits"
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    for f in files:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f"{f} differs between hash seeds"

@@ -42,10 +42,8 @@ def first_mismatch(got: np.ndarray, want: np.ndarray) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("mcu") / "digits"
-    api.compile_model(ASSETS / "digits_cnn.onnx", ASSETS / "digits_calib.npz", out, name="digits")
-    return out
+def demo(compiled_demo) -> Path:
+    return compiled_demo  # shared (conftest): read-only
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +71,15 @@ MLPERF_RUNS += [("sww01", "cortex-m0plus")]  # the one MLPerf model that fits 16
 
 
 @pytest.fixture(scope="module")
-def mlperf(tmp_path_factory):
-    from mlperf_data import model_path, real_data
+def mlperf(compiled_model):
+    from mlperf_data import real_data
 
     cache = {}
 
     def get(key):
         if key not in cache:
             data, _ = real_data(key)
-            out = tmp_path_factory.mktemp(key) / key
-            api.compile_model(model_path(key), data, out, name=key)
+            out = compiled_model(key)  # shared (conftest): read-only
             m = api.load(out)
             cache[key] = (out, {k: m.quantize_input(k, v[:2]) for k, v in data.items()})
         return cache[key]

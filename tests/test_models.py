@@ -20,14 +20,13 @@ from microq.ref.int_exec import run_int
 
 
 @pytest.fixture(scope="module")
-def compiled(tmp_path_factory):
+def compiled(compiled_model):
     cache = {}
 
     def get(key):
         if key not in cache:
             data, labels = real_data(key)
-            out = tmp_path_factory.mktemp(key) / key
-            api.compile_model(model_path(key), data, out, name=key)
+            out = compiled_model(key)  # shared (conftest): read-only
             cache[key] = (out, data, labels)
         return cache[key]
 

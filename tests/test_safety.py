@@ -110,10 +110,8 @@ def test_compare_of_a_rank1_output_model(tmp_path) -> None:
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("demo") / "net"
-    api.compile_model(DEMO, CALIB, out, name="net")
-    return out
+def demo_dir(compiled_model) -> Path:
+    return compiled_model("digits", name="net")  # shared (conftest): read-only
 
 
 def _tampered_copy(src: Path, dst: Path, edit) -> Path:
@@ -493,7 +491,7 @@ def test_cli_reserved_name_exits_nonzero_with_one_line(name, tmp_path) -> None:
     import subprocess
 
     r = subprocess.run([sys.executable, "-m", "microq", "compile", str(DEMO), "--calib",
-                        str(CALIB), "-o", str(tmp_path / "out"), "--name", name],
+                        str(CALIB), "-o", str(tmp_path / "out"), "--name", name, "--no-size"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     lines = [x for x in r.stderr.splitlines() if x.strip()]
@@ -649,7 +647,7 @@ def test_run_with_an_ndarray_instead_of_a_dict(demo_dir) -> None:
 
 
 def test_data_file_that_is_not_npz_never_suggests_unpickling(tmp_path) -> None:
-    r = _cli("compile", DEMO, "--calib", DEMO, "-o", tmp_path / "out")
+    r = _cli("compile", DEMO, "--calib", DEMO, "-o", tmp_path / "out", "--no-size")
     line = _one_line(r, str(DEMO), "never loads")
     assert "allow_pickle" not in line and "pickle.load" not in line
 

@@ -152,7 +152,7 @@ def test_wheel_installs_and_runs_every_command_outside_the_repo(tmp_path):
     mq = bin_ / "microq"
     _run([mq, "inspect", assets / "digits_cnn.onnx"], work, env, "microq inspect")
     out = _run([mq, "compile", assets / "digits_cnn.onnx", "--calib", assets / "digits_calib.npz",
-                "-o", "out/digits", "--name", "digits"], work, env, "microq compile")
+                "-o", "out/digits", "--name", "digits", "--no-size"], work, env, "microq compile")
     assert "wrote out/digits" in out
     assert (work / "out" / "digits" / "mq_types.h").is_file()
     _run([mq, "run", "out/digits", "--input", assets / "digits_test.npz", "-o", "host.npz",

@@ -138,8 +138,11 @@ def _calib_options(f):
               default=None,
               help="Also draw the arena over time (one bar per tensor at its offset, per layer) "
                    "into this PNG (needs matplotlib).")
+@click.option("--no-size", "no_size", is_flag=True,
+              help="Skip linking for the default target (cortex-m4) to report flash and RAM; "
+                   "saves several seconds (`microq size` reports it later).")
 def compile_(model, calib, out_dir, name, method, bias_correction, rounding, runtime, layout,
-             board, as_json, plot_memory) -> None:
+             board, as_json, plot_memory, no_size) -> None:
     """Quantize MODEL (float ONNX + --calib, or an already quantized QDQ ONNX or int8 .tflite)
     and write a self-contained C folder (NAME.h, NAME.c, weights, runtime sources) that compiles
     with any C99 compiler."""
@@ -161,7 +164,10 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
                                    bias_correction=bias_correction, runtime=runtime,
                                    layout=layout)
     seconds = time.perf_counter() - t0
-    size, note = _default_target_size(out_dir)
+    if no_size:
+        size, note = None, f"({DEFAULT_TARGET} size skipped (--no-size): see `microq size`)"
+    else:
+        size, note = _default_target_size(out_dir)
     fit = None
     if board:
         from .runtime.boards import fit_lines
@@ -182,7 +188,7 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
         if fit:
             click.echo(fit_lines(fit))
         click.echo(f"wrote {out_dir}/ in {total:.1f} s (quantize and generate {seconds:.1f} s, "
-                   "the rest start-up and the size check)")
+                   "the rest start-up" + ("" if no_size else " and the size check") + ")")
         if existed or result.kept:
             click.echo(_kept_line(out_dir, result.kept))
     if plot_memory:

@@ -3,6 +3,8 @@ and the compile-only cross matrix. Builds through runtime/mcu.py."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MicroqError
-from . import mcu
+from . import cbuild, mcu
 
 HARNESS_OBJECTS = {"harness.o", "startup.o", "vectors.o", "mq_semihost.o"}
 # Output section (sections.ld) -> where its bytes live.
@@ -124,7 +126,12 @@ def check_integer_only(model_dir: str | Path) -> list[str]:
 
 def cross_compile(model_dir: str | Path, target_name: str) -> list[str]:
     """Compile every .c of the folder (no link) for one entry of CROSS_TARGETS with -std=c99
-    -Wall -Wextra -Werror -pedantic; returns the object names. A warning is a MicroqError."""
+    -Wall -Wextra -Werror -pedantic; returns the object names. A warning is a MicroqError.
+
+    Objects are cached by content (compiler, flags, the source and every header it includes,
+    as cbuild.build_executable does for host objects): the same runtime file in several model
+    folders compiles once per target. Only an object that compiled warning-free with -Werror
+    is ever cached, so a cache hit means that exact input is warning-free with these flags."""
     model_dir = Path(model_dir).resolve()
     meta = mcu.load_meta(model_dir)
     if target_name == "rv32imc":
@@ -138,8 +145,26 @@ def cross_compile(model_dir: str | Path, target_name: str) -> list[str]:
     sources, includes = mcu.model_build_inputs(model_dir, meta)
     if not sources:
         raise MicroqError(f"{model_dir}: no .c files to compile")
-    with tempfile.TemporaryDirectory(prefix="mq_cross") as d:
-        mcu.run_tool([cc, *flags, *(f"-I{i.resolve()}" for i in includes), "-c",
-                      *map(str, sources)],
-                      Path(d), f"compiling {model_dir} for {target_name}")
-        return sorted(p.name for p in Path(d).glob("*.o"))
+    incs = [Path(i).resolve() for i in includes]
+    cache = cbuild.cache_dir() / "cross"
+    todo: dict[Path, Path] = {}  # source -> its cached object path, for the misses
+    for src in (Path(s).resolve() for s in sources):
+        obj = cache / f"{src.stem}-{_object_key(cc, flags, src, incs)}.o"
+        if not obj.exists():
+            todo[src] = obj
+    if todo:
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="mq_cross", dir=cache) as d:
+            mcu.run_tool([cc, *flags, *(f"-I{i}" for i in incs), "-c", *map(str, todo)],
+                         Path(d), f"compiling {model_dir} for {target_name}")
+            for src, obj in todo.items():
+                os.replace(Path(d) / f"{src.stem}.o", obj)  # atomic: never half-written
+    return sorted(Path(s).with_suffix(".o").name for s in sources)
+
+
+def _object_key(cc: str, flags: list[str], src: Path, includes: list[Path]) -> str:
+    st = os.stat(cc)
+    h = hashlib.sha256("\0".join([cc, str(st.st_size), str(st.st_mtime_ns), *flags]).encode())
+    for f in (src, *cbuild._included(src, includes)):
+        h.update(b"\0" + f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
