@@ -316,3 +316,76 @@ def test_export_when_a_conv_output_is_a_graph_output(tmp_path):
     step = api.load_qgraph(tmp_path / "c").tensors["y"].q.scale
     assert r.shape == c.shape
     assert np.abs(r - c).max() <= step * 1.001, np.abs(r - c).max() / step
+
+
+def _conv1d_chain(relu: bool, transpose: bool) -> onnx.ModelProto:
+    """Conv1d -> depthwise Conv1d (groups=C) -> [ConvTranspose1d] -> pointwise Conv1d, each with
+    an optional Relu, then Flatten + Gemm: the torch (TorchScript, opset 17) export's form."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(7)
+    inits, nodes = [], []
+
+    def const(name, shape, s):
+        inits.append(numpy_helper.from_array((rng.normal(size=shape) * s).astype(np.float32),
+                                             name))
+        return name
+
+    layers = [("Conv", (8, 4, 3), {"pads": [1, 1], "kernel_shape": [3]}),
+              ("Conv", (8, 1, 3), {"pads": [1, 1], "kernel_shape": [3], "group": 8})]
+    if transpose:
+        layers.append(("ConvTranspose", (8, 8, 3),
+                       {"pads": [1, 1], "kernel_shape": [3], "strides": [2]}))
+    layers.append(("Conv", (8, 8, 1), {"kernel_shape": [1]}))
+    x = "x"
+    for i, (op, wshape, attrs) in enumerate(layers):
+        w, b = const(f"w{i}", wshape, 0.4), const(f"b{i}", (8,), 0.1)
+        y = f"/a/a.{i}/{op}_output_0"
+        nodes.append(helper.make_node(op, [x, w, b], [y], name=f"/a/a.{i}/{op}", **attrs))
+        x = y
+        if relu:
+            nodes.append(helper.make_node("Relu", [x], [f"/a/a.{i}/Relu_output_0"],
+                                          name=f"/a/a.{i}/Relu"))
+            x = f"/a/a.{i}/Relu_output_0"
+    length = 31 if transpose else 16
+    nodes.append(helper.make_node("Flatten", [x], ["flat"], name="/f/Flatten", axis=1))
+    nodes.append(helper.make_node("Gemm", ["flat", const("lw", (5, 8 * length), 0.1),
+                                           const("lb", (5,), 0.1)], ["y"], name="/l/Gemm",
+                                  transB=1))
+    g = helper.make_graph(nodes, "conv1d_chain",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("relu", [True, False], ids=["relu", "no_relu"])
+@pytest.mark.parametrize("transpose", [False, True], ids=["conv1d", "conv_transpose1d"])
+def test_conv1d_chain_round_trip_gives_identical_c(tmp_path, relu, transpose):
+    """Chained Conv1d layers read each other's internal [N,1,L,C] view (`..__2d`) directly; its
+    Q/DQ pair must be exported on the ONNX tensor the layer writes (the Conv, or its fused Relu)
+    and found there again on import (the QDQ file used to fail to compile)."""
+    model = tmp_path / "m.onnx"
+    onnx.save(_conv1d_chain(relu, transpose), model)
+    x = np.random.default_rng(1).normal(size=(16, 4, 16)).astype(np.float32)
+    _, qg = api.quantize_model(model, {"x": x})
+    views = [n.inputs[0] for n in qg.nodes
+             if n.kernel != "reshape" and n.inputs[0].endswith("__2d")
+             and n.inputs[0] not in qg.inputs and not n.inputs[0].startswith("x")]
+    assert views, "no layer reads another's internal view any more; the test lost its point"
+    export_qdq(model, qg, tmp_path / "m.int8.onnx")
+    exported = onnx.load(str(tmp_path / "m.int8.onnx"))
+    quantized = {n.input[0] for n in exported.graph.node if n.op_type == "QuantizeLinear"}
+    ends = ("Relu",) if relu else ("Conv", "ConvTranspose")
+    for n in exported.graph.node:
+        if n.op_type in ends:
+            assert n.output[0] in quantized, f"{n.name}: output {n.output[0]} has no Q/DQ pair"
+    qg2 = import_qdq(tmp_path / "m.int8.onnx")
+    a, b = _c_files(qg, tmp_path / "a"), _c_files(qg2, tmp_path / "b")
+    assert a.keys() == b.keys()
+    for f in a:
+        assert a[f] == b[f], f"{f} differs after the QDQ round trip"
+    qin = qg.tensors["x"].q
+    for xi in to_physical(qg, "x", x):
+        xq = np.clip(np.round(xi[None] / qin.scale) + qin.zero_point, -128, 127).astype(np.int8)
+        ya, yb = run_int(qg, {"x": xq})["y"], run_int(qg2, {"x": xq})["y"]
+        assert np.array_equal(ya, yb), _first_mismatch(ya, yb)

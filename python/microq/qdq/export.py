@@ -98,6 +98,21 @@ class _Writer:
         order = {id(n): i for i, n in enumerate(self.g.node)}
         return max(nodes, key=lambda n: order[id(n)]).output[0]
 
+    def internal_to_onnx(self, t: str, produced: set[str]) -> str | None:
+        """The ONNX tensor carrying the quantization of `t`, a tensor only microq's graph has, or
+        None when it needs no pair of its own. A Conv1D layer writes its [N,1,L,C] view; when
+        the next Conv1D reads that view directly (the reshapes between them cancelled) the view
+        is the layer's only output, and its pair goes on the output of the last ONNX node the
+        layer implements (the Conv, or the Relu/Clip fused into it). qdq.importer maps it back
+        by the same rule. Layout copies (reshape, transpose) share their input's parameters."""
+        qn = next((n for n in self.qg.nodes if t in n.outputs), None)
+        if qn is None or qn.kernel in ("reshape", "transpose"):
+            return None
+        o = self.source_tensor(t)
+        if o is None or o not in produced or o in self.qg.tensors:
+            return None
+        return o
+
     def chain(self, end: str) -> tuple[onnx.NodeProto, list[onnx.NodeProto]]:
         """(weighted node, the constant affine nodes folded into it) of the layer ending at
         `end`; reshapes in between stay."""
@@ -206,7 +221,9 @@ class _Writer:
                                                         np.int8(qt.q.zero_point), None)
                 continue
             if t not in inputs and t not in produced:
-                continue
+                t = self.internal_to_onnx(t, produced)
+                if t is None:
+                    continue
             nodes, src, dst = self.qdq_pair(t, qt.q)
             renames[t] = dst
             if src != t:  # a graph output: its producer now writes the float source

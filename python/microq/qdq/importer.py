@@ -74,8 +74,27 @@ class _FixedQuantizer(_Quantizer):
         users = self.g.consumers(name)
         if len(users) == 1 and users[0].op in ("Reshape", "Transpose"):
             return self.calibrated(users[0].outputs[0])
+        # A Conv1D's view read directly by the next Conv1D (the reshapes between them cancelled):
+        # its pair is on the output of the last ONNX node the layer implements (qdq.export).
+        onnx_name = self._source_output(name)
+        if onnx_name is not None and onnx_name in self.qdq.acts:
+            return self.qdq.acts[onnx_name]
         raise MicroqError(f"tensor '{name}' has no QuantizeLinear/DequantizeLinear pair; a QDQ "
                           "model must quantize every activation microq computes")
+
+    def _source_output(self, name: str) -> str | None:
+        """Output 0 of the last ONNX node (in graph order) merged into the node writing `name`,
+        when that node computes (not a reshape/transpose) and `name` is not an ONNX tensor."""
+        prod = next((n for n in self.g.nodes if name in n.outputs), None)
+        if prod is None or prod.op in ("Reshape", "Transpose"):
+            return None
+        order = getattr(self, "_onnx_order", None)
+        if order is None:
+            order = {n.name: (i, n.output[0] if n.output else None)
+                     for i, n in enumerate(self.qdq.model.graph.node) if n.name}
+            self._onnx_order = order
+        found = [order[s] for s in prod.source if s in order]
+        return max(found)[1] if found else None
 
     def _source_input(self, node: ir.Node, ops: tuple[str, ...], idx: int) -> tuple[str, str]:
         """(ONNX node, its input `idx`) of the first source node of one of `ops`."""
