@@ -82,7 +82,7 @@ def test_trained_attention_int8_top1_within_1pp_of_float(compiled, fname):
     print(f"{fname}: float top-1 {100 * float_top1:.2f} %, int8 top-1 {100 * int8_top1:.2f} %, "
           f"int8 vs onnxruntime {db:.1f} dB")
     assert float_top1 > ORDER_BLIND_TOP1 + 0.05, \
-        f"{fname}: float top-1 {float_top1:.3f}: the fixture does not use attention across positions"
+        f"{fname}: float top-1 {float_top1:.3f}: the fixture does not use attention across tokens"
     assert abs(int8_top1 - float_top1) * 100 <= TOP1_PP, \
         f"{fname}: int8 top-1 {100 * int8_top1:.2f} % vs float {100 * float_top1:.2f} %"
     assert db >= GOAL_DB, f"{fname}: int8 vs onnxruntime {db:.1f} dB < {GOAL_DB} dB"

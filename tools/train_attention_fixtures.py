@@ -12,8 +12,9 @@ Models: "mha_cls" = Linear embed, nn.MultiheadAttention(batch_first=True) + resi
 mean over tokens, Linear; "encoder_cls" = Linear embed, nn.TransformerEncoderLayer(batch_first=
 True), mean, Linear. Exported with TorchScript (dynamo=False, opset 17) and dynamo (opset 18),
 dynamic batch "N". <name>.npz holds "calib" [64, T, C], "input" [400, T, C] (held out), both
-int8 codes of the float tokens (token = code / 16), and "label" int64 [400]. Every file is checked with onnx.checker and onnxruntime
-against torch; README.md there is rewritten. Needs torch (not a dependency of microq).
+int8 codes of the float tokens (token = code / 16), and "label" int64 [400]. Every file is
+checked with onnx.checker and onnxruntime against torch; README.md there is rewritten. Needs
+torch (not a dependency of microq).
 """
 
 from __future__ import annotations
@@ -90,8 +91,10 @@ class EncoderCls(nn.Module):
 
 
 MODELS = {
-    "mha_cls": (MhaCls, "Linear, nn.MultiheadAttention(batch_first=True) + x, LayerNorm, mean, Linear"),
-    "encoder_cls": (EncoderCls, "Linear, nn.TransformerEncoderLayer(batch_first=True), mean, Linear"),
+    "mha_cls": (MhaCls,
+                "Linear, nn.MultiheadAttention(batch_first=True) + x, LayerNorm, mean, Linear"),
+    "encoder_cls": (EncoderCls,
+                    "Linear, nn.TransformerEncoderLayer(batch_first=True), mean, Linear"),
 }
 VARIANTS = [("torchscript", False, 17), ("dynamo", True, 18)]
 
