@@ -136,15 +136,17 @@ def test_output_folder_of_the_user_is_never_replaced(tmp_path):
     assert sorted(p.name for p in precious.iterdir()) == ["notes.txt"]
 
 
-def test_own_output_folder_is_replaced_whole(tmp_path):
+def test_own_output_folder_drops_old_outputs_and_keeps_user_files(tmp_path):
+    """Recompiling replaces what microq wrote (net.h is gone once the model is net2) and keeps
+    what the user added (issue 10: a main.c next to the model used to be deleted)."""
     out = tmp_path / "net"
     for _ in range(2):
         r = microq("compile", DEMO, "--calib", CALIB, "-o", out, "--name", "net", "--json")
         assert r.returncode == 0, r.stderr
-    (out / "stale.c").write_text("/* left over */\n")
+    (out / "main.c").write_text("/* the user's */\n")
     r = microq("compile", DEMO, "--calib", CALIB, "-o", out, "--name", "net2", "--json")
     assert r.returncode == 0, r.stderr
-    assert not (out / "stale.c").exists() and not (out / "net.h").exists()
+    assert (out / "main.c").read_text() == "/* the user's */\n" and not (out / "net.h").exists()
     assert (out / "net2.h").is_file()
 
 

@@ -574,3 +574,22 @@ def test_tflite_of_garbage_bytes_is_a_one_line_error_in_inspect_and_compile(tmp_
     assert "garbage.tflite: corrupt TFLite flatbuffer" in lines[0], lines[0]
     assert "internal error" not in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_inconsistent_shapes_the_converters_accept_are_refused_before_calibration(tmp_path):
+    """Fuzz seed 1, ONNX mutant 76: ic01's flatten Reshape target mutated to [-1, 1] made the
+    imported graph broadcast a [10] bias against a [10, 1] view (an internal ValueError inside
+    calibration). import_onnx now runs the float graph once on two zero samples and checks every
+    activation's shape: one line naming the model, no folder."""
+    path = require(MODELS / "onnx" / "ic01_resnet8_fp32.onnx", "float ONNX ic01")
+    m = onnx.load(str(path))
+    init = next(i for i in m.graph.initializer if i.name == "const_fold_opt__113")
+    init.CopyFrom(numpy_helper.from_array(np.array([-1, 1], np.int64), init.name))
+    bad = tmp_path / "ic01_flatten_mutant.onnx"
+    onnx.save(m, str(bad))
+    calib = tmp_path / "calib.npz"
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    np.savez(calib, **{m.graph.input[0].name: x})
+    with pytest.raises(MicroqError, match=r"ic01_flatten_mutant\.onnx: .*(inconsistent|cannot)"):
+        api.compile_model(bad, calib, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -197,13 +197,30 @@ def _crafted(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def crafted_dir(tmp_path_factory):
+    """The demo with crafted names compiled with the ONNX loader's name check switched off: the
+    loader refuses control characters in names (tests/test_fuzz_import.py), but codegen must not
+    rely on that, since names also arrive from TFLite and QDQ models; this tests codegen's own
+    escaping."""
+    from microq.onnx_import import loader
+
     d = tmp_path_factory.mktemp("crafted")
     model, names = _crafted(onnx.load(DEMO))
     onnx.save(model, d / "crafted.onnx")
     calib = dict(np.load(CALIB))
-    res = api.compile_model(d / "crafted.onnx", {names["input"]: calib["input"][:32]},
-                            d / "net", name="net", command="microq compile \\\n#error x")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loader, "check_names", lambda model, path: None)
+        res = api.compile_model(d / "crafted.onnx", {names["input"]: calib["input"][:32]},
+                                d / "net", name="net", command="microq compile \\\n#error x")
     return d, res, names
+
+
+def test_crafted_names_with_control_characters_are_refused_by_the_loader(crafted_dir) -> None:
+    """With the loader's check on (the default), the same crafted model is one line, no folder."""
+    d, _, names = crafted_dir
+    calib = dict(np.load(CALIB))
+    with pytest.raises(MicroqError, match="contains control characters"):
+        api.compile_model(d / "crafted.onnx", {names["input"]: calib["input"][:32]}, d / "refused")
+    assert not (d / "refused").exists()
 
 
 def _c_files(folder: Path) -> dict[str, str]:

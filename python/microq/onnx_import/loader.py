@@ -194,7 +194,8 @@ def check_names(model: onnx.ModelProto, path: str) -> None:
                               "the file is corrupt")
         if any(ord(c) < 32 or ord(c) == 127 for c in name):
             raise MicroqError(f"{path}: a {what} name {name[:40]!r} contains control "
-                              "characters: the file is corrupt")
+                              "characters (newline, tab, ...): names must be printable text; "
+                              "rename it in the exporter or with the onnx package")
 
 
 def check_arity(model: onnx.ModelProto, path: str, opset: int) -> None:
