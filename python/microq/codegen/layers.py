@@ -140,35 +140,50 @@ def _stride_text(sh: int, sw: int) -> str:
     return f"s{sh}" if sh == sw else f"s{sh}x{sw}"
 
 
-def _conv(ctx: Ctx, node: QNode) -> LayerCode:
+def _conv_family_call(ctx: Ctx, node: QNode, code: LayerCode, fn: str, struct: str,
+                      fields: tuple[str, ...], dims) -> None:
+    """What every conv-family kernel shares (conv, depthwise, transpose conv, conv3d): the
+    filter, bias, multiplier and shift arrays, the params/quant/dims statics and the call in
+    mq_conv.h's argument order. `dims(cname, shape)` writes one dims struct."""
     p = node.params
-    depthwise = node.kernel == "depthwise_conv2d"
     x, y = node.inputs[0], node.outputs[0]
     filt = _i8(p.filter)
-    kh, kw = int(filt.shape[1]), int(filt.shape[2])
-    text = f"{node.kernel} {kh}x{kw} {_stride_text(p.stride_h, p.stride_w)}"
-    if p.dilation_h != 1 or p.dilation_w != 1:
-        text += f" d{p.dilation_h}x{p.dilation_w}"
-    code = LayerCode(text, "mq_conv")
     code.weights += [(ctx.weight("filter"), filt)]
     if p.bias is not None:
         code.weights += [(ctx.weight("bias"), _i32(p.bias))]
     code.weights += [(ctx.weight("multiplier"), _i32(p.multiplier))]
     code.weights += [(ctx.weight("shift"), _i32(p.shift))]
     code.statics += [
-        struct_def("mq_conv_params", ctx.sym("params"), _fields(p, CONV_FIELDS)),
+        struct_def(struct, ctx.sym("params"), _fields(p, fields)),
         _quant_def(ctx),
-        dims_def(ctx.sym("input_dims"), nhwc(ctx.shape(x))),
-        dims_def(ctx.sym("filter_dims"), nhwc(filt.shape)),
-        dims_def(ctx.sym("output_dims"), nhwc(ctx.shape(y))),
+        dims(ctx.sym("input_dims"), ctx.shape(x)),
+        dims(ctx.sym("filter_dims"), filt.shape),
+        dims(ctx.sym("output_dims"), ctx.shape(y)),
     ]
-    fn = "mq_depthwise_conv2d_s8" if depthwise else "mq_conv2d_s8"
     bias = ctx.weight("bias") if p.bias is not None else "NULL"
     code.call = _checked(
         f"{fn}(&{ctx.sym('params')}, &{ctx.sym('quant')}, &{ctx.sym('input_dims')}, "
         f"{ctx.ptr(x)}, &{ctx.sym('filter_dims')}, {ctx.weight('filter')}, {bias}, "
         f"&{ctx.sym('output_dims')}, {ctx.ptr(y)})"
     )
+
+
+def _dims4_def(cname: str, shape) -> str:
+    return dims_def(cname, nhwc(shape))
+
+
+def _conv(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    depthwise = node.kernel == "depthwise_conv2d"
+    y = node.outputs[0]
+    filt = _i8(p.filter)
+    kh, kw = int(filt.shape[1]), int(filt.shape[2])
+    text = f"{node.kernel} {kh}x{kw} {_stride_text(p.stride_h, p.stride_w)}"
+    if p.dilation_h != 1 or p.dilation_w != 1:
+        text += f" d{p.dilation_h}x{p.dilation_w}"
+    code = LayerCode(text, "mq_conv")
+    fn = "mq_depthwise_conv2d_s8" if depthwise else "mq_conv2d_s8"
+    _conv_family_call(ctx, node, code, fn, "mq_conv_params", CONV_FIELDS, _dims4_def)
     n, oh, ow, cout = nhwc(ctx.shape(y))
     # OHWI: KH*KW*(Cin/groups) taps per output; 1HWO (depthwise): KH*KW taps per output
     taps = kh * kw * (1 if depthwise else int(filt.shape[3]))
@@ -456,31 +471,15 @@ def _resize(ctx: Ctx, node: QNode) -> LayerCode:
 
 def _transpose_conv(ctx: Ctx, node: QNode) -> LayerCode:
     p = node.params
-    x, y = node.inputs[0], node.outputs[0]
+    x = node.inputs[0]
     filt = _i8(p.filter)
     cout, kh, kw, f_c = (int(d) for d in filt.shape)
     text = f"transpose_conv2d {kh}x{kw} {_stride_text(p.stride_h, p.stride_w)}"
     if p.dilation_h != 1 or p.dilation_w != 1:
         text += f" d{p.dilation_h}x{p.dilation_w}"
     code = LayerCode(text, "mq_transpose_conv")
-    code.weights += [(ctx.weight("filter"), filt)]
-    if p.bias is not None:
-        code.weights += [(ctx.weight("bias"), _i32(p.bias))]
-    code.weights += [(ctx.weight("multiplier"), _i32(p.multiplier))]
-    code.weights += [(ctx.weight("shift"), _i32(p.shift))]
-    code.statics += [
-        struct_def("mq_conv_params", ctx.sym("params"), _fields(p, CONV_FIELDS)),
-        _quant_def(ctx),
-        dims_def(ctx.sym("input_dims"), nhwc(ctx.shape(x))),
-        dims_def(ctx.sym("filter_dims"), nhwc(filt.shape)),
-        dims_def(ctx.sym("output_dims"), nhwc(ctx.shape(y))),
-    ]
-    bias = ctx.weight("bias") if p.bias is not None else "NULL"
-    code.call = _checked(
-        f"mq_transpose_conv2d_s8(&{ctx.sym('params')}, &{ctx.sym('quant')}, "
-        f"&{ctx.sym('input_dims')}, {ctx.ptr(x)}, &{ctx.sym('filter_dims')}, "
-        f"{ctx.weight('filter')}, {bias}, &{ctx.sym('output_dims')}, {ctx.ptr(y)})"
-    )
+    _conv_family_call(ctx, node, code, "mq_transpose_conv2d_s8", "mq_conv_params", CONV_FIELDS,
+                      _dims4_def)
     n, h, w, _ = nhwc(ctx.shape(x))
     code.macs = n * h * w * cout * kh * kw * f_c  # every input pixel x every tap, as inspect
     return code
@@ -499,30 +498,14 @@ def _dims5_def(cname: str, dims) -> str:
 
 def _conv3d(ctx: Ctx, node: QNode) -> LayerCode:
     p = node.params
-    x, y = node.inputs[0], node.outputs[0]
+    y = node.outputs[0]
     filt = _i8(p.filter)
     k = "x".join(str(int(v)) for v in filt.shape[1:4])
     strides = (p.stride_d, p.stride_h, p.stride_w)
     text = f"conv3d {k} s{'x'.join(map(str, strides)) if len(set(strides)) > 1 else strides[0]}"
     code = LayerCode(text, "mq_conv3d")
-    code.weights += [(ctx.weight("filter"), filt)]
-    if p.bias is not None:
-        code.weights += [(ctx.weight("bias"), _i32(p.bias))]
-    code.weights += [(ctx.weight("multiplier"), _i32(p.multiplier))]
-    code.weights += [(ctx.weight("shift"), _i32(p.shift))]
-    code.statics += [
-        struct_def("mq_conv3d_params", ctx.sym("params"), _fields(p, CONV3D_FIELDS)),
-        _quant_def(ctx),
-        _dims5_def(ctx.sym("input_dims"), ctx.shape(x)),
-        _dims5_def(ctx.sym("filter_dims"), filt.shape),
-        _dims5_def(ctx.sym("output_dims"), ctx.shape(y)),
-    ]
-    bias = ctx.weight("bias") if p.bias is not None else "NULL"
-    code.call = _checked(
-        f"mq_conv3d_s8(&{ctx.sym('params')}, &{ctx.sym('quant')}, &{ctx.sym('input_dims')}, "
-        f"{ctx.ptr(x)}, &{ctx.sym('filter_dims')}, {ctx.weight('filter')}, {bias}, "
-        f"&{ctx.sym('output_dims')}, {ctx.ptr(y)})"
-    )
+    _conv_family_call(ctx, node, code, "mq_conv3d_s8", "mq_conv3d_params", CONV3D_FIELDS,
+                      _dims5_def)
     code.macs = int(np.prod(ctx.shape(y), dtype=np.int64)) * int(np.prod(filt.shape[1:]))
     return code
 
