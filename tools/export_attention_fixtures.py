@@ -186,6 +186,29 @@ def export(model: nn.Module, x: torch.Tensor, path: Path, dynamo: bool, opset: i
                               dynamic_axes={"input": {0: "N"}, "output": {0: "N"}}, **common)
 
 
+def export_checked(model: nn.Module, x: np.ndarray, expected: np.ndarray, path: Path,
+                   dynamo: bool, opset: int) -> str:
+    """Export `model` (traced on x[:2], batch dynamic), check the file (onnx full check,
+    onnxruntime on all of x within 1e-4 of torch's `expected`, at most MAX_BYTES) and return its
+    README table row."""
+    export(model, torch.from_numpy(x[:2]), path, dynamo, opset)
+    m = onnx.load(str(path))
+    onnx.checker.check_model(m, full_check=True)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"input": x})[0]
+    diff = float(np.abs(got - expected).max())
+    if got.shape != expected.shape or diff > 1e-4:
+        raise SystemExit(f"{path.name}: onnxruntime differs from torch ({diff:.3g})")
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise SystemExit(f"{path.name} is {size} bytes (limit {MAX_BYTES})")
+    got_opset = next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
+    ops = ", ".join(dict.fromkeys(n.op_type for n in m.graph.node))
+    exporter = "torch.onnx dynamo=True" if dynamo else "torch.onnx TorchScript"
+    print(f"{path.name:40s} opset {got_opset:2d} {size:6d} B {ops}")
+    return f"| {path.name} | {exporter} | {got_opset} | {size} | {ops} |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
@@ -206,22 +229,7 @@ def main() -> None:
         for tag, dynamo, opset in VARIANTS:
             opset = OPSET_OVERRIDE.get(name, {}).get(tag, opset)
             path = args.out / f"{name}.{tag}.onnx"
-            export(model, torch.from_numpy(x[:2]), path, dynamo, opset)
-            m = onnx.load(str(path))
-            onnx.checker.check_model(m, full_check=True)
-            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            got = sess.run(None, {"input": x})[0]
-            diff = float(np.abs(got - expected).max())
-            if got.shape != expected.shape or diff > 1e-4:
-                raise SystemExit(f"{path.name}: onnxruntime differs from torch ({diff:.3g})")
-            size = path.stat().st_size
-            if size > MAX_BYTES:
-                raise SystemExit(f"{path.name} is {size} bytes (limit {MAX_BYTES})")
-            got_opset = next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
-            ops = ", ".join(dict.fromkeys(n.op_type for n in m.graph.node))
-            exporter = "torch.onnx dynamo=True" if dynamo else "torch.onnx TorchScript"
-            rows.append(f"| {path.name} | {exporter} | {got_opset} | {size} | {ops} |")
-            print(f"{path.name:40s} opset {got_opset:2d} {size:6d} B {ops}")
+            rows.append(export_checked(model, x, expected, path, dynamo, opset))
     head = f"""# Attention idioms exported from torch
 
 Made by `tools/export_attention_fixtures.py` (torch {torch.__version__}, onnx {onnx.__version__},

@@ -20,15 +20,13 @@ torch (not a dependency of microq).
 from __future__ import annotations
 
 import argparse
-import io
-import warnings
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from export_attention_fixtures import export_checked  # same folder (tools/)
 from torch import nn
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "models" / "attention" / "trained"
@@ -36,7 +34,6 @@ SEED = 200
 T, C, H, CLASSES = 12, 16, 2, 4
 N_TRAIN, N_CALIB, N_TEST = 8192, 64, 400
 STEPS, BATCH = 600, 128
-MAX_BYTES = 100_000
 GRID = 16  # tokens are multiples of 1/GRID
 
 
@@ -115,18 +112,6 @@ def train(model: nn.Module, x: np.ndarray, y: np.ndarray, seed: int) -> None:
     model.eval()
 
 
-def export(model: nn.Module, x: torch.Tensor, path: Path, dynamo: bool, opset: int) -> None:
-    common = {"input_names": ["input"], "output_names": ["output"], "opset_version": opset}
-    with warnings.catch_warnings(), redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        if dynamo:
-            torch.onnx.export(model, (x,), str(path), dynamo=True, external_data=False,
-                              dynamic_shapes=({0: torch.export.Dim("N")},), **common)
-        else:
-            torch.onnx.export(model, (x,), str(path), dynamo=False,
-                              dynamic_axes={"input": {0: "N"}, "output": {0: "N"}}, **common)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
@@ -155,22 +140,7 @@ def main() -> None:
         layers.append(f"| {name} | {text} | {100 * acc:.2f} % |")
         for tag, dynamo, opset in VARIANTS:
             path = args.out / f"{name}.{tag}.onnx"
-            export(model, torch.from_numpy(xte[:2]), path, dynamo, opset)
-            m = onnx.load(str(path))
-            onnx.checker.check_model(m, full_check=True)
-            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            got = sess.run(None, {"input": xte})[0]
-            diff = float(np.abs(got - expected).max())
-            if got.shape != expected.shape or diff > 1e-4:
-                raise SystemExit(f"{path.name}: onnxruntime differs from torch ({diff:.3g})")
-            size = path.stat().st_size
-            if size > MAX_BYTES:
-                raise SystemExit(f"{path.name} is {size} bytes (limit {MAX_BYTES})")
-            got_opset = next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
-            ops = ", ".join(dict.fromkeys(n.op_type for n in m.graph.node))
-            exporter = "torch.onnx dynamo=True" if dynamo else "torch.onnx TorchScript"
-            rows.append(f"| {path.name} | {exporter} | {got_opset} | {size} | {ops} |")
-            print(f"{path.name:40s} opset {got_opset:2d} {size:6d} B {ops}")
+            rows.append(export_checked(model, xte, expected, path, dynamo, opset))
     head = f"""# Trained attention classifiers exported from torch
 
 Made by `tools/train_attention_fixtures.py` (torch {torch.__version__}, onnx {onnx.__version__},
