@@ -40,4 +40,45 @@ mq_status mq_lstm_s8(const mq_recurrent_params *params, int32_t steps, const int
 mq_status mq_gru_s8(const mq_recurrent_params *params, int32_t steps, const int8_t *input,
                     int8_t *output, int16_t *state);
 
+/* TFLite's int8x8_16 UNIDIRECTIONAL_SEQUENCE_LSTM as TFLite Micro's integer LstmStep computes
+ * it (python/microq/ref/recurrent.py lstm_tfl): the gate matmuls as above (recurrent_bias
+ * zeros, pre-activations saturated to int16 per side and summed), TFLite's int16 Logistic and
+ * Tanh (the 256-entry sigmoid(k / 24) table, mq_recurrent.c), the cell at scale
+ * 2^-cell_shift updated by two rescaled int16 products and clipped to +-cell_clip (0: none),
+ * h = y = tanh(c) * o rescaled to int8. Gate rows i, o, f, c. */
+typedef struct {
+    int32_t input_size;
+    int32_t hidden_size;
+    int32_t input_offset;
+    int32_t hidden_offset;
+    int32_t output_offset;
+    int32_t cell_shift; /* 0..29 */
+    int32_t cell_clip;  /* 0..32767 */
+    int32_t forget_multiplier;
+    int32_t forget_shift;
+    int32_t update_multiplier;
+    int32_t update_shift;
+    int32_t output_multiplier;
+    int32_t output_shift;
+    const int8_t *input_weights;     /* [4 * hidden, input] */
+    const int8_t *recurrent_weights; /* [4 * hidden, hidden] */
+    const int32_t *input_bias;       /* [4 * hidden] */
+    const int32_t *recurrent_bias;   /* [4 * hidden] */
+    const int32_t *input_multiplier;
+    const int32_t *input_shift;
+    const int32_t *recurrent_multiplier;
+    const int32_t *recurrent_shift;
+} mq_lstm_tfl_params;
+
+/* As mq_lstm_s8; state: hidden_size int16 (the cell state), overwritten. */
+mq_status mq_lstm_tfl_s8(const mq_lstm_tfl_params *params, int32_t steps, const int8_t *input,
+                         int8_t *output, int16_t *state);
+
+/* TFLite's int16 Logistic / Tanh of n values (x * 3 << left_shift, or (3x + round) >>
+ * -left_shift when negative; Q3.12 input at left_shift 0), Q0.15 out: the kernel's own. */
+mq_status mq_tfl_sigmoid_s16(const int16_t *input, int16_t *output, int32_t n,
+                             int32_t left_shift);
+mq_status mq_tfl_tanh_s16(const int16_t *input, int16_t *output, int32_t n,
+                          int32_t left_shift);
+
 #endif /* MQ_RECURRENT_H */

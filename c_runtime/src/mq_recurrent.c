@@ -136,3 +136,155 @@ mq_status mq_gru_s8(const mq_recurrent_params *params, int32_t steps, const int8
     }
     return MQ_OK;
 }
+
+/* ---- TFLite UNIDIRECTIONAL_SEQUENCE_LSTM (TFLite Micro's integer LstmStep) ---------------- */
+
+/* sigmoid(k / 24) in Q0.16, k = 0..255: TFLite's table, as published (not all entries are
+ * round(65536 sigmoid(k / 24))). */
+static const uint16_t tfl_sigmoid_table[256] = {
+    32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149, 40794,
+    41432, 42064, 42688, 43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369, 47911, 48443,
+    48964, 49475, 49975, 50464, 50942, 51409, 51865, 52311, 52745, 53169, 53581, 53983, 54374,
+    54755, 55125, 55485, 55834, 56174, 56503, 56823, 57133, 57433, 57724, 58007, 58280, 58544,
+    58800, 59048, 59288, 59519, 59743, 59959, 60168, 60370, 60565, 60753, 60935, 61110, 61279,
+    61441, 61599, 61750, 61896, 62036, 62172, 62302, 62428, 62549, 62666, 62778, 62886, 62990,
+    63090, 63186, 63279, 63368, 63454, 63536, 63615, 63691, 63765, 63835, 63903, 63968, 64030,
+    64090, 64148, 64204, 64257, 64308, 64357, 64405, 64450, 64494, 64536, 64576, 64614, 64652,
+    64687, 64721, 64754, 64786, 64816, 64845, 64873, 64900, 64926, 64950, 64974, 64997, 65019,
+    65039, 65060, 65079, 65097, 65115, 65132, 65149, 65164, 65179, 65194, 65208, 65221, 65234,
+    65246, 65258, 65269, 65280, 65291, 65301, 65310, 65319, 65328, 65337, 65345, 65352, 65360,
+    65367, 65374, 65381, 65387, 65393, 65399, 65404, 65410, 65415, 65420, 65425, 65429, 65433,
+    65438, 65442, 65445, 65449, 65453, 65456, 65459, 65462, 65465, 65468, 65471, 65474, 65476,
+    65479, 65481, 65483, 65485, 65488, 65489, 65491, 65493, 65495, 65497, 65498, 65500, 65501,
+    65503, 65504, 65505, 65507, 65508, 65509, 65510, 65511, 65512, 65513, 65514, 65515, 65516,
+    65517, 65517, 65518, 65519, 65520, 65520, 65521, 65522, 65522, 65523, 65523, 65524, 65524,
+    65525, 65525, 65526, 65526, 65526, 65527, 65527, 65528, 65528, 65528, 65529, 65529, 65529,
+    65529, 65530, 65530, 65530, 65530, 65531, 65531, 65531, 65531, 65531, 65532, 65532, 65532,
+    65532, 65532, 65532, 65533, 65533, 65533, 65533, 65533, 65533, 65533, 65533, 65534, 65534,
+    65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65535};
+
+/* x * (3 << s) for s >= 0, (3x + 2^(-s-1)) >> -s otherwise (|x| <= 2^15, s <= 14). */
+static int32_t tfl_scaled(int32_t x, int32_t left_shift)
+{
+    if (left_shift >= 0) {
+        return x * ((int32_t)3 << left_shift);
+    }
+    return (x * 3 + ((int32_t)1 << (-left_shift - 1))) >> -left_shift;
+}
+
+/* |v| read from the table at 2^frac steps, interpolated; 0x7FFF << 10 / 0xFFFF << 8 beyond. */
+static uint32_t tfl_lookup(uint32_t a, int32_t frac, uint32_t saturated)
+{
+    const uint32_t uh = a >> frac;
+    uint32_t ua, ub;
+    if (uh >= 255u) {
+        return saturated;
+    }
+    ua = tfl_sigmoid_table[uh];
+    ub = tfl_sigmoid_table[uh + 1u];
+    return (ua << frac) + (a & ((1u << frac) - 1u)) * (ub - ua);
+}
+
+static int32_t tfl_sigmoid(int32_t x, int32_t left_shift)
+{
+    const int32_t v = tfl_scaled(x, left_shift);
+    const uint32_t a = (uint32_t)(v < 0 ? -v : v);
+    const uint32_t r = tfl_lookup(a, 9, 0x7FFFu << 10);
+    return (int32_t)((v >= 0 ? r + (1u << 9) : (1u << 25) - r + (1u << 9) - 1u) >> 10);
+}
+
+static int32_t tfl_tanh(int32_t x, int32_t left_shift)
+{
+    const int32_t v = tfl_scaled(x, left_shift);
+    const uint32_t a = (uint32_t)(v < 0 ? -v : v);
+    const int32_t r = (int32_t)tfl_lookup(a, 8, 0xFFFFu << 8);
+    /* arithmetic shift of a possibly negative value, as mq_rdbpot relies on */
+    return (v >= 0 ? r - (1 << 23) + (1 << 7) : -r + (1 << 23) + (1 << 7) - 1) >> 8;
+}
+
+mq_status mq_tfl_sigmoid_s16(const int16_t *input, int16_t *output, int32_t n,
+                             int32_t left_shift)
+{
+    int32_t k;
+    if (input == NULL || output == NULL || n < 0 || left_shift < -14 || left_shift > 12) {
+        return MQ_ERR_ARG;
+    }
+    for (k = 0; k < n; ++k) {
+        output[k] = (int16_t)tfl_sigmoid(input[k], left_shift);
+    }
+    return MQ_OK;
+}
+
+mq_status mq_tfl_tanh_s16(const int16_t *input, int16_t *output, int32_t n, int32_t left_shift)
+{
+    int32_t k;
+    if (input == NULL || output == NULL || n < 0 || left_shift < -17 || left_shift > 12) {
+        return MQ_ERR_ARG;
+    }
+    for (k = 0; k < n; ++k) {
+        output[k] = (int16_t)tfl_tanh(input[k], left_shift);
+    }
+    return MQ_OK;
+}
+
+/* sat16(FC_x) + sat16(FC_h), saturated: one gate's pre-activation (Q3.12). */
+static int32_t tfl_gate(const mq_lstm_tfl_params *p, int32_t row, const int8_t *x,
+                        const int8_t *h)
+{
+    int32_t ax = p->input_bias[row];
+    int32_t ah = p->recurrent_bias[row];
+    int32_t k;
+    const int8_t *w = p->input_weights + (size_t)row * (size_t)p->input_size;
+    for (k = 0; k < p->input_size; ++k) {
+        ax += ((int32_t)x[k] + p->input_offset) * (int32_t)w[k];
+    }
+    if (h != NULL) {
+        const int8_t *r = p->recurrent_weights + (size_t)row * (size_t)p->hidden_size;
+        for (k = 0; k < p->hidden_size; ++k) {
+            ah += ((int32_t)h[k] + p->hidden_offset) * (int32_t)r[k];
+        }
+    }
+    return sat16(sat16(mq_mbqm(ax, p->input_multiplier[row], p->input_shift[row])) +
+                 sat16(mq_mbqm(ah, p->recurrent_multiplier[row], p->recurrent_shift[row])));
+}
+
+mq_status mq_lstm_tfl_s8(const mq_lstm_tfl_params *params, int32_t steps, const int8_t *input,
+                         int8_t *output, int16_t *state)
+{
+    const mq_lstm_tfl_params *p = params;
+    int32_t t, j, hs;
+    if (p == NULL || input == NULL || output == NULL || state == NULL || steps <= 0 ||
+        p->input_size <= 0 || p->hidden_size <= 0 || p->input_weights == NULL ||
+        p->recurrent_weights == NULL || p->input_bias == NULL || p->recurrent_bias == NULL ||
+        p->input_multiplier == NULL || p->input_shift == NULL ||
+        p->recurrent_multiplier == NULL || p->recurrent_shift == NULL || p->cell_shift < 0 ||
+        p->cell_shift > 29 || p->cell_clip < 0 || p->cell_clip > 32767) {
+        return MQ_ERR_ARG;
+    }
+    hs = p->hidden_size;
+    for (j = 0; j < hs; ++j) {
+        state[j] = 0;
+    }
+    for (t = 0; t < steps; ++t) {
+        const int8_t *x = input + (size_t)t * (size_t)p->input_size;
+        const int8_t *h = t > 0 ? output + (size_t)(t - 1) * (size_t)hs : NULL;
+        int8_t *y = output + (size_t)t * (size_t)hs;
+        for (j = 0; j < hs; ++j) {
+            const int32_t ig = tfl_sigmoid(tfl_gate(p, j, x, h), 0);
+            const int32_t og = tfl_sigmoid(tfl_gate(p, hs + j, x, h), 0);
+            const int32_t fg = tfl_sigmoid(tfl_gate(p, 2 * hs + j, x, h), 0);
+            const int32_t cg = tfl_tanh(tfl_gate(p, 3 * hs + j, x, h), 0);
+            int32_t c = sat16(sat16(mq_mbqm(fg * (int32_t)state[j], p->forget_multiplier,
+                                            p->forget_shift)) +
+                              sat16(mq_mbqm(ig * cg, p->update_multiplier, p->update_shift)));
+            if (p->cell_clip > 0) {
+                c = mq_clamp(c, -p->cell_clip, p->cell_clip);
+            }
+            state[j] = (int16_t)c;
+            y[j] = (int8_t)mq_clamp(
+                mq_mbqm(tfl_tanh(c, GATE_FRAC - p->cell_shift) * og, p->output_multiplier,
+                        p->output_shift) + p->output_offset, -128, 127);
+        }
+    }
+    return MQ_OK;
+}

@@ -32,6 +32,8 @@ Kernels (QNode.kernel -> params type -> C function):
   argmax            ArgMaxParams    mq_argmax_s8            (int8 index output, scale 1, zp 0)
   lstm / gru        RecurrentParams mq_lstm_s8 / mq_gru_s8  x [1, T, I] -> y [1, T, H]; outputs
                     (y, int16 state scratch [2 * H] bytes, planned in the arena)
+  lstm_tfl          TflLstmParams   mq_lstm_tfl_s8          TFLite UNIDIRECTIONAL_SEQUENCE_LSTM as
+                    TFLite Micro computes it; x [1, T, I] -> y [1, T, H], same two outputs
 """
 
 from __future__ import annotations
@@ -332,6 +334,38 @@ class RecurrentParams:
     recurrent_shift: np.ndarray
     sigmoid_table: np.ndarray  # int16 [513]
     tanh_table: np.ndarray  # int16 [513]
+
+
+@dataclass(frozen=True, eq=False)
+class TflLstmParams:
+    """TFLite's int8x8_16 UNIDIRECTIONAL_SEQUENCE_LSTM (no peephole, projection, layer norm or
+    CIFG), the arithmetic of TFLite Micro's LstmStep: python/microq/ref/recurrent.py lstm_tfl.
+    Gate rows in ONNX order i, o, f, c so the gate matmuls are RecurrentParams' (same field
+    names); the multipliers are one per gate, repeated over its rows. Built by
+    tflite_import.lower."""
+
+    cell: str  # "lstm_tfl"
+    input_size: int
+    hidden_size: int
+    input_offset: int  # -x zero point
+    hidden_offset: int  # -hidden-state zero point
+    output_offset: int  # +hidden-state zero point
+    cell_shift: int  # the cell state's scale is 2^-cell_shift (0..30)
+    cell_clip: int  # |c| <= cell_clip in cell-state steps; 0: no clip
+    forget_multiplier: int  # f * c (Q0.15 x cell) -> cell: 2^-15
+    forget_shift: int
+    update_multiplier: int  # i * g (Q0.15 x Q0.15) -> cell: 2^-30 / cell scale
+    update_shift: int
+    output_multiplier: int  # tanh(c) * o (Q0.15 x Q0.15) -> h: 2^-30 / h scale
+    output_shift: int
+    input_weights: np.ndarray  # int8 [4 * H, I]
+    recurrent_weights: np.ndarray  # int8 [4 * H, H]
+    input_bias: np.ndarray  # int32 [4 * H]: the gate biases (TFLite's, as stored)
+    recurrent_bias: np.ndarray  # int32 [4 * H]: zeros (TFLite's recurrent FC has none)
+    input_multiplier: np.ndarray  # int32 [4 * H]: x scale * W scale / 2^-12
+    input_shift: np.ndarray
+    recurrent_multiplier: np.ndarray  # int32 [4 * H]: h scale * R scale / 2^-12
+    recurrent_shift: np.ndarray
 
 
 @dataclass

@@ -631,6 +631,30 @@ def _recurrent(ctx: Ctx, node: QNode) -> LayerCode:
     return code
 
 
+LSTM_TFL_FIELDS = ("input_size", "hidden_size", "input_offset", "hidden_offset", "output_offset",
+                   "cell_shift", "cell_clip", "forget_multiplier", "forget_shift",
+                   "update_multiplier", "update_shift", "output_multiplier", "output_shift")
+
+
+def _lstm_tfl(ctx: Ctx, node: QNode) -> LayerCode:
+    """lstm_tfl (TFLite UNIDIRECTIONAL_SEQUENCE_LSTM): outputs (y [1, T, H], int16 cell)."""
+    p = node.params
+    x, y, state = node.inputs[0], node.outputs[0], node.outputs[1]
+    steps = ctx.shape(x)[-2]
+    code = LayerCode(f"lstm (TFLite) {steps}x{p.input_size} -> {p.hidden_size}", "mq_recurrent")
+    fields = _fields(p, LSTM_TFL_FIELDS)
+    for what, conv in RECURRENT_ARRAYS:
+        code.weights += [(ctx.weight(what), conv(getattr(p, what)))]
+        fields.append((what, ctx.weight(what)))
+    code.statics += [struct_def("mq_lstm_tfl_params", ctx.sym("params"), fields)]
+    code.call = _checked(
+        f"mq_lstm_tfl_s8(&{ctx.sym('params')}, {steps}, {ctx.ptr(x)}, {ctx.ptr(y)}, "
+        f"(int16_t *)(void *){ctx.ptr(state)})"
+    )
+    code.macs = steps * 4 * p.hidden_size * (p.input_size + p.hidden_size)
+    return code
+
+
 EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "conv2d": _conv,
     "depthwise_conv2d": _conv,
@@ -663,6 +687,7 @@ EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "argmax": _argmax,
     "lstm": _recurrent,
     "gru": _recurrent,
+    "lstm_tfl": _lstm_tfl,
 }
 
 # runtime family -> the C sources it needs (headers come from #include lines)

@@ -153,7 +153,8 @@ def _argmax(node, g, xs, rounding):
 
 def _recurrent(node, g, xs, rounding):
     x = xs[0]  # [1, T, I]: batch 1, the steps in order
-    y = recurrent.recurrent(node.params, x.reshape(-1, x.shape[-1]), rounding)
+    fn = recurrent.lstm_tfl if node.kernel == "lstm_tfl" else recurrent.recurrent
+    y = fn(node.params, x.reshape(-1, x.shape[-1]), rounding)
     return y.reshape(_out_shape(node, g))
 
 
@@ -189,6 +190,7 @@ KERNELS: dict[str, Adapter] = {
     "argmax": _argmax,
     "lstm": _recurrent,
     "gru": _recurrent,
+    "lstm_tfl": _recurrent,
 }
 
 

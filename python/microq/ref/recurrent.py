@@ -137,3 +137,98 @@ def recurrent(p, x: np.ndarray, rounding: str = "double") -> np.ndarray:
             out = mbqm(state, p.output_multiplier, p.output_shift, rounding)
         y[t] = clamp(out + p.output_offset, -128, 127).astype(np.int8)
     return y
+
+
+# ---- TFLite UNIDIRECTIONAL_SEQUENCE_LSTM (int8x8_16), as TFLite Micro evaluates it ----------
+#
+# TFLite Micro's integer LSTM (kernels/lstm_eval.h, LstmStep with int8 activations, int8
+# weights, int16 cell, int32 biases), for one batch row and zero initial states:
+#   gate[g]  = sat16(sat16(FC_x) + sat16(FC_h))           FC_x = MBQM(bias + W (x + input_offset))
+#              (FC_h has no bias; at t = 0 h is the zero point exactly, so FC_h = 0)
+#   i, f, o  = sigmoid16(gate) and g = tanh16(gate, Q3.12) (Q0.15 outputs)
+#   c        = sat16(sat16(MBQM(f * c, fm, fs)) + sat16(MBQM(i * g, im, is))), clipped to
+#              +-cell_clip when cell_clip > 0 (c at scale 2^-cell_shift)
+#   h = y    = clamp8(output_offset + MBQM(tanh16(c, 2^-cell_shift) * o, om, os))
+# sigmoid16 / tanh16 are TFLite's int16 Logistic / Tanh: the input times 3 (tanh's scaled by
+# its power-of-two scale), |.| read from the 256-entry Q0.16 table of sigmoid(k / 24) with
+# linear interpolation, the sign restored with TFLite's rounding.
+
+# TFLite's table of sigmoid(k / 24) in Q0.16 (k = 0..255). Its entries are not all
+# round(65536 sigmoid(k / 24)) (some are one above), so the values are stored as published.
+TFL_SIGMOID_TABLE = np.array([
+    32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149, 40794,
+    41432, 42064, 42688, 43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369, 47911, 48443,
+    48964, 49475, 49975, 50464, 50942, 51409, 51865, 52311, 52745, 53169, 53581, 53983, 54374,
+    54755, 55125, 55485, 55834, 56174, 56503, 56823, 57133, 57433, 57724, 58007, 58280, 58544,
+    58800, 59048, 59288, 59519, 59743, 59959, 60168, 60370, 60565, 60753, 60935, 61110, 61279,
+    61441, 61599, 61750, 61896, 62036, 62172, 62302, 62428, 62549, 62666, 62778, 62886, 62990,
+    63090, 63186, 63279, 63368, 63454, 63536, 63615, 63691, 63765, 63835, 63903, 63968, 64030,
+    64090, 64148, 64204, 64257, 64308, 64357, 64405, 64450, 64494, 64536, 64576, 64614, 64652,
+    64687, 64721, 64754, 64786, 64816, 64845, 64873, 64900, 64926, 64950, 64974, 64997, 65019,
+    65039, 65060, 65079, 65097, 65115, 65132, 65149, 65164, 65179, 65194, 65208, 65221, 65234,
+    65246, 65258, 65269, 65280, 65291, 65301, 65310, 65319, 65328, 65337, 65345, 65352, 65360,
+    65367, 65374, 65381, 65387, 65393, 65399, 65404, 65410, 65415, 65420, 65425, 65429, 65433,
+    65438, 65442, 65445, 65449, 65453, 65456, 65459, 65462, 65465, 65468, 65471, 65474, 65476,
+    65479, 65481, 65483, 65485, 65488, 65489, 65491, 65493, 65495, 65497, 65498, 65500, 65501,
+    65503, 65504, 65505, 65507, 65508, 65509, 65510, 65511, 65512, 65513, 65514, 65515, 65516,
+    65517, 65517, 65518, 65519, 65520, 65520, 65521, 65522, 65522, 65523, 65523, 65524, 65524,
+    65525, 65525, 65526, 65526, 65526, 65527, 65527, 65528, 65528, 65528, 65529, 65529, 65529,
+    65529, 65530, 65530, 65530, 65530, 65531, 65531, 65531, 65531, 65531, 65532, 65532, 65532,
+    65532, 65532, 65532, 65533, 65533, 65533, 65533, 65533, 65533, 65533, 65533, 65534, 65534,
+    65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65535], dtype=np.int64)
+
+
+def _tfl_scaled(x, left_shift: int) -> np.ndarray:
+    """TFLite's int16 activation input: x * (3 << s) for s >= 0, else (3x + 2^(-s-1)) >> -s."""
+    x = np.asarray(x, np.int64)
+    if left_shift >= 0:
+        return x * (3 << left_shift)
+    s = -left_shift
+    return (x * 3 + (1 << (s - 1))) >> s
+
+
+def tfl_sigmoid16(x, left_shift: int = 0) -> np.ndarray:
+    """TFLite int16 Logistic of Q3.12 x (left_shift 0) -> Q0.15."""
+    v = _tfl_scaled(x, left_shift)
+    a = np.abs(v)
+    uh = np.minimum(a >> 9, 254)
+    ua, ub = TFL_SIGMOID_TABLE[uh], TFL_SIGMOID_TABLE[uh + 1]
+    res = np.where(a >> 9 >= 255, 0x7FFF << 10, (ua << 9) + (a & 0x1FF) * (ub - ua))
+    res = np.where(v >= 0, res + (1 << 9), (1 << 25) - res + (1 << 9) - 1)
+    return res >> 10
+
+
+def tfl_tanh16(x, left_shift: int = 0) -> np.ndarray:
+    """TFLite int16 Tanh -> Q0.15; left_shift = 12 - p for an input at scale 2^-p."""
+    v = _tfl_scaled(x, left_shift)
+    a = np.abs(v)
+    uh = np.minimum(a >> 8, 254)
+    ua, ub = TFL_SIGMOID_TABLE[uh], TFL_SIGMOID_TABLE[uh + 1]
+    res = np.where(a >> 8 >= 255, 0xFFFF << 8, (ua << 8) + (a & 0xFF) * (ub - ua))
+    res = np.where(v >= 0, res - (1 << 23) + (1 << 7), -res + (1 << 23) + (1 << 7) - 1)
+    return res >> 8
+
+
+def lstm_tfl(p, x: np.ndarray, rounding: str = "double") -> np.ndarray:
+    """int8 x [T, I] -> int8 y [T, H] for qir.TflLstmParams p (gate rows i, o, f, c)."""
+    x = np.asarray(x, np.int8)
+    steps, hsz = x.shape[0], p.hidden_size
+    y = np.zeros((steps, hsz), np.int8)
+    cell = np.zeros(hsz, np.int64)
+    s16 = (-32768, 32767)
+    for t in range(steps):
+        px, ph = _parts(p, np.arange(4 * hsz), x[t], y[t - 1] if t > 0 else None, rounding)
+        gate = clamp(clamp(px, *s16) + clamp(ph, *s16), *s16)
+        i = tfl_sigmoid16(gate[:hsz])
+        o = tfl_sigmoid16(gate[hsz:2 * hsz])
+        f = tfl_sigmoid16(gate[2 * hsz:3 * hsz])
+        g = tfl_tanh16(gate[3 * hsz:])
+        fc = clamp(mbqm(f * cell, p.forget_multiplier, p.forget_shift, rounding), *s16)
+        ig = clamp(mbqm(i * g, p.update_multiplier, p.update_shift, rounding), *s16)
+        cell = clamp(fc + ig, *s16)
+        if p.cell_clip > 0:
+            cell = clamp(cell, -p.cell_clip, p.cell_clip)
+        th = tfl_tanh16(cell, GATE_FRAC - p.cell_shift)
+        out = mbqm(th * o, p.output_multiplier, p.output_shift, rounding) + p.output_offset
+        y[t] = clamp(out, -128, 127).astype(np.int8)
+    return y

@@ -34,7 +34,10 @@ _ARITY = {
     "SOFTMAX": (1, 0, 1),
     "RESHAPE": (1, 1, 1),  # the new shape as a second (constant) input is optional
     "QUANTIZE": (1, 0, 1),
+    "STRIDED_SLICE": (4, 0, 1),
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": (24, 0, 1),  # omitted ones (-1) are checked when lowered
 }
+LSTM_STATE_INPUTS = (18, 19)  # the hidden (output) state and the cell state: variables
 
 
 class _Checker:
@@ -80,7 +83,7 @@ class _Checker:
             self.fail(op, f"has {len(ins)} inputs and {len(op.outputs)} outputs, expected "
                       f"{req}{f'..{req + opt}' if opt else ''} and {n_out}")
         for k, i in enumerate(ins[:req]):
-            if i < 0:
+            if i < 0 and op.opcode != "UNIDIRECTIONAL_SEQUENCE_LSTM":
                 self.fail(op, f"required input {k} is omitted (tensor index {i})")
 
     def conv(self, op: TfOp) -> None:
@@ -197,10 +200,17 @@ class _Checker:
             for k, i in enumerate(op.inputs):
                 if i < 0 or self.m.tensors[i].data is not None:
                     continue
+                if self.m.tensors[i].is_variable:  # state: only an LSTM's, and read there
+                    if op.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM" and k in LSTM_STATE_INPUTS:
+                        continue
+                    self.fail(op, f"input {k} '{self.name(i)}' is a variable (state) tensor; "
+                              "microq supports those only as an LSTM's hidden / cell state")
                 if i not in ready:
                     self.fail(op, f"input {k} '{self.name(i)}' is not a graph input and no "
                               "earlier operator writes it")
             for i in op.outputs:
+                if self.m.tensors[i].is_variable:
+                    self.fail(op, f"output '{self.name(i)}' is a variable (state) tensor")
                 if self.m.tensors[i].data is not None or i in ready:
                     what = "a constant" if self.m.tensors[i].data is not None else \
                         "already written (by a graph input or an earlier operator)"
@@ -235,5 +245,6 @@ def check_graph(m: TfModel, ops: list[TfOp], inputs: list[int], outputs: list[in
     for op in ops:
         if op.opcode in _ARITY:
             c.arity(op)
-            _BY_OPCODE[op.opcode](c, op)
+            if op.opcode in _BY_OPCODE:  # the others check their shapes while lowered
+                _BY_OPCODE[op.opcode](c, op)
     c.dataflow(ops, inputs, outputs)

@@ -48,6 +48,7 @@ class Lowering:
         self.names = _unique_names(model.tensors)
         self.tensors: dict[str, qir.QTensor] = {}
         self.nodes: list[qir.QNode] = []
+        self.lstm_states: set[int] = set()  # state tensors already taken by an LSTM
 
     # -- tensor checks -------------------------------------------------------------------
     def t(self, idx: int) -> TfTensor:
@@ -266,6 +267,188 @@ class Lowering:
         self.emit(op, "requantize", [x], [out], p)
 
 
+    # -- STRIDED_SLICE ------------------------------------------------------------------
+    def strided_slice(self, op: TfOp) -> None:
+        """Constant begin / end / strides, TFLite's begin / end / shrink-axis masks (its
+        StartForAxis / StopForAxis); ellipsis, new-axis and offset are refused."""
+        x, out = self.act(op, op.inputs[0], "input"), self.act(op, op.outputs[0], "output")
+        o = self.options(op)
+        if o.EllipsisMask() or o.NewAxisMask() or o.Offset():
+            raise MicroqError(f"{self.m.path}: {op.name} (STRIDED_SLICE): ellipsis_mask, "
+                              "new_axis_mask and offset are not supported (only begin, end and "
+                              "shrink_axis masks)")
+        shape = tuple(self.tensors[x].shape)
+        rank = len(shape)
+        vecs = []
+        for k, role in ((1, "begin"), (2, "end"), (3, "strides")):
+            t = self.t(op.inputs[k])
+            if t.data is None or t.dtype not in ("INT32", "INT64") or t.data.size != rank:
+                self._fail(op, role, t, f"is {'computed' if t.data is None else t.dtype} "
+                           f"{list(t.shape)}; expected a constant int32 vector of {rank} values")
+            vecs.append([int(v) for v in t.data.reshape(-1)])
+        begin, end, step, kept = [], [], [], []
+        for a, (b, e, st, dim) in enumerate(zip(*vecs, shape)):
+            shrink = (o.ShrinkAxisMask() >> a) & 1
+            if st == 0 or abs(st) > 2**30:
+                raise MicroqError(f"{self.m.path}: {op.name} (STRIDED_SLICE): stride {st} on "
+                                  f"axis {a} is invalid")
+            if shrink:
+                b = b + dim if b < 0 else b
+                if not 0 <= b < dim:
+                    raise MicroqError(f"{self.m.path}: {op.name} (STRIDED_SLICE): index {b} "
+                                      f"on shrunk axis {a} is outside [0, {dim})")
+                begin.append(b), end.append(b + 1), step.append(1)
+                continue
+            lo, hi = (0, dim) if st > 0 else (-1, dim - 1)
+            if (o.BeginMask() >> a) & 1:
+                b = 0 if st > 0 else dim - 1
+            else:
+                b = min(max(b + dim if b < 0 else b, lo), hi)
+            if (o.EndMask() >> a) & 1:
+                e = dim if st > 0 else -1
+            else:
+                e = min(max(e + dim if e < 0 else e, lo), hi)
+            begin.append(b), end.append(e), step.append(st)
+            kept.append(max(0, -(-(e - b) // st)))
+        if tuple(kept) != tuple(self.tensors[out].shape) or 0 in kept:
+            raise MicroqError(f"{self.m.path}: {op.name} (STRIDED_SLICE): output "
+                              f"{list(self.tensors[out].shape)} is not the slice's {kept}: the "
+                              "file is corrupt (or the slice is empty)")
+        if self.qp(x) != self.qp(out):
+            raise MicroqError(f"{self.m.path}: {op.name} (STRIDED_SLICE): input and output "
+                              "quantization differ; TFLite requires them equal")
+        self.emit(op, "slice", [x], [out], qir.SliceParams(tuple(begin), tuple(end),
+                                                            tuple(step)))
+
+    # -- UNIDIRECTIONAL_SEQUENCE_LSTM -----------------------------------------------------
+    def lstm(self, op: TfOp) -> None:
+        """int8x8_16 LSTM as TFLite Micro's integer LstmStep (see qir.TflLstmParams)."""
+        from ..quant.rules_recurrent import _check_acc
+
+        where = f"{self.m.path}: {op.name} (UNIDIRECTIONAL_SEQUENCE_LSTM)"
+
+        def fail(why: str):
+            raise MicroqError(f"{where}: {why}")
+
+        ins = op.inputs
+        absent = {9: "peephole", 10: "peephole", 11: "peephole", 16: "projection",
+                  17: "projection", 20: "layer-norm", 21: "layer-norm", 22: "layer-norm",
+                  23: "layer-norm"}
+        for k, what in absent.items():
+            if ins[k] >= 0:
+                fail(f"a {what} LSTM (input {k} is set); microq supports the plain LSTM "
+                     "(Keras LSTM: no peephole, projection or layer normalization)")
+        for k in list(range(9)) + [12, 13, 14, 15, 18, 19]:
+            if ins[k] < 0:
+                fail(f"input {k} is omitted" + (" (a CIFG LSTM, coupled input and forget "
+                     "gates): not supported" if k in (1, 5, 12) else ": the file is corrupt"))
+        o = self.options(op)
+        if o.FusedActivationFunction() != 4:
+            fail(f"cell activation {o.FusedActivationFunction()}; only TANH (4) is supported")
+        if getattr(o, "DiagonalRecurrentTensors", lambda: False)():
+            fail("diagonal recurrent weights are not supported")
+        x, out = self.act(op, ins[0], "input"), self.act(op, op.outputs[0], "output")
+        xs, ys = tuple(self.tensors[x].shape), tuple(self.tensors[out].shape)
+        hid, cel = self.t(ins[18]), self.t(ins[19])
+        if len(xs) != 3 or len(ys) != 3:
+            fail(f"input {list(xs)} / output {list(ys)} must have rank 3")
+        steps, batch = (xs[0], xs[1]) if o.TimeMajor() else (xs[1], xs[0])
+        n_in, n_h = xs[2], (hid.shape[-1] if hid.shape else 0)
+        if batch != 1:
+            fail(f"a batch of {batch}: microq compiles one sequence at a time (convert with "
+                 "batch size 1)")
+        if ys != xs[:2] + (n_h,):
+            fail(f"output {list(ys)} is not the {list(xs[:2] + (n_h,))} the LSTM computes: the "
+                 "file is corrupt")
+        for t, role, dt in ((hid, "hidden state", "INT8"), (cel, "cell state", "INT16")):
+            if not t.is_variable or t.dtype != dt or t.shape not in ((1, n_h), (n_h,)) \
+                    or len(t.scales) != 1 or len(t.zero_points) != 1:
+                self._fail(op, role, t, f"is {'a variable' if t.is_variable else 'not a variable'}"
+                           f" {t.dtype} {list(t.shape)} with {len(t.scales)} scales; expected a "
+                           f"variable {dt} [1, {n_h}] quantized per tensor")
+            if t.data is not None and np.any(t.data != (t.zero_points[0] if dt == "INT8" else 0)):
+                self._fail(op, role, t, "has a non-zero initial value; microq starts every "
+                           "sequence from the zero state")
+            if t.index in self.lstm_states:
+                self._fail(op, role, t, "is shared with another LSTM")
+            self.lstm_states.add(t.index)
+        s_h, zp_h = float(hid.scales[0]), int(hid.zero_points[0])
+        if not (s_h > 0 and np.isfinite(s_h)) or not -128 <= zp_h <= 127:
+            self._fail(op, "hidden state", hid, f"has scale {s_h!r}, zero point {zp_h}")
+        s_c = float(cel.scales[0])
+        if cel.zero_points[0] != 0 or not (s_c > 0 and np.isfinite(s_c)):
+            self._fail(op, "cell state", cel, f"has scale {s_c!r}, zero point "
+                       f"{int(cel.zero_points[0])}; expected a power of two and 0")
+        log2 = float(np.log2(np.float32(s_c)))
+        cell_shift = -int(round(log2))
+        if abs(log2 + cell_shift) >= 1e-3 or not 0 <= cell_shift <= 29:
+            self._fail(op, "cell state", cel, f"has scale {s_c!r}; the integer LSTM needs a "
+                       "power of two 2^-k, k in 0..29")
+        qx = self.qp(x)
+        # TFLite order: input, forget, cell, output gates; ours (ONNX): i, o, f, c
+        order = (0, 3, 1, 2)
+        w, r, b, xm, xsh, hm, hsh = [], [], [], [], [], [], []
+        gate_scale = 2.0**-12  # Q3.12 gate pre-activations
+        for g in order:
+            for k, rows, cols, acc in ((1 + g, n_h, n_in, w), (5 + g, n_h, n_h, r)):
+                t = self.t(ins[k])
+                if t.shape != (rows, cols) or len(t.scales) != 1:
+                    self._fail(op, "weight", t, f"is {list(t.shape)} with {len(t.scales)} "
+                               f"scales; expected [{rows}, {cols}] quantized per tensor")
+                data, sc = self.weights(op, ins[k], rows, 0)
+                acc.append(data.astype(np.int8))
+                m, sh = self.multipliers(qx.scale if k <= 4 else s_h, sc[:1], gate_scale, op)
+                (xm if k <= 4 else hm).append(np.repeat(m, rows))
+                (xsh if k <= 4 else hsh).append(np.repeat(sh, rows))
+            bt = self.t(ins[12 + g])
+            if bt.dtype != "INT32" or bt.data is None or bt.shape != (n_h,):
+                self._fail(op, "gate bias", bt, f"is {bt.dtype} {list(bt.shape)}; expected "
+                           f"constant INT32 [{n_h}]")
+            b.append(bt.data.astype(np.int32))
+        wq, rq, bias = np.concatenate(w), np.concatenate(r), np.concatenate(b)
+        xm, xsh, hm, hsh = (np.concatenate(v).astype(np.int32) for v in (xm, xsh, hm, hsh))
+        zero_bias = np.zeros(4 * n_h, np.int32)
+        try:
+            _check_acc("the input-side gate matmul", wq, bias, -qx.zero_point, xsh)
+            _check_acc("the recurrent gate matmul", rq, zero_bias, -zp_h, hsh)
+        except MicroqError as e:
+            fail(str(e))
+        muls = {}
+        for what, real in (("forget", 2.0**-15), ("update", 2.0**-30 / s_c),
+                           ("output", 2.0**-30 / s_h)):
+            m, sh = quantize_multiplier(real, self.rounding)
+            if not -31 <= sh <= 0:
+                fail(f"the {what} product's rescale {real:.3g} needs shift {sh}, outside "
+                     "[-31, 0] (the state scales are out of range for the integer LSTM)")
+            muls[what] = (m, sh)
+        clip = float(o.CellClip())
+        qclip = int(np.trunc(min(max(clip / s_c, -32768.0), 32767.0))) if clip > 0 else 0
+        p = qir.TflLstmParams(
+            cell="lstm_tfl", input_size=int(n_in), hidden_size=int(n_h),
+            input_offset=-qx.zero_point, hidden_offset=-zp_h, output_offset=zp_h,
+            cell_shift=cell_shift, cell_clip=max(qclip, 0),
+            forget_multiplier=muls["forget"][0], forget_shift=muls["forget"][1],
+            update_multiplier=muls["update"][0], update_shift=muls["update"][1],
+            output_multiplier=muls["output"][0], output_shift=muls["output"][1],
+            input_weights=wq, recurrent_weights=rq, input_bias=bias, recurrent_bias=zero_bias,
+            input_multiplier=xm, input_shift=xsh, recurrent_multiplier=hm,
+            recurrent_shift=hsh)
+        # time_major [T, 1, I] is [1, T, I] in memory (batch 1): a free reshape around it
+        seq_x, seq_y = x, out
+        if xs != (1, steps, n_in):
+            seq_x = f"{x}__seq"
+            self.tensors[seq_x] = qir.QTensor(seq_x, (1, steps, n_in), qx)
+            self.emit(op, "reshape", [x], [seq_x], qir.ReshapeParams((1, steps, n_in)))
+        if ys != (1, steps, n_h):
+            seq_y = f"{out}__seq"
+            self.tensors[seq_y] = qir.QTensor(seq_y, (1, steps, n_h), self.qp(out))
+        scratch = f"{out}__state"
+        self.tensors[scratch] = qir.QTensor(scratch, (2 * n_h,), qir.QParams(1.0, 0))
+        self.emit(op, "lstm_tfl", [seq_x], [seq_y, scratch], p)
+        if seq_y != out:
+            self.emit(op, "reshape", [seq_y], [out], qir.ReshapeParams(ys))
+
+
 HANDLERS = {
     "CONV_2D": Lowering.conv,
     "DEPTHWISE_CONV_2D": Lowering.conv,
@@ -278,6 +461,8 @@ HANDLERS = {
     "SOFTMAX": Lowering.softmax,
     "RESHAPE": Lowering.reshape,
     "QUANTIZE": Lowering.quantize,
+    "STRIDED_SLICE": Lowering.strided_slice,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": Lowering.lstm,
 }
 
 

@@ -39,6 +39,8 @@ _OPTIONS = {
     "MUL": "MulOptions",
     "SOFTMAX": "SoftmaxOptions",
     "RESHAPE": "ReshapeOptions",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTMOptions",
+    "STRIDED_SLICE": "StridedSliceOptions",
 }
 
 
@@ -52,6 +54,7 @@ class TfTensor:
     zero_points: np.ndarray  # int64
     quantized_dimension: int
     data: np.ndarray | None  # constant contents with `shape`, None for activations
+    is_variable: bool = False  # a state tensor (an LSTM's hidden and cell state)
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,7 +138,9 @@ def _tensor(model, sg, raw: bytes, i: int, type_names: dict[int, str]) -> TfTens
     dtype = type_names.get(t.Type(), f"type {t.Type()}")
     n_dims = _vector_in_file(t._tab, 0, 4, len(raw), f"the shape of {label}")
     shape = tuple(int(d) for d in t.ShapeAsNumpy()) if n_dims else ()
-    if len(shape) > 8 or any(not 1 <= d <= MAX_ELEMENTS for d in shape) \
+    # An empty dimension is only legal on a tensor no operator reads or writes (the LSTM's
+    # unused float "intermediates"); read_tflite refuses it anywhere else.
+    if len(shape) > 8 or any(not 0 <= d <= MAX_ELEMENTS for d in shape) \
             or int(np.prod(shape, dtype=object)) > MAX_ELEMENTS:
         raise MicroqError(f"{label} has shape {list(shape)}; expected at most 8 dimensions "
                           f"of 1..{MAX_ELEMENTS} and at most {MAX_ELEMENTS} elements: the file "
@@ -156,6 +161,9 @@ def _tensor(model, sg, raw: bytes, i: int, type_names: dict[int, str]) -> TfTens
     data = None
     blob = _buffer_bytes(model, raw, t.Buffer(), name)
     if blob is not None:
+        if 0 in shape:
+            raise MicroqError(f"constant {label} has an empty shape {list(shape)}: the file is "
+                              "corrupt")
         if dtype not in _NUMPY_DTYPES:
             raise MicroqError(f"constant {label} has unsupported type {dtype}")
         itemsize = np.dtype(_NUMPY_DTYPES[dtype]).itemsize
@@ -165,7 +173,8 @@ def _tensor(model, sg, raw: bytes, i: int, type_names: dict[int, str]) -> TfTens
                               f"buffer has {len(blob)}: the file is corrupt")
         data = np.frombuffer(blob, dtype=_NUMPY_DTYPES[dtype]).reshape(shape).copy()
     return TfTensor(i, name, dtype, shape,
-                    np.asarray(scales, np.float32), np.asarray(zps, np.int64), int(qdim), data)
+                    np.asarray(scales, np.float32), np.asarray(zps, np.int64), int(qdim), data,
+                    bool(t.IsVariable()))
 
 
 def _options(op, opcode: str):
@@ -256,4 +265,10 @@ def _read(p: Path, raw: bytes) -> TfModel:
     n_go = _vector_in_file(sg._tab, 2, 4, n_raw, "the subgraph outputs")
     inputs = list(_indices(sg.InputsAsNumpy(), n_t, "graph input", False)) if n_gi else []
     outputs = list(_indices(sg.OutputsAsNumpy(), n_t, "graph output", False)) if n_go else []
+    used = [(i, op.name) for op in ops for i in op.inputs + op.outputs if i >= 0]
+    used += [(i, "the graph's inputs / outputs") for i in inputs + outputs]
+    for i, who in used:
+        if 0 in tensors[i].shape:
+            raise MicroqError(f"tensor {i} '{tensors[i].name}' used by {who} has an empty shape "
+                              f"{list(tensors[i].shape)}: the file is corrupt")
     return TfModel(str(p), tensors, ops, inputs, outputs)

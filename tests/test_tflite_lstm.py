@@ -1,0 +1,324 @@
+"""int8 TFLite UNIDIRECTIONAL_SEQUENCE_LSTM (tests/models/recurrent/tflite, made by
+tools/export_tflite_lstm.py): the generated C equals TFLite Micro (the pip `tflite-micro`
+interpreter, reset before every sequence) and the numpy reference bit for bit; the trained
+classifiers stay within 1 pp of Keras float on the held-out labelled set; the emulated M4 and
+M0+ give the host's bytes. Kernel level: mq_lstm_tfl_s8 == ref.recurrent.lstm_tfl on random
+sizes, offsets, cell scales and clips (both rounding modes), TFLite's int16 sigmoid / tanh on
+every int16 input, and the LSTM forms microq refuses, each with its reason."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import IN_CI
+from microq import api
+from microq.errors import MicroqError
+from microq.qir import TflLstmParams
+from microq.ref import recurrent as ref
+from microq.ref.arith import quantize_multiplier
+from microq.ref.int_exec import run_int
+from microq.runtime import mcu
+from microq.tflite_import import import_tflite
+from microq.tflite_import.reader import read_tflite
+
+DIR = Path(__file__).resolve().parent / "models" / "recurrent"
+TFL = DIR / "tflite"
+CLASSIFIERS = ("lstm_last", "lstm_stacked")
+SEQUENCES = ("seq_i3_h5_t7", "seq_i12_h24_t4", "seq_i1_h2_t10")
+MCU_TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-nm", "qemu-system-arm")
+MQ_OK, MQ_ERR_ARG = 0, 1
+
+
+def _runtime():
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError:
+        msg = "tflite-micro is not installed (pip install '.[test]')"
+        if IN_CI:
+            pytest.fail(msg + "; under CI=true this is a failure")
+        pytest.skip(msg)
+    return runtime
+
+
+def tflm(path: Path, xs: np.ndarray) -> np.ndarray:
+    """TFLite Micro's output per sample; reset() first: its LSTM keeps its state across
+    invocations, microq's runs each sequence from the zero state."""
+    it = _runtime().Interpreter.from_file(str(path))
+    ys = []
+    for x in xs:
+        it.reset()
+        it.set_input(x[None], 0)
+        it.invoke()
+        ys.append(np.array(it.get_output(0)))
+    return np.concatenate(ys)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return np.load(DIR / "data.npz")
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            out = tmp_path_factory.mktemp(name) / "net"
+            api.compile_model(TFL / f"{name}.int8.tflite", None, out, name="net")
+            cache[name] = (out, api.load(out), api.load_qgraph(out))
+        return cache[name]
+
+    return get
+
+
+def test_tflite_lstm_fixtures_are_fused_int8x8_16_lstms():
+    """Guards a regenerated set that lost the fused op (Keras 3 converts LSTM to a WHILE loop):
+    every file has UNIDIRECTIONAL_SEQUENCE_LSTM with int8 input / weights, an int16 cell."""
+    for name in CLASSIFIERS + SEQUENCES:
+        m = read_tflite(TFL / f"{name}.int8.tflite")
+        lstms = [op for op in m.ops if op.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
+        assert len(lstms) == (2 if name == "lstm_stacked" else 1), name
+        for op in lstms:
+            assert m.tensors[op.inputs[0]].dtype == "INT8"
+            assert m.tensors[op.inputs[2]].dtype == "INT8"
+            assert m.tensors[op.inputs[19]].dtype == "INT16" and m.tensors[op.inputs[19]].is_variable
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_tflite_lstm_classifier_c_equals_tflite_micro_and_within_1pp(compiled, data, name):
+    out, host, qg = compiled(name)
+    assert [n.kernel for n in qg.nodes].count("lstm_tfl") == (2 if name == "lstm_stacked" else 1)
+    spec = host.inputs[0]
+    q = host.quantize_input(spec["name"], data["test"])
+    got = host.run_int8({spec["name"]: q})[host.outputs[0]["name"]].reshape(len(q), -1)
+    want = tflm(TFL / f"{name}.int8.tflite", q)
+    assert np.array_equal(got, want), f"{name}: C != TFLite Micro"
+    for i in range(8):  # the python reference is slow: a few samples
+        r = run_int(qg, {qg.inputs[0]: q[i:i + 1]})[qg.outputs[0]]
+        assert np.array_equal(r.reshape(-1), got[i]), f"{name}: run_int != C at sample {i}"
+    labels = data["test_labels"]
+    acc_int8 = float(np.mean(got.argmax(1) == labels))
+    acc_float = float(np.mean(np.load(TFL / "float_logits.npz")[name].argmax(1) == labels))
+    assert acc_float > 0.9, f"{name}: the float model is not trained ({acc_float:.3f})"
+    assert acc_int8 >= acc_float - 0.01, f"{name}: int8 {acc_int8:.4f} vs float {acc_float:.4f}"
+
+
+@pytest.mark.parametrize("name", SEQUENCES)
+def test_tflite_lstm_sequence_c_equals_tflite_micro_and_reference(compiled, name):
+    """Untrained layers with saturating gates, the whole int8 sequence compared."""
+    out, host, qg = compiled(name)
+    spec = host.inputs[0]
+    rng = np.random.default_rng(5)
+    q = rng.integers(-128, 128, (40, *spec["shape"][1:])).astype(np.int8)
+    got = host.run_int8({spec["name"]: q})[host.outputs[0]["name"]]
+    want = tflm(TFL / f"{name}.int8.tflite", q)
+    assert np.array_equal(got.reshape(want.shape), want), f"{name}: C != TFLite Micro"
+    for i in range(4):
+        r = run_int(qg, {qg.inputs[0]: q[i:i + 1]})[qg.outputs[0]]
+        assert np.array_equal(r.reshape(-1), got[i].reshape(-1)), f"{name}: run_int != C"
+    assert len(np.unique(got)) > 8, "degenerate output: the comparison proves little"
+
+
+def _need_mcu_tools() -> None:
+    missing = [t for t in MCU_TOOLS if shutil.which(t) is None]
+    if missing:
+        msg = f"{', '.join(missing)} not installed: apt-get install {mcu.ARM_PACKAGES}"
+        if IN_CI:
+            pytest.fail(msg + " (under CI=true this is a failure)")
+        pytest.skip(msg)
+
+
+@pytest.mark.parametrize("name,target", [("lstm_stacked", "cortex-m4"),
+                                         ("lstm_stacked", "cortex-m0plus"),
+                                         ("seq_i12_h24_t4", "cortex-m0plus")])
+def test_tflite_lstm_on_mcu_bit_exact_with_host(compiled, data, name, target):
+    _need_mcu_tools()
+    out, host, _ = compiled(name)
+    spec = host.inputs[0]
+    if name in CLASSIFIERS:
+        q = host.quantize_input(spec["name"], data["test"][:3])
+    else:
+        q = np.random.default_rng(6).integers(-128, 128, (3, *spec["shape"][1:])).astype(np.int8)
+    want = host.run_int8({spec["name"]: q})
+    got = mcu.run_int8(out, target, {spec["name"]: q})
+    for k in want:
+        assert np.array_equal(got[k], want[k]), f"{name} on {target}"
+
+
+# ---- kernel level ------------------------------------------------------------------------
+
+SCALARS = ("input_size", "hidden_size", "input_offset", "hidden_offset", "output_offset",
+           "cell_shift", "cell_clip", "forget_multiplier", "forget_shift", "update_multiplier",
+           "update_shift", "output_multiplier", "output_shift")
+ARRAYS = (("input_weights", "int8_t", np.int8), ("recurrent_weights", "int8_t", np.int8),
+          ("input_bias", "int32_t", np.int32), ("recurrent_bias", "int32_t", np.int32),
+          ("input_multiplier", "int32_t", np.int32), ("input_shift", "int32_t", np.int32),
+          ("recurrent_multiplier", "int32_t", np.int32),
+          ("recurrent_shift", "int32_t", np.int32))
+
+
+def c_lstm_tfl(clib, p: TflLstmParams, x: np.ndarray, steps: int | None = None):
+    ffi, lib = clib
+    x = np.ascontiguousarray(x, np.int8)
+    out = np.full((x.shape[0], p.hidden_size), 0x5A, np.int8)
+    state = np.full(p.hidden_size, 0x1234, np.int16)  # dirty scratch: the kernel clears it
+    keep = []
+    cp = ffi.new("mq_lstm_tfl_params *", {k: getattr(p, k) for k in SCALARS})
+    for name, ctype, dt in ARRAYS:
+        arr = np.ascontiguousarray(getattr(p, name), dt)
+        keep.append(arr)
+        setattr(cp, name, ffi.from_buffer(f"{ctype}[]", arr))
+    status = lib.mq_lstm_tfl_s8(cp, x.shape[0] if steps is None else steps,
+                                ffi.from_buffer("int8_t[]", x), ffi.from_buffer("int8_t[]", out),
+                                ffi.from_buffer("int16_t[]", state))
+    return status, out
+
+
+def random_params(seed: int, rounding: str) -> tuple[TflLstmParams, np.ndarray]:
+    """Parameters as the lowering builds them from random scales (TFLite's formulas)."""
+    rng = np.random.default_rng(seed)
+    i, h, steps = (int(rng.integers(1, 14)), int(rng.integers(1, 20)), int(rng.integers(1, 9)))
+    s_x, s_h = float(rng.uniform(0.005, 0.1)), float(rng.uniform(1.5, 2.5) / 255)
+    cell_shift = int(rng.integers(8, 16))
+    mult = lambda real: quantize_multiplier(real, rounding)  # noqa: E731
+    xm, xs, hm, hs = [], [], [], []
+    for _ in range(4):
+        sw, sr = float(rng.uniform(0.002, 0.03)), float(rng.uniform(0.002, 0.03))
+        (m1, e1), (m2, e2) = mult(s_x * sw / 2**-12), mult(s_h * sr / 2**-12)
+        xm += [m1] * h
+        xs += [e1] * h
+        hm += [m2] * h
+        hs += [e2] * h
+    (fm, fs), (um, us), (om, os_) = (mult(2.0**-15), mult(2.0**-30 / 2.0**-cell_shift),
+                                     mult(2.0**-30 / s_h))
+    clip = int(rng.integers(1, 2**cell_shift * 4)) if rng.random() < 0.5 else 0
+    p = TflLstmParams(
+        cell="lstm_tfl", input_size=i, hidden_size=h, input_offset=int(rng.integers(-40, 40)),
+        hidden_offset=int(rng.integers(-10, 10)), output_offset=int(rng.integers(-10, 10)),
+        cell_shift=cell_shift, cell_clip=min(clip, 32767), forget_multiplier=fm,
+        forget_shift=fs, update_multiplier=um, update_shift=us, output_multiplier=om,
+        output_shift=os_,
+        input_weights=rng.integers(-127, 128, (4 * h, i)).astype(np.int8),
+        recurrent_weights=rng.integers(-127, 128, (4 * h, h)).astype(np.int8),
+        input_bias=rng.integers(-20000, 20000, 4 * h).astype(np.int32),
+        recurrent_bias=np.zeros(4 * h, np.int32),
+        input_multiplier=np.array(xm, np.int32), input_shift=np.array(xs, np.int32),
+        recurrent_multiplier=np.array(hm, np.int32), recurrent_shift=np.array(hs, np.int32))
+    x = rng.integers(-128, 128, (steps, i)).astype(np.int8)
+    return p, x
+
+
+@pytest.mark.parametrize("rounding,fixture", [("double", "clib"), ("single", "clib_single")])
+def test_lstm_tfl_kernel_equals_reference_on_random_params(request, rounding, fixture):
+    clib = request.getfixturevalue(fixture)
+    clipped = 0
+    for seed in range(40):
+        p, x = random_params(seed, rounding)
+        status, got = c_lstm_tfl(clib, p, x)
+        assert status == MQ_OK
+        want = ref.lstm_tfl(p, x, rounding)
+        assert np.array_equal(got, want), f"seed {seed}: C != reference"
+        clipped += p.cell_clip > 0
+    assert 5 < clipped < 35  # both with and without a cell clip
+
+
+def test_lstm_tfl_kernel_refuses_bad_arguments(clib):
+    p, x = random_params(1, "double")
+    for bad in (dict(cell_shift=30), dict(cell_shift=-1), dict(cell_clip=-1),
+                dict(hidden_size=0)):
+        status, _ = c_lstm_tfl(clib, dataclasses.replace(p, **bad), x)
+        assert status == MQ_ERR_ARG, bad
+    assert c_lstm_tfl(clib, p, x, steps=0)[0] == MQ_ERR_ARG
+
+
+@pytest.mark.parametrize("left_shift", [0, 1, 3, -1, -2, -5])
+def test_tfl_int16_sigmoid_and_tanh_c_equal_reference_on_every_input(clib, left_shift):
+    ffi, lib = clib
+    x = np.arange(-32768, 32768, dtype=np.int16)
+    for fn, want in ((lib.mq_tfl_sigmoid_s16, ref.tfl_sigmoid16),
+                     (lib.mq_tfl_tanh_s16, ref.tfl_tanh16)):
+        out = np.zeros_like(x)
+        assert fn(ffi.from_buffer("int16_t[]", x), ffi.from_buffer("int16_t[]", out), x.size,
+                  left_shift) == MQ_OK
+        assert np.array_equal(out, want(x, left_shift).astype(np.int16))
+
+
+def test_tfl_int16_sigmoid_and_tanh_follow_the_functions():
+    """Q3.12 in, Q0.15 out: within 2.5e-4 (sigmoid) / 5e-4 (tanh) of the real functions."""
+    x = np.arange(-32768, 32768)
+    u = x / 4096.0
+    assert np.abs(ref.tfl_sigmoid16(x) / 32768.0 - 1 / (1 + np.exp(-u))).max() < 2.5e-4
+    assert np.abs(ref.tfl_tanh16(x) / 32768.0 - np.tanh(u)).max() < 5e-4
+
+
+# ---- refused forms -----------------------------------------------------------------------
+
+def _patched(monkeypatch, name: str, edit):
+    """import_tflite of fixture `name` with its first LSTM operator changed by edit(model, op)."""
+    import microq.tflite_import as tfl_import
+
+    real = tfl_import.read_tflite
+
+    def read(path):
+        m = real(path)
+        k = next(i for i, op in enumerate(m.ops) if op.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM")
+        m.ops[k] = edit(m, m.ops[k])
+        return m
+
+    monkeypatch.setattr(tfl_import, "read_tflite", read)
+    return TFL / f"{name}.int8.tflite"
+
+
+def _set_input(slot: int, source: int):
+    def edit(m, op):
+        ins = list(op.inputs)
+        ins[slot] = ins[source] if source >= 0 else -1
+        return dataclasses.replace(op, inputs=tuple(ins))
+    return edit
+
+
+class _Opts:
+    """The LSTM's options with one field changed."""
+
+    def __init__(self, base, **kw):
+        self.base, self.kw = base, kw
+
+    def __getattr__(self, k):
+        return (lambda: self.kw[k]) if k in self.kw else getattr(self.base, k)
+
+
+def _set_option(**kw):
+    return lambda m, op: dataclasses.replace(op, options=_Opts(op.options, **kw))
+
+
+REFUSED = {
+    "peephole": (_set_input(10, 6), "peephole"),
+    "projection": (_set_input(16, 6), "projection"),
+    "layer_norm": (_set_input(20, 12), "layer-norm"),
+    "cifg": (_set_input(1, -1), "CIFG"),
+    "relu_cell": (_set_option(FusedActivationFunction=1), "only TANH"),
+    "diagonal": (_set_option(DiagonalRecurrentTensors=True), "diagonal"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_unsupported_tflite_lstm_forms_refused_with_reason(monkeypatch, case):
+    edit, reason = REFUSED[case]
+    path = _patched(monkeypatch, "seq_i3_h5_t7", edit)
+    with pytest.raises(MicroqError, match=reason):
+        import_tflite(path)
+
+
+def test_tflite_lstm_with_a_batch_of_two_is_refused(monkeypatch):
+    def edit(m, op):
+        x = m.tensors[op.inputs[0]]
+        m.tensors[op.inputs[0]] = dataclasses.replace(x, shape=(2,) + x.shape[1:])
+        return op
+    with pytest.raises(MicroqError, match="batch of 2"):
+        import_tflite(_patched(monkeypatch, "seq_i3_h5_t7", edit))
