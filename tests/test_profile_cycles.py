@@ -196,6 +196,7 @@ def run_sequence(tmp_path: Path, target: str, body: str) -> dict:
     n = at[syms["stop"]][0] - at[syms["start"]][0]
     counts = timing.subtract(at[syms["stop"]][1], at[syms["start"]][1])
     assert sum(counts["classes"].values()) == n, "every instruction is in exactly one class"
+    counts["instructions"] = n
     return counts
 
 
@@ -211,6 +212,9 @@ def test_hand_written_sequence_classes_and_cycles(tmp_path, target, body, classe
                                                   wide, cycles):
     need_tools()
     counts = run_sequence(tmp_path, target, body)
+    # the exact instruction count (the profile's figure of record) is the hand count: 35 on the
+    # M4 sequence, 22 on the M0+ one (the functions' instructions included)
+    assert counts["instructions"] == {"cortex-m4": 35, "cortex-m0plus": 22}[target]
     assert nonzero(counts["classes"]) == classes
     assert nonzero(counts["taken"]) == taken
     assert counts["regs"] == regs
@@ -273,3 +277,15 @@ def test_cli_profile_clock_prints_milliseconds(compiled_demo):
     assert text.returncode == 0 and " ms at 64 MHz" in text.stdout
     bad = subprocess.run(env_py + ["--clock", "0"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--clock" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_m0plus_bench_board_counts_equal_the_microbit(compiled_demo):
+    """tools/bench.py runs M0+ builds that need more than 16 KiB on the Cortex-M3 board
+    (cortex-m0plus-mps2): the same ARMv6-M image must give the micro:bit's exact counts."""
+    need_tools()
+    a = profile.profile(compiled_demo, "cortex-m0plus")
+    b = profile.profile(compiled_demo, "cortex-m0plus-mps2")
+    assert a["total_instructions"] == b["total_instructions"]
+    assert [r["instructions"] for r in a["layers"]] == [r["instructions"] for r in b["layers"]]
+    assert a["instruction_classes"] == b["instruction_classes"]
+    assert a["estimated_cycles"] == b["estimated_cycles"] > a["total_instructions"]

@@ -141,7 +141,7 @@ assert all(tuple(r.cls for r in c.rows) == CLASSES for c in CORES.values())
 
 def core(target: str) -> Core | None:
     """The timing table of a target, or None when there is none (M3, M7, M55)."""
-    return CORES.get(target)
+    return CORES.get({"cortex-m0plus-mps2": "cortex-m0plus"}.get(target, target))
 
 
 def counts_from_fields(fields: list[str], values: list[int]) -> dict:
