@@ -338,28 +338,54 @@ def size(model_dir, target, board, as_json) -> None:
 @main.command()
 @click.argument("model_dir", type=click.Path(file_okay=False, path_type=str))
 @click.option("--target", default="cortex-m4", show_default=True, type=click.Choice(MCU_TARGETS))
+@click.option("--clock", "clock_mhz", type=float, default=None, metavar="MHZ",
+              help="Core clock in MHz: also print the estimated time in milliseconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def profile(model_dir, target, as_json) -> None:
+def profile(model_dir, target, clock_mhz, as_json) -> None:
     """Exact instruction counts of one inference of MODEL_DIR on the emulated TARGET core, per
-    layer and in total, and instructions per MAC (a QEMU plugin counts every instruction)."""
+    layer and in total, and instructions per MAC (a QEMU plugin counts every instruction); on
+    cortex-m4, cortex-m0plus and cortex-m33 also estimated cycles (per-class counts times the
+    core's TRM timing table, zero wait states: microq.runtime.timing)."""
     from . import api
+    from .runtime.profile import with_clock
 
-    rep = api.profile(model_dir, target)
+    if clock_mhz is not None and not clock_mhz > 0:
+        raise MicroqError(f"--clock must be a positive frequency in MHz, got {clock_mhz}")
+    rep = with_clock(api.profile(model_dir, target), clock_mhz)
     if as_json:
         click.echo(json.dumps(rep, indent=2))
         return
-    click.echo(f"{rep['model']} on {rep['target']}: {rep['total_instructions']:,} instructions, "
-               f"{rep['macs']:,} MACs, {rep['instructions_per_mac']} per MAC")
+    cycles = rep.get("estimated_cycles")
+    line = (f"{rep['model']} on {rep['target']}: {rep['total_instructions']:,} instructions, "
+            f"{rep['macs']:,} MACs, {rep['instructions_per_mac']} per MAC")
+    if cycles is not None:
+        line += f"; estimated {cycles:,} cycles, {rep['cycles_per_mac']} per MAC"
+        if "estimated_ms" in rep:
+            line += f", {rep['estimated_ms']:.3f} ms at {clock_mhz:g} MHz"
+    click.echo(line)
     from .report import _table
 
-    rows = [[l["index"], l["name"], l["kernel"], f"{l['instructions']:,}", f"{l['macs']:,}",
-             "-" if l["instructions_per_mac"] is None else f"{l['instructions_per_mac']:.2f}"]
-            for l in rep.get("layers") or []]
+    est = cycles is not None
+    ms = "estimated_ms" in rep
+    rows = []
+    for l in rep.get("layers") or []:
+        row = [l["index"], l["name"], l["kernel"], f"{l['instructions']:,}", f"{l['macs']:,}",
+               "-" if l["instructions_per_mac"] is None else f"{l['instructions_per_mac']:.2f}"]
+        if est:
+            row += [f"{l['cycles']:,}",
+                    "-" if l["cycles_per_mac"] is None else f"{l['cycles_per_mac']:.2f}"]
+        if ms:
+            row.append(f"{l['estimated_ms']:.3f}")
+        rows.append(row)
     if rows:
-        click.echo(_table(["#", "layer", "kernel", "instructions", "MACs", "per MAC"], rows,
-                          "rllrrr"))
+        head = ["#", "layer", "kernel", "instructions", "MACs", "per MAC"]
+        head += ["est. cycles", "cycles/MAC"] if est else []
+        head += ["ms"] if ms else []
+        click.echo(_table(head, rows, "rllrrr" + "rr" * est + "r" * ms))
     if rep.get("per_layer_note"):
         click.echo(rep["per_layer_note"])
+    click.echo(f"cycles: {rep['timing_note']}"
+               + (f" ({rep['timing_table']})" if rep.get("timing_table") else ""))
 
 
 @main.command(name="runtime")

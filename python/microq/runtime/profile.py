@@ -6,6 +6,10 @@ the disassembly: main's call of NAME_invoke_multi and its return address give th
 direct call from NAME_invoke_multi (and the parts gcc split off it) to a kernel, and its return
 address, give that kernel call's count. Calls are matched to layers in order, by the kernel
 function each layer's comment-tagged call names in NAME.c.
+
+The plugin also counts by instruction class (load, store, multiply, taken branch, ...): with the
+core's timing table (runtime/timing.py) that gives an estimated cycle count beside the exact
+instruction count, per layer and in total.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MicroqError
-from . import cbuild, mcu
+from . import cbuild, mcu, timing
 
 PLUGIN_SOURCE = mcu.TARGETS_DIR / "plugin" / "mq_insn_count.c"
 _BRANCH = re.compile(r"^(bl|b(?:eq|ne|cs|cc|mi|pl|vs|vc|hi|ls|ge|lt|gt|le)?(?:\.w|\.n)?)$")
@@ -115,61 +119,126 @@ def profile(model_dir: str | Path, target_name: str, inputs: dict | None = None,
     markers = {main_call, main_ret} | {a for a, _, _ in sites} | {r for _, r, _ in sites if r >= 0}
     with tempfile.TemporaryDirectory(prefix="mq_prof") as d:
         log = Path(d) / "counts.txt"
-        plugin = [f"{build_plugin()},out={log}"] + [f"marker={m:#x}" for m in sorted(markers)]
-        mcu.run_elf(tgt, elf, meta, data, n, timeout, ("-plugin", ",".join(plugin)))
-        hits = [(int(a, 16), int(c)) for a, c in
-                (line.split() for line in log.read_text().splitlines() if line[0] != "t")]
+        mcu.run_elf(tgt, elf, meta, data, n, timeout, plugin_args(log, markers))
+        hits, _ = read_log(log)
     site_of = {a: (r, callee) for a, r, callee in sites}
     total, calls, pending, begin = None, [], None, None
-    for addr, count in hits:
+    for addr, count, cls in hits:
         if addr == main_call:
-            begin = count
+            begin = (count, cls)
             continue
         if begin is None:
             continue
         if pending and (addr == pending[0] or (pending[0] < 0 and addr == main_ret)):
-            calls.append((pending[1], count - pending[2] - 1))
+            calls.append((pending[1], count - pending[2] - 1, timing.subtract(cls, pending[3])))
             pending = None
         if addr == main_ret:
-            total = count - begin - 1
+            total = (count - begin[0] - 1, timing.subtract(cls, begin[1]))
             break
         if addr in site_of:
-            pending = (*site_of[addr], count)
+            pending = (*site_of[addr], count, cls)
     if total is None:
         raise MicroqError("profile: the invoke call was not seen by the counting plugin")
-    layers, reason = _per_layer(meta, layer_calls(model_dir, meta), calls)
+    core = timing.core(tgt.name)
+    layers, reason = _per_layer(meta, layer_calls(model_dir, meta), calls, core)
     macs = int(meta.get("macs", 0))
-    return {
+    rep = {
         "model": meta["name"],
         "target": tgt.name,
         "board": tgt.board,
         "dsp": bool(tgt.dsp if dsp is None else dsp),
-        "total_instructions": total,
+        "total_instructions": total[0],
         "macs": macs,
-        "instructions_per_mac": round(total / macs, 3) if macs else None,
+        "instructions_per_mac": round(total[0] / macs, 3) if macs else None,
         "layers": layers,
         "per_layer_note": reason,
         "method": "QEMU TCG plugin, inline count of every executed instruction",
     }
+    rep.update(cycle_fields(total[1], core, macs))
+    return rep
 
 
-def _per_layer(meta: dict, expected: list[tuple[int, str]], calls: list[tuple[str, int]]):
+def cycle_fields(counts: dict, core, macs: int = 0) -> dict:
+    """The report's estimate fields: cycles, cycles per MAC, the class counts and the table."""
+    out = {"instruction_classes": counts}
+    if core is None:
+        out["estimated_cycles"] = None
+        out["timing_note"] = "no per-instruction timing table for this core (runtime/timing.py)"
+        return out
+    cycles = timing.estimate(counts, core)
+    out["estimated_cycles"] = cycles
+    out["cycles_per_mac"] = round(cycles / macs, 3) if macs else None
+    out["cycles_by_class"] = timing.cycles_by_class(counts, core)
+    out["timing_table"] = f"{core.title}, {core.reference}"
+    out["timing_note"] = ("estimate from per-class counts and the TRM timing table "
+                          "(runtime/timing.py): zero wait states"
+                          + ("; an approximation, see timing_table" if core.approximate else ""))
+    return out
+
+
+def with_clock(rep: dict, clock_mhz: float | None) -> dict:
+    """Adds milliseconds at `clock_mhz` to a profile report (total and per layer)."""
+    if clock_mhz is None or rep.get("estimated_cycles") is None:
+        return rep
+    if not clock_mhz > 0:
+        raise MicroqError(f"--clock must be a positive frequency in MHz, got {clock_mhz}")
+    rep = dict(rep, clock_mhz=clock_mhz,
+               estimated_ms=round(timing.milliseconds(rep["estimated_cycles"], clock_mhz), 4))
+    if rep.get("layers"):
+        rep["layers"] = [dict(row, estimated_ms=round(timing.milliseconds(
+            row["cycles"], clock_mhz), 4)) for row in rep["layers"]]
+    return rep
+
+
+def plugin_args(log: Path, markers) -> tuple[str, str]:
+    """QEMU arguments loading the counting plugin with its log and marker addresses."""
+    plugin = [f"{build_plugin()},out={log}"] + [f"marker={m:#x}" for m in sorted(markers)]
+    return ("-plugin", ",".join(plugin))
+
+
+def read_log(log: Path) -> tuple[list[tuple[int, int, dict]], tuple[int, dict] | None]:
+    """The plugin's log: [(marker address, instruction count, class counts)] in execution
+    order, and the (count, class counts) at exit (None if QEMU did not exit cleanly)."""
+    lines = log.read_text().splitlines()
+    if not lines or not lines[0].startswith("fields count"):
+        raise MicroqError(f"profile: {log.name} from the counting plugin has no header line")
+    fields = lines[0].split()[2:]
+    hits, total = [], None
+    for line in lines[1:]:
+        head, count, *rest = line.split()
+        cls = timing.counts_from_fields(fields, [int(v) for v in rest])
+        if head == "total":
+            total = (int(count), cls)
+        else:
+            hits.append((int(head, 16), int(count), cls))
+    return hits, total
+
+
+def _per_layer(meta: dict, expected: list[tuple[int, str]], calls: list[tuple[str, int, dict]],
+               core=None):
     """Layer rows from executed kernel calls; None and a reason when they cannot be matched."""
-    if [f for _, f in expected] != [f for f, _ in calls if f.startswith("mq_")]:
+    if [f for _, f in expected] != [f for f, _, _ in calls if f.startswith("mq_")]:
         return None, ("per-layer counts unavailable: executed calls "
-                      f"{[f for f, _ in calls]} do not match NAME.c's layer calls")
-    counts = iter(n for f, n in calls if f.startswith("mq_"))
+                      f"{[f for f, _, _ in calls]} do not match NAME.c's layer calls")
+    counts = iter((n, c) for f, n, c in calls if f.startswith("mq_"))
     by_layer = {i: next(counts) for i, _ in expected}
     rows = []
     for layer in meta["layers"]:
-        n = by_layer.get(layer["index"], 0)
+        n, cls = by_layer.get(layer["index"], (0, None))
         macs = int(layer.get("macs", 0))
-        rows.append({"index": layer["index"], "name": layer["name"], "kernel": layer["kernel"],
-                     "instructions": n, "macs": macs,
-                     "instructions_per_mac": round(n / macs, 3) if macs else None})
-    other = sum(n for f, n in calls if not f.startswith("mq_"))
+        row = {"index": layer["index"], "name": layer["name"], "kernel": layer["kernel"],
+               "instructions": n, "macs": macs,
+               "instructions_per_mac": round(n / macs, 3) if macs else None}
+        if core is not None:
+            cyc = timing.estimate(cls, core) if cls is not None else 0
+            row["cycles"] = cyc
+            row["cycles_per_mac"] = round(cyc / macs, 3) if macs else None
+        rows.append(row)
+    other = sum(n for f, n, _ in calls if not f.startswith("mq_"))
     note = ("per layer: instructions inside each kernel call; the rest of the total is the "
             "invoke function's own code (argument set-up, status checks)")
     if other:
         note += f" and output copies ({other})"
+    if core is not None:
+        note += "; a layer's estimated cycles include the call instruction that enters it"
     return rows, note
