@@ -5,7 +5,7 @@ Each model is converted with TFLite's post-training 16x8 mode
 (`target_spec.supported_ops = [EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]`),
 a representative dataset of 64 N(0, 1) samples (seed 16), and int16 model input and output (no
 float QUANTIZE/DEQUANTIZE at the edges: TFLite Micro then takes and gives int16 directly).
-Weights are Keras' seeded random initialization (the numbers matter, not training).
+Weights and biases are Keras' seeded random initialization (the numbers matter, not training).
 
   fc16        Dense(24, relu) -> Dense(10)                       input [1, 16]
   conv16      Conv2D(6, 3x3, same, relu) -> Conv2D(4, 3x3 s2, valid)     input [1, 9, 9, 3]
@@ -36,7 +36,27 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "models" / "tflite16"
-L = tf.keras.layers
+_L = tf.keras.layers
+_B = {"bias_initializer": "random_normal"}  # Keras' zero biases would be dropped by the converter
+
+
+class L:
+    """The Keras layers used here, with random (nonzero) biases."""
+
+    Input, Add, Multiply, Softmax, Activation, Reshape = (
+        _L.Input, _L.Add, _L.Multiply, _L.Softmax, _L.Activation, _L.Reshape)
+
+    @staticmethod
+    def Dense(*a, **k):  # noqa: N802 - Keras' names
+        return _L.Dense(*a, **_B, **k)
+
+    @staticmethod
+    def Conv2D(*a, **k):  # noqa: N802
+        return _L.Conv2D(*a, **_B, **k)
+
+    @staticmethod
+    def DepthwiseConv2D(*a, **k):  # noqa: N802
+        return _L.DepthwiseConv2D(*a, **_B, **k)
 
 
 def _model(name: str) -> tuple[tf.keras.Model, tuple[int, ...]]:
