@@ -34,6 +34,8 @@ _ARITY = {
     "SOFTMAX": (1, 0, 1),
     "RESHAPE": (1, 1, 1),  # the new shape as a second (constant) input is optional
     "QUANTIZE": (1, 0, 1),
+    "LOGISTIC": (1, 0, 1),
+    "TANH": (1, 0, 1),
 }
 
 
@@ -226,6 +228,8 @@ _BY_OPCODE = {
     "SOFTMAX": _Checker.softmax,
     "QUANTIZE": _Checker.same_shape,
     "RESHAPE": _Checker.reshape,
+    "LOGISTIC": _Checker.same_shape,
+    "TANH": _Checker.same_shape,
 }
 
 
