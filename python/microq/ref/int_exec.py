@@ -165,7 +165,7 @@ def _fc_s16(node, g, xs, rounding):
 
 
 def _requantize_s16(node, g, xs, rounding):
-    return s16.requantize_s16(node.params, xs[0], _np_dtype(g, node.outputs[0]))
+    return s16.requantize_s16(node.params, xs[0], _np_dtype(g, node.outputs[0]), rounding)
 
 
 def _np_dtype(g: QGraph, tensor: str):
@@ -207,10 +207,10 @@ KERNELS: dict[str, Adapter] = {
     "conv2d_s16": lambda n, g, xs, r: s16.conv2d_s16(n.params, xs[0], _out_hw(n, g)),
     "depthwise_conv2d_s16": lambda n, g, xs, r: s16.depthwise_conv2d_s16(n.params, xs[0], _out_hw(n, g)),  # noqa: E501
     "fully_connected_s16": _fc_s16,
-    "add_s16": lambda n, g, xs, r: s16.add_s16(n.params, xs[0], xs[1]),
-    "sub_s16": lambda n, g, xs, r: s16.add_s16(n.params, xs[0], xs[1], negate=True),
-    "mul_s16": lambda n, g, xs, r: s16.mul_s16(n.params, xs[0], xs[1]),
-    "softmax_s16": lambda n, g, xs, r: s16.softmax_s16(n.params, xs[0]),
+    "add_s16": lambda n, g, xs, r: s16.add_s16(n.params, xs[0], xs[1], rounding=r),
+    "sub_s16": lambda n, g, xs, r: s16.add_s16(n.params, xs[0], xs[1], True, r),
+    "mul_s16": lambda n, g, xs, r: s16.mul_s16(n.params, xs[0], xs[1], r),
+    "softmax_s16": lambda n, g, xs, r: s16.softmax_s16(n.params, xs[0], r),
     "logistic_s16": lambda n, g, xs, r: s16.logistic_s16(n.params, xs[0]),
     "tanh_s16": lambda n, g, xs, r: s16.tanh_s16(n.params, xs[0]),
     "requantize_s16": _requantize_s16,

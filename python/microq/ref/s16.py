@@ -5,8 +5,8 @@ TFLite's 16x8 scheme: activations are int16, symmetric (zero point 0), weights i
 per channel, biases int64. Conv, depthwise and FC accumulate in int64 and requantize with the
 64-bit MultiplyByQuantizedMultiplier (a 16-bit "reduced" multiplier, one rounding); ADD is the
 int8 ADD with 15 bits of headroom instead of 20; MUL the int8 MUL; softmax, logistic and tanh are
-TFLite's int16 table kernels. Only TFLite Micro's default (double-rounding) build is modelled:
-the int32 MBQM used by ADD/MUL/softmax is gemmlowp's.
+TFLite's int16 table kernels. `rounding` selects the int32 MBQM of ADD/MUL/softmax/requantize
+as in TFLite (TFLITE_SINGLE_ROUNDING); the 64-bit MBQM is the same in both builds.
 """
 
 from __future__ import annotations
@@ -126,23 +126,23 @@ def fully_connected_s16(p: FCParams, x: np.ndarray) -> np.ndarray:
     return _finish(p, acc)
 
 
-def add_s16(p, a, b, negate: bool = False) -> np.ndarray:
+def add_s16(p, a, b, negate: bool = False, rounding: str = "double") -> np.ndarray:
     """TFLite int16 ADD (AddGeneralParamScale) with numpy broadcasting: int8 ADD's arithmetic
     with left_shift 15 and the int16 clamp. SUB when negate."""
     x1, x2 = np.broadcast_arrays(np.asarray(a, np.int64), np.asarray(b, np.int64))
     s1 = mbqm((x1 + p.input1_offset) * (1 << p.left_shift), p.input1_multiplier,
-              p.input1_shift)
+              p.input1_shift, rounding)
     s2 = mbqm((x2 + p.input2_offset) * (1 << p.left_shift), p.input2_multiplier,
-              p.input2_shift)
+              p.input2_shift, rounding)
     raw = s1 - s2 if negate else s1 + s2
-    out = mbqm(raw, p.output_multiplier, p.output_shift) + p.output_offset
+    out = mbqm(raw, p.output_multiplier, p.output_shift, rounding) + p.output_offset
     return clamp(out, p.act_min, p.act_max).astype(np.int16)
 
 
-def mul_s16(p, a, b) -> np.ndarray:
+def mul_s16(p, a, b, rounding: str = "double") -> np.ndarray:
     """TFLite int16 MUL (zero points 0): MBQM(a * b) with numpy broadcasting."""
     x1, x2 = np.broadcast_arrays(np.asarray(a, np.int64), np.asarray(b, np.int64))
-    out = mbqm(x1 * x2, p.output_multiplier, p.output_shift) + p.output_offset
+    out = mbqm(x1 * x2, p.output_multiplier, p.output_shift, rounding) + p.output_offset
     return clamp(out, p.act_min, p.act_max).astype(np.int16)
 
 
@@ -160,13 +160,13 @@ def _wrap_i16(x) -> np.ndarray:
     return ((np.asarray(x, np.int64) + 32768) & 0xFFFF) - 32768
 
 
-def softmax_s16(p: Softmax16Params, x: np.ndarray) -> np.ndarray:
+def softmax_s16(p: Softmax16Params, x: np.ndarray, rounding: str = "double") -> np.ndarray:
     """TFLite SoftmaxInt16 over the last axis: exp by table of the max-shifted input rescaled so
     that [-65535, 0] spans [-10, 0], sum in Q16.15, its reciprocal by the 1/(1+x) table."""
     x = np.asarray(x, np.int64)
     rows = x.reshape(-1, x.shape[-1])
     diff = rows - rows.max(axis=1, keepdims=True)
-    scaled = mbqm(diff, p.input_multiplier, p.input_left_shift) + 32767
+    scaled = mbqm(diff, p.input_multiplier, p.input_left_shift, rounding) + 32767
     exps = lut_lookup(p.exp_lut, np.clip(scaled, INT16_MIN, INT16_MAX))
     total = exps.sum(axis=1)  # > 0: the max element's exp is ~32767
     if int(total.max()) > INT32_MAX:
@@ -218,11 +218,11 @@ def tanh_s16(p: Sigmoid16Params, x) -> np.ndarray:
     return _wrap_i16(res >> 8).astype(np.int16)
 
 
-def requantize_s16(p, x, out_dtype) -> np.ndarray:
+def requantize_s16(p, x, out_dtype, rounding: str = "double") -> np.ndarray:
     """int8 <-> int16 (or int16 -> int16) change of quantization: clamp(MBQM(x - zp_in) +
     zp_out) with the int32 MBQM, as TFLite's Requantize (QUANTIZE between integer types)."""
     v = np.asarray(x, np.int64) + p.input_offset
-    out = mbqm(v, p.multiplier, p.shift) + p.output_offset
+    out = mbqm(v, p.multiplier, p.shift, rounding) + p.output_offset
     return clamp(out, p.act_min, p.act_max).astype(out_dtype)
 
 
