@@ -214,7 +214,7 @@ def test_padding_like_tflite(stride, dilation, size, k, padding, out, pads):
 # --- bad input --------------------------------------------------------------------------------
 TENSOR_TYPE_FIELD = 6  # vtable offsets in the TFLite schema: Tensor.type
 OPCODE_DEPRECATED_FIELD, OPCODE_BUILTIN_FIELD = 4, 10  # OperatorCode builtin codes
-INT16, UINT8, LOGISTIC, L2_POOL_2D = 7, 3, 14, 12
+INT16, UINT8, L2_NORMALIZATION, L2_POOL_2D = 7, 3, 11, 12
 
 
 def patched_model(key: str, tmp_path, types: dict | None = None, ops: dict | None = None):
@@ -238,11 +238,13 @@ def patched_model(key: str, tmp_path, types: dict | None = None, ops: dict | Non
     return path
 
 
-def test_int16_activation_is_a_clear_error(tmp_path):
-    # tensor 22 of ic01: the first conv's output, also the residual branch's input
+def test_int16_activation_with_a_zero_point_is_a_clear_error(tmp_path):
+    # tensor 22 of ic01: the first conv's output, also the residual branch's input. int16 is
+    # imported (16x8 models), but only symmetric: this one keeps its int8 zero point -128.
     path = patched_model("ic01", tmp_path, types={22: INT16})
     with pytest.raises(MicroqError, match=r"op0_conv_2d \(CONV_2D\): output tensor "
-                       r"'model/activation/Relu;.*' is INT16, expected INT8"):
+                       r"'model/activation/Relu;.*' has zero point -128; 16x8 int16 "
+                       r"activations are symmetric"):
         api.compile_model(path, None, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -262,12 +264,12 @@ def test_float_model_is_a_clear_error(tmp_path):
 
 
 def test_every_unsupported_op_is_listed(tmp_path):
-    path = patched_model("ic01", tmp_path, ops={12: L2_POOL_2D, 15: LOGISTIC})
+    path = patched_model("ic01", tmp_path, ops={12: L2_POOL_2D, 15: L2_NORMALIZATION})
     with pytest.raises(UnsupportedModelError) as e:
         api.compile_model(path, None, tmp_path / "out")
     assert [(n, op) for n, op, _ in e.value.problems] == [
-        ("op12_l2_pool_2d", "L2_POOL_2D"), ("op15_logistic", "LOGISTIC")]
-    assert "op12_l2_pool_2d" in str(e.value) and "op15_logistic" in str(e.value)
+        ("op12_l2_pool_2d", "L2_POOL_2D"), ("op15_l2_normalization", "L2_NORMALIZATION")]
+    assert "op12_l2_pool_2d" in str(e.value) and "op15_l2_normalization" in str(e.value)
 
 
 def test_not_a_tflite_file_is_a_clear_error(tmp_path):

@@ -30,6 +30,11 @@ Kernels (QNode.kernel -> params type -> C function):
   prelu             PReluParams     mq_prelu_s8             inputs (x, alpha int8 const)
   reduce_max / _min ReduceParams    mq_reduce_max_s8 / mq_reduce_min_s8 (keepdims physical shape)
   argmax            ArgMaxParams    mq_argmax_s8            (int8 index output, scale 1, zp 0)
+  16x8 (int16 activations, int8 weights, int64 bias; c_runtime/src/mq_s16.c, ref/s16.py):
+  conv2d_s16 / depthwise_conv2d_s16 ConvParams, fully_connected_s16 FCParams, add_s16 / sub_s16
+  AddParams (left_shift 15), mul_s16 MulParams, softmax_s16 Softmax16Params, logistic_s16 /
+  tanh_s16 Sigmoid16Params, requantize_s16 RequantizeParams (int8 <-> int16: the output tensor's
+  dtype says which)
   lstm / gru        RecurrentParams mq_lstm_s8 / mq_gru_s8  x [1, T, I] -> y [1, T, H]; outputs
                     (y, int16 state scratch [2 * H] bytes, planned in the arena)
   lstm_tfl          TflLstmParams   mq_lstm_tfl_s8          TFLite UNIDIRECTIONAL_SEQUENCE_LSTM as
@@ -55,6 +60,7 @@ class QTensor:
     shape: tuple[int, ...]  # physical shape
     q: QParams
     const: np.ndarray | None = None  # int8 data for a constant operand (e.g. Add with a const)
+    dtype: str = "int8"  # "int16": a 16x8 activation (symmetric, zero point 0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -366,6 +372,26 @@ class TflLstmParams:
     input_shift: np.ndarray
     recurrent_multiplier: np.ndarray  # int32 [4 * H]: h scale * R scale / 2^-12
     recurrent_shift: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Softmax16Params:
+    """TFLite int16 softmax (16x8): the max-shifted input times input_multiplier * 2^shift maps
+    [-65535, 0] to [-10, 0] for the exp table; tables int16 [513]. See ref/s16.py."""
+
+    input_multiplier: int
+    input_left_shift: int
+    exp_lut: np.ndarray  # int16 [513], exp over [-10, 0]
+    one_over_one_plus_x_lut: np.ndarray  # int16 [513], 1 / (1 + x) over [0, 1]
+
+
+@dataclass(frozen=True)
+class Sigmoid16Params:
+    """TFLite int16 LOGISTIC / TANH (16x8): input rescaled by input_multiplier / 2^left_shift
+    (multiplier 0: a power-of-two scale, 3 << left_shift) onto the shared sigmoid table."""
+
+    input_multiplier: int
+    input_left_shift: int
 
 
 @dataclass

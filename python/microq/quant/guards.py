@@ -95,6 +95,10 @@ def check_node(node, tensors: Mapping | None = None, where: str = "",
     `tensors` (name -> QTensor) gives operand shapes (needed for batch_matmul's depth);
     `where` prefixes the message (e.g. the model file)."""
     k, p = node.kernel, node.params
+    if k.endswith("_s16"):  # 16x8: int64 accumulators, proved in quant/s16.py
+        from .s16 import check_node_s16
+
+        return check_node_s16(where, node)
     if k in ("conv2d", "depthwise_conv2d", "fully_connected"):
         _check_shifts(where, node, p.shift, p.multiplier, rounding)
         bounds = accumulator_bounds(k, p)

@@ -14,6 +14,7 @@ import numpy as np
 from ..qir import QGraph, QNode
 from . import conv, elementwise, fc, layernorm, matmul, pool, softmax, tensor
 from . import conv3d, groupnorm, minmax, recurrent, reduce, resize, transpose_conv
+from . import s16
 from . import slice as slice_ref  # not `slice`: that is a builtin
 
 Adapter = Callable[[QNode, QGraph, list, str], np.ndarray]
@@ -158,6 +159,20 @@ def _recurrent(node, g, xs, rounding):
     return y.reshape(_out_shape(node, g))
 
 
+def _fc_s16(node, g, xs, rounding):
+    x = xs[0]
+    rows = x.reshape(-1, x.shape[-1])
+    return s16.fully_connected_s16(node.params, rows).reshape(_out_shape(node, g))
+
+
+def _requantize_s16(node, g, xs, rounding):
+    return s16.requantize_s16(node.params, xs[0], _np_dtype(g, node.outputs[0]), rounding)
+
+
+def _np_dtype(g: QGraph, tensor: str):
+    return np.int16 if g.tensors[tensor].dtype == "int16" else np.int8
+
+
 KERNELS: dict[str, Adapter] = {
     "conv2d": _conv2d,
     "depthwise_conv2d": _depthwise,
@@ -191,6 +206,16 @@ KERNELS: dict[str, Adapter] = {
     "lstm": _recurrent,
     "gru": _recurrent,
     "lstm_tfl": _recurrent,
+    "conv2d_s16": lambda n, g, xs, r: s16.conv2d_s16(n.params, xs[0], _out_hw(n, g)),
+    "depthwise_conv2d_s16": lambda n, g, xs, r: s16.depthwise_conv2d_s16(n.params, xs[0], _out_hw(n, g)),  # noqa: E501
+    "fully_connected_s16": _fc_s16,
+    "add_s16": lambda n, g, xs, r: s16.add_s16(n.params, xs[0], xs[1], rounding=r),
+    "sub_s16": lambda n, g, xs, r: s16.add_s16(n.params, xs[0], xs[1], True, r),
+    "mul_s16": lambda n, g, xs, r: s16.mul_s16(n.params, xs[0], xs[1], r),
+    "softmax_s16": lambda n, g, xs, r: s16.softmax_s16(n.params, xs[0], r),
+    "logistic_s16": lambda n, g, xs, r: s16.logistic_s16(n.params, xs[0]),
+    "tanh_s16": lambda n, g, xs, r: s16.tanh_s16(n.params, xs[0]),
+    "requantize_s16": _requantize_s16,
 }
 
 
@@ -200,20 +225,23 @@ def run_int(
     rounding: str = "double",
     on_tensor: Callable[[str, np.ndarray], None] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Execute `qgraph` on int8 `feeds` (physical shapes, batch 1); returns every graph output
-    (int8). `on_tensor(name, value)` sees each tensor a node produces."""
+    """Execute `qgraph` on integer `feeds` (physical shapes, batch 1; int8, or int16 for a 16x8
+    tensor); returns every graph output. `on_tensor(name, value)` sees each tensor a node
+    produces."""
     values: dict[str, np.ndarray] = {}
     for name in qgraph.inputs:
         if name not in feeds:
             raise KeyError(f"missing feed for graph input '{name}'")
         x = np.asarray(feeds[name])
         expected = tuple(qgraph.tensors[name].shape)
-        if x.dtype != np.int8 or x.shape != expected:
-            raise ValueError(f"feed '{name}': expected int8 {expected}, got {x.dtype} {x.shape}")
+        want = _np_dtype(qgraph, name)
+        if x.dtype != want or x.shape != expected:
+            raise ValueError(f"feed '{name}': expected {np.dtype(want).name} {expected}, got "
+                             f"{x.dtype} {x.shape}")
         values[name] = x
     for t in qgraph.tensors.values():
         if t.const is not None:
-            values[t.name] = np.asarray(t.const, dtype=np.int8).reshape(t.shape)
+            values[t.name] = np.asarray(t.const, dtype=_np_dtype(qgraph, t.name)).reshape(t.shape)
     for node in qgraph.nodes:
         if node.kernel not in KERNELS:
             raise KeyError(f"node '{node.name}': no integer kernel '{node.kernel}'")
@@ -221,10 +249,11 @@ def run_int(
         y = KERNELS[node.kernel](node, qgraph, xs, rounding)
         y = np.asarray(y)
         expected = _out_shape(node, qgraph)
-        if y.dtype != np.int8 or y.shape != expected:
+        want = _np_dtype(qgraph, node.outputs[0])
+        if y.dtype != want or y.shape != expected:
             raise AssertionError(
                 f"node '{node.name}' ({node.kernel}): kernel returned {y.dtype} {y.shape}, "
-                f"graph says int8 {expected}"
+                f"graph says {np.dtype(want).name} {expected}"
             )
         values[node.outputs[0]] = y
         if on_tensor is not None:

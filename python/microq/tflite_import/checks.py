@@ -36,6 +36,8 @@ _ARITY = {
     "QUANTIZE": (1, 0, 1),
     "STRIDED_SLICE": (4, 0, 1),
     "UNIDIRECTIONAL_SEQUENCE_LSTM": (24, 0, 1),  # omitted ones (-1) are checked when lowered
+    "LOGISTIC": (1, 0, 1),
+    "TANH": (1, 0, 1),
 }
 LSTM_STATE_INPUTS = (18, 19)  # the hidden (output) state and the cell state: variables
 
@@ -236,6 +238,8 @@ _BY_OPCODE = {
     "SOFTMAX": _Checker.softmax,
     "QUANTIZE": _Checker.same_shape,
     "RESHAPE": _Checker.reshape,
+    "LOGISTIC": _Checker.same_shape,
+    "TANH": _Checker.same_shape,
 }
 
 

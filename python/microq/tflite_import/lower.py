@@ -12,6 +12,7 @@ import numpy as np
 from .. import qir
 from ..errors import MicroqError
 from ..quant import guards, scheme
+from ..quant import s16 as scheme16
 from ..ref.arith import quantize_multiplier, round_half_away
 from .reader import TfModel, TfOp, TfTensor
 
@@ -63,25 +64,41 @@ class Lowering:
                           f"{why}")
 
     def act(self, op: TfOp, idx: int, role: str) -> str:
-        """An int8 per-tensor activation (or int8 constant operand); returns its name."""
+        """An int8 per-tensor activation (or int8 constant operand), or an int16 one of a 16x8
+        model (zero point 0); returns its name."""
         t = self.t(idx)
-        if t.dtype != "INT8":
-            self._fail(op, role, t, f"is {t.dtype}, expected INT8 (microq imports fully "
-                       "int8-quantized models: int8 activations and weights, int32 biases)")
+        if t.dtype not in ("INT8", "INT16"):
+            self._fail(op, role, t, f"is {t.dtype}, expected INT8 or INT16 (microq imports "
+                       "int8-quantized models and 16x8 ones: int16 activations, int8 weights)")
         if len(t.scales) != 1 or len(t.zero_points) != 1:
             self._fail(op, role, t, f"has {len(t.scales)} scales; activations must be "
                        "quantized per tensor")
         if not (t.scales[0] > 0 and np.isfinite(t.scales[0])):
             self._fail(op, role, t, f"has scale {float(t.scales[0])!r}; expected a positive "
                        "finite scale")
+        if t.dtype == "INT16" and int(t.zero_points[0]) != 0:
+            self._fail(op, role, t, f"has zero point {int(t.zero_points[0])}; 16x8 int16 "
+                       "activations are symmetric (zero point 0)")
         if not -128 <= int(t.zero_points[0]) <= 127:
             self._fail(op, role, t, f"has zero point {int(t.zero_points[0])}; an int8 zero "
                        "point is in [-128, 127]")
         name = self.names[t.index]
         if name not in self.tensors:
             q = qir.QParams(float(t.scales[0]), int(t.zero_points[0]))
-            self.tensors[name] = qir.QTensor(name, t.shape, q, t.data)
+            dtype = "int16" if t.dtype == "INT16" else "int8"
+            self.tensors[name] = qir.QTensor(name, t.shape, q, t.data, dtype)
         return name
+
+    def is16(self, name: str) -> bool:
+        return self.tensors[name].dtype == "int16"
+
+    def same_dtype(self, op: TfOp, names) -> bool:
+        """True for a 16x8 operator: every activation int16; mixed types are an error."""
+        kinds = {self.tensors[n].dtype for n in names}
+        if len(kinds) > 1:
+            raise MicroqError(f"{self.m.path}: {op.name} ({op.opcode}): mixes int8 and int16 "
+                              "activations; only QUANTIZE converts between them")
+        return kinds == {"int16"}
 
     def qp(self, name: str) -> qir.QParams:
         return self.tensors[name].q
@@ -105,10 +122,16 @@ class Lowering:
         scales = [float(s) for s in t.scales] if n > 1 else [float(t.scales[0])] * channels
         return t.data, scales
 
-    def bias(self, op: TfOp, channels: int) -> np.ndarray | None:
+    def bias(self, op: TfOp, channels: int, wide: bool = False) -> np.ndarray | None:
+        """int32 bias; `wide` (16x8): int64, as TFLite's 16x8 scheme stores it."""
         if len(op.inputs) < 3 or op.inputs[2] < 0:
             return None
         t = self.t(op.inputs[2])
+        if wide:
+            if t.dtype != "INT64" or t.data is None or t.data.size != channels:
+                self._fail(op, "bias", t, f"is {t.dtype} {list(t.shape)}, expected constant "
+                           f"INT64 [{channels}] (a 16x8 layer accumulates in int64)")
+            return t.data.astype(np.int64).reshape(channels)
         if t.dtype != "INT32" or t.data is None or t.data.size != channels:
             self._fail(op, "bias", t, f"is {t.dtype} {list(t.shape)}, expected constant INT32 "
                        f"[{channels}]")
@@ -121,12 +144,13 @@ class Lowering:
             raise MicroqError(f"{self.m.path}: {op.name} ({op.opcode}): fused activation "
                               f"{_ACT_NAMES.get(code, code)} is not supported")
         clip = _ACTIVATIONS[code]
+        qmin, qmax = (-32768, 32767) if self.is16(out) else (-128, 127)
         if clip is None:
-            return -128, 127
+            return qmin, qmax
         q = self.qp(out)
         s = np.float32(q.scale)
-        lo = max(-128, _quantize_f32(clip[0], s, q.zero_point))
-        hi = 127 if clip[1] is None else min(127, _quantize_f32(clip[1], s, q.zero_point))
+        lo = max(qmin, _quantize_f32(clip[0], s, q.zero_point))
+        hi = qmax if clip[1] is None else min(qmax, _quantize_f32(clip[1], s, q.zero_point))
         return lo, hi
 
     def multipliers(self, s_in: float, s_w: list, s_out: float, op: TfOp | None = None):
@@ -177,14 +201,16 @@ class Lowering:
         pad_top = compute_padding(sh, dh, h, kh, oh)[0] if o.Padding() == _SAME else 0
         pad_left = compute_padding(sw, dw, w, kw, ow)[0] if o.Padding() == _SAME else 0
         qi, qo = self.qp(x), self.qp(out)
+        wide = self.same_dtype(op, [x, out])
         mult, shift = self.multipliers(qi.scale, s_w, qo.scale, op)
         lo, hi = self.act_range(op, out)
         p = qir.ConvParams(
             stride_h=sh, stride_w=sw, pad_top=pad_top, pad_left=pad_left, dilation_h=dh,
             dilation_w=dw, input_offset=-qi.zero_point, output_offset=qo.zero_point,
             act_min=lo, act_max=hi, ch_mult=cout // cin if depthwise else 1, multiplier=mult,
-            shift=shift, filter=filt, bias=self.bias(op, cout))
-        self.emit(op, "depthwise_conv2d" if depthwise else "conv2d", [x], [out], p)
+            shift=shift, filter=filt, bias=self.bias(op, cout, wide))
+        kernel = "depthwise_conv2d" if depthwise else "conv2d"
+        self.emit(op, kernel + ("_s16" if wide else ""), [x], [out], p)
 
     def fully_connected(self, op: TfOp) -> None:
         x, out = self.act(op, op.inputs[0], "input"), self.act(op, op.outputs[0], "output")
@@ -198,16 +224,18 @@ class Lowering:
         rows = int(np.prod(self.tensors[x].shape)) // n_in
         if self.tensors[x].shape[-1] != n_in:  # TFLite flattens the input to [rows, in]
             flat = f"{x}__rows"
-            self.tensors[flat] = qir.QTensor(flat, (rows, n_in), self.qp(x))
+            self.tensors[flat] = qir.QTensor(flat, (rows, n_in), self.qp(x),
+                                             dtype=self.tensors[x].dtype)
             self.emit(op, "reshape", [x], [flat], qir.ReshapeParams((rows, n_in)))
             x = flat
         qi, qo = self.qp(x), self.qp(out)
+        wide = self.same_dtype(op, [x, out])
         mult, shift = self.multipliers(qi.scale, s_w, qo.scale, op)
         lo, hi = self.act_range(op, out)
         p = qir.FCParams(input_offset=-qi.zero_point, filter_offset=0,
                          output_offset=qo.zero_point, act_min=lo, act_max=hi, multiplier=mult,
-                         shift=shift, filter=filt, bias=self.bias(op, n_out))
-        self.emit(op, "fully_connected", [x], [out], p)
+                         shift=shift, filter=filt, bias=self.bias(op, n_out, wide))
+        self.emit(op, "fully_connected_s16" if wide else "fully_connected", [x], [out], p)
 
     def pool(self, op: TfOp) -> None:
         x, out = self.act(op, op.inputs[0], "input"), self.act(op, op.outputs[0], "output")
@@ -235,6 +263,11 @@ class Lowering:
         q1, q2, qo = self.qp(x1), self.qp(x2), self.qp(out)
         lo, hi = self.act_range(op, out)
         args = (q1.scale, q1.zero_point, q2.scale, q2.zero_point, qo.scale, qo.zero_point, lo, hi)
+        if self.same_dtype(op, [x1, x2, out]):
+            fn = scheme16.mul_params_s16 if op.opcode == "MUL" else scheme16.add_params_s16
+            p = self.params(op, fn, *args)
+            self.emit(op, op.opcode.lower() + "_s16", [x1, x2], [out], p)
+            return
         if op.opcode == "MUL":
             p = self.params(op, scheme.mul_params, *args, rounding=self.rounding)
         else:  # TFLite SUB uses ADD's parameters
@@ -243,6 +276,12 @@ class Lowering:
 
     def softmax(self, op: TfOp) -> None:
         x, out = self.act(op, op.inputs[0], "input"), self.act(op, op.outputs[0], "output")
+        if self.same_dtype(op, [x, out]):
+            beta = float(op.options.Beta()) if op.options is not None else 1.0
+            p = self.params(op, scheme16.softmax_params_s16, self.qp(x).scale, beta,
+                            self.qp(out).scale)
+            self.emit(op, "softmax_s16", [x], [out], p)
+            return
         if self.qp(out) != qir.QParams(1.0 / 256.0, -128):
             self._fail(op, "output", self.t(op.outputs[0]), f"is quantized {self.qp(out)}; "
                        "int8 softmax needs scale 1/256 and zero point -128")
@@ -262,9 +301,24 @@ class Lowering:
         before lowering."""
         x, out = self.act(op, op.inputs[0], "input"), self.act(op, op.outputs[0], "output")
         qi, qo = self.qp(x), self.qp(out)
+        if self.is16(x) or self.is16(out):
+            p = self.params(op, scheme16.requantize_params_s16, qi.scale, qi.zero_point,
+                            self.is16(x), qo.scale, qo.zero_point, self.is16(out))
+            self.emit(op, "requantize_s16", [x], [out], p)
+            return
         p = self.params(op, scheme.requantize_params, qi.scale, qi.zero_point, qo.scale,
                         qo.zero_point, rounding=self.rounding)
         self.emit(op, "requantize", [x], [out], p)
+
+    def sigmoid16(self, op: TfOp) -> None:
+        """int16 LOGISTIC / TANH (int8 ones are not imported)."""
+        x, out = self.act(op, op.inputs[0], "input"), self.act(op, op.outputs[0], "output")
+        if not self.same_dtype(op, [x, out]):
+            raise MicroqError(f"{self.m.path}: {op.name} ({op.opcode}): only the int16 (16x8) "
+                              "form is supported")
+        p = self.params(op, scheme16.sigmoid_params_s16, self.qp(x).scale, self.qp(out).scale,
+                        op.opcode == "TANH")
+        self.emit(op, op.opcode.lower() + "_s16", [x], [out], p)
 
 
     # -- STRIDED_SLICE ------------------------------------------------------------------
@@ -463,6 +517,8 @@ HANDLERS = {
     "QUANTIZE": Lowering.quantize,
     "STRIDED_SLICE": Lowering.strided_slice,
     "UNIDIRECTIONAL_SEQUENCE_LSTM": Lowering.lstm,
+    "LOGISTIC": Lowering.sigmoid16,
+    "TANH": Lowering.sigmoid16,
 }
 
 

@@ -1,0 +1,70 @@
+"""16x8 mode (int16 activations, int8 weights; issue 13 item 2): the numpy reference and the C
+kernels equal TFLite Micro's int16 reference kernels bit for bit.
+
+Golden: TFLite Micro (pip tflite-micro) on the 16x8 .tflite fixtures of tests/models/tflite16
+(tools/export_tflite_16x8.py: FC, conv, depthwise, add, mul, softmax, logistic + tanh, a small
+CNN), each run on its 32 stored int16 inputs (some saturate on purpose).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import IN_CI
+from microq.ref.int_exec import run_int
+
+FIXTURES = Path(__file__).parent / "models" / "tflite16"
+NAMES = ["fc16", "conv16", "dwconv16", "add16", "mul16", "softmax16", "act16", "cnn16"]
+
+
+def _need(module: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        msg = f"python package for {module} is not installed (pip install '.[test]')"
+        if IN_CI:
+            pytest.fail(msg + "; under CI=true this is a failure")
+        pytest.skip(msg)
+
+
+def fixture_inputs(name: str) -> np.ndarray:
+    with np.load(FIXTURES / f"{name}.npz") as z:
+        return z["x"]
+
+
+def tflm_outputs(name: str, x: np.ndarray) -> np.ndarray:
+    runtime = _need("tflite_micro.python.tflite_micro.runtime")
+    it = runtime.Interpreter.from_file(str(FIXTURES / f"{name}.tflite"))
+    ys = []
+    for i in range(len(x)):
+        it.set_input(x[i : i + 1], 0)
+        it.invoke()
+        ys.append(np.array(it.get_output(0)))
+    return np.concatenate(ys)
+
+
+def imported(name: str):
+    _need("tflite")
+    from microq.tflite_import import import_tflite
+
+    return import_tflite(FIXTURES / f"{name}.tflite")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_equals_tflite_micro_16x8(name):
+    g = imported(name)
+    assert any(n.kernel.endswith("_s16") for n in g.nodes)
+    assert all(g.tensors[t].dtype == "int16" for t in g.inputs + g.outputs)
+    x = fixture_inputs(name)
+    want = tflm_outputs(name, x)
+    got = np.concatenate([run_int(g, {g.inputs[0]: x[i : i + 1]})[g.outputs[0]]
+                          for i in range(len(x))])
+    assert got.dtype == np.int16
+    assert np.array_equal(got, want.reshape(got.shape)), \
+        f"{name}: {int((got != want.reshape(got.shape)).sum())} of {got.size} values differ"
+    # the inputs exercise the range: not all outputs are one value
+    assert len(np.unique(got)) > 4
