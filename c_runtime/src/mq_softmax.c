@@ -125,8 +125,10 @@ static inline int32_t rescale_diff(const mq_softmax_params *params, int32_t diff
 #endif
 }
 
-static void softmax_row(const mq_softmax_params *params, int32_t row_size, const int8_t *input,
-                        int8_t *output)
+/* One row. mask is NULL (every key counts) or the row's keep bytes: a key whose byte is 0 is
+ * left out of the max and the sum and gets probability 0 (-128), as if its logit were -inf. */
+static inline void softmax_row(const mq_softmax_params *params, int32_t row_size,
+                               const uint8_t *mask, const int8_t *input, int8_t *output)
 {
     int32_t max_in_row = -128;
     int32_t sum_of_exps = 0; /* Q12.19 */
@@ -139,12 +141,14 @@ static void softmax_row(const mq_softmax_params *params, int32_t row_size, const
     const int cached = row_size <= MQ_SOFTMAX_CACHE;
 
     for (c = 0; c < row_size; ++c) {
-        max_in_row = input[c] > max_in_row ? input[c] : max_in_row;
+        if (mask == 0 || mask[c]) {
+            max_in_row = input[c] > max_in_row ? input[c] : max_in_row;
+        }
     }
     /* Each term is at most 1.0 = 2^19 in Q12.19, so row_size <= 4095 cannot overflow. */
     for (c = 0; c < row_size; ++c) {
         const int32_t diff = (int32_t)input[c] - max_in_row;
-        if (diff >= params->diff_min) {
+        if ((mask == 0 || mask[c]) && diff >= params->diff_min) {
             const int32_t e = exp_on_negative_values(rescale_diff(params, diff));
             if (cached) {
                 exps[c] = e;
@@ -153,7 +157,7 @@ static void softmax_row(const mq_softmax_params *params, int32_t row_size, const
         }
     }
     if (sum_of_exps == 0) {
-        /* Only when diff_min > 0: every entry is below diff_min. */
+        /* Every entry below diff_min (only when diff_min > 0), or every key masked. */
         for (c = 0; c < row_size; ++c) {
             output[c] = -128;
         }
@@ -169,7 +173,7 @@ static void softmax_row(const mq_softmax_params *params, int32_t row_size, const
     for (c = 0; c < row_size; ++c) {
         const int32_t diff = (int32_t)input[c] - max_in_row;
         int32_t out = -128;
-        if (diff >= params->diff_min) {
+        if ((mask == 0 || mask[c]) && diff >= params->diff_min) {
             const int32_t e =
                 cached ? exps[c] : exp_on_negative_values(rescale_diff(params, diff));
             const int32_t prob = mq_srdhm(shifted_scale, e);
@@ -182,19 +186,43 @@ static void softmax_row(const mq_softmax_params *params, int32_t row_size, const
     }
 }
 
+static int params_ok(const mq_softmax_params *params, int32_t rows, int32_t row_size)
+{
+    /* The diff_min test is what keeps rescale_diff inside int32 (see there). */
+    return !(rows < 0 || row_size < 0 || row_size > 4095 || params->input_left_shift < 0 ||
+             params->input_left_shift > MQ_SOFTMAX_MAX_LEFT_SHIFT ||
+             params->input_multiplier < 0 ||
+             (params->diff_min < 0 &&
+              (int64_t)params->diff_min * ((int64_t)1 << params->input_left_shift) < INT32_MIN));
+}
+
 mq_status mq_softmax_s8(const mq_softmax_params *params, int32_t rows, int32_t row_size,
                         const int8_t *input, int8_t *output)
 {
     int32_t r;
-    /* The diff_min test is what keeps rescale_diff inside int32 (see there). */
-    if (rows < 0 || row_size < 0 || row_size > 4095 || params->input_left_shift < 0 ||
-        params->input_left_shift > MQ_SOFTMAX_MAX_LEFT_SHIFT || params->input_multiplier < 0 ||
-        (params->diff_min < 0 &&
-         (int64_t)params->diff_min * ((int64_t)1 << params->input_left_shift) < INT32_MIN)) {
+    if (!params_ok(params, rows, row_size)) {
         return MQ_ERR_ARG;
     }
     for (r = 0; r < rows; ++r) {
-        softmax_row(params, row_size, input + r * row_size, output + r * row_size);
+        softmax_row(params, row_size, 0, input + r * row_size, output + r * row_size);
+    }
+    return MQ_OK;
+}
+
+mq_status mq_softmax_masked_s8(const mq_softmax_params *params, int32_t rows, int32_t row_size,
+                               int32_t mask_rows, const uint8_t *mask, const int8_t *input,
+                               int8_t *output)
+{
+    int32_t r;
+    int32_t m = 0;
+    if (!params_ok(params, rows, row_size) || mask == 0 || mask_rows < 1 ||
+        (rows > 0 && rows % mask_rows != 0)) {
+        return MQ_ERR_ARG;
+    }
+    for (r = 0; r < rows; ++r) {
+        softmax_row(params, row_size, mask + m * row_size, input + r * row_size,
+                    output + r * row_size);
+        m = m + 1 == mask_rows ? 0 : m + 1;
     }
     return MQ_OK;
 }

@@ -16,6 +16,9 @@ Op vocabulary (Node.op, inputs, attrs):
   Transpose       x; TransposeAttrs(perm)
   Pad             x; PadAttrs(pads=((before, after), ...) per axis, value)
   Softmax         x; SoftmaxAttrs (always over the last physical axis)
+  MaskedSoftmax   x, keep (const 0/1, x's physical shape with the sample axis 1); SoftmaxAttrs;
+                  over the last axis of the kept keys only: masked keys get exactly 0, a row
+                  with every key masked is all 0 (an attention mask: causal, attn_mask)
   Activation      x; ActAttrs(kind, ...) elementwise: relu, clip, leaky_relu, sigmoid, tanh,
                   hard_sigmoid, hard_swish, silu, gelu, gelu_tanh, elu, softplus, ...
   MatMul          a [..., M, K], b [..., K, N] (or [..., N, K] when transpose_b), both

@@ -14,6 +14,8 @@ Kernels (QNode.kernel -> params type -> C function):
   lut               LutParams       mq_lut_s8
   requantize        RequantizeParams mq_requantize_s8
   softmax           SoftmaxParams   mq_softmax_s8           (over the last axis)
+  softmax_masked    MaskedSoftmaxParams mq_softmax_masked_s8 (over the last axis, masked keys
+                    get probability 0; a constant uint8 keep mask [mask_rows, row_size])
   concat            ConcatParams    mq_concat_s8
   pad               PadParams       mq_pad_s8
   transpose         TransposeParams mq_transpose_s8
@@ -160,6 +162,18 @@ class SoftmaxParams:
     input_multiplier: int
     input_left_shift: int
     diff_min: int
+
+
+@dataclass(frozen=True, eq=False)
+class MaskedSoftmaxParams:
+    input_multiplier: int
+    input_left_shift: int
+    diff_min: int
+    mask: np.ndarray  # uint8 [mask_rows, row_size], 1 = keep; row r uses mask[r % mask_rows]
+
+    @property
+    def softmax(self) -> SoftmaxParams:
+        return SoftmaxParams(self.input_multiplier, self.input_left_shift, self.diff_min)
 
 
 @dataclass(frozen=True)

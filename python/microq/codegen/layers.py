@@ -304,6 +304,27 @@ def _softmax(ctx: Ctx, node: QNode) -> LayerCode:
     return code
 
 
+def _softmax_masked(ctx: Ctx, node: QNode) -> LayerCode:
+    x, y = node.inputs[0], node.outputs[0]
+    shape = ctx.shape(x)
+    rows, row_size = int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]
+    mask = np.ascontiguousarray(np.asarray(node.params.mask, np.uint8))
+    if mask.ndim != 2 or mask.shape[1] != row_size or rows % mask.shape[0]:
+        raise MicroqError(f"node '{node.name}': mask {list(mask.shape)} does not repeat over "
+                          f"{rows} rows of {row_size}; compile the model again")
+    mask = (mask != 0).astype(np.uint8)
+    code = LayerCode(f"softmax {rows}x{row_size} masked", "mq_softmax")
+    code.statics += [
+        struct_def("mq_softmax_params", ctx.sym("params"), _fields(node.params, SOFTMAX_FIELDS))
+    ]
+    code.weights += [(ctx.weight("mask"), mask)]
+    code.call = _checked(
+        f"mq_softmax_masked_s8(&{ctx.sym('params')}, {rows}, {row_size}, {mask.shape[0]}, "
+        f"{ctx.weight('mask')}, {ctx.ptr(x)}, {ctx.ptr(y)})"
+    )
+    return code
+
+
 def _concat(ctx: Ctx, node: QNode) -> LayerCode:
     y = node.outputs[0]
     out = ctx.shape(y)
@@ -667,6 +688,7 @@ EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "lut": _lut,
     "requantize": _requantize,
     "softmax": _softmax,
+    "softmax_masked": _softmax_masked,
     "concat": _concat,
     "pad": _pad,
     "transpose": _transpose,

@@ -413,11 +413,23 @@ def check_finite(model: onnx.ModelProto, path: str) -> None:
                 continue
             checked.add(name)
             arr = numpy_helper.to_array(inits[name])
-            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)) and not (
+                    _mask_like(model, name, arr)):
                 raise MicroqError(
                     f"{path}: initializer '{name}' used by node '{node.name or node.op_type}' "
                     f"({node.op_type}) contains NaN or Inf"
                 )
+
+
+def _mask_like(model: onnx.ModelProto, name: str, arr: np.ndarray) -> bool:
+    """-inf (and no NaN / +inf) in a constant that every node uses as an attention mask: Add
+    (before a Softmax), Where, or Attention's attn_mask. The importer turns those into keep
+    masks; any -inf left in the float graph is refused there (quant.check_finite_weights)."""
+    if np.isnan(arr).any() or (arr == np.inf).any():
+        return False
+    uses = [(n, i) for n in model.graph.node for i, x in enumerate(n.input) if x == name]
+    return bool(uses) and all(n.op_type in ("Add", "Where") or (n.op_type == "Attention" and i == 3)
+                              for n, i in uses)
 
 
 def rebuild(

@@ -37,6 +37,66 @@ def matmul(cx: Ctx) -> None:
     cx.set(y, identity(r))
 
 
+def mask_to_logical(keep: np.ndarray, logical: tuple[int, ...], what: str) -> np.ndarray:
+    """A constant keep mask broadcast to the scores' logical shape at batch 1. A mask axis
+    longer than a size-1 axis of the scores (the batch it was exported with) is fine when every
+    sample's slice is the same."""
+    keep = np.asarray(keep, bool)
+    if keep.ndim > len(logical):
+        lead = keep.shape[: keep.ndim - len(logical)]
+        if any(d != 1 for d in lead):
+            raise Unsupported(f"{what} of shape {list(keep.shape)} has more axes than the "
+                              f"scores {list(logical)}: the model is invalid")
+        keep = keep.reshape(keep.shape[keep.ndim - len(logical):])
+    keep = keep.reshape((1,) * (len(logical) - keep.ndim) + keep.shape)
+    for ax, (k, n) in enumerate(zip(keep.shape, logical)):
+        if k != n and k != 1 and n == 1:
+            first = np.take(keep, [0], axis=ax)
+            if not (keep == first).all():
+                raise Unsupported(f"{what} {list(keep.shape)} differs between the samples of "
+                                  f"axis {ax}; microq compiles one sample at a time")
+            keep = first
+    try:
+        return np.broadcast_to(keep, logical)
+    except ValueError:
+        raise Unsupported(f"{what} of shape {list(keep.shape)} does not broadcast to the "
+                          f"scores {list(logical)}: the model is invalid") from None
+
+
+def masked_softmax(cx: Ctx) -> None:
+    """MaskedSoftmax(scores, keep) (patterns.fuse_attention_masks): softmax over the last axis
+    of the kept keys; keep is stored in the scores' physical layout."""
+    logical = cx.shape(cx.node.input[0])
+    rank = len(logical)
+    axis = rank - 1
+    cx.check_samples("Softmax", [axis])
+    keep = mask_to_logical(cx.const(1), logical, f"the attention mask '{cx.node.input[1]}'")
+    v = cx.value(0, hidden=True)
+    if v.perm[-1] != axis:
+        if not v.hidden and v.perm[0] == axis:
+            v = cx.b.hide(v, logical, cx.source)
+        v = cx.b.to_perm(v, logical, tuple(p for p in v.perm if p != axis) + (axis,), cx.source)
+    phys = np.transpose(keep, v.perm)
+    if v.hidden:
+        phys = phys[None]
+    shape = cx.b.shape(v.name)
+    assert phys.shape == tuple(shape), (phys.shape, shape)
+    k = cx.b.const(cx.node.input[1], phys.astype(np.float32))
+    y = cx.b.add("MaskedSoftmax", [v.name, k], cx.out(), shape, ir.SoftmaxAttrs(), cx.name,
+                 cx.source)
+    cx.set(y, v.perm, hidden=v.hidden)
+
+
+def attention(cx: Ctx) -> None:
+    """ONNX Attention that patterns.expand_attention could not lower: say why."""
+    from microq.onnx_import.patterns import attention_refusal
+
+    used = {i for n in cx.prep.nodes for i in n.input} | {
+        o.name for o in cx.prep.model.graph.output}
+    why = attention_refusal(cx.node, cx.prep.consts, cx.prep.shapes, used)
+    raise Unsupported(why or "Attention could not be lowered")
+
+
 def layer_norm(cx: Ctx) -> None:
     """LayerNormalization (opset 17) over the trailing axes from `axis`, gamma/beta constants."""
     a = cx.attrs()

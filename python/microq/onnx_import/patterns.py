@@ -445,6 +445,248 @@ def fuse_group_norm(
     return rw.result()
 
 
+MASK_MIN = -1e4  # an additive constant at or below this before a Softmax masks its key out
+
+
+def _softmax_last_axis(sm: onnx.NodeProto, shapes, opset: int) -> bool:
+    shape = shapes.get(sm.input[0])
+    if shape is None:
+        return False
+    axis = int(_attr(sm, "axis", -1 if opset >= 13 else 1))
+    return axis % max(len(shape), 1) == len(shape) - 1
+
+
+def fuse_attention_masks(
+    nodes: list[Named], consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
+    outputs: set[str], opset: int = 13,
+) -> tuple[list[Named], dict[str, list[str]]]:
+    """A constant attention mask right before a Softmax over the last axis -> one
+    MaskedSoftmax(scores, keep) node, keep a constant bool array (True = the key counts):
+
+    - Add(scores, M), M constant with entries 0 (kept) and <= MASK_MIN / -inf (masked): the
+      exporters' form of F.scaled_dot_product_attention(is_causal=True / attn_mask) and of
+      nn.MultiheadAttention / TransformerEncoderLayer masks (TorchScript -inf, dynamo -3.4e38);
+    - Where(cond, scores, fill) / Where(cond, fill, scores), cond constant, fill constant and
+      <= MASK_MIN everywhere: scores.masked_fill(mask, -inf).
+
+    An additive M with other finite entries too (a bias plus a mask, e.g. ALiBi) is left alone
+    (check_additive_masks refuses it)."""
+    rw = _Rewriter(nodes, consts, outputs)
+    for sm in nodes:
+        if sm[0].op_type != "Softmax" or not _softmax_last_axis(sm[0], shapes, opset):
+            continue
+        pre = rw.made_by(sm[0].input[0], "Add", "Where")
+        if pre is None or rw.only_user(sm[0].input[0], "Softmax") is not sm:
+            continue
+        node, keep, scores = pre[0], None, None
+        if node.op_type == "Add":
+            for i in (0, 1):
+                m, s = consts.get(node.input[i]), node.input[1 - i]
+                if m is None or s in consts or m.dtype.kind != "f" or np.isnan(m).any():
+                    continue
+                masked = m <= MASK_MIN
+                if masked.any() and (m[~masked] == 0).all():
+                    keep, scores = ~masked, s
+        else:
+            cond = consts.get(node.input[0])
+            for i in (1, 2):
+                fill, s = consts.get(node.input[i]), node.input[3 - i]
+                if (cond is None or fill is None or s in consts or fill.dtype.kind != "f"
+                        or not (fill <= MASK_MIN).all()):
+                    continue
+                c = np.asarray(cond).astype(bool)
+                keep, scores = (c if i == 2 else ~c), s
+        if keep is None:
+            continue
+        kname = f"{sm[0].output[0]}__keep"
+        consts[kname] = np.ascontiguousarray(keep)
+        rw.commit([pre, sm], helper.make_node("MaskedSoftmax", [scores, kname],
+                                              [sm[0].output[0]]))
+    return rw.result()
+
+
+def drop_softmax_nan_guard(
+    nodes: list[Named], consts: dict[str, np.ndarray], outputs: set[str]
+) -> tuple[list[Named], dict[str, list[str]]]:
+    """Where(IsNaN(p), 0, p) after a (masked) Softmax p -> p. torch exports this guard with an
+    attn_mask (a fully masked row is NaN in float); microq's softmax never makes NaN and gives a
+    fully masked row probability 0, which is what the guard computes."""
+    rw = _Rewriter(nodes, consts, outputs)
+    for w in nodes:
+        if w[0].op_type != "Where" or len(w[0].input) != 3:
+            continue
+        isnan = rw.made_by(w[0].input[0], "IsNaN")
+        p = w[0].input[2]
+        if (isnan is None or isnan[0].input[0] != p or rw.made_by(p, "Softmax", "MaskedSoftmax")
+                is None or _scalar(consts, w[0].input[1]) != 0.0
+                or rw.only_user(w[0].input[0], "Where") is not w):
+            continue
+        rw.commit([isnan, w], helper.make_node("Identity", [p], [w[0].output[0]]))
+    return rw.result()
+
+
+# --- ONNX Attention (opset 23/24) as the primitive nodes microq compiles ---------------------
+
+
+def _attention_parts(node: onnx.NodeProto, consts: dict[str, np.ndarray],
+                     shapes: dict[str, tuple[int, ...]], used: set[str]):
+    """The checked pieces of an Attention node: (q, k, v shapes, heads, scale, keep mask or
+    None), or a str saying truly why it cannot be compiled."""
+    ins = list(node.input) + [""] * (6 - len(node.input))
+    if ins[4] or ins[5]:
+        return ("past_key / past_value (a KV cache across calls) is not supported: microq "
+                "compiles one stateless pass; export the model without a cache")
+    for i, o in enumerate(node.output[1:], 1):
+        if o and o in used:
+            what = ("present_key / present_value" if i < 3 else "qk_matmul_output")
+            return f"output {i} ({what}) is used: only the attention output Y is supported"
+    softcap = float(_attr(node, "softcap", 0.0))
+    if softcap != 0.0:
+        return f"softcap={softcap:g} (a tanh cap on the scores) is not supported in int8"
+    if any(n in consts for n in ins[:3]):
+        return "a constant Q, K or V is not supported (they must be activations)"
+    try:
+        q, k, v = (tuple(shapes[n]) for n in ins[:3])
+    except KeyError:
+        return "the shapes of Q, K and V are not static after shape inference"
+    if not (len(q) == len(k) == len(v) and len(q) in (3, 4)):
+        return f"Q {list(q)}, K {list(k)}, V {list(v)}: Attention takes all 3-D or all 4-D"
+    if len(q) == 3:
+        hq, hkv = int(_attr(node, "q_num_heads", 0)), int(_attr(node, "kv_num_heads", 0))
+        if hq < 1 or hkv < 1 or q[2] % hq or k[2] % hkv or v[2] % hkv:
+            return (f"3-D Attention needs q_num_heads / kv_num_heads dividing the hidden sizes "
+                    f"(got {hq} / {hkv} for Q {list(q)}, K {list(k)}, V {list(v)}): the model "
+                    "is invalid")
+        sq, skv, d, dk, dv = q[1], k[1], q[2] // hq, k[2] // hkv, v[2] // hkv
+    else:
+        hq, hkv, sq, skv, d, dk, dv = q[1], k[1], q[2], k[2], q[3], k[3], v[3]
+    if d != dk or k[-2] != v[-2] or v[1 if len(q) == 4 else 1] != k[1] or hq % hkv:
+        return (f"Q {list(q)}, K {list(k)}, V {list(v)} do not fit together (head sizes, key "
+                f"and value lengths, q heads a multiple of kv heads): the model is invalid")
+    scale = _attr(node, "scale", None)
+    scale = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    keep = None
+    if ins[3]:
+        m = consts.get(ins[3])
+        if m is None:
+            return ("a non-constant attn_mask is not supported: only masks fixed at export "
+                    "time (causal, a constant boolean or 0 / -inf mask) compile")
+        if m.dtype == np.bool_:
+            keep = m
+        else:
+            m = np.asarray(m, np.float32)
+            bad = ~((m == 0) | (m <= MASK_MIN))
+            if bad.any():
+                return (f"the float attn_mask '{ins[3]}' holds values other than 0 and -inf "
+                        f"(e.g. {float(m[bad].reshape(-1)[0]):.3g}): an additive bias such as "
+                        "ALiBi before the softmax is not supported in int8 with masking")
+            keep = m > MASK_MIN
+        try:
+            keep = np.broadcast_to(keep, np.broadcast_shapes(keep.shape, (1, hq, sq, skv)))
+        except ValueError:
+            return (f"attn_mask {list(m.shape)} does not broadcast to the scores "
+                    f"[batch, {hq}, {sq}, {skv}]: the model is invalid")
+    if int(_attr(node, "is_causal", 0)):
+        causal = np.arange(skv)[None, :] <= np.arange(sq)[:, None]  # j <= i (no past keys)
+        keep = causal if keep is None else keep & causal
+    if keep is not None:  # [B or 1, Hq, Sq, Skv]
+        keep = np.broadcast_to(keep, np.broadcast_shapes(keep.shape, (1, hq, sq, skv)))
+        if keep.ndim != 4:
+            return f"attn_mask of rank {keep.ndim} for 4-D scores: the model is invalid"
+    return q, k, v, hq, hkv, dv, scale, keep
+
+
+def attention_refusal(node: onnx.NodeProto, consts, shapes, used: set[str]) -> str:
+    why = _attention_parts(node, consts, shapes, used)
+    return why if isinstance(why, str) else ""
+
+
+def expand_attention(
+    nodes: list[Named], consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
+    outputs: set[str],
+) -> tuple[list[Named], dict[str, list[str]]]:
+    """Attention(Q, K, V[, attn_mask]) -> the nodes it is defined by, in microq's vocabulary:
+    3-D inputs reshaped to [B, S, H, D] and transposed to heads; Q.K^T a MatMul with the scale
+    as its alpha; the mask (is_causal and/or a constant attn_mask) a MaskedSoftmax; P.V a
+    MatMul; back to [B, Sq, Hq * Dv]. GQA (q heads = g * kv heads) costs no copy: the g query
+    heads sharing a kv head are contiguous, so Q is viewed as [B, Hkv, g * Sq, D]. Nodes that
+    cannot be expanded stay and are refused by the converter (ops_attention.attention)."""
+    used = {i for nn in nodes for i in nn[0].input} | outputs
+    out: list[Named] = []
+    merged: dict[str, list[str]] = {}
+    for nn in nodes:
+        node, name = nn
+        parts = _attention_parts(node, consts, shapes, used) if node.op_type == "Attention" \
+            else None
+        if parts is None or isinstance(parts, str):
+            out.append(nn)
+            continue
+        q, k, v, hq, hkv, dv, scale, keep = parts
+        g = hq // hkv
+        sq, skv = (q[1], k[1]) if len(q) == 3 else (q[2], k[2])
+        y = node.output[0]
+        new: list[onnx.NodeProto] = []
+
+        def t(what: str) -> str:
+            return f"{y}__attn_{what}"
+
+        def const(what: str, arr) -> str:
+            consts[t(what)] = np.asarray(arr)
+            return t(what)
+
+        def heads(x: str, h: int, what: str) -> str:
+            if len(q) == 4:
+                return x
+            new.append(helper.make_node("Reshape", [x, const(f"{what}_shape", np.array(
+                [0, 0, h, shapes[x][2] // h], np.int64))], [t(f"{what}_bshd")]))
+            new.append(helper.make_node("Transpose", [t(f"{what}_bshd")], [t(f"{what}_bhsd")],
+                                        perm=[0, 2, 1, 3]))
+            return t(f"{what}_bhsd")
+
+        qh, kh, vh = heads(node.input[0], hq, "q"), heads(node.input[1], hkv, "k"), \
+            heads(node.input[2], hkv, "v")
+        if g > 1:
+            new.append(helper.make_node("Reshape", [qh, const("q_shape_gqa", np.array(
+                [0, hkv, g * sq, q[-1] // (hq if len(q) == 3 else 1)], np.int64))],
+                [t("q_grouped")]))
+            qh = t("q_grouped")
+        new.append(helper.make_node("Transpose", [kh], [t("kt")], perm=[0, 1, 3, 2]))
+        new.append(helper.make_node("MatMul", [qh, t("kt")], [t("scores")], alpha=scale))
+        if keep is not None:
+            # [B, Hq, Sq, Skv] -> the grouped scores' [B, Hkv, g * Sq, Skv] (free when g = 1)
+            grouped = np.ascontiguousarray(keep.reshape(keep.shape[0], hkv, g * sq, skv))
+            new.append(helper.make_node("MaskedSoftmax", [t("scores"), const("keep", grouped)],
+                                        [t("probs")]))
+        else:
+            new.append(helper.make_node("Softmax", [t("scores")], [t("probs")], axis=-1))
+        last = y if len(q) == 4 and g == 1 else t("pv")
+        new.append(helper.make_node("MatMul", [t("probs"), vh], [last]))
+        if g > 1:
+            nxt = y if len(q) == 4 else t("pv_heads")
+            new.append(helper.make_node("Reshape", [last, const("y_shape", np.array(
+                [0, hq, sq, dv], np.int64))], [nxt]))
+            last = nxt
+        if len(q) == 3:
+            new.append(helper.make_node("Transpose", [last], [t("y_bshd")], perm=[0, 2, 1, 3]))
+            new.append(helper.make_node("Reshape", [t("y_bshd"), const("y_shape3", np.array(
+                [0, 0, hq * dv], np.int64))], [y]))
+        b, d = q[0], (q[2] // hq if len(q) == 3 else q[3])
+        known = {"q_bshd": (b, sq, hq, d), "q_bhsd": (b, hq, sq, d),
+                 "k_bshd": (b, skv, hkv, d), "k_bhsd": (b, hkv, skv, d),
+                 "v_bshd": (b, skv, hkv, dv), "v_bhsd": (b, hkv, skv, dv),
+                 "q_grouped": (b, hkv, g * sq, d), "kt": (b, hkv, d, skv),
+                 "scores": (b, hkv, g * sq, skv), "probs": (b, hkv, g * sq, skv),
+                 "pv": (b, hkv, g * sq, dv), "pv_heads": (b, hq, sq, dv),
+                 "y_bshd": (b, sq, hq, dv)}
+        for what, shape in known.items():
+            shapes.setdefault(t(what), shape)
+        for i, n in enumerate(new):
+            n.name = f"{name}__{i}_{n.op_type}"
+            out.append((n, n.name))
+            merged[n.name] = [name]
+    return out, merged
+
+
 def fuse_patterns(
     nodes: list[Named], consts: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]],
     outputs: set[str], opset: int = 13,
@@ -452,7 +694,8 @@ def fuse_patterns(
     """Every rewrite of this module, in order; the merged-name maps of all of them."""
     merged: dict[str, list[str]] = {}
     nodes = sum_as_add(nodes, consts)
-    steps = [lambda n: fuse_erf_gelu(n, consts, outputs),
+    steps = [lambda n: expand_attention(n, consts, shapes, outputs),
+             lambda n: fuse_erf_gelu(n, consts, outputs),
              lambda n: fuse_tanh_gelu(n, consts, outputs),
              lambda n: fuse_layer_norm(n, consts, shapes, outputs),
              lambda n: fuse_group_norm(n, consts, shapes, outputs),
@@ -460,6 +703,8 @@ def fuse_patterns(
              lambda n: fuse_gather_lerp(n, consts, shapes, outputs),
              lambda n: fuse_layer_norm_body(n, consts, shapes, outputs),
              lambda n: fuse_softmax_body(n, consts, shapes, outputs, opset),
+             lambda n: fuse_attention_masks(n, consts, shapes, outputs, opset),
+             lambda n: drop_softmax_nan_guard(n, consts, outputs),
              lambda n: fuse_elementwise_functions(n, consts, shapes, outputs, opset)]
     for step in steps:
         nodes, more = step(nodes)

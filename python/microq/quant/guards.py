@@ -153,7 +153,7 @@ def check_node(node, tensors: Mapping | None = None, where: str = "",
         if row > LAYERNORM_MAX_ROW:
             _fail(where, node, f"rows of {row} values exceed the kernel's {LAYERNORM_MAX_ROW} "
                   "(its int32 sums are bounded for that many)")
-    elif k == "softmax":
+    elif k in ("softmax", "softmax_masked"):
         if not 0 <= int(p.input_left_shift) <= SHIFT_MAX:
             _fail(where, node, f"input left shift {p.input_left_shift} is outside [0, 31]")
         if tensors is not None and node.inputs and node.inputs[0] in tensors:

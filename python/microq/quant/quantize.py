@@ -17,7 +17,7 @@ from .. import ir, qir
 from ..errors import MicroqError
 from ..ref import activations
 from ..ref.arith import quantize_multiplier, round_half_away
-from . import guards, rules_minmax, rules_norm, rules_recurrent, rules_spatial, scheme
+from . import guards, rules_attention, rules_minmax, rules_norm, rules_recurrent, rules_spatial, scheme
 from .calibrate import Range
 
 INT32_MAX = 2**31 - 1
@@ -391,6 +391,7 @@ HANDLERS = {
     "Mul": _Quantizer.binary,
     "Activation": _Quantizer.activation,
     "Softmax": _Quantizer.softmax,
+    "MaskedSoftmax": rules_attention.masked_softmax,
     "Reshape": _Quantizer.shared,
     "Transpose": _Quantizer.shared,
     "Pad": _Quantizer.shared,
@@ -423,19 +424,22 @@ MASK_MIN = -1e4  # an additive constant this negative before a Softmax is a "mas
 
 
 def check_additive_masks(graph: ir.Graph) -> None:
-    """An Add of a constant attention mask (-inf or a huge negative value: the exporters' form of
-    F.scaled_dot_product_attention(is_causal=True) or an attn_mask) right before a Softmax has
-    no int8 form: its range would swamp the scores (measured 16.6 dB on a causal SDPA)."""
+    """A pure constant mask before a Softmax (0 and -inf-like entries) became a MaskedSoftmax in
+    the importer; an Add still adding masked entries here also adds a bias (other non-zero
+    finite values, e.g. ALiBi + causal), which has no int8 form: the -inf would swamp the
+    scores' scale (measured 16.6 dB on a causal SDPA when it was compiled as data)."""
     for n in graph.nodes:
         if n.op != "Add" or not any(c.op == "Softmax" for c in graph.consumers(n.outputs[0])):
             continue
         for name in n.inputs:
             c = graph.tensors[name].const
             if c is not None and c.size and not (np.nan_to_num(c, nan=0.0) > MASK_MIN).all():
+                finite = c[np.isfinite(c) & (c > MASK_MIN) & (c != 0)]
                 raise MicroqError(
-                    f"node '{n.name}' adds the constant attention mask '{name}' (min "
-                    f"{float(np.min(c)):.3g}: is_causal=True or an attn_mask) before a Softmax: "
-                    f"masked softmax is not supported in int8; export the attention without a mask")
+                    f"node '{n.name}' adds the constant '{name}' which holds masked (-inf) "
+                    f"entries and a bias (e.g. {float(finite.reshape(-1)[0]) if finite.size else 0:.3g}) "
+                    f"before a Softmax: a bias together with a mask (e.g. ALiBi + causal) is "
+                    f"not supported in int8; only masks of 0 and -inf entries compile")
 
 
 def check_finite_weights(graph: ir.Graph) -> None:

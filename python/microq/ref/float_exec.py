@@ -165,6 +165,16 @@ def softmax(args: list[np.ndarray], a: ir.SoftmaxAttrs) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def masked_softmax(args: list[np.ndarray], a: ir.SoftmaxAttrs) -> np.ndarray:
+    """Softmax of the kept keys (keep broadcasts over the batch); masked and all-masked -> 0."""
+    keep = np.broadcast_to(args[1] != 0, args[0].shape)
+    x = np.where(keep, args[0] * np.float32(a.beta), -np.inf)
+    m = x.max(axis=-1, keepdims=True)
+    e = np.where(keep, np.exp(x - np.where(np.isfinite(m), m, 0)), 0)
+    s = e.sum(axis=-1, keepdims=True)
+    return e / np.where(s > 0, s, 1)
+
+
 def reshape(args: list[np.ndarray], a: ir.ReshapeAttrs) -> np.ndarray:
     return args[0].reshape((-1,) + tuple(a.shape[1:]))  # the leading dim carries the batch
 
@@ -231,6 +241,7 @@ OPS: dict[str, Callable[[list[np.ndarray], object], np.ndarray]] = {
     "Transpose": lambda x, a: np.ascontiguousarray(x[0].transpose(a.perm)),
     "Pad": pad,
     "Softmax": softmax,
+    "MaskedSoftmax": masked_softmax,
     "Activation": activation,
     "MatMul": matmul,
     "LayerNorm": layer_norm,

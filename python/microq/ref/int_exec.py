@@ -75,6 +75,14 @@ def _softmax(node, g, xs, rounding):
     return softmax.softmax(node.params, xs[0], rounding)
 
 
+def _softmax_masked(node, g, xs, rounding):
+    p = node.params
+    rows = p.mask.shape[0]
+    x = xs[0]
+    x2 = x.reshape(-1, rows, x.shape[-1])  # row r of the [rows, row_size] view uses mask r % m
+    return softmax.softmax_masked(p.softmax, x2, p.mask, rounding).reshape(x.shape)
+
+
 def _concat(node, g, xs, rounding):
     return tensor.concat(node.params, xs)
 
@@ -185,6 +193,7 @@ KERNELS: dict[str, Adapter] = {
     "lut": _lut,
     "requantize": _requantize,
     "softmax": _softmax,
+    "softmax_masked": _softmax_masked,
     "concat": _concat,
     "pad": _pad,
     "transpose": _transpose,

@@ -91,12 +91,31 @@ def rescale_diff(p: SoftmaxParams, diff, rounding: str) -> np.ndarray:
 
 def softmax(p: SoftmaxParams, x, rounding: str = "double") -> np.ndarray:
     """int8 softmax over the last axis; output scale 1/256, zero point -128."""
+    return _softmax(p, x, None, rounding)
+
+
+def softmax_masked(p: SoftmaxParams, x, keep, rounding: str = "double") -> np.ndarray:
+    """softmax over the last axis of the kept keys only (c_runtime mq_softmax_masked_s8).
+
+    keep: bool/0-1 array broadcasting against x. A masked key gets probability exactly 0 (-128)
+    and takes no part in the max or the sum; a row with every key masked is all -128."""
+    x = np.asarray(x, np.int64)
+    keep = np.broadcast_to(np.asarray(keep) != 0, x.shape)
+    return _softmax(p, x, keep, rounding)
+
+
+def _softmax(p: SoftmaxParams, x, keep, rounding: str) -> np.ndarray:
     x = np.asarray(x, np.int64)
     if x.shape[-1] > MAX_ROW_SIZE:
         raise ValueError(f"softmax row size {x.shape[-1]} exceeds {MAX_ROW_SIZE}")
-    max_in_row = x.max(axis=-1, keepdims=True)
+    if keep is None:
+        max_in_row = x.max(axis=-1, keepdims=True)
+    else:  # the C kernel starts its max at -128: an all-masked row keeps that
+        max_in_row = np.where(keep, x, -128).max(axis=-1, keepdims=True, initial=-128)
     diff = x - max_in_row
     valid = diff >= p.diff_min
+    if keep is not None:
+        valid &= keep
     # Entries below diff_min are skipped by the kernel; 0 keeps them harmless here.
     e = exp_on_negative_values(rescale_diff(p, np.where(valid, diff, 0), rounding))
     sum_of_exps = np.where(valid, rdbpot(e, ACCUM_BITS), 0).sum(axis=-1, keepdims=True)
