@@ -322,12 +322,11 @@ static struct insn_class decode32(unsigned hw1, unsigned hw2)
     return make(C_ALU);
 }
 
-static struct insn_class classify(const struct qemu_plugin_insn *insn)
+static struct insn_class classify_bytes(const unsigned char *p, size_t size)
 {
-    const unsigned char *p = qemu_plugin_insn_data(insn);
     unsigned hw1 = (unsigned)p[0] | ((unsigned)p[1] << 8);
     struct insn_class c;
-    if (qemu_plugin_insn_size(insn) >= 4) {
+    if (size >= 4) {
         unsigned hw2 = (unsigned)p[2] | ((unsigned)p[3] << 8);
         c = decode32(hw1, hw2);
         c.dest = c.cls <= C_DIV ? dest32(hw1, hw2) : 0;
@@ -336,6 +335,24 @@ static struct insn_class classify(const struct qemu_plugin_insn *insn)
         c.dest = c.cls <= C_DIV ? dest16(hw1) : 0;
     }
     return c;
+}
+
+static struct insn_class classify(const struct qemu_plugin_insn *insn)
+{
+    return classify_bytes(qemu_plugin_insn_data(insn), qemu_plugin_insn_size(insn));
+}
+
+/* The decoder alone, for tests/test_profile_cycles.py (checked against objdump on whole
+ * images): the class of the instruction at p (2 or 4 bytes), before the pipelining rule;
+ * *regs, *addr_regs and *dest as in struct insn_class. */
+__attribute__((visibility("default"))) int mq_classify(const unsigned char *p, unsigned size,
+                                                      int *regs, int *addr_regs, int *dest)
+{
+    struct insn_class c = classify_bytes(p, size);
+    *regs = c.regs;
+    *addr_regs = c.addr_regs;
+    *dest = c.dest;
+    return c.cls;
 }
 
 static void on_block(unsigned int vcpu_index, void *userdata)
