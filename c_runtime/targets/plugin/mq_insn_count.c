@@ -293,7 +293,8 @@ static struct insn_class decode32(unsigned hw1, unsigned hw2)
             if (((hw1 >> 7) & 7u) != 7u) {
                 return make(C_BCOND);
             }
-            if ((hw1 & 0xFFF0u) == 0xF3B0u && ((hw2 >> 4) & 0xFu) >= 4u && ((hw2 >> 4) & 0xFu) <= 6u) {
+            unsigned op = (hw2 >> 4) & 0xFu;
+            if ((hw1 & 0xFFF0u) == 0xF3B0u && op >= 4u && op <= 6u) { /* DSB, DMB, ISB */
                 return make(C_BARRIER);
             }
         }
