@@ -215,6 +215,33 @@ def print_budgets(rows: list[dict]) -> None:
         print(f"| {r['kernel']} | {t} | {r['instr_per_mac']:.2f} | {r['budget']} | {cyc} |")
 
 
+def readme_table(speed: list[dict]) -> str:
+    """README's "measured speed" table: the .tflite rows, M4 DSP and M0+ beside the leaders,
+    and the x86-64 host instructions."""
+    by = {(r["model"], r["target"]): r for r in speed if r["source"] == ".tflite"}
+    out = ["| model | M4 DSP: instructions / est. cycles / ms @120 MHz | leader M4 | cycles "
+           "/ leader | M0+: instructions / est. cycles / ms @64 MHz | leader M0+ | cycles / "
+           "leader | x86-64 instructions |", "|---|---|---|---|---|---|---|---|"]
+    for key in ("vww01", "ic01", "kws01", "ad01", "sww01"):
+        if (key, "m4") not in by:
+            continue
+        cells = [key]
+        for t in ("m4", "m0plus"):
+            r = by[key, t]
+            if r.get("error"):
+                cells += [r["error"], "", ""]
+                continue
+            cells.append(f"{r['instructions'] / 1e6:.2f} M / {r['cycles'] / 1e6:.2f} M / "
+                         f"{r['ms']:.1f}")
+            cells.append(f"{r['leader_cycles'] / 1e6:.3g} M ({r['leader']})"
+                         if r.get("leader_cycles") else "-")
+            cells.append(f"{r['cycles_vs_leader']:.2f}" if "cycles_vs_leader" in r else "-")
+        host = by.get((key, "x86-64 host"), {}).get("instructions")
+        cells.append(f"{host / 1e6:.2f} M" if host else "-")
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def compile_tflite(key: str, out: Path) -> tuple[Path | None, str]:
     from conftest import MODELS
     from microq.errors import MicroqError
@@ -235,7 +262,12 @@ def main() -> None:
     ap.add_argument("--models", help="comma-separated subset (demo,ic01,vww01,kws01,ad01,sww01)")
     ap.add_argument("--speed-only", action="store_true",
                     help="only the speed table against the MLPerf leaders and the budgets")
+    ap.add_argument("--readme-from", metavar="JSON",
+                    help="print README's measured-speed table from a --json file and exit")
     args = ap.parse_args()
+    if args.readme_from:
+        print(readme_table(json.loads(Path(args.readme_from).read_text())["speed"]))
+        return
     wanted = set(args.models.split(",")) if args.models else None
     rows, speed, onnx_dirs = [], [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -313,6 +345,8 @@ def main() -> None:
         for r in rows:
             print("| " + " | ".join(fmt(r.get(c)) for c in cols) + " |")
     print_speed(speed)
+    print("\nREADME table (the .tflite rows):\n")
+    print(readme_table(speed))
     budgets = budget_rows()
     print_budgets(budgets)
     if args.json:

@@ -17,6 +17,8 @@
  *     do not use that load's destination for their address are their own classes (the M3/M4
  *     load/store pipelining rule);
  *   - "regs": registers moved by LDM/STM/PUSH/POP (the N of 1+N), an inline add of N;
+ *   - "agu": loads and stores whose base or offset register was written by the data processing
+ *     or multiply instruction just before them in the same block (the M3/M4 address stall);
  *   - "taken_CLASS" for each class that can write the PC: how often the next executed block
  *     did not start at the instruction's fall-through address (a block exec callback sees the
  *     previous block's last instruction: QEMU ends a block at every PC write);
@@ -101,7 +103,8 @@ struct insn_class {
     int cls;
     int regs;      /* registers of LDM/STM/PUSH/POP */
     int load_rt;   /* single load: its destination register, else -1 */
-    int addr_regs; /* single load/store: bit mask of base and offset registers */
+    int addr_regs; /* load/store: bit mask of its base and offset registers */
+    int dest;      /* data processing and multiply: bit mask of the registers written */
 };
 
 struct tb_rec {
@@ -114,6 +117,7 @@ struct tb_rec {
 static uint64_t g_count;
 static uint64_t g_class[N_CLASSES];
 static uint64_t g_regs;
+static uint64_t g_agu;
 static uint64_t g_taken[N_BRANCH];
 static uint64_t g_wide[N_BRANCH];
 static const struct tb_rec *g_prev;
@@ -137,6 +141,7 @@ static struct insn_class make(int cls)
     c.regs = 0;
     c.load_rt = -1;
     c.addr_regs = 0;
+    c.dest = 0;
     return c;
 }
 
@@ -150,11 +155,59 @@ static struct insn_class single(int cls, int rt, int rn, int rm)
     return c;
 }
 
-static struct insn_class multiple(int load, unsigned list)
+static struct insn_class multiple(int load, unsigned list, int rn)
 {
     struct insn_class c = make(load && (list & 0x8000u) ? C_POP_PC : C_LSM);
     c.regs = popcount16(list);
+    c.addr_regs = 1 << rn;
     return c;
+}
+
+static int reg_mask(unsigned r)
+{
+    return r == 15u ? 0 : 1 << r; /* Rd = 1111: a compare or test, nothing written */
+}
+
+/* Registers written by a 16-bit data processing instruction (A5.2.1-A5.2.5). */
+static int dest16(unsigned hw)
+{
+    if ((hw & 0xE000u) == 0x0000u) {
+        return 1 << (hw & 7u); /* shift by immediate, ADD/SUB register or 3-bit immediate */
+    }
+    if ((hw & 0xE000u) == 0x2000u) { /* MOVS, CMP, ADDS, SUBS with an 8-bit immediate */
+        return ((hw >> 11) & 3u) == 1u ? 0 : 1 << ((hw >> 8) & 7u);
+    }
+    if ((hw & 0xFC00u) == 0x4000u) { /* data processing: TST, CMP, CMN write nothing */
+        unsigned op = (hw >> 6) & 0xFu;
+        return op == 8u || op == 10u || op == 11u ? 0 : 1 << (hw & 7u);
+    }
+    if ((hw & 0xFC00u) == 0x4400u && ((hw >> 8) & 1u) == 0u) { /* ADD, MOV high registers */
+        return reg_mask(((hw >> 4) & 8u) | (hw & 7u));
+    }
+    if ((hw & 0xF000u) == 0xA000u) {
+        return 1 << ((hw >> 8) & 7u); /* ADR, ADD Rd, SP, #imm */
+    }
+    if ((hw & 0xFF00u) == 0xB000u) {
+        return 1 << 13; /* ADD/SUB SP, SP, #imm */
+    }
+    if ((hw & 0xFF00u) == 0xB200u || (hw & 0xFF00u) == 0xBA00u) {
+        return 1 << (hw & 7u); /* extend, reverse */
+    }
+    return 0;
+}
+
+/* Registers written by a 32-bit data processing or multiply instruction. */
+static int dest32(unsigned hw1, unsigned hw2)
+{
+    if ((hw1 & 0xFE00u) == 0xEA00u || ((hw1 & 0xF800u) == 0xF000u && !(hw2 & 0x8000u))
+        || (hw1 & 0xFF00u) == 0xFA00u || (hw1 & 0xFF80u) == 0xFB00u) {
+        return reg_mask((hw2 >> 8) & 0xFu);
+    }
+    if ((hw1 & 0xFF80u) == 0xFB80u) { /* long multiply: RdLo and RdHi; divide: Rd */
+        int div = ((hw2 >> 4) & 0xFu) == 0xFu;
+        return reg_mask((hw2 >> 8) & 0xFu) | (div ? 0 : reg_mask((hw2 >> 12) & 0xFu));
+    }
+    return 0;
 }
 
 /* 16-bit Thumb (ARMv7-M ARM A5.2). */
@@ -189,13 +242,13 @@ static struct insn_class decode16(unsigned hw)
         return make(C_CBZ);
     }
     if ((hw & 0xFE00u) == 0xB400u) { /* PUSH {list, LR} */
-        return multiple(0, (hw & 0xFFu) | ((hw & 0x100u) << 6));
+        return multiple(0, (hw & 0xFFu) | ((hw & 0x100u) << 6), 13);
     }
     if ((hw & 0xFE00u) == 0xBC00u) { /* POP {list, PC} */
-        return multiple(1, (hw & 0xFFu) | ((hw & 0x100u) << 7));
+        return multiple(1, (hw & 0xFFu) | ((hw & 0x100u) << 7), 13);
     }
     if ((hw & 0xF000u) == 0xC000u) { /* STMIA / LDMIA */
-        return multiple((hw & 0x0800u) != 0, hw & 0xFFu);
+        return multiple((hw & 0x0800u) != 0, hw & 0xFFu, (int)((hw >> 8) & 7u));
     }
     if ((hw & 0xF000u) == 0xD000u) {
         return make(((hw >> 8) & 0xEu) == 0xEu ? C_ALU : C_BCOND); /* UDF, SVC: not branches */
@@ -211,7 +264,7 @@ static struct insn_class decode32(unsigned hw1, unsigned hw2)
 {
     unsigned rn = hw1 & 0xFu, rt = (hw2 >> 12) & 0xFu;
     if ((hw1 & 0xFE40u) == 0xE800u) { /* load/store multiple */
-        return multiple((hw1 & 0x10u) != 0, hw2);
+        return multiple((hw1 & 0x10u) != 0, hw2, (int)rn);
     }
     if ((hw1 & 0xFE40u) == 0xE840u) { /* dual, exclusive, table branch */
         if ((hw1 & 0xFFF0u) == 0xE8D0u && (hw2 & 0xFFE0u) == 0xF000u) {
@@ -226,7 +279,7 @@ static struct insn_class decode32(unsigned hw1, unsigned hw2)
         if ((hw1 & 0xFFE0u) == 0xE8C0u && ((hw2 >> 4) & 0xCu) == 0x4u) { /* LDREXB/H, STREXB/H */
             return single((hw1 & 0x10u) ? C_LOAD : C_STORE_REG, (int)rt, (int)rn, -1);
         }
-        return make(C_LSD);
+        return single(C_LSD, (int)rt, (int)rn, -1);
     }
     if ((hw1 & 0xF800u) == 0xF000u && (hw2 & 0x8000u)) { /* branches and miscellaneous control */
         unsigned op1 = (hw2 >> 12) & 5u;
@@ -240,7 +293,8 @@ static struct insn_class decode32(unsigned hw1, unsigned hw2)
             if (((hw1 >> 7) & 7u) != 7u) {
                 return make(C_BCOND);
             }
-            if ((hw1 & 0xFFF0u) == 0xF3B0u && ((hw2 >> 4) & 0xFu) >= 4u && ((hw2 >> 4) & 0xFu) <= 6u) {
+            unsigned op = (hw2 >> 4) & 0xFu;
+            if ((hw1 & 0xFFF0u) == 0xF3B0u && op >= 4u && op <= 6u) { /* DSB, DMB, ISB */
                 return make(C_BARRIER);
             }
         }
@@ -269,14 +323,37 @@ static struct insn_class decode32(unsigned hw1, unsigned hw2)
     return make(C_ALU);
 }
 
+static struct insn_class classify_bytes(const unsigned char *p, size_t size)
+{
+    unsigned hw1 = (unsigned)p[0] | ((unsigned)p[1] << 8);
+    struct insn_class c;
+    if (size >= 4) {
+        unsigned hw2 = (unsigned)p[2] | ((unsigned)p[3] << 8);
+        c = decode32(hw1, hw2);
+        c.dest = c.cls <= C_DIV ? dest32(hw1, hw2) : 0;
+    } else {
+        c = decode16(hw1);
+        c.dest = c.cls <= C_DIV ? dest16(hw1) : 0;
+    }
+    return c;
+}
+
 static struct insn_class classify(const struct qemu_plugin_insn *insn)
 {
-    const unsigned char *p = qemu_plugin_insn_data(insn);
-    unsigned hw1 = (unsigned)p[0] | ((unsigned)p[1] << 8);
-    if (qemu_plugin_insn_size(insn) >= 4) {
-        return decode32(hw1, (unsigned)p[2] | ((unsigned)p[3] << 8));
-    }
-    return decode16(hw1);
+    return classify_bytes(qemu_plugin_insn_data(insn), qemu_plugin_insn_size(insn));
+}
+
+/* The decoder alone, for tests/test_profile_cycles.py (checked against objdump on whole
+ * images): the class of the instruction at p (2 or 4 bytes), before the pipelining rule;
+ * *regs, *addr_regs and *dest as in struct insn_class. */
+__attribute__((visibility("default"))) int mq_classify(const unsigned char *p, unsigned size,
+                                                      int *regs, int *addr_regs, int *dest)
+{
+    struct insn_class c = classify_bytes(p, size);
+    *regs = c.regs;
+    *addr_regs = c.addr_regs;
+    *dest = c.dest;
+    return c.cls;
 }
 
 static void on_block(unsigned int vcpu_index, void *userdata)
@@ -299,7 +376,7 @@ static void print_counts(const char *label)
     for (i = 0; i < N_CLASSES; ++i) {
         fprintf(g_log, " %" PRIu64, g_class[i]);
     }
-    fprintf(g_log, " %" PRIu64, g_regs);
+    fprintf(g_log, " %" PRIu64 " %" PRIu64, g_regs, g_agu);
     for (i = 0; i < N_BRANCH; ++i) {
         fprintf(g_log, " %" PRIu64, g_taken[i]);
     }
@@ -335,6 +412,7 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     size_t i;
     struct tb_rec *rec;
     int prev_load_rt = -1; /* destination of the previous instruction if a single load */
+    int prev_dest = 0;     /* registers the previous instruction wrote, if data processing */
     (void)id;
     if (n == 0 || (rec = calloc(1, sizeof *rec)) == NULL) {
         return;
@@ -346,12 +424,14 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
         size_t size = qemu_plugin_insn_size(insn);
         struct insn_class c = classify(insn);
         int pipelined = prev_load_rt >= 0 && !(c.addr_regs & (1 << prev_load_rt));
+        int agu_stall = (c.addr_regs & prev_dest) != 0;
         if (pipelined && c.cls == C_LOAD) {
             c.cls = C_LOAD_PIPE;
         } else if (pipelined && c.cls == C_STORE_REG) {
             c.cls = C_STORE_PIPE;
         }
         prev_load_rt = c.load_rt;
+        prev_dest = c.dest;
         if (i == 0) {
             rec->start = vaddr;
             rec->first_wide = size >= 4;
@@ -366,6 +446,9 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
         if (c.regs > 0) {
             qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &g_regs,
                                                        (uint64_t)c.regs);
+        }
+        if (agu_stall) {
+            qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &g_agu, 1);
         }
         if (is_marker(vaddr)) {
             qemu_plugin_register_vcpu_insn_exec_cb(insn, on_marker, QEMU_PLUGIN_CB_NO_REGS,
@@ -408,7 +491,7 @@ __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t 
     for (i = 0; i < N_CLASSES; ++i) {
         fprintf(g_log, " %s", CLASS_NAMES[i]);
     }
-    fprintf(g_log, " regs");
+    fprintf(g_log, " regs agu");
     for (i = C_NOT_BRANCH_END; i < N_CLASSES; ++i) {
         fprintf(g_log, " taken_%s", CLASS_NAMES[i]);
     }

@@ -8,8 +8,11 @@ how often it was taken (the next executed block did not start at its fall-throug
 how often it landed on a 32-bit instruction straddling a word boundary. An estimate is then
 exact arithmetic on those counts:
 
-    cycles = sum(count[c] * issue[c]) + regs * per_reg
+    cycles = sum(count[c] * issue[c]) + regs * per_reg + agu * agu_stall
              + sum(taken[b] * refill[b] + wide[b] * wide_extra[b])
+
+(`agu`: loads and stores whose address register the data processing or multiply instruction
+right before them wrote.)
 
 Sources (Arm Technical Reference Manuals, "Instruction set summary" / "Processor instructions"
 tables and, for the M4, the "Load/store timings" section of the same chapter):
@@ -20,8 +23,8 @@ tables and, for the M4, the "Load/store timings" section of the same chapter):
 
 What the estimate does not model (each can make real hardware slower or, for the M33, faster):
 flash wait states and prefetch-buffer effects (the MLPerf boards run from flash with an ART
-accelerator/prefetch), the extra cycle of a load or store whose address register was written by
-the instruction just before it (M3/M4, no forwarding path), LDR-literal fetch contention,
+accelerator/prefetch), LDR-literal fetch contention, a stall after a load whose result the next
+instruction uses (not listed in the M4 TRM),
 condition-failed instructions in IT blocks (counted at their executed class, cost 1 on hardware),
 the M33's limited dual issue, and SDIV/UDIV early termination (taken at the worst case, 12).
 """
@@ -57,6 +60,8 @@ class Core:
     reference: str
     rows: tuple[Row, ...]
     per_reg: int  # LDM/STM/PUSH/POP: 1 + N; `per_reg` is the N part, per register moved
+    agu_stall: int  # a load/store addressed by the previous data processing result
+    agu_source: str
     approximate: bool = False
 
     def row(self, cls: str) -> Row:
@@ -126,14 +131,18 @@ M0PLUS_ROWS = (
     Row("tbb", 2, _V6M, refill=2),
 )
 
+_M4_AGU = (f"{_M4_LS}: a load or store whose address depends on the result of the preceding "
+           "data processing operation stalls one cycle (no forwarding path)")
 CORES: dict[str, Core] = {
     c.name: c
     for c in (
-        Core("cortex-m4", "Cortex-M4", "ARM DDI 0439B", M4_ROWS, per_reg=1),
-        Core("cortex-m0plus", "Cortex-M0+", "ARM DDI 0484C", M0PLUS_ROWS, per_reg=1),
+        Core("cortex-m4", "Cortex-M4", "ARM DDI 0439B", M4_ROWS, per_reg=1, agu_stall=1,
+             agu_source=_M4_AGU),
+        Core("cortex-m0plus", "Cortex-M0+", "ARM DDI 0484C", M0PLUS_ROWS, per_reg=1,
+             agu_stall=0, agu_source=f"{_M0P_REF}: fixed counts, no such stall listed"),
         Core("cortex-m33", "Cortex-M33 (approximated by the Cortex-M4 table)",
              "ARM DDI 0439B (M4; the M33 TRM ARM 100230 has no instruction timing table)",
-             M4_ROWS, per_reg=1, approximate=True),
+             M4_ROWS, per_reg=1, agu_stall=1, agu_source=_M4_AGU, approximate=True),
     )
 }
 assert all(tuple(r.cls for r in c.rows) == CLASSES for c in CORES.values())
@@ -154,6 +163,7 @@ def counts_from_fields(fields: list[str], values: list[int]) -> dict:
     return {
         "classes": {c: col[c] for c in CLASSES},
         "regs": col.get("regs", 0),
+        "agu": col.get("agu", 0),
         "taken": {b: col.get(f"taken_{b}", 0) for b in BRANCHES},
         "wide": {b: col.get(f"wide_{b}", 0) for b in BRANCHES},
     }
@@ -164,6 +174,7 @@ def subtract(a: dict, b: dict) -> dict:
     return {
         "classes": {c: a["classes"][c] - b["classes"][c] for c in CLASSES},
         "regs": a["regs"] - b["regs"],
+        "agu": a["agu"] - b["agu"],
         "taken": {k: a["taken"][k] - b["taken"][k] for k in BRANCHES},
         "wide": {k: a["wide"][k] - b["wide"][k] for k in BRANCHES},
     }
@@ -178,6 +189,7 @@ def cycles_by_class(counts: dict, c: Core) -> dict[str, int]:
             n += counts["taken"][r.cls] * r.refill + counts["wide"][r.cls] * r.wide
         out[r.cls] = n
     out["regs"] = counts["regs"] * c.per_reg
+    out["agu"] = counts["agu"] * c.agu_stall
     return out
 
 
