@@ -13,7 +13,7 @@ from cmsis_cases import assert_exact
 from test_codegen import GRAPHS
 from test_kernel_elementwise import random_binary_params
 
-from microq.codegen.overlap import IN_PLACE_INPUTS, output_lag
+from microq.codegen.overlap import IN_PLACE_INPUTS, output_lag, rows_chunk_lag
 from microq.codegen.plan import check_plan, greedy_place, plan_graph
 from microq.qir import LutParams
 from microq.quant import scheme
@@ -329,3 +329,55 @@ def test_depthwise_output_at_declared_lag_equals_ref(rt, case):
     more = out_hw[1] * expected.shape[3] + expected.shape[3] // 2
     bad = _conv1x1_overlapped((ffi, lib), p, x, lag + more, out_hw, depthwise=True)
     assert not np.array_equal(bad, expected), f"{case}: lag + {more} went unnoticed"
+
+
+# --- the ordered variants: one byte less room than declared breaks the result (host) ----------
+
+
+@pytest.mark.parametrize("reverse,chunk", [(False, 0), (False, 1), (True, 1), (True, 2)])
+# (k3_stride2 is left out: one byte past its edges clobbers a single input byte, whose change
+# the requantized output may round away)
+@pytest.mark.parametrize("case", ["k3_pad1_w5", "k3_pad1_blocks_and_tail", "k3_batch2_mult2",
+                                  "k5_valid", "k3_dil2"])
+def test_depthwise_one_byte_less_room_than_declared_fails(clib, case, reverse, chunk):
+    """The rooms are exact for the build that runs (the portable one on the host): at one byte
+    past either interval edge (D + 1, L - 1) and one byte past a pixel-aligned safe point, some
+    output byte lands on an input byte that is read after it is written, and the result differs
+    from the reference. (The declared room, valid for both builds, is checked at its edges in
+    test_kernel_overlap, here and on the emulated M4.)"""
+    from test_kernel_overlap import dw_call, dw_case, dw_room, run_overlapped
+
+    p, x, expected = dw_case(case, bias=None, in_off=0, out_off=0)  # few saturated outputs
+    assert (np.abs(expected.astype(int)) >= 127).mean() < 0.2
+    below, above, points = dw_room(p, x, expected, reverse, chunk, builds=(False,))
+    fn, order = dw_call(reverse, chunk)
+    for rel in (below, above, *points):
+        assert_exact(run_overlapped(clib, fn, order, p, x, expected.shape, rel), expected, "ok")
+    bad = [below + 1, above - 1]
+    bad += [r + 1 for r in points if r + 1 < above]
+    for rel in bad:
+        got = run_overlapped(clib, fn, order, p, x, expected.shape, rel)
+        assert not np.array_equal(got, expected), f"{fn} {case} {order}: {rel:+d} went unnoticed"
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("case", ["narrowing", "same_width", "widening"])
+def test_conv1x1_ordered_one_row_less_room_fails(clib, case, reverse):
+    """The 1x1 variants declare that the engine (mq_rows_s8, owned by the GEMM work) may touch
+    a chunk's pixels in any order, so the room is exact up to less than one output row: one
+    output row (C_out bytes) past the edge, an earlier filter block overwrites input a later
+    block of the same chunk still reads."""
+    from test_kernel_overlap import PW, pw_case, run_overlapped
+
+    from microq.codegen.overlap import rows_chunk_above
+
+    p, x, expected = pw_case(case)
+    n, h, w, cin, cout = PW[case]
+    for chunk in (1, 3):
+        if reverse:
+            rel = rows_chunk_above(n * h * w, cin, cout, chunk) - cout
+        else:
+            rel = rows_chunk_lag(n * h * w, cin, cout, chunk) + cout
+        got = run_overlapped(clib, "mq_conv2d_1x1_ordered_s8", (reverse, chunk), p, x,
+                             expected.shape, rel)
+        assert not np.array_equal(got, expected), f"{case} chunk {chunk}: {rel:+d} unnoticed"

@@ -267,18 +267,26 @@ def _depthwise_room(g: QGraph, node: QNode, reverse: bool, chunk: int):
     return _depthwise_room_cached(geo, xs, ys, k_hw, reverse, chunk)
 
 
+def depthwise_room(p, xs, ys, k_hw, reverse: bool, chunk: int, builds=(False, True)):
+    """(D, L, safe points) of the depthwise order on input/output shapes xs/ys, valid for every
+    build in `builds` (False: portable, True: DSP)."""
+    geo = (p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w, p.ch_mult)
+    return _depthwise_room_cached(geo, tuple(xs), tuple(ys), tuple(k_hw), reverse, chunk,
+                                  tuple(builds))
+
+
 @functools.lru_cache(maxsize=256)
-def _depthwise_room_cached(geo, xs, ys, k_hw, reverse: bool, chunk: int):
+def _depthwise_room_cached(geo, xs, ys, k_hw, reverse: bool, chunk: int, builds=(False, True)):
     names = ("stride_h", "stride_w", "pad_top", "pad_left", "dilation_h", "dilation_w", "ch_mult")
     p = SimpleNamespace(**dict(zip(names, geo)))
-    events = [depthwise_events(p, xs, ys, k_hw, reverse, chunk, dsp) for dsp in (False, True)]
+    events = [depthwise_events(p, xs, ys, k_hw, reverse, chunk, dsp) for dsp in builds]
     rooms = [room_from_events(*ev) for ev in events]
     d = [r[0] for r in rooms]
     lo = [r[1] for r in rooms]
     below, above = (None if None in d else min(d)), (None if None in lo else max(lo))
     step = int(ys[3]) if int(xs[3]) == int(ys[3]) else 0
     pts = [set(safe_points(*ev, below, above, step)) for ev in events]
-    return below, above, tuple(sorted(pts[0] & pts[1]))
+    return below, above, tuple(sorted(set.intersection(*pts)))
 
 
 def rows_chunk_above(rows: int, cin: int, cout: int, chunk: int) -> int:
