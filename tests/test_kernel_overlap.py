@@ -145,3 +145,40 @@ def test_ordered_variants_refuse_bad_orders_and_shapes(clib):
     with pytest.raises(AssertionError):
         run_overlapped(clib, "mq_depthwise_conv2d_ordered_s8", (False, 0), p, x,
                        expected.shape, 1000)
+
+
+# kxk conv (mq_conv2d_s8's general path, one group, > 4 input channels): 3x3 pad 1 with DSP
+# pixel pairs, stride 2 widening, a batch of 2 with an odd filter count (blocks of 4, 2, 1)
+CONV = {
+    "k3_pad1": dict(n=1, h=6, w=7, cin=8, cout=8, k=(3, 3), pads=(1, 1, 1, 1)),
+    "k3_stride2_widening": dict(n=1, h=9, w=8, cin=8, cout=16, k=(3, 3), stride=(2, 2),
+                                pads=(0, 0, 1, 1)),
+    "k3_batch2_odd_filters": dict(n=2, h=5, w=5, cin=6, cout=7, k=(3, 3), pads=(1, 1, 1, 1)),
+}
+
+
+def conv_case(case: str, **over):
+    p, x, out_hw = make_case(len(case) + 90, **{**CONV[case], **over})
+    return p, x, conv2d(p, x, out_hw, "double")
+
+
+def conv_room_of(p, x, y, builds=(False, True)):
+    from microq.codegen.overlap import conv_room
+    from microq.qir import QGraph, QNode, QTensor
+
+    tensors = {"x": QTensor("x", x.shape, None), "y": QTensor("y", y.shape, None)}
+    g = QGraph("c", tensors, [], ["x"], ["y"])
+    if builds == (False, True):
+        return conv_room(g, QNode("c", "conv2d", ["x"], ["y"], p))
+    from microq.codegen.overlap import conv_events, room_from_events
+
+    return room_from_events(*conv_events(p, x.shape, y.shape, p.filter.shape[1:3], builds[0]))
+
+
+@pytest.mark.parametrize("case", list(CONV))
+def test_conv_kxk_at_every_edge_of_its_declared_room_equals_ref(clib, case):
+    p, x, expected = conv_case(case)
+    below, above, points = conv_room_of(p, x, expected)
+    for rel in [below, below - 1, below - 9, above, above + 1, *points[:2], *points[-2:]]:
+        got = run_overlapped(clib, "mq_conv2d_s8", None, p, x, expected.shape, rel)
+        assert_exact(got, expected, f"conv {case} output at input{rel:+d}")

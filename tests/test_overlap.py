@@ -105,15 +105,18 @@ def test_one_byte_less_overlap_room_fails(clib, kernel):
 
 
 @pytest.mark.parametrize("name", sorted(GRAPHS))
-def test_lags_only_for_unbroadcast_elementwise_chunked_1x1_and_depthwise(name):
+def test_lags_only_for_unbroadcast_elementwise_convs_and_depthwise(name):
     g = GRAPHS[name]()
     for node in g.nodes:
         for k in range(len(node.inputs)):
             lag = output_lag(g, node, k)
             if node.kernel == "conv2d" and lag is not None:
                 p, filt = node.params, node.params.filter
-                assert filt.shape[1:3] == (1, 1) and (p.stride_h, p.stride_w) == (1, 1), node.name
-                assert k == 0 and lag < 0  # chunked 1x1 fast path only, output below the input
+                if filt.shape[1:3] == (1, 1):  # chunked 1x1 fast path only
+                    assert (p.stride_h, p.stride_w) == (1, 1), node.name
+                else:  # the general path: one group, more than 4 input channels
+                    assert filt.shape[3] == g.tensors[node.inputs[0]].shape[3] > 4, node.name
+                assert k == 0 and lag < 0  # output below the input
             elif node.kernel == "depthwise_conv2d" and lag is not None:
                 assert k == 0 and lag < 0  # row chunks: the output starts below the input
             elif node.kernel not in IN_PLACE_INPUTS:
@@ -381,3 +384,28 @@ def test_conv1x1_ordered_one_row_less_room_fails(clib, case, reverse):
         got = run_overlapped(clib, "mq_conv2d_1x1_ordered_s8", (reverse, chunk), p, x,
                              expected.shape, rel)
         assert not np.array_equal(got, expected), f"{case} chunk {chunk}: {rel:+d} unnoticed"
+
+
+@pytest.mark.parametrize("case", ["k3_pad1", "k3_stride2_widening", "k3_batch2_odd_filters"])
+def test_conv_kxk_one_byte_less_room_than_declared_fails(clib, case):
+    """mq_conv2d_s8's general path (pixels in order, filter blocks inside a pixel, each block
+    reading all the pixel's taps): its room is exact for the build that runs; one byte past
+    either edge breaks the result."""
+    from test_kernel_overlap import conv_case, conv_room_of, run_overlapped
+
+    p, x, expected = conv_case(case, bias=None, in_off=0, out_off=0)
+    below, above = conv_room_of(p, x, expected, builds=(False,))
+    for rel, ok in ((below, True), (below + 1, False), (above, True), (above - 1, False)):
+        got = run_overlapped(clib, "mq_conv2d_s8", None, p, x, expected.shape, rel)
+        assert np.array_equal(got, expected) == ok, f"conv {case} at {rel:+d}: ok should be {ok}"
+
+
+def test_ic01_residual_stages_fit_below_34000():
+    """ic01 (ResNet-8): the 3x3 convs write over their dying inputs (output one row and two
+    pixels below), the adds in place: 49,152 -> 33,328 B (issue 12 goal <= 34,000; TFLite Micro
+    49,152 B); ad01 reaches its liveness bound (256 B, was 264) with the shuffled orders."""
+    _, plan = _mlperf_plan("pretrainedResnet_quant.tflite")
+    assert plan.lower_bound == 49152
+    assert plan.overlap_bound <= plan.arena_size <= 34000
+    _, plan = _mlperf_plan("ad01_int8.tflite")
+    assert plan.arena_size == plan.lower_bound == 256

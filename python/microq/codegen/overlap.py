@@ -289,6 +289,80 @@ def _depthwise_room_cached(geo, xs, ys, k_hw, reverse: bool, chunk: int, builds=
     return below, above, tuple(sorted(set.intersection(*pts)))
 
 
+def conv_events(p, in_shape, out_shape, k_hw: tuple[int, int], dsp: bool):
+    """The access order of mq_conv2d_s8's general path (mq_conv_general, one group) as
+    (input byte, read time, output byte, write time) arrays: pixels in increasing order (on DSP
+    cores two neighbouring pixels with the same valid taps share one pass), inside a pixel (or
+    pair) filter blocks in order (portable: 4 filters, DSP: 2; fewer at the end), each block
+    reading every tap of the pixel(s) and then writing its outputs."""
+    n, in_h, in_w, in_c = (int(v) for v in in_shape)
+    _, out_h, out_w, out_c = (int(v) for v in out_shape)
+    k_h, k_w = k_hw
+    blocks, oc = [], 0
+    while oc < out_c:
+        f = 4 if not dsp and oc + 4 <= out_c else (2 if oc + 1 < out_c else 1)
+        blocks.append(f)
+        oc += f
+    nblk = len(blocks)
+    blk_of = np.repeat(np.arange(nblk), blocks)
+    ins, rts, outs, wts = [], [], [], []
+    unit_t = 0
+    for b in range(n):
+        for oy in range(out_h):
+            y0 = oy * p.stride_h - p.pad_top
+            ky0, ky1 = _tap_range(y0, p.dilation_h, in_h, k_h)
+            ox = 0
+            while ox < out_w:
+                x0 = ox * p.stride_w - p.pad_left
+                kx0, kx1 = _tap_range(x0, p.dilation_w, in_w, k_w)
+                pix = 1
+                if dsp and ox + 1 < out_w and _tap_range(
+                        x0 + p.stride_w, p.dilation_w, in_w, k_w) == (kx0, kx1):
+                    pix = 2
+                for i in range(pix):
+                    xi = x0 + i * p.stride_w
+                    iy = y0 + np.arange(ky0, ky1) * p.dilation_h
+                    ix = xi + np.arange(kx0, kx1) * p.dilation_w
+                    taps = ((b * in_h + iy[:, None]) * in_w + ix[None, :]).ravel()
+                    ins.append((taps[:, None] * in_c + np.arange(in_c)).ravel())
+                    rts.append(np.full(ins[-1].size, unit_t + nblk - 1))
+                    q = (b * out_h + oy) * out_w + ox + i
+                    outs.append(q * out_c + np.arange(out_c))
+                    wts.append(unit_t + blk_of)
+                unit_t += nblk
+                ox += pix
+    return (np.concatenate(ins), np.concatenate(rts), np.concatenate(outs),
+            np.concatenate(wts))
+
+
+@functools.lru_cache(maxsize=256)
+def _conv_room_cached(geo, xs, ys, k_hw):
+    names = ("stride_h", "stride_w", "pad_top", "pad_left", "dilation_h", "dilation_w")
+    p = SimpleNamespace(**dict(zip(names, geo)))
+    events = [conv_events(p, xs, ys, k_hw, dsp) for dsp in (False, True)]
+    rooms = [room_from_events(*ev) for ev in events]
+    d, lo = [r[0] for r in rooms], [r[1] for r in rooms]
+    below, above = (None if None in d else min(d)), (None if None in lo else max(lo))
+    step = int(ys[3]) if int(xs[3]) == int(ys[3]) else 0
+    pts = [set(safe_points(*ev, below, above, step)) for ev in events]
+    return below, above, tuple(sorted(set.intersection(*pts)))
+
+
+def conv_room(g: QGraph, node: QNode):
+    """(D, L, points) of mq_conv2d_s8's general path for `node`, or None where it is not
+    declared: grouped convs, 1x1 filters (the strided 1x1 may move to the GEMM engine) and
+    first layers of <= 4 input channels (a gathered-column path may take them), whose orders
+    are not modelled here."""
+    p = node.params
+    xs = tuple(int(v) for v in g.tensors[node.inputs[0]].shape)
+    ys = tuple(int(v) for v in g.tensors[node.outputs[0]].shape)
+    out_c, kh, kw, f_c = (int(v) for v in p.filter.shape)
+    if f_c != xs[3] or kh * kw == 1 or f_c <= 4:
+        return None
+    geo = (p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w)
+    return _conv_room_cached(geo, xs, ys, (kh, kw))
+
+
 def rows_chunk_above(rows: int, cin: int, cout: int, chunk: int) -> int:
     """L for chunks of `chunk` rows from the last row down (mq_conv2d_1x1_ordered_s8 reverse):
     every output byte of a chunk [r0, r0 + n) must lie at or above the end of the input still to
@@ -342,7 +416,8 @@ def variants(g: QGraph, node: QNode) -> list[Variant]:
     if node.kernel == "conv2d" and _sized(g, node):
         fast = _conv1x1_rows(g, node)
         if not fast:
-            return []
+            room = conv_room(g, node)
+            return [Variant("mq_conv2d_s8", *room[:2], points=room[2])] if room else []
         rows, cin, cout = fast
         fn = "mq_conv2d_1x1_ordered_s8"
         return [Variant("mq_conv2d_s8", rows_chunk_lag(rows, cin, cout), None),

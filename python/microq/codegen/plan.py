@@ -24,10 +24,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..qir import QGraph
 from .overlap import Room, output_room
 
 ALIGN = 4
+SEARCH_ORDERS = 32  # shuffled placement orders tried besides the four heuristic ones
 
 
 @dataclass(frozen=True)
@@ -114,13 +117,17 @@ def _pair_ok(a_off: int, a_size: int, b_off: int, b_size: int, room: Room | None
     return room is not None and room.allows(b_off - a_off)
 
 
-def _room_candidates(room: Room) -> list[int]:
-    """The rels at the edges of a room (where a lowest feasible offset can lie)."""
-    out = list(room.points)
-    if room.below is not None:
-        out.append(room.below)
-    if room.above is not None:
-        out.append(room.above)
+def _room_offsets(base: int, room: Room, sign: int, align: int) -> list[int]:
+    """Aligned offsets at the edges of a room: for the output over an input at `base` (sign
+    +1: offset = base + rel) or for the input under an output at `base` (sign -1: offset =
+    base - rel), each interval edge rounded into its interval."""
+    out = [base + sign * r for r in room.points]
+    if room.below is not None:  # rel <= below
+        e = base + sign * room.below
+        out.append(e // align * align if sign > 0 else align_up(e, align))
+    if room.above is not None:  # rel >= above
+        e = base + sign * room.above
+        out.append(align_up(e, align) if sign > 0 else e // align * align)
     return out
 
 
@@ -170,9 +177,9 @@ def overlap_place(
         for k in live:
             cands.add(align_up(offsets[k] + sizes[k], align))
             if (i, k) in pairs:  # i is the input of output k: offset_i = offset_k - rel
-                cands.update(offsets[k] - r for r in _room_candidates(pairs[(i, k)]))
+                cands.update(_room_offsets(offsets[k], pairs[(i, k)], -1, align))
             if (k, i) in pairs:  # i is the output over input k: offset_i = offset_k + rel
-                cands.update(offsets[k] + r for r in _room_candidates(pairs[(k, i)]))
+                cands.update(_room_offsets(offsets[k], pairs[(k, i)], +1, align))
         cands = {c for c in cands if c >= 0 and c % align == 0} | {0}
         for off in sorted(cands):
             if all(ok(i, off, k) for k in live):
@@ -281,9 +288,8 @@ def plan_graph(g: QGraph) -> Plan:
     bound = liveness_lower_bound(sizes, lifetimes)
     pairs = _overlap_pairs(g, raw, arena_ids)
     chosen: dict[tuple[int, int], Room] = {}
-    overlap_bound = -1
-    if pairs:
-        overlap_bound = overlap_lower_bound(sizes, lifetimes, pairs)
+    overlap_bound = overlap_lower_bound(sizes, lifetimes, pairs) if pairs else -1
+    if sizes:
         n = len(sizes)
         orders = [
             None,  # largest first, as greedy_place
@@ -291,6 +297,11 @@ def plan_graph(g: QGraph) -> Plan:
             sorted(range(n), key=lambda i: (-lifetimes[i][0], -sizes[i], i)),  # last born first
             sorted(range(n), key=lambda i: (-sizes[i], -lifetimes[i][0], i)),  # largest, late first
         ]
+        # and SEARCH_ORDERS seeded shuffles (deterministic): the greedy placement of one order
+        # can leave no room below an input for the output that overlaps it (ic01: 41,036 B with
+        # the four orders above, 33,328 B with the shuffles; ad01 264 -> 256 B, its bound)
+        rng = np.random.default_rng(n)
+        orders += [[int(i) for i in rng.permutation(n)] for _ in range(SEARCH_ORDERS)]
         for order in orders:
             o_offsets, o_arena = overlap_place(sizes, lifetimes, pairs, order)
             if o_arena < arena_size:
