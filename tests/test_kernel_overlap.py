@@ -27,7 +27,7 @@ DW = {
     "k3_dil2": dict(n=1, h=8, w=8, cin=4, k=(3, 3), dil=(2, 2), pads=(2, 2, 2, 2)),
 }
 # (reverse, chunk); chunk 0: mq_depthwise_conv2d_s8 itself (forward, DW_ROWS rows per chunk)
-DW_ORDERS = [(False, 0), (False, 1), (True, 1), (False, 3), (True, 2)]
+DW_ORDERS = [(False, 0), (False, 1), (True, 1), (False, 3), (True, 2), (True, 4)]
 
 
 def run_overlapped(clib, fn: str, order, p, x: np.ndarray, out_shape, rel: int) -> np.ndarray:

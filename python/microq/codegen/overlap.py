@@ -81,6 +81,9 @@ def rows_chunk_lag(rows: int, cin: int, cout: int, chunk: int = ROWS_CHUNK) -> i
 
 # Output rows per chunk of mq_depthwise_conv2d_s8 (MQ_DW_ROWS in mq_conv.c).
 DW_ROWS = 2
+# Rows per step codegen tries for mq_depthwise_conv2d_ordered_s8 before 1 (the planner places
+# by the room of 1 row; a larger step is taken when the placement also suits it)
+DW_CHUNKS = (4, 2)
 
 
 def dw_rows_lag(g: QGraph, node: QNode) -> int | None:
@@ -410,8 +413,9 @@ def variants(g: QGraph, node: QNode) -> list[Variant]:
     if node.kernel == "depthwise_conv2d" and _sized(g, node):
         d, lo, pts = _depthwise_room(g, node, False, DW_ROWS)
         out = [Variant("mq_depthwise_conv2d_s8", d, lo, points=pts)]
-        d, lo, pts = _depthwise_room(g, node, True, 1)
-        out.append(Variant("mq_depthwise_conv2d_ordered_s8", d, lo, True, 1, pts))
+        for reverse in (False, True):
+            d, lo, pts = _depthwise_room(g, node, reverse, 1)
+            out.append(Variant("mq_depthwise_conv2d_ordered_s8", d, lo, reverse, 1, pts))
         return out
     if node.kernel == "conv2d" and _sized(g, node):
         fast = _conv1x1_rows(g, node)
@@ -436,7 +440,12 @@ def pick_variant(g: QGraph, node: QNode, rel: int) -> Variant | None:
     for v in variants(g, node):
         if v.chunk == 0 or not v.allows(rel):
             continue
-        if node.kernel != "conv2d":
+        if node.kernel != "conv2d":  # depthwise: more rows per step set up fewer blocks
+            for chunk in DW_CHUNKS:
+                d, lo, pts = _depthwise_room(g, node, v.reverse, chunk)
+                w = Variant(v.fn, d, lo, v.reverse, chunk, pts)
+                if w.allows(rel):
+                    return w
             return v
         rows, cin, cout = _conv1x1_rows(g, node)  # type: ignore[misc]
         for chunk in range(min(ROWS_CHUNK, rows), 0, -1):
