@@ -42,4 +42,36 @@ mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_chan
                                  const mq_dims *filter_dims, const int8_t *filter,
                                  const int32_t *bias, const mq_dims *output_dims, int8_t *output);
 
+/* Access order of the overlap variants below (codegen/overlap.py states, per variant, how far
+ * the output may be placed over the input it reads). */
+typedef struct {
+    int32_t reverse; /* 0: increasing pixel order; 1: the last pixel first */
+    int32_t chunk;   /* > 0: pixels (1x1) or output rows (depthwise) per step */
+} mq_order;
+
+/* mq_conv2d_s8 restricted to its 1x1 fast path (1x1 filter, stride 1, no padding, one group,
+ * output size == input size; anything else is MQ_ERR_ARG), run as steps of order->chunk pixels
+ * in increasing pixel order, or from the last pixel down when order->reverse. Each step is one
+ * call of the 1x1/FC engine (mq_rows_s8), which may read and write its own pixels in any order;
+ * a step never touches another step's pixels. Results equal mq_conv2d_s8's. */
+mq_status mq_conv2d_1x1_ordered_s8(const mq_order *order, const mq_conv_params *params,
+                                   const mq_per_channel_quant *quant, const mq_dims *input_dims,
+                                   const int8_t *input, const mq_dims *filter_dims,
+                                   const int8_t *filter, const int32_t *bias,
+                                   const mq_dims *output_dims, int8_t *output);
+
+/* mq_depthwise_conv2d_s8 in steps of order->chunk output rows, the top rows first, or the
+ * bottom rows first with every row's pixels from the right when order->reverse. Inside a step:
+ * channel multiplier 1, blocks of four channels outermost (each block: the step's rows and
+ * pixels in the step's order, a pixel's taps read before its four outputs are written; on DSP
+ * cores two neighbouring pixels with all three tap columns share one pass, both read before
+ * either is written); then the remaining channels (or every channel with a multiplier > 1)
+ * pixel by pixel, channel by channel. Results equal mq_depthwise_conv2d_s8's. */
+mq_status mq_depthwise_conv2d_ordered_s8(const mq_order *order, const mq_conv_params *params,
+                                         const mq_per_channel_quant *quant,
+                                         const mq_dims *input_dims, const int8_t *input,
+                                         const mq_dims *filter_dims, const int8_t *filter,
+                                         const int32_t *bias, const mq_dims *output_dims,
+                                         int8_t *output);
+
 #endif /* MQ_CONV_H */

@@ -195,6 +195,9 @@ def _render(qgraph: QGraph, plan: Plan, name: str, command: str, rounding: str, 
     const_roots = [b.root for b in plan.buffers if b.home == "const"]
     consts = {t: f"{name}_const{i}" for i, t in enumerate(const_roots)}
     ctx = Ctx(qgraph, name, _pointer(qgraph, plan, consts))
+    ctx.overlaps = {
+        (plan.buffers[i].root, plan.buffers[j].root): rel for i, j, rel in plan.overlaps
+    }
     codes: list[LayerCode] = []
     for i, node in enumerate(qgraph.nodes):
         ctx.index = i

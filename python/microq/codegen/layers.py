@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import MicroqError
 from ..qir import QGraph, QNode
+from .overlap import pick_variant
 from .cformat import (
     broadcast_fields,
     c_int,
@@ -86,6 +87,8 @@ class Ctx:
     prefix: str  # the model name, prefix of every external symbol
     ptr: Callable[[str], str]  # tensor name -> C pointer expression
     index: int = 0  # the node's layer number
+    # (input tensor, output tensor) -> rel: output placed over that input (plan.Plan.overlaps)
+    overlaps: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def shape(self, tensor: str) -> tuple[int, ...]:
         return tuple(int(d) for d in self.graph.tensors[tensor].shape)
@@ -141,10 +144,11 @@ def _stride_text(sh: int, sw: int) -> str:
 
 
 def _conv_family_call(ctx: Ctx, node: QNode, code: LayerCode, fn: str, struct: str,
-                      fields: tuple[str, ...], dims) -> None:
+                      fields: tuple[str, ...], dims, first_arg: str = "") -> None:
     """What every conv-family kernel shares (conv, depthwise, transpose conv, conv3d): the
     filter, bias, multiplier and shift arrays, the params/quant/dims statics and the call in
-    mq_conv.h's argument order. `dims(cname, shape)` writes one dims struct."""
+    mq_conv.h's argument order (after `first_arg`, e.g. an mq_order pointer). `dims(cname,
+    shape)` writes one dims struct."""
     p = node.params
     x, y = node.inputs[0], node.outputs[0]
     filt = _i8(p.filter)
@@ -162,7 +166,7 @@ def _conv_family_call(ctx: Ctx, node: QNode, code: LayerCode, fn: str, struct: s
     ]
     bias = ctx.weight("bias") if p.bias is not None else "NULL"
     code.call = _checked(
-        f"{fn}(&{ctx.sym('params')}, &{ctx.sym('quant')}, &{ctx.sym('input_dims')}, "
+        f"{fn}({first_arg}&{ctx.sym('params')}, &{ctx.sym('quant')}, &{ctx.sym('input_dims')}, "
         f"{ctx.ptr(x)}, &{ctx.sym('filter_dims')}, {ctx.weight('filter')}, {bias}, "
         f"&{ctx.sym('output_dims')}, {ctx.ptr(y)})"
     )
@@ -183,7 +187,20 @@ def _conv(ctx: Ctx, node: QNode) -> LayerCode:
         text += f" d{p.dilation_h}x{p.dilation_w}"
     code = LayerCode(text, "mq_conv")
     fn = "mq_depthwise_conv2d_s8" if depthwise else "mq_conv2d_s8"
-    _conv_family_call(ctx, node, code, fn, "mq_conv_params", CONV_FIELDS, _dims4_def)
+    rel = ctx.overlaps.get((node.inputs[0], y))
+    if rel is not None:  # the output is planned over the input: the call that allows it
+        v = pick_variant(ctx.graph, node, rel)
+        if v is None:
+            raise MicroqError(f"internal error: no {node.kernel} call allows its output at "
+                              f"{rel:+d} B over its input (node '{node.name}')")
+        fn = v.fn
+        if v.chunk:
+            code.summary += f" {'reverse' if v.reverse else 'forward'} order ({v.chunk})"
+            code.statics.append(struct_def("mq_order", ctx.sym("order"),
+                                           [("reverse", c_int(int(v.reverse))),
+                                            ("chunk", c_int(v.chunk))]))
+    order = f"&{ctx.sym('order')}, " if fn.endswith("_ordered_s8") else ""
+    _conv_family_call(ctx, node, code, fn, "mq_conv_params", CONV_FIELDS, _dims4_def, order)
     n, oh, ow, cout = nhwc(ctx.shape(y))
     # OHWI: KH*KW*(Cin/groups) taps per output; 1HWO (depthwise): KH*KW taps per output
     taps = kh * kw * (1 if depthwise else int(filt.shape[3]))

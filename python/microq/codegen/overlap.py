@@ -41,6 +41,12 @@ Not enabled (the C as written forbids it):
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+
 from ..qir import QGraph, QNode
 
 # kernel -> the input indices that may be overlapped in place (D = 0) when unbroadcast
@@ -75,6 +81,9 @@ def rows_chunk_lag(rows: int, cin: int, cout: int, chunk: int = ROWS_CHUNK) -> i
 
 # Output rows per chunk of mq_depthwise_conv2d_s8 (MQ_DW_ROWS in mq_conv.c).
 DW_ROWS = 2
+# Rows per step codegen tries for mq_depthwise_conv2d_ordered_s8 before 1 (the planner places
+# by the room of 1 row; a larger step is taken when the placement also suits it)
+DW_CHUNKS = (4, 2)
 
 
 def dw_rows_lag(g: QGraph, node: QNode) -> int | None:
@@ -114,22 +123,380 @@ def _conv1x1_rows(g: QGraph, node: QNode) -> tuple[int, int, int] | None:
     return int(xs[0] * xs[1] * xs[2]), int(xs[3]), int(out_c)
 
 
-def output_lag(g: QGraph, node: QNode, input_index: int) -> int | None:
-    """The largest allowed output_offset - input_offset (bytes) for node's output 0 over its
-    input `input_index`, or None when they must not overlap."""
-    if node.kernel == "depthwise_conv2d" and input_index == 0 and len(node.outputs) == 1:
-        return dw_rows_lag(g, node)
-    if node.kernel == "conv2d" and input_index == 0 and len(node.outputs) == 1:
+def _tap_range(origin: int, dilation: int, size: int, k: int) -> tuple[int, int]:
+    """mq_tap_range (mq_conv.c): taps [start, end) with 0 <= origin + tap * dilation < size."""
+    start, end = 0, k
+    if origin < 0:
+        start = (-origin + dilation - 1) // dilation
+    if origin + (k - 1) * dilation >= size:
+        end = (size - origin + dilation - 1) // dilation if size - origin > 0 else 0
+    return start, max(end, start)
+
+
+def room_from_events(
+    in_bytes: np.ndarray, read_t: np.ndarray, out_bytes: np.ndarray, write_t: np.ndarray
+) -> tuple[int | None, int | None]:
+    """(D, L) of a kernel whose reads of input byte in_bytes[k] happen at time read_t[k] and whose
+    write of output byte out_bytes[k] happens at write_t[k] (a read and a write at one time: the
+    read first). The output placed at rel = output_offset - input_offset puts output byte o on
+    input byte o + rel; that is harmful exactly when that input byte is read after o is written.
+    So the harmful rels are F = {i - o : last_read(i) > write(o)}, every rel <= D = min(F) - 1
+    and every rel >= L = max(F) + 1 is safe. None: no overlap is ever harmful on that side
+    (F empty: both None)."""
+    if in_bytes.size == 0 or out_bytes.size == 0:
+        return None, None
+    n_in = int(in_bytes.max()) + 1
+    last = np.full(n_in, -1, np.int64)
+    np.maximum.at(last, in_bytes, read_t)
+    order = np.argsort(last, kind="stable")
+    lr = last[order]
+    idx = order.astype(np.int64)
+    suf_min = np.minimum.accumulate(idx[::-1])[::-1]
+    suf_max = np.maximum.accumulate(idx[::-1])[::-1]
+    k = np.searchsorted(lr, write_t, side="right")  # first input byte read after the write
+    hit = k < n_in
+    if not hit.any():
+        return None, None
+    o, k = out_bytes[hit].astype(np.int64), k[hit]
+    return int((suf_min[k] - o).min()) - 1, int((suf_max[k] - o).max()) + 1
+
+
+MAX_POINTS = 128  # pixel-aligned points tried next to each side of a kernel's room
+
+
+def safe_points(
+    in_bytes: np.ndarray, read_t: np.ndarray, out_bytes: np.ndarray, write_t: np.ndarray,
+    below: int | None, above: int | None, step: int,
+) -> tuple[int, ...]:
+    """The rels strictly between `below` and `above` that are multiples of `step` (a pixel: a
+    channel-by-channel kernel may overwrite, channel for channel, a pixel it has just finished
+    with) at which no output byte lands on an input byte read after it is written."""
+    if below is None or above is None or step <= 0:
+        return ()
+    n_in = int(in_bytes.max()) + 1
+    last = np.full(n_in, -1, np.int64)
+    np.maximum.at(last, in_bytes, read_t)
+    w = np.full(int(out_bytes.max()) + 1, -1, np.int64)
+    w[out_bytes] = write_t
+    o = np.arange(w.size)
+    first = (below // step + 1) * step
+    rels = range(first, above, step)
+    if len(rels) > 2 * MAX_POINTS:  # the ones next to each side are the useful ones
+        rels = [*rels[:MAX_POINTS], *rels[-MAX_POINTS:]]
+    points = []
+    for rel in rels:
+        on = (o + rel >= 0) & (o + rel < n_in)
+        if not (last[o[on] + rel] > w[on]).any():
+            points.append(rel)
+    return tuple(points)
+
+
+def depthwise_events(
+    p, in_shape, out_shape, k_hw: tuple[int, int], reverse: bool, chunk: int, dsp: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The access order of mq_depthwise_conv2d_ordered_s8 (and of mq_depthwise_conv2d_s8, which
+    is its forward order with chunk = DW_ROWS) as (input byte, read time, output byte, write
+    time) arrays; `dsp`: with the DSP core's two-pixel passes (mq_dw_3col_2px), replicated from
+    the C condition. Time is the rank of the event in the kernel's loops."""
+    n, in_h, in_w, in_c = (int(v) for v in in_shape)
+    _, out_h, out_w, out_c = (int(v) for v in out_shape)
+    k_h, k_w = k_hw
+    mult = int(p.ch_mult)
+    c4 = in_c & ~3 if mult == 1 else 0
+    nblk = c4 // 4
+    rows_of = [min(chunk, out_h - d) for d in range(0, out_h, chunk)]
+    # per output row: (step rank, rank of the row inside its step)
+    step_of, rank_of = np.zeros(out_h, np.int64), np.zeros(out_h, np.int64)
+    done = 0
+    for s_i, rows in enumerate(rows_of):
+        oy0 = out_h - done - rows if reverse else done
+        for i in range(rows):
+            oy = oy0 + rows - 1 - i if reverse else oy0 + i
+            step_of[oy], rank_of[oy] = s_i, i
+        done += rows
+    # per output pixel (oy, ox): its unit rank in the row (a two-pixel pass shares one unit)
+    unit = np.zeros((out_h, out_w), np.int64)
+    for oy in range(out_h):
+        y0 = oy * p.stride_h - p.pad_top
+        ky0, ky1 = _tap_range(y0, p.dilation_h, in_h, k_h)
+        j = 0
+        while j < out_w:
+            ox = out_w - 1 - j if reverse else j
+            first = ox - 1 if reverse else ox
+            fx0 = first * p.stride_w - p.pad_left
+            if (dsp and k_w == 3 and p.stride_w == 1 and p.dilation_w == 1 and first >= 0
+                    and first + 1 < out_w and fx0 >= 0 and fx0 + 3 < in_w and ky1 > ky0):
+                unit[oy, first] = unit[oy, first + 1] = j
+                j += 2
+                continue
+            unit[oy, ox] = j
+            j += 1
+    oc = np.arange(out_c)
+    blk = np.where(oc < c4, oc // 4, nblk)
+    sub = np.where(oc < c4, 0, oc - c4)
+    oy, ox = np.meshgrid(np.arange(out_h), np.arange(out_w), indexing="ij")
+    # time of (b, oy, ox, oc): lexicographic (batch, step, block, row rank, unit, channel)
+    t = ((step_of[oy] * (nblk + 1))[..., None] + blk) * chunk + rank_of[oy][..., None]
+    # the remaining channels go pixel by pixel (no two-pixel pass)
+    plain = np.broadcast_to(out_w - 1 - np.arange(out_w) if reverse else np.arange(out_w),
+                            (out_h, out_w))
+    u = np.where(oc < c4, unit[..., None], plain[..., None])
+    t = (t * out_w + u) * (out_c + 1) + sub
+    t = t[None] + (np.arange(n) * len(rows_of) * (nblk + 1) * chunk * out_w * (out_c + 1))[
+        :, None, None, None]
+    out_b = np.arange(n * out_h * out_w * out_c).reshape(n, out_h, out_w, out_c)
+    ins, tims = [], []
+    for ky in range(k_h):
+        for kx in range(k_w):
+            iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h
+            ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w
+            ok = (iy >= 0) & (iy < in_h) & (ix >= 0) & (ix < in_w)
+            pix = (np.clip(iy, 0, in_h - 1) * in_w + np.clip(ix, 0, in_w - 1))[ok]
+            for b in range(n):
+                ins.append(((b * in_h * in_w + pix) * in_c)[:, None] + oc // mult)
+                tims.append(t[b][ok])
+    return (np.concatenate([a.ravel() for a in ins]), np.concatenate([a.ravel() for a in tims]),
+            out_b.ravel(), t.ravel())
+
+
+def _depthwise_room(g: QGraph, node: QNode, reverse: bool, chunk: int):
+    """(D, L, safe points) of the depthwise kernel in that order, valid for both the DSP and
+    the portable build (multiplier 1: the pixel-aligned points between D and L)."""
+    p = node.params
+    xs = tuple(int(v) for v in g.tensors[node.inputs[0]].shape)
+    ys = tuple(int(v) for v in g.tensors[node.outputs[0]].shape)
+    k_hw = (int(p.filter.shape[1]), int(p.filter.shape[2]))
+    geo = (p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w, p.ch_mult)
+    return _depthwise_room_cached(geo, xs, ys, k_hw, reverse, chunk)
+
+
+def depthwise_room(p, xs, ys, k_hw, reverse: bool, chunk: int, builds=(False, True)):
+    """(D, L, safe points) of the depthwise order on input/output shapes xs/ys, valid for every
+    build in `builds` (False: portable, True: DSP)."""
+    geo = (p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w, p.ch_mult)
+    return _depthwise_room_cached(geo, tuple(xs), tuple(ys), tuple(k_hw), reverse, chunk,
+                                  tuple(builds))
+
+
+@functools.lru_cache(maxsize=256)
+def _depthwise_room_cached(geo, xs, ys, k_hw, reverse: bool, chunk: int, builds=(False, True)):
+    names = ("stride_h", "stride_w", "pad_top", "pad_left", "dilation_h", "dilation_w", "ch_mult")
+    p = SimpleNamespace(**dict(zip(names, geo)))
+    events = [depthwise_events(p, xs, ys, k_hw, reverse, chunk, dsp) for dsp in builds]
+    rooms = [room_from_events(*ev) for ev in events]
+    d = [r[0] for r in rooms]
+    lo = [r[1] for r in rooms]
+    below, above = (None if None in d else min(d)), (None if None in lo else max(lo))
+    step = int(ys[3]) if int(xs[3]) == int(ys[3]) else 0
+    pts = [set(safe_points(*ev, below, above, step)) for ev in events]
+    return below, above, tuple(sorted(set.intersection(*pts)))
+
+
+def conv_events(p, in_shape, out_shape, k_hw: tuple[int, int], dsp: bool):
+    """The access order of mq_conv2d_s8's general path (mq_conv_general, one group) as
+    (input byte, read time, output byte, write time) arrays: pixels in increasing order (on DSP
+    cores two neighbouring pixels with the same valid taps share one pass), inside a pixel (or
+    pair) filter blocks in order (portable: 4 filters, DSP: 2; fewer at the end), each block
+    reading every tap of the pixel(s) and then writing its outputs."""
+    n, in_h, in_w, in_c = (int(v) for v in in_shape)
+    _, out_h, out_w, out_c = (int(v) for v in out_shape)
+    k_h, k_w = k_hw
+    blocks, oc = [], 0
+    while oc < out_c:
+        f = 4 if not dsp and oc + 4 <= out_c else (2 if oc + 1 < out_c else 1)
+        blocks.append(f)
+        oc += f
+    nblk = len(blocks)
+    blk_of = np.repeat(np.arange(nblk), blocks)
+    ins, rts, outs, wts = [], [], [], []
+    unit_t = 0
+    for b in range(n):
+        for oy in range(out_h):
+            y0 = oy * p.stride_h - p.pad_top
+            ky0, ky1 = _tap_range(y0, p.dilation_h, in_h, k_h)
+            ox = 0
+            while ox < out_w:
+                x0 = ox * p.stride_w - p.pad_left
+                kx0, kx1 = _tap_range(x0, p.dilation_w, in_w, k_w)
+                pix = 1
+                if dsp and ox + 1 < out_w and _tap_range(
+                        x0 + p.stride_w, p.dilation_w, in_w, k_w) == (kx0, kx1):
+                    pix = 2
+                for i in range(pix):
+                    xi = x0 + i * p.stride_w
+                    iy = y0 + np.arange(ky0, ky1) * p.dilation_h
+                    ix = xi + np.arange(kx0, kx1) * p.dilation_w
+                    taps = ((b * in_h + iy[:, None]) * in_w + ix[None, :]).ravel()
+                    ins.append((taps[:, None] * in_c + np.arange(in_c)).ravel())
+                    rts.append(np.full(ins[-1].size, unit_t + nblk - 1))
+                    q = (b * out_h + oy) * out_w + ox + i
+                    outs.append(q * out_c + np.arange(out_c))
+                    wts.append(unit_t + blk_of)
+                unit_t += nblk
+                ox += pix
+    return (np.concatenate(ins), np.concatenate(rts), np.concatenate(outs),
+            np.concatenate(wts))
+
+
+@functools.lru_cache(maxsize=256)
+def _conv_room_cached(geo, xs, ys, k_hw):
+    names = ("stride_h", "stride_w", "pad_top", "pad_left", "dilation_h", "dilation_w")
+    p = SimpleNamespace(**dict(zip(names, geo)))
+    events = [conv_events(p, xs, ys, k_hw, dsp) for dsp in (False, True)]
+    rooms = [room_from_events(*ev) for ev in events]
+    d, lo = [r[0] for r in rooms], [r[1] for r in rooms]
+    below, above = (None if None in d else min(d)), (None if None in lo else max(lo))
+    step = int(ys[3]) if int(xs[3]) == int(ys[3]) else 0
+    pts = [set(safe_points(*ev, below, above, step)) for ev in events]
+    return below, above, tuple(sorted(set.intersection(*pts)))
+
+
+def conv_room(g: QGraph, node: QNode):
+    """(D, L, points) of mq_conv2d_s8's general path for `node`, or None where it is not
+    declared: grouped convs, 1x1 filters (the strided 1x1 may move to the GEMM engine) and
+    first layers of <= 4 input channels (a gathered-column path may take them), whose orders
+    are not modelled here."""
+    p = node.params
+    xs = tuple(int(v) for v in g.tensors[node.inputs[0]].shape)
+    ys = tuple(int(v) for v in g.tensors[node.outputs[0]].shape)
+    out_c, kh, kw, f_c = (int(v) for v in p.filter.shape)
+    if f_c != xs[3] or kh * kw == 1 or f_c <= 4:
+        return None
+    geo = (p.stride_h, p.stride_w, p.pad_top, p.pad_left, p.dilation_h, p.dilation_w)
+    return _conv_room_cached(geo, xs, ys, (kh, kw))
+
+
+def rows_chunk_above(rows: int, cin: int, cout: int, chunk: int) -> int:
+    """L for chunks of `chunk` rows from the last row down (mq_conv2d_1x1_ordered_s8 reverse):
+    every output byte of a chunk [r0, r0 + n) must lie at or above the end of the input still to
+    be read, in + (r0 + n) * cin <= out + r0 * cout."""
+    lag = None
+    done = 0
+    while done < rows:
+        n = min(chunk, rows - done)
+        r0 = rows - done - n
+        d = (r0 + n) * cin - r0 * cout
+        lag = d if lag is None else max(lag, d)
+        done += n
+    return lag if lag is not None else 0
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One C call that may compute `node`, with the output placements over input 0 it allows:
+    any rel = output_offset - input_offset <= below, or >= above (None: not on that side)."""
+
+    fn: str  # the C function
+    below: int | None
+    above: int | None
+    reverse: bool = False
+    chunk: int = 0  # 0: the kernel's own call (no mq_order argument)
+    points: tuple[int, ...] = ()  # single safe rels between below and above
+
+    def allows(self, rel: int) -> bool:
+        return (
+            (self.below is not None and rel <= self.below)
+            or (self.above is not None and rel >= self.above)
+            or rel in self.points
+        )
+
+
+def _sized(g: QGraph, node: QNode) -> bool:
+    return (len(node.outputs) == 1 and len(g.tensors[node.inputs[0]].shape) == 4
+            and len(g.tensors[node.outputs[0]].shape) == 4)
+
+
+def variants(g: QGraph, node: QNode) -> list[Variant]:
+    """The calls that may compute `node` with its output over its input 0, the kernel's own call
+    first (codegen prefers it; for a 1x1 variant the chunk is the smallest, codegen picks the
+    largest chunk the actual placement allows, see pick_variant)."""
+    if node.kernel == "depthwise_conv2d" and _sized(g, node):
+        d, lo, pts = _depthwise_room(g, node, False, DW_ROWS)
+        out = [Variant("mq_depthwise_conv2d_s8", d, lo, points=pts)]
+        for reverse in (False, True):
+            d, lo, pts = _depthwise_room(g, node, reverse, 1)
+            out.append(Variant("mq_depthwise_conv2d_ordered_s8", d, lo, reverse, 1, pts))
+        return out
+    if node.kernel == "conv2d" and _sized(g, node):
         fast = _conv1x1_rows(g, node)
-        return rows_chunk_lag(*fast) if fast else None
+        if not fast:
+            room = conv_room(g, node)
+            return [Variant("mq_conv2d_s8", *room[:2], points=room[2])] if room else []
+        rows, cin, cout = fast
+        fn = "mq_conv2d_1x1_ordered_s8"
+        return [Variant("mq_conv2d_s8", rows_chunk_lag(rows, cin, cout), None),
+                Variant(fn, rows_chunk_lag(rows, cin, cout, 1), None, False, 1),
+                Variant(fn, None, rows_chunk_above(rows, cin, cout, 1), True, 1)]
+    return []
+
+
+def pick_variant(g: QGraph, node: QNode, rel: int) -> Variant | None:
+    """The call codegen emits for `node` with its output at rel over input 0 (which overlaps
+    it): the kernel's own call if it allows rel, else the ordered variant with the largest chunk
+    (up to ROWS_CHUNK, 1x1) that does. None: no call allows it."""
+    for v in variants(g, node):
+        if v.chunk == 0 and v.allows(rel):
+            return v
+    for v in variants(g, node):
+        if v.chunk == 0 or not v.allows(rel):
+            continue
+        if node.kernel != "conv2d":  # depthwise: more rows per step set up fewer blocks
+            for chunk in DW_CHUNKS:
+                d, lo, pts = _depthwise_room(g, node, v.reverse, chunk)
+                w = Variant(v.fn, d, lo, v.reverse, chunk, pts)
+                if w.allows(rel):
+                    return w
+            return v
+        rows, cin, cout = _conv1x1_rows(g, node)  # type: ignore[misc]
+        for chunk in range(min(ROWS_CHUNK, rows), 0, -1):
+            w = (Variant(v.fn, None, rows_chunk_above(rows, cin, cout, chunk), True, chunk)
+                 if v.reverse else
+                 Variant(v.fn, rows_chunk_lag(rows, cin, cout, chunk), None, False, chunk))
+            if w.allows(rel):
+                return w
+    return None
+
+
+@dataclass(frozen=True)
+class Room:
+    """Where node's output 0 may sit over one input, rel = output_offset - input_offset: any
+    rel <= below, any rel >= above, or one of points (None: nothing on that side)."""
+
+    below: int | None
+    above: int | None = None
+    points: tuple[int, ...] = ()
+
+    def allows(self, rel: int) -> bool:
+        return Variant("", self.below, self.above, points=self.points).allows(rel)
+
+    @property
+    def any(self) -> bool:
+        return self.below is not None or self.above is not None or bool(self.points)
+
+
+def output_room(g: QGraph, node: QNode, input_index: int) -> Room:
+    """The union of the placements node's variants allow over input `input_index`."""
+    if input_index == 0 and node.kernel in ("depthwise_conv2d", "conv2d"):
+        vs = variants(g, node)
+        below = [v.below for v in vs if v.below is not None]
+        above = [v.above for v in vs if v.above is not None]
+        room = Room((max(below) if below else None), (min(above) if above else None))
+        pts = {r for v in vs for r in v.points if not room.allows(r)}
+        return Room(room.below, room.above, tuple(sorted(pts)))
     allowed = IN_PLACE_INPUTS.get(node.kernel)
     if allowed is None or input_index not in allowed or len(node.outputs) != 1:
-        return None
+        return Room(None)
     x, y = node.inputs[input_index], node.outputs[0]
     tx, ty = g.tensors[x], g.tensors[y]
     if tuple(tx.shape) != tuple(ty.shape):  # broadcast (or a size change): re-read, no overlap
-        return None
-    return 0
+        return Room(None)
+    return Room(0)
+
+
+def output_lag(g: QGraph, node: QNode, input_index: int) -> int | None:
+    """The largest allowed output_offset - input_offset (bytes) for node's output 0 over its
+    input `input_index` from below (every smaller offset is allowed too), or None."""
+    return output_room(g, node, input_index).below
 
 
 def describe(kernel: str) -> str:
