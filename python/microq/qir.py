@@ -89,8 +89,8 @@ class FCParams:
 
 @dataclass(frozen=True)
 class PoolParams:
-    kernel_h: int
-    kernel_w: int
+    kernel_h: int = field(metadata={"c": False})  # in the C call's filter_dims, not the struct
+    kernel_w: int = field(metadata={"c": False})
     stride_h: int
     stride_w: int
     pad_top: int

@@ -9,6 +9,7 @@ import numpy as np
 
 from microq import ir
 from microq.errors import MicroqError
+from microq.ops import op_macs
 
 
 @dataclass(frozen=True)
@@ -42,25 +43,9 @@ class InspectReport:
 
 
 def _macs(g: ir.Graph, n: ir.Node) -> int:
-    out = g.tensors[n.outputs[0]].shape
-    if n.op == "ConvTranspose2D":  # every input pixel x every tap (the scatter count)
-        x = g.tensors[n.inputs[0]].shape
-        return int(np.prod(x[:3])) * int(np.prod(g.tensors[n.inputs[1]].shape))
-    if n.op in ("Conv2D", "Conv3D"):
-        w = g.tensors[n.inputs[1]].shape
-        return int(np.prod(out)) * int(np.prod(w[1:]))
-    if n.op == "FullyConnected":
-        return int(np.prod(out)) * g.tensors[n.inputs[1]].shape[1]
-    if n.op == "MatMul":  # activation x activation: B*M*N outputs, K products each
-        return int(np.prod(out)) * g.tensors[n.inputs[0]].shape[-1]
-    if n.op == "Resize" and n.attrs.mode == "linear":  # one multiply per tap, four taps
-        return 4 * int(np.prod(out))
-    if n.op in ("LayerNorm", "GroupNorm"):  # one multiply-add per element, as compile counts
-        return int(np.prod(out))
-    if n.op in ("LSTM", "GRU"):  # every step: every gate row over x and h (as compile counts)
-        w, r = (g.tensors[n.inputs[k]].shape for k in (1, 2))
-        return int(out[-2]) * int(w[0]) * (int(w[1]) + int(r[1]))
-    return 0
+    """The op table's MAC count (microq.ops.OpDef.macs) on the node's shapes."""
+    return op_macs(n.op, [g.tensors[i].shape for i in n.inputs],
+                   [g.tensors[o].shape for o in n.outputs], n.attrs)
 
 
 def inspect_onnx(path: str | os.PathLike) -> InspectReport:

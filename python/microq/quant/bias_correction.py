@@ -20,12 +20,13 @@ from typing import Callable
 import numpy as np
 
 from .. import ir, qir
+from ..ops import KERNELS as KERNELS_TABLE
 from ..ref.arith import INT32_MAX
 from .guards import channel_weight_sums, reach
 from ..ref.float_exec import OPS
 from ..ref.int_exec import KERNELS
 
-CORRECTED = ("conv2d", "depthwise_conv2d", "fully_connected")
+CORRECTED = tuple(k for k, d in KERNELS_TABLE.items() if d.bias_correction)
 MAX_SAMPLES = 256  # measured on at most this many calibration samples
 
 
