@@ -147,7 +147,6 @@ def _dims4_def(cname: str, shape) -> str:
 def _conv(ctx: Ctx, node: QNode) -> LayerCode:
     p = node.params
     depthwise = node.kernel == "depthwise_conv2d"
-    y = node.outputs[0]
     filt = _i8(p.filter)
     kh, kw = int(filt.shape[1]), int(filt.shape[2])
     text = f"{node.kernel} {kh}x{kw} {_stride_text(p.stride_h, p.stride_w)}"
@@ -424,9 +423,8 @@ def _resize(ctx: Ctx, node: QNode) -> LayerCode:
 
 def _transpose_conv(ctx: Ctx, node: QNode) -> LayerCode:
     p = node.params
-    x = node.inputs[0]
     filt = _i8(p.filter)
-    cout, kh, kw, f_c = (int(d) for d in filt.shape)
+    _, kh, kw, _ = (int(d) for d in filt.shape)
     text = f"transpose_conv2d {kh}x{kw} {_stride_text(p.stride_h, p.stride_w)}"
     if p.dilation_h != 1 or p.dilation_w != 1:
         text += f" d{p.dilation_h}x{p.dilation_w}"
@@ -446,7 +444,6 @@ def _dims5_def(cname: str, dims) -> str:
 
 def _conv3d(ctx: Ctx, node: QNode) -> LayerCode:
     p = node.params
-    y = node.outputs[0]
     filt = _i8(p.filter)
     k = "x".join(str(int(v)) for v in filt.shape[1:4])
     strides = (p.stride_d, p.stride_h, p.stride_w)

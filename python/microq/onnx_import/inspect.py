@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from microq import ir
-from microq.errors import MicroqError
 from microq.ops import op_macs
 
 
