@@ -19,7 +19,7 @@ from onnx import helper
 from conftest import IN_CI
 from microq import api
 from microq.ref.int_exec import run_int
-from microq.report import run_onnxruntime
+from microq.compare import run_onnxruntime
 from microq.runtime import mcu
 
 OPS = Path(__file__).resolve().parent / "models" / "ops"

@@ -82,8 +82,9 @@ def inspect(model: str, as_json: bool) -> None:
 @click.option("--markdown", is_flag=True, help="Print the README's table.")
 def ops(as_json: bool, markdown: bool) -> None:
     """List the ONNX ops microq compiles, the C kernel each runs as, and their limits."""
-    from .onnx_import import ops_table
+    from . import api
 
+    ops_table = api.ops_table()
     if as_json:
         click.echo(json.dumps(ops_table.supported_ops(), indent=2, ensure_ascii=False))
     elif markdown:
@@ -147,13 +148,10 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
     and write a self-contained C folder (NAME.h, NAME.c, weights, runtime sources) that compiles
     with any C99 compiler."""
     from . import api
-    from .codegen.emit import check_name
 
-    check_name(name)  # before calibrating
+    api.check_name(name)  # before calibrating
     if plot_memory:
-        from .codegen.memplot import require_matplotlib
-
-        require_matplotlib()
+        api.require_matplotlib()
     command = "microq " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     t0 = time.perf_counter()
     steps = api.calibration_steps(calib, method)
@@ -170,8 +168,6 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
         size, note = _default_target_size(out_dir)
     fit = None
     if board:
-        from .runtime.boards import fit_lines
-
         fit = api.fit(out_dir, board)
     total = time.perf_counter() - _T0
     if as_json:
@@ -186,16 +182,13 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
             click.echo(overlap)
         click.echo(_size_lines(size) if size else note)
         if fit:
-            click.echo(fit_lines(fit))
+            click.echo(api.fit_lines(fit))
         click.echo(f"wrote {out_dir}/ in {total:.1f} s (quantize and generate {seconds:.1f} s, "
                    "the rest start-up" + ("" if no_size else " and the size check") + ")")
         if existed or result.kept:
             click.echo(_kept_line(out_dir, result.kept))
     if plot_memory:
-        from .codegen.memplot import plot_memory as draw
-        from .codegen.plan import plan_graph
-
-        draw(result.qgraph, plan_graph(result.qgraph), plot_memory)
+        api.plot_memory(result.qgraph, plot_memory)
         if not as_json:
             click.echo(f"wrote {plot_memory}")
 
@@ -321,12 +314,10 @@ def size(model_dir, target, board, as_json) -> None:
     from . import api
 
     if board:
-        from .runtime.boards import fit_lines, misfit_message
-
         rep = api.fit(model_dir, board)
-        click.echo(json.dumps(rep, indent=2) if as_json else fit_lines(rep))
+        click.echo(json.dumps(rep, indent=2) if as_json else api.fit_lines(rep))
         if not rep["fits"]:
-            raise MicroqError(misfit_message(rep))
+            raise MicroqError(api.misfit_message(rep))
         return
     rep = api.size(model_dir, target)
     if as_json:
@@ -350,7 +341,7 @@ def profile(model_dir, target, as_json) -> None:
         return
     click.echo(f"{rep['model']} on {rep['target']}: {rep['total_instructions']:,} instructions, "
                f"{rep['macs']:,} MACs, {rep['instructions_per_mac']} per MAC")
-    from .report import _table
+    from .report import table as _table
 
     rows = [[l["index"], l["name"], l["kernel"], f"{l['instructions']:,}", f"{l['macs']:,}",
              "-" if l["instructions_per_mac"] is None else f"{l['instructions_per_mac']:.2f}"]
@@ -383,27 +374,27 @@ def cache() -> None:
 @cache.command(name="info")
 def cache_info() -> None:
     """Print where the cache is and how much it holds."""
-    from .runtime.cache import cache_path, usage
+    from . import api
 
-    n, size = usage()
-    click.echo(f"{cache_path()}: {n} entries, {size:,} B")
+    path, n, size = api.cache_info()
+    click.echo(f"{path}: {n} entries, {size:,} B")
 
 
 @cache.command(name="clean")
 def cache_clean() -> None:
     """Delete everything in the cache (it is rebuilt on demand)."""
-    from .runtime.cache import cache_path, clean
+    from . import api
 
-    n, size = clean()
-    click.echo(f"removed {n} entries ({size:,} B) from {cache_path()}")
+    path, n, size = api.cache_clean()
+    click.echo(f"removed {n} entries ({size:,} B) from {path}")
 
 
 def _overlap_line(qgraph) -> str:
     """Where in-place overlaps (codegen/overlap.py) change it, the overlap-aware bound next to the
     arena and the tensor-granular liveness bound (both also in the summary's "RAM arena" line)."""
-    from .codegen.plan import plan_graph
+    from . import api
 
-    p = plan_graph(qgraph)
+    p = api.plan(qgraph)
     if p.overlap_bound < 0 or p.overlap_bound == p.lower_bound:
         return ""
     return (f"arena {p.arena_size:,} B, liveness bound {p.lower_bound:,} B, overlap-aware bound "

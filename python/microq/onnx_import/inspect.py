@@ -47,22 +47,16 @@ def _macs(g: ir.Graph, n: ir.Node) -> int:
                    [g.tensors[o].shape for o in n.outputs], n.attrs)
 
 
-def inspect_onnx(path: str | os.PathLike) -> InspectReport:
-    """Describe a model; unsupported nodes are listed, not raised (only unreadable files raise).
-
-    A QDQ model (already quantized) is described as compile sees it: without its Q/DQ nodes."""
-    from microq.onnx_import import convert_with_problems, load_onnx
-    from microq.qdq.strip import is_qdq, strip_qdq
+def inspect_onnx(path: str | os.PathLike, model=None, quantized: bool = False) -> InspectReport:
+    """Describe a float ONNX model (`model`, else the file at `path`); unsupported nodes are
+    listed, not raised (only unreadable files raise). `quantized`: `model` is a QDQ model with
+    its Q/DQ nodes stripped (api.inspect does that, and reads .tflite files)."""
+    from microq.onnx_import.frontend import convert_with_problems
+    from microq.onnx_import.loader import load_onnx
 
     path = str(path)
-    if path.lower().endswith(".tflite"):
-        from microq.tflite_import.inspect import inspect_tflite
-
-        return inspect_tflite(path)
-    model = load_onnx(path)
-    quantized = is_qdq(model)
-    if quantized:
-        model = strip_qdq(model, path).model
+    if model is None:
+        model = load_onnx(path)
     g, problems = convert_with_problems(model, path)
     report = InspectReport(
         path,

@@ -18,6 +18,7 @@ from ..errors import MicroqError
 from ..ref import activations
 from ..ref.arith import quantize_multiplier, round_half_away
 from . import guards, rules_minmax, rules_norm, rules_recurrent, rules_spatial, scheme
+from .scheme import quantize_weights_per_channel
 from .calibrate import Range
 
 INT32_MAX = 2**31 - 1
@@ -31,20 +32,6 @@ def params_from_range(lo: float, hi: float) -> qir.QParams:
     scale = (hi - lo) / 255.0
     zp = int(round_half_away(-128 - lo / scale))
     return qir.QParams(float(np.float32(scale)), max(-128, min(127, zp)))
-
-
-def quantize_weights_per_channel(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-output-channel (axis 0) int8 weights in [-127, 127] and their scales."""
-    flat = w.reshape(w.shape[0], -1).astype(np.float64)
-    amax = np.max(np.abs(flat), axis=1)
-    # float32 scales: the value every file format (QDQ ONNX, TFLite) stores, so that a model
-    # written out and read back requantizes to the same multipliers.
-    scales = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32).astype(np.float64)
-    # a channel below float32's smallest normal would get scale 0 (division by zero): such
-    # weights are zero in int8 at any representable scale
-    scales = np.maximum(scales, float(np.finfo(np.float32).tiny))
-    q = np.clip(round_half_away(flat / scales[:, None]), -127, 127).astype(np.int8)
-    return q.reshape(w.shape), scales
 
 
 def _bias(b: np.ndarray, s_in: float, s_w: np.ndarray) -> np.ndarray:

@@ -328,3 +328,16 @@ def gather_params(in_shape: tuple[int, ...], axis: int, index: int) -> SlicePara
         raise MicroqError(f"Gather index {index} is out of range for an axis of size {dim}")
     return slice_params(in_shape, [i], [i + 1], [axis])
 
+
+def quantize_weights_per_channel(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel (axis 0) int8 weights in [-127, 127] and their scales."""
+    flat = w.reshape(w.shape[0], -1).astype(np.float64)
+    amax = np.max(np.abs(flat), axis=1)
+    # float32 scales: the value every file format (QDQ ONNX, TFLite) stores, so that a model
+    # written out and read back requantizes to the same multipliers.
+    scales = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32).astype(np.float64)
+    # a channel below float32's smallest normal would get scale 0 (division by zero): such
+    # weights are zero in int8 at any representable scale
+    scales = np.maximum(scales, float(np.finfo(np.float32).tiny))
+    q = np.clip(round_half_away(flat / scales[:, None]), -127, 127).astype(np.int8)
+    return q.reshape(w.shape), scales

@@ -103,13 +103,13 @@ class HostModel:
             )
         meta = read_meta(metas[0])
         name = meta["name"]
-        from ..codegen.runtime_pkg import source_dir
+        from .locate import source_dir
 
         header = source_dir(folder, meta) / f"{name}.h"
         if not header.exists():
             raise MicroqError(f"{folder}: {header.name} is missing")
         defines = {"MQ_SINGLE_ROUNDING": "1"} if meta.get("rounding") == "single" else None
-        from ..codegen.runtime_pkg import build_inputs
+        from .locate import build_inputs
 
         sources, includes = build_inputs(folder, meta)  # + the runtime, if linked apart
         ffi, lib = cbuild.build(

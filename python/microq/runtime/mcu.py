@@ -101,8 +101,8 @@ def run_tool(cmd: list[str], cwd: Path, what: str, timeout: float = 300) -> str:
 
 def model_build_inputs(model_dir: Path, meta: dict) -> tuple[list[Path], list[Path]]:
     """(sources, include folders) of a model folder; an external-runtime folder adds the
-    installed runtime's files it needs (codegen/runtime_pkg.py)."""
-    from ..codegen.runtime_pkg import build_inputs
+    installed runtime's files it needs (runtime/locate.py)."""
+    from .locate import build_inputs
 
     return build_inputs(Path(model_dir), meta)
 
@@ -323,16 +323,3 @@ def run_int8(model_dir: str | Path, target_name: str, inputs: dict[str, np.ndarr
         pos += size
     return outs
 
-
-def size_report(model_dir: str | Path, target_name: str, dsp: bool | None = None) -> dict:
-    """Flash/RAM split of the linked image; see mcu_size.size_report."""
-    from .mcu_size import size_report as report
-
-    return report(model_dir, target_name, dsp)
-
-
-def check_integer_only(model_dir: str | Path) -> list[str]:
-    """Offending symbols when linked for cortex-m0plus; see mcu_size.check_integer_only."""
-    from .mcu_size import check_integer_only as check
-
-    return check(model_dir)
