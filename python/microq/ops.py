@@ -117,7 +117,7 @@ def _k_recurrent(ins, outs, p) -> int:
 @dataclass(frozen=True)
 class OpDef:
     name: str  # ir.Node.op
-    attrs: type  # the ir attrs dataclass of Node.attrs
+    attrs: type  # the ir attrs dataclass of Node.attrs (type(None): the op has none)
     kernels: tuple[str, ...]  # the KERNELS the quantizer may lower it to
     macs: Callable = no_macs  # (input shapes, output shapes, attrs) -> MACs (inspect)
 
@@ -172,6 +172,7 @@ OPS: dict[str, OpDef] = dict([
     _op("ArgMax", ir.ArgMaxAttrs, ["argmax"]),
     _op("LSTM", ir.RecurrentAttrs, ["lstm"], _ir_recurrent),
     _op("GRU", ir.RecurrentAttrs, ["gru"], _ir_recurrent),
+    _op("Abs", type(None), ["abs"]),  # no attributes
 ])
 
 KERNELS: dict[str, KernelDef] = dict([
@@ -216,6 +217,7 @@ KERNELS: dict[str, KernelDef] = dict([
        macs=_k_recurrent),
     _k("gru", qir.RecurrentParams, "mq_recurrent", struct="mq_recurrent_params",
        macs=_k_recurrent),
+    _k("abs", qir.RequantizeParams, "mq_unary", struct="mq_requantize_params"),
 ])
 
 # runtime family -> the C sources it needs (its header is include/<family>.h; the headers it
@@ -236,6 +238,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "mq_transpose_conv": ("mq_transpose_conv.c",),
     "mq_conv3d": ("mq_conv3d.c",),
     "mq_recurrent": ("mq_recurrent.c",),
+    "mq_unary": ("mq_unary.c",),
 }
 
 

@@ -558,6 +558,18 @@ def _recurrent(ctx: Ctx, node: QNode) -> LayerCode:
     return code
 
 
+def _abs(ctx: Ctx, node: QNode) -> LayerCode:
+    x, y = node.inputs[0], node.outputs[0]
+    code = _layer(ctx, node, "abs")
+    code.statics += [
+        struct_def("mq_requantize_params", ctx.sym("params"), _fields(node.params, REQUANT_FIELDS))
+    ]
+    code.call = _checked(
+        f"mq_abs_s8(&{ctx.sym('params')}, {_size(ctx, x)}, {ctx.ptr(x)}, {ctx.ptr(y)})"
+    )
+    return code
+
+
 EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "conv2d": _conv,
     "depthwise_conv2d": _conv,
@@ -590,6 +602,7 @@ EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "argmax": _argmax,
     "lstm": _recurrent,
     "gru": _recurrent,
+    "abs": _abs,
 }
 
 # runtime family -> the C sources it needs (headers come from #include lines)

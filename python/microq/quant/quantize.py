@@ -361,6 +361,16 @@ class _Quantizer:
                                     qo.zero_point, rounding=self.rounding)
         self.emit(node, "layernorm", [x], [out], p)
 
+    def abs_(self, node: ir.Node) -> None:
+        """|x| requantized from the input's scale to the output's (calibrated, >= 0)."""
+        x, out = node.inputs[0], node.outputs[0]
+        qi = self.q(x)
+        self.add_tensor(out, self.calibrated(out))
+        qo = self.q(out)
+        p = scheme.requantize_params(qi.scale, qi.zero_point, qo.scale, qo.zero_point,
+                                     rounding=self.rounding)
+        self.emit(node, "abs", [x], [out], p)
+
     def slice_(self, node: ir.Node) -> None:
         a: ir.SliceAttrs = node.attrs
         x, out = node.inputs[0], node.outputs[0]
@@ -397,6 +407,7 @@ HANDLERS = {
     "ArgMax": rules_minmax.argmax,
     "LSTM": rules_recurrent.recurrent,
     "GRU": rules_recurrent.recurrent,
+    "Abs": _Quantizer.abs_,
 }
 
 

@@ -247,4 +247,5 @@ OPS: dict[str, Callable[[list[np.ndarray], object], np.ndarray]] = {
     "ArgMax": argmax,
     "LSTM": recurrent("lstm"),
     "GRU": recurrent("gru"),
+    "Abs": lambda x, a: np.abs(x[0]),
 }

@@ -189,6 +189,7 @@ KERNELS: dict[str, Adapter] = {
     "argmax": _argmax,
     "lstm": _recurrent,
     "gru": _recurrent,
+    "abs": lambda node, g, xs, rounding: elementwise.abs_(node.params, xs[0], rounding),
 }
 
 
