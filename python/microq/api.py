@@ -260,13 +260,9 @@ def write_runtime(out_dir: str | Path) -> list[str]:
 
 def load_meta(model_dir: str | Path) -> dict:
     _recover(model_dir)
-    d = Path(model_dir)
-    metas = sorted(d.glob("*.json")) if d.is_dir() else []
-    if not metas:
-        raise MicroqError(f"{d}: not a microq output folder (no NAME.json); run `microq compile`")
-    from .runtime.host import read_meta
+    from .runtime.host import load_meta as load
 
-    return read_meta(metas[0])
+    return load(model_dir)
 
 
 def load_qgraph(model_dir: str | Path) -> qir.QGraph:

@@ -153,4 +153,4 @@ def layer_errors(graph, qg, feeds: dict[str, np.ndarray], rounding: str = "doubl
 
 def quantize_input(q, x: np.ndarray) -> np.ndarray:
     """A float graph input -> int8 (round half to even, as the tests and compare quantize)."""
-    return np.clip(np.round(x / q.scale) + q.zero_point, -128, 127).astype(np.int8)
+    return qir.quantize_int8(x, q.scale, q.zero_point)

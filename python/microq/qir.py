@@ -47,6 +47,15 @@ class QParams:
     zero_point: int
 
 
+def quantize_int8(x, scale: float, zero_point: int) -> np.ndarray:
+    """Float activations -> int8 as the host runner, compare and bias correction feed them:
+    clip(round(x / scale) + zero_point, -128, 127) in float32 with np.round (half to even, as
+    ONNX QuantizeLinear). The one float -> int8 rounding of model inputs."""
+    x = np.asarray(x, dtype=np.float32)
+    q = np.round(x / np.float32(scale)) + np.float32(zero_point)
+    return np.ascontiguousarray(np.clip(q, -128, 127).astype(np.int8))
+
+
 @dataclass
 class QTensor:
     name: str
