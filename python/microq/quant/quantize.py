@@ -16,7 +16,7 @@ import numpy as np
 from .. import ir, qir
 from ..errors import MicroqError
 from ..ref import activations
-from ..ref.arith import quantize_multiplier, round_half_away
+from ..ref.arith import round_half_away
 from . import guards, rules_minmax, rules_norm, rules_recurrent, rules_spatial, scheme
 from .scheme import quantize_weights_per_channel
 from .calibrate import Range
@@ -90,12 +90,6 @@ def fit_channels(name: str, w: np.ndarray, b: np.ndarray, s_in: float, input_off
                               "into int32")
         wq[c], s_w[c], bias[c] = q, s, qb
     return wq.reshape(w.shape).astype(np.int8), s_w, bias.astype(np.int32)
-
-
-def _multipliers(s_in: float, s_w: np.ndarray, s_out: float,
-                 rounding: str = "double") -> tuple[np.ndarray, np.ndarray]:
-    ms = [quantize_multiplier(float(s_in) * float(sw) / float(s_out), rounding) for sw in s_w]
-    return (np.array([m for m, _ in ms], dtype=np.int32), np.array([s for _, s in ms], dtype=np.int32))
 
 
 class _Quantizer:
@@ -212,19 +206,15 @@ class _Quantizer:
         self.widen_output(out, s_in, s_w, guards.reach(-zp_in) * np.abs(
             wq.reshape(len(s_w), -1).astype(np.int64)).sum(axis=1) + np.abs(bias))
         qo = self.q(out)
-        mult, shift = _multipliers(s_in, s_w, qo.scale, self.rounding)
+        mult, shift = scheme.channel_multipliers(s_in, s_w, qo.scale, self.rounding)
         lo, hi = scheme.act_range(qo.scale, qo.zero_point, a.act_min, a.act_max)
         cin = self.g.tensors[x].shape[-1]
         cout = wf.shape[0]
         depthwise = a.groups == cin and wf.shape[3] == 1 and a.groups > 1
         kernel = "depthwise_conv2d" if depthwise else "conv2d"
         filt = wq.transpose(3, 1, 2, 0).copy() if depthwise else wq
-        p = qir.ConvParams(
-            stride_h=a.stride[0], stride_w=a.stride[1], pad_top=a.pads[0], pad_left=a.pads[1],
-            dilation_h=a.dilation[0], dilation_w=a.dilation[1], input_offset=-zp_in,
-            output_offset=qo.zero_point, act_min=lo, act_max=hi,
-            ch_mult=cout // cin if depthwise else 1, multiplier=mult, shift=shift,
-            filter=filt, bias=bias)
+        p = scheme.conv_params(a.stride, a.dilation, a.pads[:2], zp_in, qo.zero_point, (lo, hi),
+                               mult, shift, filt, bias, cout // cin if depthwise else 1)
         self.emit(node, kernel, [x], [out], p)
 
     def fully_connected(self, node: ir.Node) -> None:
@@ -239,11 +229,9 @@ class _Quantizer:
         self.widen_output(out, qi.scale, s_w, guards.reach(-qi.zero_point) * np.abs(
             wq.astype(np.int64)).sum(axis=1) + np.abs(bias))
         qo = self.q(out)
-        mult, shift = _multipliers(qi.scale, s_w, qo.scale, self.rounding)
+        mult, shift = scheme.channel_multipliers(qi.scale, s_w, qo.scale, self.rounding)
         lo, hi = scheme.act_range(qo.scale, qo.zero_point, a.act_min, a.act_max)
-        p = qir.FCParams(input_offset=-qi.zero_point, filter_offset=0,
-                         output_offset=qo.zero_point, act_min=lo, act_max=hi, multiplier=mult,
-                         shift=shift, filter=wq, bias=bias)
+        p = scheme.fc_params(qi.zero_point, qo.zero_point, (lo, hi), mult, shift, wq, bias)
         self.emit(node, "fully_connected", [x], [out], p)
 
     def pool(self, node: ir.Node) -> None:

@@ -12,6 +12,8 @@ from ..errors import MicroqError
 from ..qir import (
     AddParams,
     BatchMatMulParams,
+    ConvParams,
+    FCParams,
     LayerNormParams,
     MulParams,
     RequantizeParams,
@@ -341,3 +343,35 @@ def quantize_weights_per_channel(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     scales = np.maximum(scales, float(np.finfo(np.float32).tiny))
     q = np.clip(round_half_away(flat / scales[:, None]), -127, 127).astype(np.int8)
     return q.reshape(w.shape), scales
+
+
+def channel_multipliers(s_in: float, s_w, s_out: float,
+                        rounding: str = "double") -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel requantization of a conv / FC accumulator: s_in * s_w[c] / s_out as
+    int32 (multiplier, shift) arrays. The one builder for the quantizer (ONNX, QDQ) and the
+    TFLite lowering."""
+    ms = [quantize_multiplier(float(s_in) * float(sw) / float(s_out), rounding) for sw in s_w]
+    return (np.array([m for m, _ in ms], dtype=np.int32),
+            np.array([s for _, s in ms], dtype=np.int32))
+
+
+def conv_params(stride: tuple[int, int], dilation: tuple[int, int], pad: tuple[int, int],
+                zp_in: int, zp_out: int, act: tuple[int, int], multiplier: np.ndarray,
+                shift: np.ndarray, filt: np.ndarray, bias: np.ndarray | None,
+                ch_mult: int = 1) -> ConvParams:
+    """mq_conv_params + arrays of conv2d / depthwise (filter 1HWO, ch_mult) / transpose conv;
+    pad is (top, left). The one builder for the quantizer and the TFLite lowering."""
+    return ConvParams(
+        stride_h=int(stride[0]), stride_w=int(stride[1]), pad_top=int(pad[0]),
+        pad_left=int(pad[1]), dilation_h=int(dilation[0]), dilation_w=int(dilation[1]),
+        input_offset=-int(zp_in), output_offset=int(zp_out), act_min=int(act[0]),
+        act_max=int(act[1]), ch_mult=int(ch_mult), multiplier=multiplier, shift=shift,
+        filter=filt, bias=bias)
+
+
+def fc_params(zp_in: int, zp_out: int, act: tuple[int, int], multiplier: np.ndarray,
+              shift: np.ndarray, filt: np.ndarray, bias: np.ndarray | None) -> FCParams:
+    """mq_fc_params + arrays (symmetric weights: filter_offset 0)."""
+    return FCParams(input_offset=-int(zp_in), filter_offset=0, output_offset=int(zp_out),
+                    act_min=int(act[0]), act_max=int(act[1]), multiplier=multiplier,
+                    shift=shift, filter=filt, bias=bias)

@@ -12,7 +12,7 @@ import numpy as np
 from .. import qir
 from ..errors import MicroqError
 from ..quant import guards, scheme
-from ..ref.arith import quantize_multiplier, round_half_away
+from ..ref.arith import round_half_away
 from .reader import TfModel, TfOp, TfTensor
 
 # schema ActivationFunctionType -> the real interval it clamps to (None: no clamp).
@@ -134,9 +134,7 @@ class Lowering:
             where = f"{op.name} ({op.opcode}): " if op is not None else ""
             raise MicroqError(f"{self.m.path}: {where}weight scale {bad[0]!r} is not a "
                               "non-negative finite number")
-        ms = [quantize_multiplier(s_in * sw / s_out, self.rounding) for sw in s_w]
-        return (np.array([m for m, _ in ms], dtype=np.int32),
-                np.array([sh for _, sh in ms], dtype=np.int32))
+        return scheme.channel_multipliers(s_in, s_w, s_out, self.rounding)
 
     def params(self, op: TfOp, fn, *args, **kw):
         """A scheme.*_params call whose MicroqError names the file and the operator."""
@@ -178,11 +176,9 @@ class Lowering:
         qi, qo = self.qp(x), self.qp(out)
         mult, shift = self.multipliers(qi.scale, s_w, qo.scale, op)
         lo, hi = self.act_range(op, out)
-        p = qir.ConvParams(
-            stride_h=sh, stride_w=sw, pad_top=pad_top, pad_left=pad_left, dilation_h=dh,
-            dilation_w=dw, input_offset=-qi.zero_point, output_offset=qo.zero_point,
-            act_min=lo, act_max=hi, ch_mult=cout // cin if depthwise else 1, multiplier=mult,
-            shift=shift, filter=filt, bias=self.bias(op, cout))
+        p = scheme.conv_params((sh, sw), (dh, dw), (pad_top, pad_left), qi.zero_point,
+                               qo.zero_point, (lo, hi), mult, shift, filt, self.bias(op, cout),
+                               cout // cin if depthwise else 1)
         self.emit(op, "depthwise_conv2d" if depthwise else "conv2d", [x], [out], p)
 
     def fully_connected(self, op: TfOp) -> None:
@@ -203,9 +199,8 @@ class Lowering:
         qi, qo = self.qp(x), self.qp(out)
         mult, shift = self.multipliers(qi.scale, s_w, qo.scale, op)
         lo, hi = self.act_range(op, out)
-        p = qir.FCParams(input_offset=-qi.zero_point, filter_offset=0,
-                         output_offset=qo.zero_point, act_min=lo, act_max=hi, multiplier=mult,
-                         shift=shift, filter=filt, bias=self.bias(op, n_out))
+        p = scheme.fc_params(qi.zero_point, qo.zero_point, (lo, hi), mult, shift, filt,
+                             self.bias(op, n_out))
         self.emit(op, "fully_connected", [x], [out], p)
 
     def pool(self, op: TfOp) -> None:
