@@ -281,6 +281,36 @@ def test_registries_complete():
     assert named <= symbols, sorted(named - symbols)
 
 
+def test_c_constants_equal_python():
+    """Fixed-point formats and limits shared by the C kernels and the Python reference /
+    quantizer: each C #define equals its Python constant (the Python side has one source:
+    ref.layernorm, ref.groupnorm, codegen.overlap; quant.scheme takes ref.layernorm's)."""
+    import re
+
+    from microq.codegen import overlap
+    from microq.quant import scheme
+    from microq.ref import groupnorm, layernorm
+    from microq.runtime.cbuild import REPO_C_RUNTIME
+
+    pairs = {
+        "include/mq_layernorm.h": {"MQ_LAYERNORM_NORM_BITS": layernorm.NORM_BITS,
+                                   "MQ_LAYERNORM_OUT_BITS": layernorm.OUT_BITS,
+                                   "MQ_LAYERNORM_VAR_BITS": layernorm.VAR_BITS,
+                                   "MQ_LAYERNORM_MAX_ROW": layernorm.MAX_ROW},
+        "include/mq_groupnorm.h": {"MQ_GROUPNORM_NORM_BITS": groupnorm.NORM_BITS,
+                                   "MQ_GROUPNORM_OUT_BITS": groupnorm.OUT_BITS,
+                                   "MQ_GROUPNORM_MAX_COUNT": groupnorm.MAX_COUNT},
+        "src/mq_conv.c": {"MQ_ROWS_CHUNK": overlap.ROWS_CHUNK, "MQ_DW_ROWS": overlap.DW_ROWS},
+    }
+    for rel, want in pairs.items():
+        text = (REPO_C_RUNTIME / rel).read_text()
+        got = {k: int(v) for k, v in re.findall(r"^#define (MQ_\w+) \(?(\d+)", text, re.M)}
+        for name, value in want.items():
+            assert got.get(name) == value, f"{rel}: {name} is {got.get(name)}, Python {value}"
+    assert (scheme.LAYERNORM_NORM_BITS, scheme.LAYERNORM_OUT_BITS, scheme.LAYERNORM_VAR_BITS) == (
+        layernorm.NORM_BITS, layernorm.OUT_BITS, layernorm.VAR_BITS)
+
+
 def _forms_model(opset: int) -> onnx.ModelProto:
     """Hand-built forms the torch fixtures do not reach: ReduceMax over the channel axis with
     keepdims 0, ReduceMin over a negative and a positive axis, Max of three inputs (one a

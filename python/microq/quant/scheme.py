@@ -20,6 +20,7 @@ from ..qir import (
     SliceParams,
     SoftmaxParams,
 )
+from ..ref import layernorm as _ln
 from ..ref.arith import quantize_multiplier, round_half_away
 
 ADD_LEFT_SHIFT = 20  # TFLite int8 ADD/SUB
@@ -186,9 +187,11 @@ def act_range(s_out: float, zp_out: int, lo: float, hi: float) -> tuple[int, int
 
 # ---- transformer kernels: batched matmul, LayerNorm, slice ---------------------------------
 
-LAYERNORM_NORM_BITS = 20  # MQ_LAYERNORM_NORM_BITS
-LAYERNORM_OUT_BITS = 8  # MQ_LAYERNORM_OUT_BITS
-LAYERNORM_VAR_BITS = 16  # MQ_LAYERNORM_VAR_BITS
+# the fixed-point formats of mq_layernorm.h: one Python source (ref.layernorm, checked equal
+# to the C header's #defines by tests/test_op_fixtures.py::test_c_constants_equal_python)
+LAYERNORM_NORM_BITS = _ln.NORM_BITS
+LAYERNORM_OUT_BITS = _ln.OUT_BITS
+LAYERNORM_VAR_BITS = _ln.VAR_BITS
 LAYERNORM_BIAS_MAX = 1 << 29  # |beta / s_out| beyond 2^21 output steps saturates anyway
 
 
