@@ -178,9 +178,14 @@ class _Quantizer:
             self.add_tensor(name, self.calibrated(name))
         for node in self.g.nodes:
             self.handle(node)
+            self.after(node)
         return qir.QGraph(self.g.name, self.tensors, self.nodes, list(self.g.inputs),
                           list(self.g.outputs), dict(self.g.input_perm),
                           dict(self.g.logical_shapes))
+
+    def after(self, node: ir.Node) -> None:
+        """Hook run after each node is quantized (the QDQ importer requantizes to the model's
+        own output parameters there)."""
 
     def handle(self, node: ir.Node) -> None:
         """Quantize one node; a scheme error is reported with the node's name."""
