@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import qir
+from . import names, qir
 from .data import load_arrays, model_inputs
 from .errors import MicroqError
 
@@ -367,8 +367,7 @@ def plot_compare(report, path: str | Path) -> None:
 
 
 # --- emulated MCU targets ----------------------------------------------------------------------
-TARGET_NAMES = ("host", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33",
-                "cortex-m55")
+TARGET_NAMES = names.TARGET_NAMES
 
 
 def emulation_timeout(model_dir, samples: int) -> float:

@@ -13,12 +13,12 @@ import click
 
 from . import __version__
 from .errors import MicroqError
+from .names import BOARD_NAMES, MCU_TARGET_NAMES, TARGET_NAMES
 
 
-TARGETS = ("host", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33",
-           "cortex-m55")
-MCU_TARGETS = TARGETS[1:]
-BOARDS = ("stm32f411", "stm32l4r5", "nrf52840", "rp2040", "esp32c3", "microbit", "microbit-v1")
+TARGETS = TARGET_NAMES
+MCU_TARGETS = MCU_TARGET_NAMES
+BOARDS = BOARD_NAMES
 _T0 = time.perf_counter()  # at import, so `compile` reports the whole command's time
 
 
