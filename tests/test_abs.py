@@ -3,11 +3,10 @@ compiles, runs bit-exact against the integer reference and stays >= 30 dB from o
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import numpy as np
 import onnx
 import pytest
+from cabi import Abi, out8
 from onnx import helper
 
 from microq import api
@@ -18,11 +17,10 @@ from microq.ref.int_exec import run_int
 
 
 def _c_abs(clib, p: RequantizeParams, x: np.ndarray) -> np.ndarray:
-    ffi, lib = clib
-    out = np.empty_like(x)
-    status = lib.mq_abs_s8(ffi.new("mq_requantize_params *", asdict(p)), x.size,
-                           ffi.from_buffer("int8_t[]", x), ffi.from_buffer("int8_t[]", out))
-    assert status == lib.MQ_OK
+    abi = Abi(clib)
+    out = out8(x.shape)
+    status = abi.lib.mq_abs_s8(abi.struct(p), x.size, abi.i8(x), abi.i8(out))
+    assert status == abi.lib.MQ_OK
     return out
 
 
@@ -42,12 +40,10 @@ def test_abs_kernel_equals_reference(request, rounding, fixture):
 
 
 def test_abs_kernel_refuses_bad_params(clib):
-    ffi, lib = clib
+    abi = Abi(clib)
     x = np.zeros(4, np.int8)
     p = RequantizeParams(0, 0, 2**30, 23, -128, 127)  # shift above 22 could overflow
-    status = lib.mq_abs_s8(ffi.new("mq_requantize_params *", asdict(p)), x.size,
-                           ffi.from_buffer("int8_t[]", x), ffi.from_buffer("int8_t[]", x))
-    assert status == lib.MQ_ERR_ARG
+    assert abi.lib.mq_abs_s8(abi.struct(p), x.size, abi.i8(x), abi.i8(x)) == abi.lib.MQ_ERR_ARG
 
 
 def _abs_model() -> onnx.ModelProto:
