@@ -57,18 +57,8 @@ def weighted_args(ffi, p) -> tuple[object, object, object, list]:
     """cffi arguments shared by conv/depthwise/FC calls: (params struct, mq_per_channel_quant,
     bias pointer or NULL, numpy buffers the caller keeps alive during the call). `p` is a
     ConvParams or FCParams; the C struct takes every scalar field of it."""
-    arrays = ("multiplier", "shift", "filter", "bias")
-    struct = "mq_conv_params *" if hasattr(p, "ch_mult") else "mq_fc_params *"
-    fields = type(p).__dataclass_fields__
-    cp = ffi.new(struct, {k: getattr(p, k) for k in fields if k not in arrays})
-    mult = np.ascontiguousarray(p.multiplier, dtype=np.int32)
-    shift = np.ascontiguousarray(p.shift, dtype=np.int32)
-    quant = ffi.new("mq_per_channel_quant *")
-    quant.multiplier = ffi.from_buffer("int32_t[]", mult)
-    quant.shift = ffi.from_buffer("int32_t[]", shift)
-    keep = [mult, shift]
-    bias = ffi.NULL
-    if p.bias is not None:
-        keep.append(np.ascontiguousarray(p.bias, dtype=np.int32))
-        bias = ffi.from_buffer("int32_t[]", keep[-1])
-    return cp, quant, bias, keep
+    from cabi import Abi
+
+    abi = Abi((ffi, None))
+    cp, quant, bias = abi.weighted(p)
+    return cp, quant, bias, abi.keep

@@ -15,7 +15,8 @@ from microq.errors import MicroqError
 from microq.quant.bias_correction import bias_scale
 from microq.quant.calibrate import METHODS
 from microq.ref.float_exec import to_physical
-from microq.report import WORST, CompareReport, layer_errors, plot
+from microq.compare import layer_errors
+from microq.report import WORST, CompareReport, plot
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))

@@ -16,7 +16,7 @@ from conftest import IN_CI
 from microq import api
 from microq.onnx_import import import_onnx
 from microq.ref.int_exec import run_int
-from microq.report import run_onnxruntime
+from microq.compare import run_onnxruntime
 
 HERE = Path(__file__).resolve().parent / "models" / "attention"
 FILES = sorted(p.name for p in HERE.glob("*.onnx"))

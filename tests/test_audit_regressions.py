@@ -14,7 +14,9 @@ from microq import api
 from microq.errors import MicroqError, UnsupportedModelError
 from microq.onnx_import import format_table, import_onnx, inspect_onnx
 from microq.ref.float_exec import run_float, to_physical
-from microq.report import Stats, compare, run_onnxruntime
+from microq.api import compare
+from microq.compare import run_onnxruntime
+from microq.report import Stats
 
 TRANSFORMERS = Path(__file__).resolve().parent / "models" / "transformers"
 X_SHAPE = (1, 3, 6, 5)
@@ -251,7 +253,7 @@ def test_inspect_qdq_model_lists_no_qdq_nodes(tmp_path) -> None:
     path = tmp_path / "m.onnx"
     _conv_classifier(path)
     qdq = api.quantize_to_qdq(path, {"x": _x(16)}, tmp_path / "m.qdq.onnx")
-    rep = inspect_onnx(qdq)
+    rep = api.inspect(qdq).report
     assert rep.quantized and not rep.unsupported, rep.unsupported
     assert [r.op for r in rep.rows if r.op == "Conv2D"] == ["Conv2D"]
     assert "already quantized" in format_table(rep)
@@ -263,4 +265,4 @@ def test_inspect_tflite_says_what_is_wrong(tmp_path) -> None:
     p = tmp_path / "m.tflite"
     p.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(32))
     with pytest.raises(MicroqError, match="m.tflite: 0 subgraphs"):
-        inspect_onnx(p)
+        api.inspect(p)

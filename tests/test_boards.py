@@ -81,3 +81,14 @@ def test_flash_overflow_beyond_the_emulated_board(tmp_path):
     assert n <= rep["flash"]["model_code"] < n + 512
     assert rep["flash"]["over"] == rep["flash"]["total"] - 256 * KIB
     assert fit_report(folder, "rp2040")["fits"]
+
+
+def test_target_and_board_names_agree_with_the_runtime():
+    """microq.names (what the CLI and api accept, without loading the runtime) lists exactly the
+    emulated targets of runtime.mcu and the boards of runtime.boards, in their order."""
+    from microq import names
+    from microq.runtime import boards, mcu
+
+    assert names.MCU_TARGET_NAMES == tuple(mcu.TARGETS)
+    assert names.TARGET_NAMES == ("host", *mcu.TARGETS)
+    assert names.BOARD_NAMES == tuple(boards.BOARDS)

@@ -15,7 +15,7 @@ from microq.quant.bias_correction import channel_errors, correct_biases
 from microq.quant.calibrate import METHODS, calibrate, passes
 from microq.ref.float_exec import to_physical
 from microq.ref.int_exec import run_int
-from microq.report import quantize_input
+from microq.compare import quantize_input
 
 ASSETS = Path(__file__).resolve().parents[1] / "python" / "microq" / "assets"
 DEMO = ASSETS / "digits_cnn.onnx"

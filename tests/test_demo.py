@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from microq import api
-from microq.report import run_onnxruntime
+from microq.compare import run_onnxruntime
 
 ASSETS = Path(__file__).resolve().parents[1] / "python" / "microq" / "assets"
 DEMO = ASSETS / "digits_cnn.onnx"

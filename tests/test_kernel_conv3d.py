@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cabi import Abi, out8
 from cmsis_cases import assert_exact
 
 from microq.qir import Conv3DParams, ConvParams
 from microq.ref.conv import conv2d
 from microq.ref.conv3d import conv3d, out_size
-
-SCALARS = [f for f in Conv3DParams.__dataclass_fields__
-           if f not in ("multiplier", "shift", "filter", "bias")]
 
 
 @pytest.fixture(params=["double", "single"])
@@ -23,21 +21,15 @@ def rt(request):
 
 
 def run_c(ffi, lib, p: Conv3DParams, x, out_dhw, dims=None):
-    keep = [np.ascontiguousarray(a, np.int32) for a in (p.multiplier, p.shift)]
-    quant = ffi.new("mq_per_channel_quant *", [ffi.from_buffer("int32_t[]", a) for a in keep])
-    bias = ffi.NULL
-    if p.bias is not None:
-        keep.append(np.ascontiguousarray(p.bias, np.int32))
-        bias = ffi.from_buffer("int32_t[]", keep[-1])
-    fs = np.ascontiguousarray(p.filter, np.int8)
-    out = np.full((x.shape[0], *out_dhw, fs.shape[0]), 0x5A, np.int8)
+    abi = Abi((ffi, lib))
+    cp, quant, bias = abi.weighted(p)
+    fs = p.filter
+    out = out8((x.shape[0], *out_dhw, fs.shape[0]))
     d = dims or {}
     status = lib.mq_conv3d_s8(
-        ffi.new("mq_conv3d_params *", {k: getattr(p, k) for k in SCALARS}), quant,
-        ffi.new("mq_dims5 *", d.get("input", x.shape)),
-        ffi.from_buffer("int8_t[]", np.ascontiguousarray(x, np.int8)),
-        ffi.new("mq_dims5 *", d.get("filter", fs.shape)), ffi.from_buffer("int8_t[]", fs), bias,
-        ffi.new("mq_dims5 *", d.get("output", out.shape)), ffi.from_buffer("int8_t[]", out))
+        cp, quant, ffi.new("mq_dims5 *", d.get("input", x.shape)), abi.i8(x),
+        ffi.new("mq_dims5 *", d.get("filter", fs.shape)), abi.i8(fs), bias,
+        ffi.new("mq_dims5 *", d.get("output", out.shape)), abi.i8(out))
     return status, out
 
 

@@ -7,6 +7,7 @@ from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
+from cabi import Abi, out8
 from cmsis_cases import assert_exact, load_case
 
 from microq.qir import AddParams, LutParams, MulParams, RequantizeParams
@@ -40,15 +41,10 @@ def c_binary(clib, op: str, p, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def c_requantize(clib, p: RequantizeParams, x: np.ndarray) -> np.ndarray:
-    ffi, lib = clib
-    out = np.empty_like(x)
-    status = lib.mq_requantize_s8(
-        ffi.new("mq_requantize_params *", asdict(p)),
-        x.size,
-        ffi.from_buffer("int8_t[]", x),
-        ffi.from_buffer("int8_t[]", out),
-    )
-    assert status == lib.MQ_OK
+    abi = Abi(clib)
+    out = out8(np.shape(x))
+    status = abi.lib.mq_requantize_s8(abi.struct(p), x.size, abi.i8(x), abi.i8(out))
+    assert status == abi.lib.MQ_OK
     return out
 
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from cabi import Abi, out8
 from cmsis_cases import assert_exact
 
 from microq.errors import MicroqError
@@ -18,7 +19,6 @@ from microq.ref import groupnorm as ref
 
 MQ_OK, MQ_ERR_ARG = 0, 1
 MODES = [("double", "clib"), ("single", "clib_single")]
-SCALARS = ("groups", "var_bits", "eps", "output_offset", "act_min", "act_max")
 
 
 @pytest.fixture(params=MODES, ids=[m for m, _ in MODES])
@@ -29,19 +29,11 @@ def mode(request):
 
 def c_groupnorm(clib, p: GroupNormParams, x: np.ndarray) -> tuple[int, np.ndarray]:
     """mq_groupnorm_s8 on x [batches, spatial, C]; returns (status, int8 output)."""
-    ffi, lib = clib
-    x = np.ascontiguousarray(x, np.int8)
-    out = np.full_like(x, 0x5A)
-    mult = np.ascontiguousarray(p.multiplier, np.int32)
-    shift = np.ascontiguousarray(p.shift, np.int32)
-    bias = np.ascontiguousarray(p.bias, np.int32)
-    quant = ffi.new("mq_per_channel_quant *")
-    quant.multiplier = ffi.from_buffer("int32_t[]", mult)
-    quant.shift = ffi.from_buffer("int32_t[]", shift)
-    status = lib.mq_groupnorm_s8(
-        ffi.new("mq_groupnorm_params *", {k: getattr(p, k) for k in SCALARS}),
-        quant, ffi.from_buffer("int32_t[]", bias), x.shape[0], x.shape[1], x.shape[2],
-        ffi.from_buffer("int8_t[]", x), ffi.from_buffer("int8_t[]", out))
+    abi = Abi(clib)
+    out = out8(np.shape(x))
+    status = abi.lib.mq_groupnorm_s8(abi.struct(p), abi.quant(p.multiplier, p.shift),
+                                     abi.i32(p.bias), x.shape[0], x.shape[1], x.shape[2],
+                                     abi.i8(x), abi.i8(out))
     return status, out
 
 

@@ -4,10 +4,11 @@ whole kernel against float LayerNorm of the dequantized input."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from cabi import Abi, out8
 from cmsis_cases import assert_exact
 
 from microq.errors import MicroqError
@@ -17,7 +18,6 @@ from microq.ref import layernorm as ref
 
 MQ_OK, MQ_ERR_ARG = 0, 1
 MODES = [("double", "clib"), ("single", "clib_single")]
-SCALARS = ("eps", "output_offset", "act_min", "act_max")
 
 
 @pytest.fixture(params=MODES, ids=[m for m, _ in MODES])
@@ -28,24 +28,11 @@ def mode(request):
 
 def c_layernorm(clib, p: LayerNormParams, x: np.ndarray) -> tuple[int, np.ndarray]:
     """mq_layernorm_s8 on x [rows, C]; returns (status, int8 output)."""
-    ffi, lib = clib
-    x = np.ascontiguousarray(x, np.int8)
-    out = np.full_like(x, 0x5A)
-    mult = np.ascontiguousarray(p.multiplier, np.int32)
-    shift = np.ascontiguousarray(p.shift, np.int32)
-    bias = np.ascontiguousarray(p.bias, np.int32)
-    quant = ffi.new("mq_per_channel_quant *")
-    quant.multiplier = ffi.from_buffer("int32_t[]", mult)
-    quant.shift = ffi.from_buffer("int32_t[]", shift)
-    status = lib.mq_layernorm_s8(
-        ffi.new("mq_layernorm_params *", {k: getattr(p, k) for k in SCALARS}),
-        quant,
-        ffi.from_buffer("int32_t[]", bias),
-        x.shape[0],
-        x.shape[1],
-        ffi.from_buffer("int8_t[]", x),
-        ffi.from_buffer("int8_t[]", out),
-    )
+    abi = Abi(clib)
+    out = out8(np.shape(x))
+    status = abi.lib.mq_layernorm_s8(abi.struct(p), abi.quant(p.multiplier, p.shift),
+                                     abi.i32(p.bias), x.shape[0], x.shape[1], abi.i8(x),
+                                     abi.i8(out))
     return status, out
 
 

@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from cabi import Abi, out8
 from cmsis_cases import assert_exact, family_dir, list_cases, load_case
 from microq.qir import PoolParams
 from microq.ref.pool import avg_pool, max_pool
 
 MQ_OK, MQ_ERR_ARG = 0, 1
-_NOT_IN_C = ("kernel_h", "kernel_w")  # PoolParams fields passed as filter_dims instead
 REF = {"max": max_pool, "avg": avg_pool}
 
 
@@ -24,18 +24,13 @@ def rt(request):
 def run_c(ffi, lib, kind: str, p: PoolParams, x: np.ndarray, out_hw, dims=None):
     """Call mq_max_pool_s8 / mq_avg_pool_s8; returns (status, int8 [N, OH, OW, C])."""
     n, h, w, c = x.shape
-    fields = PoolParams.__dataclass_fields__
-    cp = ffi.new("mq_pool_params *", {k: getattr(p, k) for k in fields if k not in _NOT_IN_C})
-    xs = np.ascontiguousarray(x, dtype=np.int8)
-    out = np.full((n, *out_hw, c), 0x5A, dtype=np.int8)
+    abi = Abi((ffi, lib))
+    out = out8((n, *out_hw, c))
     d = dims or {}
-    in_d = ffi.new("mq_dims *", d.get("input", (n, h, w, c)))
-    f_d = ffi.new("mq_dims *", d.get("filter", (1, p.kernel_h, p.kernel_w, 1)))
-    o_d = ffi.new("mq_dims *", d.get("output", out.shape))
     fn = lib.mq_max_pool_s8 if kind == "max" else lib.mq_avg_pool_s8
-    status = fn(
-        cp, in_d, ffi.from_buffer("int8_t[]", xs), f_d, o_d, ffi.from_buffer("int8_t[]", out)
-    )
+    status = fn(abi.struct(p), abi.dims(d.get("input", (n, h, w, c))), abi.i8(x),
+                abi.dims(d.get("filter", (1, p.kernel_h, p.kernel_w, 1))),
+                abi.dims(d.get("output", out.shape)), abi.i8(out))
     return status, out
 
 

@@ -3,10 +3,11 @@ and the gemmlowp fixed-point helpers of the reference against float math."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from cabi import Abi, out8
 from cmsis_cases import assert_exact, load_case
 
 from microq.qir import SoftmaxParams
@@ -23,16 +24,11 @@ def mode(request):
 
 
 def c_softmax(clib, p: SoftmaxParams, x: np.ndarray, expect_status: int = 0) -> np.ndarray:
-    ffi, lib = clib
+    abi = Abi(clib)
     x2 = np.ascontiguousarray(x, np.int8).reshape(-1, x.shape[-1])
-    out = np.full_like(x2, 99)
-    status = lib.mq_softmax_s8(
-        ffi.new("mq_softmax_params *", asdict(p)),
-        x2.shape[0],
-        x2.shape[1],
-        ffi.from_buffer("int8_t[]", x2),
-        ffi.from_buffer("int8_t[]", out),
-    )
+    out = out8(x2.shape, 99)
+    status = abi.lib.mq_softmax_s8(abi.struct(p), x2.shape[0], x2.shape[1], abi.i8(x2),
+                                   abi.i8(out))
     assert status == expect_status
     return out.reshape(x.shape)
 

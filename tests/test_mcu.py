@@ -18,7 +18,7 @@ import pytest
 from conftest import IN_CI
 from microq import api
 from microq.errors import MicroqError
-from microq.runtime import mcu, profile
+from microq.runtime import mcu, mcu_size, profile
 
 ASSETS = Path(__file__).resolve().parents[1] / "python" / "microq" / "assets"
 TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-nm", "qemu-system-arm")
@@ -114,7 +114,7 @@ def test_kws01_fits_the_microbit_ram(mlperf):
 def test_size_report_splits_the_image(demo):
     need_tools(*TOOLS)
     meta = json.loads((demo / "digits.json").read_text())
-    r = mcu.size_report(demo, "cortex-m0plus")
+    r = mcu_size.size_report(demo, "cortex-m0plus")
     flash, ram = r["flash"], r["ram"]
     parts = ("runtime_code", "model_code", "weights", "harness")
     assert sum(flash[p] for p in parts) == flash["total"]
@@ -129,7 +129,7 @@ def test_size_report_splits_the_image(demo):
 
 def test_demo_is_integer_only(demo):
     need_tools(*TOOLS)
-    assert mcu.check_integer_only(demo) == []
+    assert mcu_size.check_integer_only(demo) == []
 
 
 def test_profile_is_exact_and_repeatable(demo):
@@ -230,7 +230,7 @@ def test_integer_only_check_catches_float_heap_and_printf(tmp_path):
              "volatile float g_scale = 0.5f;\nvolatile double g_d = 0.25;\n")
     body = (COPY + "outputs[0][0] = (int8_t)(inputs[0][0] * g_scale + g_d);\n"
             "{ int8_t *p = malloc(4); printf(\"%p\", (void *)p); free(p); }\nreturn 0;")
-    bad = mcu.check_integer_only(fake_model(tmp_path / "float", body, extra))
+    bad = mcu_size.check_integer_only(fake_model(tmp_path / "float", body, extra))
     assert any(s.startswith("__aeabi_f") or s.endswith("2f") for s in bad), bad
     assert any(s.startswith("__aeabi_d") for s in bad), bad
     assert {"malloc", "free", "printf"} <= set(bad), bad

@@ -14,7 +14,7 @@ import pytest
 
 from mlperf_data import model_path, real_data
 from microq import api
-from microq.report import run_onnxruntime
+from microq.compare import run_onnxruntime
 from microq.ref.float_exec import to_physical
 from microq.ref.int_exec import run_int
 

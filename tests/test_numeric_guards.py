@@ -25,7 +25,7 @@ from microq.ref import pool as pool_ref
 from microq.ref.arith import INT32_MAX, Int32Overflow, mbqm
 from microq.ref.float_exec import to_physical
 from microq.ref.int_exec import run_int
-from microq.report import run_onnxruntime
+from microq.compare import run_onnxruntime
 from onnx_builders import make_model, single
 
 ASSETS = Path(__file__).resolve().parents[1] / "python" / "microq" / "assets"

@@ -19,7 +19,7 @@ from onnx import helper
 from conftest import IN_CI
 from microq import api
 from microq.ref.int_exec import run_int
-from microq.report import run_onnxruntime
+from microq.compare import run_onnxruntime
 from microq.runtime import mcu
 
 OPS = Path(__file__).resolve().parent / "models" / "ops"
@@ -186,26 +186,130 @@ def test_op_fixture_cortex_m4_bit_exact_with_host(compiled, fname):
     assert np.array_equal(got, want), f"{fname} on cortex-m4: {first_mismatch(got, want)}"
 
 
-def test_every_stage_registers_the_same_ops():
-    """Each float op has a quantizer rule, each int kernel an emitter and vice versa, each
-    emitted runtime family its header and sources, and every kernel's C entry point is in the
-    runtime's cdef (guards a new op added to some registries only)."""
+def _string_args(pkg_dirs, method: str, index: int, min_args: int) -> dict[str, str]:
+    """Every string literal passed as argument `index` of a `.method(...)` call with at least
+    `min_args` arguments in the modules under pkg_dirs: value -> "file:line"."""
+    import ast
+
+    found = {}
+    for d in pkg_dirs:
+        for path in sorted(d.glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr == method and len(node.args) >= min_args
+                        and isinstance(node.args[index], ast.Constant)
+                        and isinstance(node.args[index].value, str)):
+                    found.setdefault(node.args[index].value, f"{path.name}:{node.lineno}")
+    return found
+
+
+def test_registries_complete():
+    """microq.ops is the one list of ops: every stage's own dict has exactly its ops (float
+    executor and quantizer: its IR ops; integer reference and emitters: its kernels), every
+    kernel an op lowers to exists, every literal op / kernel name a frontend or quantizer
+    builds is in the table, every kernel's C entry point is in the runtime's cffi cdef, its
+    params struct's scalar members are its dataclass's int fields in order, and every runtime
+    family has its header and sources (guards a new op added to some registries only)."""
+    import dataclasses
+    import re
+
+    from microq import ir, ops, qir
     from microq.codegen.layers import EMITTERS, FAMILY_SOURCES
+    from microq.codegen.overlap import IN_PLACE_INPUTS
+    from microq.onnx_import import ops_table
+    from microq.quant.bias_correction import CORRECTED
     from microq.quant.quantize import HANDLERS
     from microq.ref.float_exec import OPS as FLOAT_OPS
     from microq.ref.int_exec import KERNELS
+    from microq.runtime.cbuild import REPO_C_RUNTIME, cdef_from_headers
+
+    table_ops, table_kernels = set(ops.OPS), set(ops.KERNELS)
+    for stage, names in (("ref.float_exec.OPS", FLOAT_OPS), ("quant.quantize.HANDLERS", HANDLERS)):
+        assert set(names) == table_ops, (f"{stage} vs microq.ops.OPS: missing "
+                                         f"{sorted(table_ops - set(names))}, extra "
+                                         f"{sorted(set(names) - table_ops)}")
+    for stage, names in (("ref.int_exec.KERNELS", KERNELS), ("codegen.layers.EMITTERS", EMITTERS)):
+        assert set(names) == table_kernels, (f"{stage} vs microq.ops.KERNELS: missing "
+                                             f"{sorted(table_kernels - set(names))}, extra "
+                                             f"{sorted(set(names) - table_kernels)}")
+    lowered = {k for d in ops.OPS.values() for k in d.kernels}
+    assert lowered <= table_kernels, sorted(lowered - table_kernels)
+    ir_kernels = {k for k, d in ops.KERNELS.items() if not d.tflite_only}
+    assert lowered == ir_kernels, f"kernels no op lowers to: {sorted(ir_kernels - lowered)}"
+    for name, d in ops.OPS.items():
+        assert d.name == name, name
+        if d.attrs is not type(None):  # an op without attributes has attrs None
+            assert dataclasses.is_dataclass(d.attrs), name
+            assert getattr(ir, d.attrs.__name__) is d.attrs, name
+    assert IN_PLACE_INPUTS == {k: d.in_place for k, d in ops.KERNELS.items() if d.in_place}
+    assert set(CORRECTED) == {k for k, d in ops.KERNELS.items() if d.bias_correction}
+
+    # literal names the frontends / quantizers build (runtime: ops.check_node / check_kernel)
+    pkg = REPO_C_RUNTIME.parent / "python" / "microq"
+    built_ops = _string_args([pkg / "onnx_import"], "add", 0, 4)
+    assert set(built_ops) <= table_ops, {o: w for o, w in built_ops.items() if o not in table_ops}
+    emitted = _string_args([pkg / "quant", pkg / "qdq", pkg / "tflite_import"], "emit", 1, 5)
+    assert emitted, "the scan found no emit(node, kernel, ...) calls"
+    assert set(emitted) <= table_kernels, {k: w for k, w in emitted.items()
+                                           if k not in table_kernels}
+
+    # C side: families, entry points in the cdef, params structs
+    inc = REPO_C_RUNTIME / "include"
+    headers = sorted(p for p in inc.glob("mq_*.h") if p.name != "mq_requant.h")
+    cdef = cdef_from_headers(headers)
+    structs = {m.group(2): m.group(1) for m in re.finditer(
+        r"typedef struct\s*\{(.*?)\}\s*(\w+)\s*;", re.sub(r"/\*.*?\*/", "", cdef, flags=re.S),
+        re.S)}
+    assert FAMILY_SOURCES is ops.FAMILIES
+    used = {d.family for d in ops.KERNELS.values() if d.family}
+    assert used == set(ops.FAMILIES), (sorted(used - set(ops.FAMILIES)),
+                                       sorted(set(ops.FAMILIES) - used))
+    for family, sources in ops.FAMILIES.items():
+        assert (inc / f"{family}.h").exists(), family
+        assert all((REPO_C_RUNTIME / "src" / s).exists() for s in sources), family
+    for name, d in ops.KERNELS.items():
+        assert d.name == name and getattr(qir, d.params.__name__) is d.params, name
+        assert bool(d.symbols) == (d.family is not None), name
+        for sym in d.symbols:
+            assert re.search(rf"\b{sym}\s*\(", cdef), f"{name}: {sym} is not in the cdef"
+        if d.struct is not None:
+            assert d.struct in structs, f"{name}: struct {d.struct} is not in the headers"
+            members = tuple(re.findall(r"^\s*u?int\d+_t\s+(\w+)\s*;", structs[d.struct], re.M))
+            assert members == ops.struct_fields(d.params), (name, members)
+    # the README / `microq ops` table names only real entry points
+    symbols = {s for d in ops.KERNELS.values() for s in d.symbols}
+    named = {s for _, runs, _ in ops_table.ROWS for s in re.findall(r"`(mq_\w+)`", runs)}
+    assert named <= symbols, sorted(named - symbols)
+
+
+def test_c_constants_equal_python():
+    """Fixed-point formats and limits shared by the C kernels and the Python reference /
+    quantizer: each C #define equals its Python constant (the Python side has one source:
+    ref.layernorm, ref.groupnorm, codegen.overlap; quant.scheme takes ref.layernorm's)."""
+    import re
+
+    from microq.codegen import overlap
+    from microq.quant import scheme
+    from microq.ref import groupnorm, layernorm
     from microq.runtime.cbuild import REPO_C_RUNTIME
 
-    assert set(FLOAT_OPS) == set(HANDLERS)
-    assert set(KERNELS) == set(EMITTERS)
-    for family, sources in FAMILY_SOURCES.items():
-        assert (REPO_C_RUNTIME / "include" / f"{family}.h").exists(), family
-        assert all((REPO_C_RUNTIME / "src" / s).exists() for s in sources), family
-    headers = "".join(p.read_text() for p in (REPO_C_RUNTIME / "include").glob("mq_*.h"))
-    for kernel in ("groupnorm", "maximum", "minimum", "prelu", "reduce_max", "reduce_min",
-                   "argmax"):
-        assert f"mq_{kernel}_s8(" in headers, kernel
-        assert kernel in KERNELS and kernel in EMITTERS, kernel
+    pairs = {
+        "include/mq_layernorm.h": {"MQ_LAYERNORM_NORM_BITS": layernorm.NORM_BITS,
+                                   "MQ_LAYERNORM_OUT_BITS": layernorm.OUT_BITS,
+                                   "MQ_LAYERNORM_VAR_BITS": layernorm.VAR_BITS,
+                                   "MQ_LAYERNORM_MAX_ROW": layernorm.MAX_ROW},
+        "include/mq_groupnorm.h": {"MQ_GROUPNORM_NORM_BITS": groupnorm.NORM_BITS,
+                                   "MQ_GROUPNORM_OUT_BITS": groupnorm.OUT_BITS,
+                                   "MQ_GROUPNORM_MAX_COUNT": groupnorm.MAX_COUNT},
+        "src/mq_conv.c": {"MQ_ROWS_CHUNK": overlap.ROWS_CHUNK, "MQ_DW_ROWS": overlap.DW_ROWS},
+    }
+    for rel, want in pairs.items():
+        text = (REPO_C_RUNTIME / rel).read_text()
+        got = {k: int(v) for k, v in re.findall(r"^#define (MQ_\w+) \(?(\d+)", text, re.M)}
+        for name, value in want.items():
+            assert got.get(name) == value, f"{rel}: {name} is {got.get(name)}, Python {value}"
+    assert (scheme.LAYERNORM_NORM_BITS, scheme.LAYERNORM_OUT_BITS, scheme.LAYERNORM_VAR_BITS) == (
+        layernorm.NORM_BITS, layernorm.OUT_BITS, layernorm.VAR_BITS)
 
 
 def _forms_model(opset: int) -> onnx.ModelProto:

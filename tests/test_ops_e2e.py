@@ -24,7 +24,7 @@ from onnx_builders import make_model, weights
 
 from microq import api
 from microq.qir import QGraph
-from microq.report import run_onnxruntime
+from microq.compare import run_onnxruntime
 from microq.ref.int_exec import run_int
 from microq.runtime.host import HostModel
 

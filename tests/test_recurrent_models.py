@@ -22,7 +22,7 @@ from microq.errors import MicroqError
 from microq.onnx_import import import_onnx
 from microq.ref.float_exec import run_float
 from microq.ref.int_exec import run_int
-from microq.report import run_onnxruntime
+from microq.compare import run_onnxruntime
 from microq.runtime import mcu
 
 DIR = Path(__file__).resolve().parent / "models" / "recurrent"

@@ -19,7 +19,7 @@ from conftest import IN_CI
 from microq.errors import UnsupportedModelError
 from microq.onnx_import import import_onnx
 from microq.ref.float_exec import run_float, to_physical
-from microq.report import run_onnxruntime
+from microq.compare import run_onnxruntime
 
 SPATIAL = Path(__file__).resolve().parent / "models" / "spatial"
 FIXTURES = sorted(p.name for p in SPATIAL.glob("*.onnx"))
@@ -310,7 +310,7 @@ def test_fixture_c_equals_reference_and_float(compiled, fname):
 
 @pytest.mark.parametrize("fname", [f for f in FIXTURES if ".dynamo." in f])  # same kernels
 def test_fixture_cortex_m4_equals_host_and_is_integer_only(compiled, fname):
-    from microq.runtime import mcu
+    from microq.runtime import mcu, mcu_size
 
     missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
     if missing:
@@ -322,7 +322,7 @@ def test_fixture_cortex_m4_equals_host_and_is_integer_only(compiled, fname):
     want = c.host.run_int8(q)["output"]
     got = mcu.run_int8(c.host.folder, "cortex-m4", q)["output"]
     assert_bit_exact(got, want, f"{fname} on cortex-m4")
-    assert mcu.check_integer_only(c.host.folder) == [], f"{fname}: float, heap or stdio symbols"
+    assert mcu_size.check_integer_only(c.host.folder) == [], f"{fname}: float, heap or stdio symbols"
 
 
 # --- QDQ in: onnxruntime quantize_static of the fixtures --------------------------------------

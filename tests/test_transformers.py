@@ -25,7 +25,7 @@ from microq import api, ir
 from microq.onnx_import import convert_with_problems, import_onnx
 from microq.ref.float_exec import layer_norm, run_float, to_physical
 from microq.ref.int_exec import run_int
-from microq.report import run_onnxruntime
+from microq.compare import run_onnxruntime
 from conftest import IN_CI
 from onnx_builders import assert_close, make_model, run_ort, weights
 

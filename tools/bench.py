@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from microq import api  # noqa: E402
-from microq.report import Stats, run_onnxruntime  # noqa: E402
+from microq.compare import run_onnxruntime  # noqa: E402
+from microq.report import Stats  # noqa: E402
 
 ASSETS = REPO / "python" / "microq" / "assets"
 

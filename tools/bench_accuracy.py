@@ -32,7 +32,7 @@ from microq import api  # noqa: E402
 from microq.quant.calibrate import METHODS  # noqa: E402
 from microq.ref.float_exec import to_physical  # noqa: E402
 from microq.ref.int_exec import run_int  # noqa: E402
-from microq.report import quantize_input, run_onnxruntime  # noqa: E402
+from microq.compare import quantize_input, run_onnxruntime  # noqa: E402
 
 MLPERF = ["sww01", "ic01", "vww01", "kws01", "ad01"]
 

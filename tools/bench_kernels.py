@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from microq import ir
+from microq import ir, ops
 from microq.qir import Conv3DParams, ConvParams, FCParams
 from microq.quant.rules_norm import groupnorm_params
 from microq.ref.arith import quantize_multiplier
@@ -39,10 +39,11 @@ RUNTIME_FILES = ("include/mq_types.h", "include/mq_requant.h", "include/mq_conv.
                  "src/mq_requant.c", "include/mq_groupnorm.h", "src/mq_groupnorm.c",
                  "src/mq_isqrt.c", "src/mq_transpose_conv.c", "src/mq_conv3d.c",
                  "src/mq_resize.c")
-KERNELS = {"conv2d": "mq_conv2d_s8", "depthwise": "mq_depthwise_conv2d_s8",
-           "fc": "mq_fully_connected_s8", "add": "mq_add_s8", "softmax": "mq_softmax_s8",
-           "transpose_conv": "mq_transpose_conv2d_s8", "conv3d": "mq_conv3d_s8",
-           "resize_bilinear": "mq_resize_bilinear_s8"}
+# bench kind -> the kernel of microq.ops.KERNELS it times (its C entry point and MAC count)
+KIND_KERNEL = {"conv2d": "conv2d", "depthwise": "depthwise_conv2d", "fc": "fully_connected",
+               "add": "add", "softmax": "softmax", "transpose_conv": "transpose_conv2d",
+               "conv3d": "conv3d", "resize_bilinear": "resize_bilinear"}
+KERNELS = {kind: ops.KERNELS[k].symbols[0] for kind, k in KIND_KERNEL.items()}
 
 
 @dataclass(frozen=True)
@@ -64,15 +65,9 @@ class Layer:
             return int(np.prod(self.in_shape))
         if self.kind == "resize_bilinear":
             return int(np.prod(self.out_shape))
-        if self.kind == "transpose_conv":  # every input pixel x every tap
-            return int(np.prod(self.in_shape[:2])) * int(np.prod(self.params.filter.shape))
-        if self.kind == "conv3d":
-            return int(np.prod(self.out_shape)) * int(np.prod(self.params.filter.shape[1:]))
-        if self.kind == "fc":
-            return self.out_shape[0] * self.out_shape[1] * self.in_shape[1]
-        taps = self.params.filter.shape[1] * self.params.filter.shape[2]
-        depth = 1 if self.kind == "depthwise" else self.params.filter.shape[3]
-        return int(np.prod(self.out_shape)) * taps * depth
+        # one sample: batch 1 in front, as compile counts (microq.ops)
+        return ops.kernel_macs(KIND_KERNEL[self.kind], [(1, *self.in_shape)],
+                               [(1, *self.out_shape)], self.params)
 
 
 def reference(layer: Layer, x: np.ndarray, rounding: str = "double") -> np.ndarray:

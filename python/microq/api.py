@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import qir
+from . import names, qir
 from .data import load_arrays, model_inputs
 from .errors import MicroqError
 
@@ -69,9 +69,20 @@ class InspectView:
 
 
 def inspect(model: str | Path) -> InspectView:
-    from .onnx_import import inspect_onnx
+    """Describe a float or QDQ ONNX model (a QDQ one as compile sees it: without its Q/DQ
+    nodes) or an int8 .tflite (one row per kernel call)."""
+    from .onnx_import import inspect_onnx, load_onnx
+    from .qdq.strip import is_qdq, strip_qdq
 
-    return InspectView(inspect_onnx(str(model)))
+    path = str(model)
+    if path.lower().endswith(".tflite"):
+        from .tflite_import.inspect import inspect_tflite
+
+        return InspectView(inspect_tflite(path))
+    onnx_model = load_onnx(path)
+    if is_qdq(onnx_model):
+        return InspectView(inspect_onnx(path, strip_qdq(onnx_model, path).model, quantized=True))
+    return InspectView(inspect_onnx(path, onnx_model))
 
 
 # --- compile ---------------------------------------------------------------------------------
@@ -237,22 +248,21 @@ def _recover(model_dir) -> None:
 def write_runtime(out_dir: str | Path) -> list[str]:
     """Write the whole C runtime once into `out_dir` (for folders compiled with runtime
     "external"); returns the file names."""
-    from .codegen.runtime_pkg import write_runtime as _write
+    from .codegen.emit import write_folder
+    from .codegen.runtime_pkg import runtime_folder_files
 
     out_dir = Path(out_dir)
     _check_writable(out_dir)
-    return _write(out_dir)
+    files = runtime_folder_files()
+    write_folder(out_dir, files)  # replaces an earlier one atomically
+    return sorted(files)
 
 
 def load_meta(model_dir: str | Path) -> dict:
     _recover(model_dir)
-    d = Path(model_dir)
-    metas = sorted(d.glob("*.json")) if d.is_dir() else []
-    if not metas:
-        raise MicroqError(f"{d}: not a microq output folder (no NAME.json); run `microq compile`")
-    from .runtime.host import read_meta
+    from .runtime.host import load_meta as load
 
-    return read_meta(metas[0])
+    return load(model_dir)
 
 
 def load_qgraph(model_dir: str | Path) -> qir.QGraph:
@@ -321,9 +331,32 @@ def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
 
 # --- compare ---------------------------------------------------------------------------------
 def compare(model, model_dir, data):
-    from .report import compare as _compare
+    """Float `model` (onnxruntime) vs the int8 model compiled into model_dir on the samples in
+    the .npz `data`: per output and per layer (a report.CompareReport)."""
+    from .compare import check_model_matches
+    from .compare import compare as _compare
+    from .onnx_import import load_onnx
 
-    return _compare(model, model_dir, data)
+    onnx_model = load_onnx(model)  # a one-line error for a missing or damaged file
+    qg = load_qgraph(model_dir)
+    check_model_matches(model, onnx_model, model_dir, qg)
+    graph = _float_graph(model, onnx_model)  # unsupported models fail before any run
+    rounding = load_meta(model_dir).get("rounding", "double")
+    return _compare(model, graph, qg, lambda d: run(model_dir, d), data, rounding)
+
+
+def _float_graph(model, onnx_model):
+    """The float IR the int8 layers are measured against; a QDQ model's is its float model
+    without the Q/DQ nodes (as qdq.import_qdq compiles it)."""
+    from .onnx_import import import_onnx
+    from .qdq import is_qdq
+    from .qdq.strip import strip_qdq
+
+    if not is_qdq(onnx_model):
+        return import_onnx(str(model))
+    graph = import_onnx(strip_qdq(onnx_model, str(model)).model)
+    graph.source_path = str(model)
+    return graph
 
 
 def plot_compare(report, path: str | Path) -> None:
@@ -334,8 +367,7 @@ def plot_compare(report, path: str | Path) -> None:
 
 
 # --- emulated MCU targets ----------------------------------------------------------------------
-TARGET_NAMES = ("host", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33",
-                "cortex-m55")
+TARGET_NAMES = names.TARGET_NAMES
 
 
 def emulation_timeout(model_dir, samples: int) -> float:
@@ -391,3 +423,66 @@ def _require_dir(model_dir) -> None:
     _recover(model_dir)
     if not Path(model_dir).is_dir():
         raise MicroqError(f"{model_dir}: no such folder; run `microq compile` first")
+
+
+# --- what the CLI shows (cli imports only api, errors and report's formatting) ---------------
+def ops_table():
+    """The supported-ops table behind `microq ops` (onnx_import.ops_table)."""
+    from .onnx_import import ops_table as table
+
+    return table
+
+
+def check_name(name: str) -> None:
+    """Refuse a NAME that is no C identifier (MicroqError), before any work."""
+    from .codegen.emit import check_name as check
+
+    check(name)
+
+
+def require_matplotlib() -> None:
+    from .codegen.memplot import require_matplotlib as need
+
+    need()
+
+
+def plan(qgraph):
+    """The arena plan of a quantized graph (codegen.plan.plan_graph)."""
+    from .codegen.plan import plan_graph
+
+    return plan_graph(qgraph)
+
+
+def plot_memory(qgraph, path) -> None:
+    """The arena plan of `qgraph` as a PNG (needs matplotlib)."""
+    from .codegen.memplot import plot_memory as draw
+
+    draw(qgraph, plan(qgraph), path)
+
+
+def fit_lines(rep: dict) -> str:
+    from .runtime.boards import fit_lines as lines
+
+    return lines(rep)
+
+
+def misfit_message(rep: dict) -> str:
+    from .runtime.boards import misfit_message as message
+
+    return message(rep)
+
+
+def cache_info() -> tuple[str, int, int]:
+    """(cache folder, entries, bytes) of the build cache."""
+    from .runtime.cache import cache_path, usage
+
+    n, size = usage()
+    return str(cache_path()), n, size
+
+
+def cache_clean() -> tuple[str, int, int]:
+    """Empty the build cache; (cache folder, entries removed, bytes removed)."""
+    from .runtime.cache import cache_path, clean
+
+    n, size = clean()
+    return str(cache_path()), n, size

@@ -13,12 +13,12 @@ import click
 
 from . import __version__
 from .errors import MicroqError
+from .names import BOARD_NAMES, MCU_TARGET_NAMES, TARGET_NAMES
 
 
-TARGETS = ("host", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33",
-           "cortex-m55")
-MCU_TARGETS = TARGETS[1:]
-BOARDS = ("stm32f411", "stm32l4r5", "nrf52840", "rp2040", "esp32c3", "microbit", "microbit-v1")
+TARGETS = TARGET_NAMES
+MCU_TARGETS = MCU_TARGET_NAMES
+BOARDS = BOARD_NAMES
 _T0 = time.perf_counter()  # at import, so `compile` reports the whole command's time
 
 
@@ -82,8 +82,9 @@ def inspect(model: str, as_json: bool) -> None:
 @click.option("--markdown", is_flag=True, help="Print the README's table.")
 def ops(as_json: bool, markdown: bool) -> None:
     """List the ONNX ops microq compiles, the C kernel each runs as, and their limits."""
-    from .onnx_import import ops_table
+    from . import api
 
+    ops_table = api.ops_table()
     if as_json:
         click.echo(json.dumps(ops_table.supported_ops(), indent=2, ensure_ascii=False))
     elif markdown:
@@ -147,13 +148,10 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
     and write a self-contained C folder (NAME.h, NAME.c, weights, runtime sources) that compiles
     with any C99 compiler."""
     from . import api
-    from .codegen.emit import check_name
 
-    check_name(name)  # before calibrating
+    api.check_name(name)  # before calibrating
     if plot_memory:
-        from .codegen.memplot import require_matplotlib
-
-        require_matplotlib()
+        api.require_matplotlib()
     command = "microq " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     t0 = time.perf_counter()
     steps = api.calibration_steps(calib, method)
@@ -170,8 +168,6 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
         size, note = _default_target_size(out_dir)
     fit = None
     if board:
-        from .runtime.boards import fit_lines
-
         fit = api.fit(out_dir, board)
     total = time.perf_counter() - _T0
     if as_json:
@@ -186,16 +182,13 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
             click.echo(overlap)
         click.echo(_size_lines(size) if size else note)
         if fit:
-            click.echo(fit_lines(fit))
+            click.echo(api.fit_lines(fit))
         click.echo(f"wrote {out_dir}/ in {total:.1f} s (quantize and generate {seconds:.1f} s, "
                    "the rest start-up" + ("" if no_size else " and the size check") + ")")
         if existed or result.kept:
             click.echo(_kept_line(out_dir, result.kept))
     if plot_memory:
-        from .codegen.memplot import plot_memory as draw
-        from .codegen.plan import plan_graph
-
-        draw(result.qgraph, plan_graph(result.qgraph), plot_memory)
+        api.plot_memory(result.qgraph, plot_memory)
         if not as_json:
             click.echo(f"wrote {plot_memory}")
 
@@ -321,12 +314,10 @@ def size(model_dir, target, board, as_json) -> None:
     from . import api
 
     if board:
-        from .runtime.boards import fit_lines, misfit_message
-
         rep = api.fit(model_dir, board)
-        click.echo(json.dumps(rep, indent=2) if as_json else fit_lines(rep))
+        click.echo(json.dumps(rep, indent=2) if as_json else api.fit_lines(rep))
         if not rep["fits"]:
-            raise MicroqError(misfit_message(rep))
+            raise MicroqError(api.misfit_message(rep))
         return
     rep = api.size(model_dir, target)
     if as_json:
@@ -363,7 +354,7 @@ def profile(model_dir, target, clock_mhz, as_json) -> None:
         if "estimated_ms" in rep:
             line += f", {rep['estimated_ms']:.3f} ms at {clock_mhz:g} MHz"
     click.echo(line)
-    from .report import _table
+    from .report import table as _table
 
     est = cycles is not None
     ms = "estimated_ms" in rep
@@ -409,27 +400,27 @@ def cache() -> None:
 @cache.command(name="info")
 def cache_info() -> None:
     """Print where the cache is and how much it holds."""
-    from .runtime.cache import cache_path, usage
+    from . import api
 
-    n, size = usage()
-    click.echo(f"{cache_path()}: {n} entries, {size:,} B")
+    path, n, size = api.cache_info()
+    click.echo(f"{path}: {n} entries, {size:,} B")
 
 
 @cache.command(name="clean")
 def cache_clean() -> None:
     """Delete everything in the cache (it is rebuilt on demand)."""
-    from .runtime.cache import cache_path, clean
+    from . import api
 
-    n, size = clean()
-    click.echo(f"removed {n} entries ({size:,} B) from {cache_path()}")
+    path, n, size = api.cache_clean()
+    click.echo(f"removed {n} entries ({size:,} B) from {path}")
 
 
 def _overlap_line(qgraph) -> str:
     """Where in-place overlaps (codegen/overlap.py) change it, the overlap-aware bound next to the
     arena and the tensor-granular liveness bound (both also in the summary's "RAM arena" line)."""
-    from .codegen.plan import plan_graph
+    from . import api
 
-    p = plan_graph(qgraph)
+    p = api.plan(qgraph)
     if p.overlap_bound < 0 or p.overlap_bound == p.lower_bound:
         return ""
     return (f"arena {p.arena_size:,} B, liveness bound {p.lower_bound:,} B, overlap-aware bound "

@@ -56,6 +56,15 @@ class QParams:
     zero_point: int
 
 
+def quantize_int8(x, scale: float, zero_point: int) -> np.ndarray:
+    """Float activations -> int8 as the host runner, compare and bias correction feed them:
+    clip(round(x / scale) + zero_point, -128, 127) in float32 with np.round (half to even, as
+    ONNX QuantizeLinear). The one float -> int8 rounding of model inputs."""
+    x = np.asarray(x, dtype=np.float32)
+    q = np.round(x / np.float32(scale)) + np.float32(zero_point)
+    return np.ascontiguousarray(np.clip(q, -128, 127).astype(np.int8))
+
+
 @dataclass
 class QTensor:
     name: str
@@ -99,8 +108,8 @@ class FCParams:
 
 @dataclass(frozen=True)
 class PoolParams:
-    kernel_h: int
-    kernel_w: int
+    kernel_h: int = field(metadata={"c": False})  # in the C call's filter_dims, not the struct
+    kernel_w: int = field(metadata={"c": False})
     stride_h: int
     stride_w: int
     pad_top: int

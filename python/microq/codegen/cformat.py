@@ -11,6 +11,7 @@ import re
 import numpy as np
 
 from ..errors import MicroqError
+from ..names import is_c_identifier
 
 WIDTH = 100
 INDENT = "    "
@@ -20,8 +21,7 @@ CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.uint8): "uint8_t", np.dtype(n
           np.dtype(np.int32): "int32_t"}
 
 
-def is_identifier(name: str) -> bool:
-    return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is not None
+is_identifier = is_c_identifier  # microq/names.py: the one check
 
 
 def c_int(v: int) -> str:

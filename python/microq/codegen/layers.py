@@ -1,7 +1,7 @@
 """Per-kernel C emission for codegen: one params struct and one checked call per quantized node.
 
-EMITTERS is the one registry: kernel name -> function(ctx, node) -> LayerCode. Each emitter
-names the runtime family it needs (c_runtime/src/<family>.c) and counts its MACs and weights.
+EMITTERS: kernel name -> function(ctx, node) -> LayerCode, keyed like microq.ops.KERNELS, which
+gives each kernel's runtime family (c_runtime/src/<family>.c), MAC count and struct fields.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import qir
 from ..errors import MicroqError
+from ..ops import FAMILIES, KERNELS, kernel_macs, struct_fields
 from ..qir import QGraph, QNode
 from .overlap import pick_variant
 from .cformat import (
@@ -25,58 +27,20 @@ from .cformat import (
     wrap_call,
 )
 
-CONV_FIELDS = (
-    "stride_h",
-    "stride_w",
-    "pad_top",
-    "pad_left",
-    "dilation_h",
-    "dilation_w",
-    "input_offset",
-    "output_offset",
-    "act_min",
-    "act_max",
-    "ch_mult",
-)
-FC_FIELDS = ("input_offset", "filter_offset", "output_offset", "act_min", "act_max")
-POOL_FIELDS = (
-    "stride_h",
-    "stride_w",
-    "pad_top",
-    "pad_left",
-    "pad_bottom",
-    "pad_right",
-    "count_include_pad",
-    "input_offset",
-    "output_offset",
-    "act_min",
-    "act_max",
-)
-ADD_FIELDS = (
-    "input1_offset",
-    "input1_multiplier",
-    "input1_shift",
-    "input2_offset",
-    "input2_multiplier",
-    "input2_shift",
-    "left_shift",
-    "output_offset",
-    "output_multiplier",
-    "output_shift",
-    "act_min",
-    "act_max",
-)
-MUL_FIELDS = (
-    "input1_offset",
-    "input2_offset",
-    "output_offset",
-    "output_multiplier",
-    "output_shift",
-    "act_min",
-    "act_max",
-)
-REQUANT_FIELDS = ("input_offset", "output_offset", "multiplier", "shift", "act_min", "act_max")
-SOFTMAX_FIELDS = ("input_multiplier", "input_left_shift", "diff_min")
+# The C params structs' scalar members, in order: the params dataclasses' int fields
+CONV_FIELDS = struct_fields(qir.ConvParams)
+FC_FIELDS = struct_fields(qir.FCParams)
+POOL_FIELDS = struct_fields(qir.PoolParams)
+ADD_FIELDS = struct_fields(qir.AddParams)
+MUL_FIELDS = struct_fields(qir.MulParams)
+REQUANT_FIELDS = struct_fields(qir.RequantizeParams)
+SOFTMAX_FIELDS = struct_fields(qir.SoftmaxParams)
+BATCH_MATMUL_FIELDS = struct_fields(qir.BatchMatMulParams)
+LAYERNORM_FIELDS = struct_fields(qir.LayerNormParams)
+CONV3D_FIELDS = struct_fields(qir.Conv3DParams)
+GROUPNORM_FIELDS = struct_fields(qir.GroupNormParams)
+PRELU_FIELDS = struct_fields(qir.PReluParams)
+RECURRENT_FIELDS = struct_fields(qir.RecurrentParams)
 
 
 @dataclass
@@ -112,6 +76,14 @@ class LayerCode:
     @property
     def weight_bytes(self) -> int:
         return sum(int(a.nbytes) for _, a in self.weights)
+
+
+def _layer(ctx: Ctx, node: QNode, summary: str) -> LayerCode:
+    """The node's LayerCode with its runtime family and MAC count from the op table."""
+    k = KERNELS[node.kernel]
+    macs = kernel_macs(node.kernel, [ctx.shape(t) for t in node.inputs],
+                       [ctx.shape(t) for t in node.outputs], node.params)
+    return LayerCode(summary, k.family, macs=macs)
 
 
 def _fields(params: object, names: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -179,14 +151,14 @@ def _dims4_def(cname: str, shape) -> str:
 def _conv(ctx: Ctx, node: QNode) -> LayerCode:
     p = node.params
     depthwise = node.kernel == "depthwise_conv2d"
-    y = node.outputs[0]
     filt = _i8(p.filter)
     kh, kw = int(filt.shape[1]), int(filt.shape[2])
     text = f"{node.kernel} {kh}x{kw} {_stride_text(p.stride_h, p.stride_w)}"
     if p.dilation_h != 1 or p.dilation_w != 1:
         text += f" d{p.dilation_h}x{p.dilation_w}"
-    code = LayerCode(text, "mq_conv")
+    code = _layer(ctx, node, text)
     fn = "mq_depthwise_conv2d_s8" if depthwise else "mq_conv2d_s8"
+    y = node.outputs[0]
     rel = ctx.overlaps.get((node.inputs[0], y))
     if rel is not None:  # the output is planned over the input: the call that allows it
         v = pick_variant(ctx.graph, node, rel)
@@ -201,10 +173,6 @@ def _conv(ctx: Ctx, node: QNode) -> LayerCode:
                                             ("chunk", c_int(v.chunk))]))
     order = f"&{ctx.sym('order')}, " if fn.endswith("_ordered_s8") else ""
     _conv_family_call(ctx, node, code, fn, "mq_conv_params", CONV_FIELDS, _dims4_def, order)
-    n, oh, ow, cout = nhwc(ctx.shape(y))
-    # OHWI: KH*KW*(Cin/groups) taps per output; 1HWO (depthwise): KH*KW taps per output
-    taps = kh * kw * (1 if depthwise else int(filt.shape[3]))
-    code.macs = n * oh * ow * cout * taps
     return code
 
 
@@ -214,7 +182,7 @@ def _fully_connected(ctx: Ctx, node: QNode) -> LayerCode:
     filt = _i8(p.filter)
     n_out, k = int(filt.shape[0]), int(filt.shape[1])
     rows = int(np.prod(ctx.shape(x)[:-1], dtype=np.int64))
-    code = LayerCode(f"fully_connected {k}->{n_out}", "mq_fc")
+    code = _layer(ctx, node, f"fully_connected {k}->{n_out}")
     code.weights += [(ctx.weight("filter"), filt)]
     if p.bias is not None:
         code.weights += [(ctx.weight("bias"), _i32(p.bias))]
@@ -233,7 +201,6 @@ def _fully_connected(ctx: Ctx, node: QNode) -> LayerCode:
         f"&{ctx.sym('input_dims')}, {ctx.ptr(x)}, &{ctx.sym('filter_dims')}, "
         f"{ctx.weight('filter')}, {bias}, &{ctx.sym('output_dims')}, {ctx.ptr(y)})"
     )
-    code.macs = rows * k * n_out
     return code
 
 
@@ -241,7 +208,7 @@ def _pool(ctx: Ctx, node: QNode) -> LayerCode:
     p = node.params
     x, y = node.inputs[0], node.outputs[0]
     text = f"{node.kernel} {p.kernel_h}x{p.kernel_w} {_stride_text(p.stride_h, p.stride_w)}"
-    code = LayerCode(text, "mq_pool")
+    code = _layer(ctx, node, text)
     code.statics += [
         struct_def("mq_pool_params", ctx.sym("params"), _fields(p, POOL_FIELDS)),
         dims_def(ctx.sym("input_dims"), nhwc(ctx.shape(x))),
@@ -261,7 +228,7 @@ def _binary(ctx: Ctx, node: QNode) -> LayerCode:
     a, b, y = node.inputs[0], node.inputs[1], node.outputs[0]
     sa, sb = ctx.shape(a), ctx.shape(b)
     text = node.kernel if sa == sb else f"{node.kernel} (broadcast)"
-    code = LayerCode(text, "mq_elementwise")
+    code = _layer(ctx, node, text)
     ctype, names = (
         ("mq_mul_params", MUL_FIELDS) if node.kernel == "mul" else ("mq_add_params", ADD_FIELDS)
     )
@@ -287,7 +254,7 @@ def _lut(ctx: Ctx, node: QNode) -> LayerCode:
     p = node.params
     x, y = node.inputs[0], node.outputs[0]
     table = _i8(p.table)
-    code = LayerCode(f"lut {p.function}".rstrip(), "mq_elementwise")
+    code = _layer(ctx, node, f"lut {p.function}".rstrip())
     code.weights += [(ctx.weight("table"), table)]
     code.call = _checked(
         f"mq_lut_s8({ctx.weight('table')}, {_size(ctx, x)}, {ctx.ptr(x)}, {ctx.ptr(y)})"
@@ -297,7 +264,7 @@ def _lut(ctx: Ctx, node: QNode) -> LayerCode:
 
 def _requantize(ctx: Ctx, node: QNode) -> LayerCode:
     x, y = node.inputs[0], node.outputs[0]
-    code = LayerCode("requantize", "mq_elementwise")
+    code = _layer(ctx, node, "requantize")
     code.statics += [
         struct_def("mq_requantize_params", ctx.sym("params"), _fields(node.params, REQUANT_FIELDS))
     ]
@@ -311,7 +278,7 @@ def _softmax(ctx: Ctx, node: QNode) -> LayerCode:
     x, y = node.inputs[0], node.outputs[0]
     shape = ctx.shape(x)
     rows, row_size = int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]
-    code = LayerCode(f"softmax {rows}x{row_size}", "mq_softmax")
+    code = _layer(ctx, node, f"softmax {rows}x{row_size}")
     code.statics += [
         struct_def("mq_softmax_params", ctx.sym("params"), _fields(node.params, SOFTMAX_FIELDS))
     ]
@@ -349,7 +316,7 @@ def _concat(ctx: Ctx, node: QNode) -> LayerCode:
     outer = int(np.prod(out[:axis], dtype=np.int64))
     inner = int(np.prod(out[axis + 1 :], dtype=np.int64))
     n = len(node.inputs)
-    code = LayerCode(f"concat axis {axis}", "mq_tensor")
+    code = _layer(ctx, node, f"concat axis {axis}")
     code.statics += [
         small_array_def(ctx.sym("axis_sizes"), [ctx.shape(t)[axis] for t in node.inputs])
     ]
@@ -364,7 +331,7 @@ def _concat(ctx: Ctx, node: QNode) -> LayerCode:
 def _pad(ctx: Ctx, node: QNode) -> LayerCode:
     p = node.params
     x, y = node.inputs[0], node.outputs[0]
-    code = LayerCode("pad", "mq_tensor")
+    code = _layer(ctx, node, "pad")
     code.statics += [
         dims_def(ctx.sym("input_dims"), nhwc(ctx.shape(x))),
         dims_def(ctx.sym("pre_pad"), tuple(p.pre)),
@@ -380,7 +347,7 @@ def _pad(ctx: Ctx, node: QNode) -> LayerCode:
 def _transpose(ctx: Ctx, node: QNode) -> LayerCode:
     x, y = node.inputs[0], node.outputs[0]
     perm = [int(a) for a in node.params.perm]
-    code = LayerCode(f"transpose ({', '.join(map(str, perm))})", "mq_tensor")
+    code = _layer(ctx, node, f"transpose ({', '.join(map(str, perm))})")
     code.statics += [
         small_array_def(ctx.sym("in_shape"), list(ctx.shape(x))),
         small_array_def(ctx.sym("perm"), perm),
@@ -393,22 +360,11 @@ def _transpose(ctx: Ctx, node: QNode) -> LayerCode:
 
 
 def _reshape(ctx: Ctx, node: QNode) -> LayerCode:
-    code = LayerCode(f"reshape -> {list(ctx.shape(node.outputs[0]))}", None)
+    code = _layer(ctx, node, f"reshape -> {list(ctx.shape(node.outputs[0]))}")
     code.call = [f"/* no code: {comment_text(node.outputs[0])} aliases its input's memory */"]
     return code
 
 
-BATCH_MATMUL_FIELDS = (
-    "rhs_transposed",
-    "lhs_offset",
-    "rhs_offset",
-    "output_offset",
-    "output_multiplier",
-    "output_shift",
-    "act_min",
-    "act_max",
-)
-LAYERNORM_FIELDS = ("eps", "output_offset", "act_min", "act_max")
 
 
 def _dims4(ctx: Ctx, tensor: str) -> tuple[int, int, int, int]:
@@ -426,7 +382,7 @@ def _batch_matmul(ctx: Ctx, node: QNode) -> LayerCode:
     text = f"batch_matmul {out[2]}x{k} @ {k}x{out[3]}" + (" (rhs^T)" if p.rhs_transposed else "")
     if out[0] * out[1] > 1:
         text += f" x{out[0] * out[1]}"
-    code = LayerCode(text, "mq_matmul")
+    code = _layer(ctx, node, text)
     code.statics += [
         struct_def(
             "mq_batch_matmul_params", ctx.sym("params"), _fields(p, BATCH_MATMUL_FIELDS)
@@ -439,7 +395,6 @@ def _batch_matmul(ctx: Ctx, node: QNode) -> LayerCode:
         f"mq_batch_matmul_s8(&{ctx.sym('params')}, &{ctx.sym('lhs_dims')}, {ctx.ptr(a)}, "
         f"&{ctx.sym('rhs_dims')}, {ctx.ptr(b)}, &{ctx.sym('output_dims')}, {ctx.ptr(y)})"
     )
-    code.macs = out[0] * out[1] * out[2] * out[3] * k
     return code
 
 
@@ -448,7 +403,7 @@ def _layernorm(ctx: Ctx, node: QNode) -> LayerCode:
     x, y = node.inputs[0], node.outputs[0]
     shape = ctx.shape(x)
     rows, width = int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]
-    code = LayerCode(f"layernorm {rows}x{width}", "mq_layernorm")
+    code = _layer(ctx, node, f"layernorm {rows}x{width}")
     code.weights += [(ctx.weight("multiplier"), _i32(p.multiplier))]
     code.weights += [(ctx.weight("shift"), _i32(p.shift))]
     code.weights += [(ctx.weight("bias"), _i32(p.bias))]
@@ -460,7 +415,6 @@ def _layernorm(ctx: Ctx, node: QNode) -> LayerCode:
         f"mq_layernorm_s8(&{ctx.sym('params')}, &{ctx.sym('quant')}, {ctx.weight('bias')}, "
         f"{rows}, {width}, {ctx.ptr(x)}, {ctx.ptr(y)})"
     )
-    code.macs = rows * width
     return code
 
 
@@ -469,7 +423,7 @@ def _slice(ctx: Ctx, node: QNode) -> LayerCode:
     x, y = node.inputs[0], node.outputs[0]
     bounds = zip(p.begin, p.end, p.step)
     axes = ", ".join(f"{b}:{e}" + (f":{s}" if s != 1 else "") for b, e, s in bounds)
-    code = LayerCode(f"slice [{axes}]", "mq_slice")
+    code = _layer(ctx, node, f"slice [{axes}]")
 
     def arr(values) -> str:
         return "{" + ", ".join(c_int(v) for v in values) + "}"
@@ -490,7 +444,7 @@ def _resize(ctx: Ctx, node: QNode) -> LayerCode:
     x, y = node.inputs[0], node.outputs[0]
     xs, ys = nhwc(ctx.shape(x)), nhwc(ctx.shape(y))
     bilinear = node.kernel == "resize_bilinear"
-    code = LayerCode(f"{node.kernel} {xs[1]}x{xs[2]} -> {ys[1]}x{ys[2]}", "mq_resize")
+    code = _layer(ctx, node, f"{node.kernel} {xs[1]}x{xs[2]} -> {ys[1]}x{ys[2]}")
     parts = ("lo", "hi", "frac") if bilinear else ("lo",)
     for axis in ("y", "x"):
         code.weights += [(ctx.weight(f"{axis}_{t}"), _i32(getattr(p, f"{axis}_{t}")))
@@ -503,29 +457,22 @@ def _resize(ctx: Ctx, node: QNode) -> LayerCode:
         f"mq_{node.kernel}_s8(&{ctx.sym('input_dims')}, &{ctx.sym('y_taps')}, "
         f"&{ctx.sym('x_taps')}, &{ctx.sym('output_dims')}, {ctx.ptr(x)}, {ctx.ptr(y)})"
     )
-    code.macs = 4 * int(np.prod(ys, dtype=np.int64)) if bilinear else 0  # as inspect counts
     return code
 
 
 def _transpose_conv(ctx: Ctx, node: QNode) -> LayerCode:
     p = node.params
-    x = node.inputs[0]
     filt = _i8(p.filter)
-    cout, kh, kw, f_c = (int(d) for d in filt.shape)
+    _, kh, kw, _ = (int(d) for d in filt.shape)
     text = f"transpose_conv2d {kh}x{kw} {_stride_text(p.stride_h, p.stride_w)}"
     if p.dilation_h != 1 or p.dilation_w != 1:
         text += f" d{p.dilation_h}x{p.dilation_w}"
-    code = LayerCode(text, "mq_transpose_conv")
+    code = _layer(ctx, node, text)
     _conv_family_call(ctx, node, code, "mq_transpose_conv2d_s8", "mq_conv_params", CONV_FIELDS,
                       _dims4_def)
-    n, h, w, _ = nhwc(ctx.shape(x))
-    code.macs = n * h * w * cout * kh * kw * f_c  # every input pixel x every tap, as inspect
     return code
 
 
-CONV3D_FIELDS = ("stride_d", "stride_h", "stride_w", "pad_front", "pad_top", "pad_left",
-                 "dilation_d", "dilation_h", "dilation_w", "input_offset", "output_offset",
-                 "act_min", "act_max")
 
 
 def _dims5_def(cname: str, dims) -> str:
@@ -536,19 +483,16 @@ def _dims5_def(cname: str, dims) -> str:
 
 def _conv3d(ctx: Ctx, node: QNode) -> LayerCode:
     p = node.params
-    y = node.outputs[0]
     filt = _i8(p.filter)
     k = "x".join(str(int(v)) for v in filt.shape[1:4])
     strides = (p.stride_d, p.stride_h, p.stride_w)
     text = f"conv3d {k} s{'x'.join(map(str, strides)) if len(set(strides)) > 1 else strides[0]}"
-    code = LayerCode(text, "mq_conv3d")
+    code = _layer(ctx, node, text)
     _conv_family_call(ctx, node, code, "mq_conv3d_s8", "mq_conv3d_params", CONV3D_FIELDS,
                       _dims5_def)
-    code.macs = int(np.prod(ctx.shape(y), dtype=np.int64)) * int(np.prod(filt.shape[1:]))
     return code
 
 
-GROUPNORM_FIELDS = ("groups", "var_bits", "eps", "output_offset", "act_min", "act_max")
 
 
 def _groupnorm(ctx: Ctx, node: QNode) -> LayerCode:
@@ -558,7 +502,7 @@ def _groupnorm(ctx: Ctx, node: QNode) -> LayerCode:
     batches, channels = shape[0], shape[-1]
     spatial = int(np.prod(shape[1:-1], dtype=np.int64))
     kind = "instancenorm" if p.groups == channels else f"groupnorm g{p.groups}"
-    code = LayerCode(f"{kind} {spatial}x{channels}", "mq_groupnorm")
+    code = _layer(ctx, node, f"{kind} {spatial}x{channels}")
     code.weights += [(ctx.weight("multiplier"), _i32(p.multiplier))]
     code.weights += [(ctx.weight("shift"), _i32(p.shift))]
     code.weights += [(ctx.weight("bias"), _i32(p.bias))]
@@ -570,27 +514,15 @@ def _groupnorm(ctx: Ctx, node: QNode) -> LayerCode:
         f"mq_groupnorm_s8(&{ctx.sym('params')}, &{ctx.sym('quant')}, {ctx.weight('bias')}, "
         f"{batches}, {spatial}, {channels}, {ctx.ptr(x)}, {ctx.ptr(y)})"
     )
-    code.macs = batches * spatial * channels
     return code
 
 
-PRELU_FIELDS = (
-    "input_offset",
-    "alpha_offset",
-    "output_offset",
-    "output_multiplier_1",
-    "output_shift_1",
-    "output_multiplier_2",
-    "output_shift_2",
-    "act_min",
-    "act_max",
-)
 
 
 def _prelu(ctx: Ctx, node: QNode) -> LayerCode:
     x, alpha, y = node.inputs[0], node.inputs[1], node.outputs[0]
     sx, sa = ctx.shape(x), ctx.shape(alpha)
-    code = LayerCode("prelu" if sa == sx else "prelu (broadcast)", "mq_elementwise")
+    code = _layer(ctx, node, "prelu" if sa == sx else "prelu (broadcast)")
     bc = broadcast_fields(sx, sa)
     bc_init = [(k, "{" + ", ".join(c_int(v) for v in vals) + "}") for k, vals in bc.items()]
     bc_init[0] = ("rank", c_int(bc["rank"][0]))
@@ -609,7 +541,7 @@ def _reduce(ctx: Ctx, node: QNode) -> LayerCode:
     x, y = node.inputs[0], node.outputs[0]
     shape = ctx.shape(x)
     axes = tuple(int(a) for a in node.params.axes)
-    code = LayerCode(f"{node.kernel} axes {', '.join(map(str, axes))}", "mq_reduce")
+    code = _layer(ctx, node, f"{node.kernel} axes {', '.join(map(str, axes))}")
 
     def arr(values) -> str:
         return "{" + ", ".join(c_int(v) for v in values) + "}"
@@ -629,7 +561,7 @@ def _argmax(ctx: Ctx, node: QNode) -> LayerCode:
     axis = int(node.params.axis)
     outer = int(np.prod(shape[:axis], dtype=np.int64))
     inner = int(np.prod(shape[axis + 1 :], dtype=np.int64))
-    code = LayerCode(f"argmax axis {axis}", "mq_reduce")
+    code = _layer(ctx, node, f"argmax axis {axis}")
     fields = [("outer", c_int(outer)), ("axis_size", c_int(shape[axis])),
               ("inner", c_int(inner)),
               ("select_last_index", c_int(node.params.select_last_index))]
@@ -638,8 +570,6 @@ def _argmax(ctx: Ctx, node: QNode) -> LayerCode:
     return code
 
 
-RECURRENT_FIELDS = ("input_size", "hidden_size", "input_offset", "hidden_offset",
-                    "output_offset", "cell_shift", "output_multiplier", "output_shift")
 RECURRENT_ARRAYS = (("input_weights", _i8), ("recurrent_weights", _i8), ("input_bias", _i32),
                     ("recurrent_bias", _i32), ("input_multiplier", _i32), ("input_shift", _i32),
                     ("recurrent_multiplier", _i32), ("recurrent_shift", _i32))
@@ -650,7 +580,7 @@ def _recurrent(ctx: Ctx, node: QNode) -> LayerCode:
     p = node.params
     x, y, state = node.inputs[0], node.outputs[0], node.outputs[1]
     steps = ctx.shape(x)[-2]
-    code = LayerCode(f"{node.kernel} {steps}x{p.input_size} -> {p.hidden_size}", "mq_recurrent")
+    code = _layer(ctx, node, f"{node.kernel} {steps}x{p.input_size} -> {p.hidden_size}")
     fields = _fields(p, RECURRENT_FIELDS)
     for what, conv in RECURRENT_ARRAYS:
         code.weights += [(ctx.weight(what), conv(getattr(p, what)))]
@@ -664,8 +594,18 @@ def _recurrent(ctx: Ctx, node: QNode) -> LayerCode:
         f"mq_{node.kernel}_s8(&{ctx.sym('params')}, {steps}, {ctx.ptr(x)}, {ctx.ptr(y)}, "
         f"(int16_t *)(void *){ctx.ptr(state)})"
     )
-    gates = p.input_weights.shape[0]
-    code.macs = steps * gates * (p.input_size + p.hidden_size)
+    return code
+
+
+def _abs(ctx: Ctx, node: QNode) -> LayerCode:
+    x, y = node.inputs[0], node.outputs[0]
+    code = _layer(ctx, node, "abs")
+    code.statics += [
+        struct_def("mq_requantize_params", ctx.sym("params"), _fields(node.params, REQUANT_FIELDS))
+    ]
+    code.call = _checked(
+        f"mq_abs_s8(&{ctx.sym('params')}, {_size(ctx, x)}, {ctx.ptr(x)}, {ctx.ptr(y)})"
+    )
     return code
 
 
@@ -727,23 +667,8 @@ EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "lstm": _recurrent,
     "gru": _recurrent,
     "lstm_tfl": _lstm_tfl,
+    "abs": _abs,
 }
 
 # runtime family -> the C sources it needs (headers come from #include lines)
-FAMILY_SOURCES: dict[str, tuple[str, ...]] = {
-    "mq_conv": ("mq_conv.c",),
-    "mq_fc": ("mq_fc.c",),
-    "mq_pool": ("mq_pool.c",),
-    "mq_elementwise": ("mq_elementwise.c", "mq_requant.c"),
-    "mq_softmax": ("mq_softmax.c",),
-    "mq_tensor": ("mq_tensor.c",),
-    "mq_matmul": ("mq_matmul.c",),
-    "mq_layernorm": ("mq_layernorm.c", "mq_isqrt.c"),
-    "mq_groupnorm": ("mq_groupnorm.c", "mq_isqrt.c"),
-    "mq_reduce": ("mq_reduce.c",),
-    "mq_slice": ("mq_slice.c",),
-    "mq_resize": ("mq_resize.c",),
-    "mq_transpose_conv": ("mq_transpose_conv.c",),
-    "mq_conv3d": ("mq_conv3d.c",),
-    "mq_recurrent": ("mq_recurrent.c",),
-}
+FAMILY_SOURCES: dict[str, tuple[str, ...]] = FAMILIES

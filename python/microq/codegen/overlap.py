@@ -47,19 +47,13 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ..ops import KERNELS
 from ..qir import QGraph, QNode
 
 # kernel -> the input indices that may be overlapped in place (D = 0) when unbroadcast
-IN_PLACE_INPUTS: dict[str, tuple[int, ...]] = {
-    "add": (0, 1),
-    "sub": (0, 1),
-    "mul": (0, 1),
-    "maximum": (0, 1),
-    "minimum": (0, 1),
-    "prelu": (0,),
-    "lut": (0,),
-    "requantize": (0,),
-}
+# (KernelDef.in_place in microq.ops)
+IN_PLACE_INPUTS: dict[str, tuple[int, ...]] = {k: d.in_place for k, d in KERNELS.items()
+                                                if d.in_place}
 
 
 # Rows (NHWC pixels) per chunk of mq_conv2d_s8's 1x1 fast path (MQ_ROWS_CHUNK in mq_conv.c).

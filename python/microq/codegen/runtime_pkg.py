@@ -1,4 +1,4 @@
-"""One runtime, many models: the shared runtime folder and what a build of a model folder needs.
+"""One runtime, many models: the shared runtime folder `microq runtime` writes.
 
 A model folder is generated either with its own copy of the runtime files it uses (`runtime
 "copy"`, the default: the folder compiles on its own) or without them (`runtime "external"`):
@@ -11,7 +11,6 @@ emulated boards) add them from the installed runtime.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from .. import __version__
 from ..errors import MicroqError
@@ -46,46 +45,7 @@ def runtime_folder_files() -> dict[str, bytes]:
     return files
 
 
-def write_runtime(out_dir: str | Path) -> list[str]:
-    """Write the shared runtime folder (replacing an earlier one atomically); returns its files."""
-    from .emit import write_folder
-
-    files = runtime_folder_files()
-    write_folder(Path(out_dir), files)
-    return sorted(files)
-
-
 def check_mode(runtime: str) -> str:
     if runtime not in RUNTIME_MODES:
         raise MicroqError(f"runtime must be one of {', '.join(RUNTIME_MODES)}, not '{runtime}'")
     return runtime
-
-
-def source_dir(model_dir: Path, meta: dict) -> Path:
-    """Where NAME.c / NAME.h are: the folder itself, or src/ of the Arduino layout."""
-    sub = meta.get("source_dir") or ""
-    if sub not in ("", "src"):
-        raise MicroqError(f"{model_dir}: unexpected source_dir '{sub}' in its NAME.json")
-    return Path(model_dir) / sub if sub else Path(model_dir)
-
-
-def build_inputs(model_dir: Path, meta: dict) -> tuple[list[Path], list[Path]]:
-    """(C sources, include folders) that build the model folder: its own .c files, and for an
-    external-runtime folder the runtime files it needs from the installed runtime."""
-    model_dir = source_dir(model_dir, meta)
-    sources = sorted(model_dir.glob("*.c"))
-    includes = [model_dir]
-    if meta.get("runtime", "copy") == "external":
-        from ..runtime.locate import runtime_root
-
-        root = runtime_root()
-        needed = meta.get("runtime_files") or []
-        for name in needed:
-            if name.endswith(".c"):
-                src = root / "src" / name
-                if not src.is_file():
-                    raise MicroqError(f"{model_dir}: runtime source {name} is not in {root}; "
-                                      "compile the model again with this microq")
-                sources.append(src)
-        includes += [root / "include", root / "src"]
-    return sources, includes

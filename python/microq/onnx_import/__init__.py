@@ -8,10 +8,9 @@ import onnx
 
 from microq import ir
 from microq.errors import UnsupportedModelError
-from microq.onnx_import.convert import convert, onnx_node_names
-from microq.onnx_import.fuse import fuse
+from microq.onnx_import.frontend import convert_with_problems
 from microq.onnx_import.inspect import InspectReport, format_table, inspect_onnx, to_json
-from microq.onnx_import.loader import empty_outputs, load_onnx, prepare
+from microq.onnx_import.loader import load_onnx
 
 __all__ = ["load_onnx", "import_onnx", "inspect_onnx", "InspectReport", "format_table", "to_json"]
 
@@ -67,21 +66,3 @@ def check_shapes_by_running(graph: ir.Graph) -> None:
             f"{graph.source_path}: the imported graph cannot run ({type(e).__name__}: {e}); the "
             "model's shapes are inconsistent or use a form microq mishandles; check the model "
             "(onnx.checker, onnxruntime) or re-export it") from None
-
-
-def convert_with_problems(
-    model_or_path: onnx.ModelProto | str | os.PathLike, path: str | None = None,
-) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
-    """The fused IR graph plus the unsupported nodes, without raising for them; `path` names a
-    model given as a proto in messages."""
-    if isinstance(model_or_path, onnx.ModelProto):
-        model, path = model_or_path, path or model_or_path.graph.name or "<model>"
-    else:
-        path = str(model_or_path)
-        model = load_onnx(path)
-    prep = prepare(model, path)
-    graph, problems = convert(prep)
-    bad = {n for n, _, _ in problems}
-    problems += [p for p in empty_outputs(prep, onnx_node_names(prep.nodes)) if p[0] not in bad]
-    fuse(graph)
-    return graph, problems

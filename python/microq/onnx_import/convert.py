@@ -33,6 +33,7 @@ CONVERTERS: dict[str, Callable[[Ctx], None]] = {
     "MatMul": att.matmul,
     "BatchNormalization": sp.batch_norm,
     "Relu": tn.relu,
+    "Abs": tn.abs_,
     "Clip": tn.clip,
     "LeakyRelu": tn.simple_activation,
     "Sigmoid": tn.simple_activation,

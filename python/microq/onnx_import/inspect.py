@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from microq import ir
-from microq.errors import MicroqError
+from microq.ops import op_macs
 
 
 @dataclass(frozen=True)
@@ -42,43 +42,21 @@ class InspectReport:
 
 
 def _macs(g: ir.Graph, n: ir.Node) -> int:
-    out = g.tensors[n.outputs[0]].shape
-    if n.op == "ConvTranspose2D":  # every input pixel x every tap (the scatter count)
-        x = g.tensors[n.inputs[0]].shape
-        return int(np.prod(x[:3])) * int(np.prod(g.tensors[n.inputs[1]].shape))
-    if n.op in ("Conv2D", "Conv3D"):
-        w = g.tensors[n.inputs[1]].shape
-        return int(np.prod(out)) * int(np.prod(w[1:]))
-    if n.op == "FullyConnected":
-        return int(np.prod(out)) * g.tensors[n.inputs[1]].shape[1]
-    if n.op == "MatMul":  # activation x activation: B*M*N outputs, K products each
-        return int(np.prod(out)) * g.tensors[n.inputs[0]].shape[-1]
-    if n.op == "Resize" and n.attrs.mode == "linear":  # one multiply per tap, four taps
-        return 4 * int(np.prod(out))
-    if n.op in ("LayerNorm", "GroupNorm"):  # one multiply-add per element, as compile counts
-        return int(np.prod(out))
-    if n.op in ("LSTM", "GRU"):  # every step: every gate row over x and h (as compile counts)
-        w, r = (g.tensors[n.inputs[k]].shape for k in (1, 2))
-        return int(out[-2]) * int(w[0]) * (int(w[1]) + int(r[1]))
-    return 0
+    """The op table's MAC count (microq.ops.OpDef.macs) on the node's shapes."""
+    return op_macs(n.op, [g.tensors[i].shape for i in n.inputs],
+                   [g.tensors[o].shape for o in n.outputs], n.attrs)
 
 
-def inspect_onnx(path: str | os.PathLike) -> InspectReport:
-    """Describe a model; unsupported nodes are listed, not raised (only unreadable files raise).
-
-    A QDQ model (already quantized) is described as compile sees it: without its Q/DQ nodes."""
-    from microq.onnx_import import convert_with_problems, load_onnx
-    from microq.qdq.strip import is_qdq, strip_qdq
+def inspect_onnx(path: str | os.PathLike, model=None, quantized: bool = False) -> InspectReport:
+    """Describe a float ONNX model (`model`, else the file at `path`); unsupported nodes are
+    listed, not raised (only unreadable files raise). `quantized`: `model` is a QDQ model with
+    its Q/DQ nodes stripped (api.inspect does that, and reads .tflite files)."""
+    from microq.onnx_import.frontend import convert_with_problems
+    from microq.onnx_import.loader import load_onnx
 
     path = str(path)
-    if path.lower().endswith(".tflite"):
-        from microq.tflite_import.inspect import inspect_tflite
-
-        return inspect_tflite(path)
-    model = load_onnx(path)
-    quantized = is_qdq(model)
-    if quantized:
-        model = strip_qdq(model, path).model
+    if model is None:
+        model = load_onnx(path)
     g, problems = convert_with_problems(model, path)
     report = InspectReport(
         path,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from microq import ir
+from microq.ops import check_node
 
 NHWC = (0, 2, 3, 1)  # physical NHWC from logical NCHW
 NLC = (0, 2, 1)  # Conv1D: physical [N, L, C] from logical [N, C, L]
@@ -131,6 +132,7 @@ class Builder:
         source: list[str] | None = None,
     ) -> str:
         """Append a node producing a new tensor named like `out` (made unique); return its name."""
+        check_node(f"node '{node or out}'", op, attrs)  # an op and attrs of microq.ops.OPS
         out = self.activation(out, out_shape)
         name = self.node_name(node or out)
         self.nodes.append(ir.Node(name, op, list(inputs), [out], attrs, list(source or [])))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from microq import ir
+from microq.ops import check_node
 from microq.onnx_import.context import Ctx, Unsupported
 
 DEFAULT_ACTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
@@ -93,8 +94,10 @@ def recurrent(cx: Ctx) -> None:
     base = cx.node.output[0] or cx.node.output[1] or cx.name
     y = cx.b.activation(f"{base}__seq", (1, steps, hidden))
     state = cx.b.activation(f"{base}__state", (1, steps, hidden))
+    attrs = ir.RecurrentAttrs(hidden)
+    check_node(f"node '{cx.name}'", op, attrs)
     cx.b.nodes.append(ir.Node(cx.b.node_name(cx.name), op, [v.name] + consts, [y, state],
-                              ir.RecurrentAttrs(hidden), cx.source))
+                              attrs, cx.source))
     if not cx.unused(0):
         yy = cx.b.reshape(y, (1, 1, steps, hidden), f"{cx.out(0)}", cx.source)
         cx.set(yy, (2, 1, 0, 3) if layout == 0 else (0, 2, 1, 3), 0)

@@ -54,6 +54,9 @@ ROWS: list[tuple[tuple[str, ...], str, str]] = [
     (("PRelu",), "`mq_prelu_s8`",
      "per-channel or one slope (any slope that broadcasts); TFLite PRELU: int8 slope, two "
      "multipliers (positive and negative side)"),
+    (("Abs",), "`mq_abs_s8`",
+     "the absolute value of (x - zero point), requantized to the output's scale (calibrated, "
+     ">= 0)"),
     (("Max", "Min"), "`mq_maximum_s8`, `mq_minimum_s8`",
      "two activations with broadcasting, or with a constant; more inputs as a chain; both inputs "
      "rescaled to one scale as in ADD, then the larger / smaller requantized"),

@@ -17,6 +17,12 @@ def _unary(cx: Ctx, attrs: ir.ActAttrs) -> None:
     cx.set(y, v.perm, hidden=v.hidden)
 
 
+def abs_(cx: Ctx) -> None:
+    v = cx.value(0, hidden=True)
+    y = cx.b.add("Abs", [v.name], cx.out(), cx.b.shape(v.name), None, cx.name, cx.source)
+    cx.set(y, v.perm, hidden=v.hidden)
+
+
 def relu(cx: Ctx) -> None:
     _unary(cx, ir.ActAttrs("relu", lo=0.0, hi=INF))
 

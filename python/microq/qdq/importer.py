@@ -30,19 +30,11 @@ class _FixedQuantizer(_Quantizer):
         super().__init__(graph, {}, rounding)
         self.qdq = qdq
 
-    def run(self) -> qir.QGraph:
-        """The base quantizer's loop, plus a requantize after an op whose output parameters are
-        fixed by its kernel when the model gives others (onnxruntime's average pooling, its
-        softmax output at 1/255)."""
-        for name in self.g.inputs:
-            self.add_tensor(name, self.calibrated(name))
-        for node in self.g.nodes:
-            self.handle(node)
-            if node.op in FIXED_OUTPUT:
-                self._requantize_to_given(node)
-        return qir.QGraph(self.g.name, self.tensors, self.nodes, list(self.g.inputs),
-                          list(self.g.outputs), dict(self.g.input_perm),
-                          dict(self.g.logical_shapes))
+    def after(self, node: ir.Node) -> None:
+        """A requantize after an op whose output parameters are fixed by its kernel when the
+        model gives others (onnxruntime's average pooling, its softmax output at 1/255)."""
+        if node.op in FIXED_OUTPUT:
+            self._requantize_to_given(node)
 
     def _requantize_to_given(self, node: ir.Node) -> None:
         out = node.outputs[0]

@@ -20,18 +20,19 @@ from typing import Callable
 import numpy as np
 
 from .. import ir, qir
+from ..ops import KERNELS as KERNELS_TABLE
 from ..ref.arith import INT32_MAX
 from .guards import channel_weight_sums, reach
 from ..ref.float_exec import OPS
 from ..ref.int_exec import KERNELS
 
-CORRECTED = ("conv2d", "depthwise_conv2d", "fully_connected")
+CORRECTED = tuple(k for k, d in KERNELS_TABLE.items() if d.bias_correction)
 MAX_SAMPLES = 256  # measured on at most this many calibration samples
 
 
 def quantize_feed(q: qir.QParams, x: np.ndarray) -> np.ndarray:
     """Float -> int8 the way compare and the tests quantize model inputs."""
-    return np.clip(np.round(x / q.scale) + q.zero_point, -128, 127).astype(np.int8)
+    return qir.quantize_int8(x, q.scale, q.zero_point)
 
 
 def dequantize(q: qir.QParams, v: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import MicroqError
+from ..ops import check_kernel
 from ..ref.arith import INT32_MAX
 from ..ref.layernorm import MAX_ROW as LAYERNORM_MAX_ROW
 from ..ref.matmul import MAX_DEPTH as MATMUL_MAX_DEPTH
@@ -95,6 +96,7 @@ def check_node(node, tensors: Mapping | None = None, where: str = "",
     `tensors` (name -> QTensor) gives operand shapes (needed for batch_matmul's depth);
     `where` prefixes the message (e.g. the model file)."""
     k, p = node.kernel, node.params
+    check_kernel(f"{where}node '{node.name}'", k, p)  # a kernel and params of microq.ops
     if k.endswith("_s16"):  # 16x8: int64 accumulators, proved in quant/s16.py
         from .s16 import check_node_s16
 

@@ -16,8 +16,9 @@ import numpy as np
 from .. import ir, qir
 from ..errors import MicroqError
 from ..ref import activations
-from ..ref.arith import quantize_multiplier, round_half_away
+from ..ref.arith import round_half_away
 from . import guards, rules_attention, rules_minmax, rules_norm, rules_recurrent, rules_spatial, scheme
+from .scheme import quantize_weights_per_channel
 from .calibrate import Range
 
 INT32_MAX = 2**31 - 1
@@ -31,20 +32,6 @@ def params_from_range(lo: float, hi: float) -> qir.QParams:
     scale = (hi - lo) / 255.0
     zp = int(round_half_away(-128 - lo / scale))
     return qir.QParams(float(np.float32(scale)), max(-128, min(127, zp)))
-
-
-def quantize_weights_per_channel(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric per-output-channel (axis 0) int8 weights in [-127, 127] and their scales."""
-    flat = w.reshape(w.shape[0], -1).astype(np.float64)
-    amax = np.max(np.abs(flat), axis=1)
-    # float32 scales: the value every file format (QDQ ONNX, TFLite) stores, so that a model
-    # written out and read back requantizes to the same multipliers.
-    scales = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32).astype(np.float64)
-    # a channel below float32's smallest normal would get scale 0 (division by zero): such
-    # weights are zero in int8 at any representable scale
-    scales = np.maximum(scales, float(np.finfo(np.float32).tiny))
-    q = np.clip(round_half_away(flat / scales[:, None]), -127, 127).astype(np.int8)
-    return q.reshape(w.shape), scales
 
 
 def _bias(b: np.ndarray, s_in: float, s_w: np.ndarray) -> np.ndarray:
@@ -103,12 +90,6 @@ def fit_channels(name: str, w: np.ndarray, b: np.ndarray, s_in: float, input_off
                               "into int32")
         wq[c], s_w[c], bias[c] = q, s, qb
     return wq.reshape(w.shape).astype(np.int8), s_w, bias.astype(np.int32)
-
-
-def _multipliers(s_in: float, s_w: np.ndarray, s_out: float,
-                 rounding: str = "double") -> tuple[np.ndarray, np.ndarray]:
-    ms = [quantize_multiplier(float(s_in) * float(sw) / float(s_out), rounding) for sw in s_w]
-    return (np.array([m for m, _ in ms], dtype=np.int32), np.array([s for _, s in ms], dtype=np.int32))
 
 
 class _Quantizer:
@@ -197,9 +178,14 @@ class _Quantizer:
             self.add_tensor(name, self.calibrated(name))
         for node in self.g.nodes:
             self.handle(node)
+            self.after(node)
         return qir.QGraph(self.g.name, self.tensors, self.nodes, list(self.g.inputs),
                           list(self.g.outputs), dict(self.g.input_perm),
                           dict(self.g.logical_shapes))
+
+    def after(self, node: ir.Node) -> None:
+        """Hook run after each node is quantized (the QDQ importer requantizes to the model's
+        own output parameters there)."""
 
     def handle(self, node: ir.Node) -> None:
         """Quantize one node; a scheme error is reported with the node's name."""
@@ -225,19 +211,15 @@ class _Quantizer:
         self.widen_output(out, s_in, s_w, guards.reach(-zp_in) * np.abs(
             wq.reshape(len(s_w), -1).astype(np.int64)).sum(axis=1) + np.abs(bias))
         qo = self.q(out)
-        mult, shift = _multipliers(s_in, s_w, qo.scale, self.rounding)
+        mult, shift = scheme.channel_multipliers(s_in, s_w, qo.scale, self.rounding)
         lo, hi = scheme.act_range(qo.scale, qo.zero_point, a.act_min, a.act_max)
         cin = self.g.tensors[x].shape[-1]
         cout = wf.shape[0]
         depthwise = a.groups == cin and wf.shape[3] == 1 and a.groups > 1
         kernel = "depthwise_conv2d" if depthwise else "conv2d"
         filt = wq.transpose(3, 1, 2, 0).copy() if depthwise else wq
-        p = qir.ConvParams(
-            stride_h=a.stride[0], stride_w=a.stride[1], pad_top=a.pads[0], pad_left=a.pads[1],
-            dilation_h=a.dilation[0], dilation_w=a.dilation[1], input_offset=-zp_in,
-            output_offset=qo.zero_point, act_min=lo, act_max=hi,
-            ch_mult=cout // cin if depthwise else 1, multiplier=mult, shift=shift,
-            filter=filt, bias=bias)
+        p = scheme.conv_params(a.stride, a.dilation, a.pads[:2], zp_in, qo.zero_point, (lo, hi),
+                               mult, shift, filt, bias, cout // cin if depthwise else 1)
         self.emit(node, kernel, [x], [out], p)
 
     def fully_connected(self, node: ir.Node) -> None:
@@ -252,11 +234,9 @@ class _Quantizer:
         self.widen_output(out, qi.scale, s_w, guards.reach(-qi.zero_point) * np.abs(
             wq.astype(np.int64)).sum(axis=1) + np.abs(bias))
         qo = self.q(out)
-        mult, shift = _multipliers(qi.scale, s_w, qo.scale, self.rounding)
+        mult, shift = scheme.channel_multipliers(qi.scale, s_w, qo.scale, self.rounding)
         lo, hi = scheme.act_range(qo.scale, qo.zero_point, a.act_min, a.act_max)
-        p = qir.FCParams(input_offset=-qi.zero_point, filter_offset=0,
-                         output_offset=qo.zero_point, act_min=lo, act_max=hi, multiplier=mult,
-                         shift=shift, filter=wq, bias=bias)
+        p = scheme.fc_params(qi.zero_point, qo.zero_point, (lo, hi), mult, shift, wq, bias)
         self.emit(node, "fully_connected", [x], [out], p)
 
     def pool(self, node: ir.Node) -> None:
@@ -374,6 +354,16 @@ class _Quantizer:
                                     qo.zero_point, rounding=self.rounding)
         self.emit(node, "layernorm", [x], [out], p)
 
+    def abs_(self, node: ir.Node) -> None:
+        """|x| requantized from the input's scale to the output's (calibrated, >= 0)."""
+        x, out = node.inputs[0], node.outputs[0]
+        qi = self.q(x)
+        self.add_tensor(out, self.calibrated(out))
+        qo = self.q(out)
+        p = scheme.requantize_params(qi.scale, qi.zero_point, qo.scale, qo.zero_point,
+                                     rounding=self.rounding)
+        self.emit(node, "abs", [x], [out], p)
+
     def slice_(self, node: ir.Node) -> None:
         a: ir.SliceAttrs = node.attrs
         x, out = node.inputs[0], node.outputs[0]
@@ -411,6 +401,7 @@ HANDLERS = {
     "ArgMax": rules_minmax.argmax,
     "LSTM": rules_recurrent.recurrent,
     "GRU": rules_recurrent.recurrent,
+    "Abs": _Quantizer.abs_,
 }
 
 

@@ -27,7 +27,7 @@ def _mults(real: np.ndarray, rounding: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _quant_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    from .quantize import quantize_weights_per_channel
+    from .scheme import quantize_weights_per_channel
 
     return quantize_weights_per_channel(np.asarray(w, np.float32))
 

@@ -3,10 +3,7 @@ node, called by quant.quantize's HANDLERS with the running quantizer."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import qir
-from ..ref.arith import quantize_multiplier
 from ..ref.resize import resize_params
 from . import scheme
 
@@ -19,10 +16,7 @@ def _weighted(q, node):
     q.add_tensor(out, q.calibrated(out))
     qo = q.q(out)
     wq, s_w = q.weights(node)
-    ms = [quantize_multiplier(float(qi.scale) * float(sw) / float(qo.scale), q.rounding)
-          for sw in s_w]
-    mult = np.array([m for m, _ in ms], np.int32)
-    shift = np.array([s for _, s in ms], np.int32)
+    mult, shift = scheme.channel_multipliers(qi.scale, s_w, qo.scale, q.rounding)
     lo, hi = scheme.act_range(qo.scale, qo.zero_point, node.attrs.act_min, node.attrs.act_max)
     return x, out, qi, qo, wq, mult, shift, lo, hi, q.bias(node, qi.scale, s_w)
 
@@ -31,11 +25,8 @@ def transpose_conv(q, node) -> None:
     """Per-channel int8 weights (OHWI), int32 bias, as TFLite's TRANSPOSE_CONV."""
     a = node.attrs
     x, out, qi, qo, wq, mult, shift, lo, hi, bias = _weighted(q, node)
-    p = qir.ConvParams(
-        stride_h=a.stride[0], stride_w=a.stride[1], pad_top=a.pads[0], pad_left=a.pads[1],
-        dilation_h=a.dilation[0], dilation_w=a.dilation[1], input_offset=-qi.zero_point,
-        output_offset=qo.zero_point, act_min=lo, act_max=hi, ch_mult=1, multiplier=mult,
-        shift=shift, filter=wq, bias=bias)
+    p = scheme.conv_params(a.stride, a.dilation, a.pads[:2], qi.zero_point, qo.zero_point,
+                           (lo, hi), mult, shift, wq, bias)
     q.emit(node, "transpose_conv2d", [x], [out], p)
 
 

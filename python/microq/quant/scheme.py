@@ -12,12 +12,15 @@ from ..errors import MicroqError
 from ..qir import (
     AddParams,
     BatchMatMulParams,
+    ConvParams,
+    FCParams,
     LayerNormParams,
     MulParams,
     RequantizeParams,
     SliceParams,
     SoftmaxParams,
 )
+from ..ref import layernorm as _ln
 from ..ref.arith import quantize_multiplier, round_half_away
 
 ADD_LEFT_SHIFT = 20  # TFLite int8 ADD/SUB
@@ -184,9 +187,11 @@ def act_range(s_out: float, zp_out: int, lo: float, hi: float) -> tuple[int, int
 
 # ---- transformer kernels: batched matmul, LayerNorm, slice ---------------------------------
 
-LAYERNORM_NORM_BITS = 20  # MQ_LAYERNORM_NORM_BITS
-LAYERNORM_OUT_BITS = 8  # MQ_LAYERNORM_OUT_BITS
-LAYERNORM_VAR_BITS = 16  # MQ_LAYERNORM_VAR_BITS
+# the fixed-point formats of mq_layernorm.h: one Python source (ref.layernorm, checked equal
+# to the C header's #defines by tests/test_op_fixtures.py::test_c_constants_equal_python)
+LAYERNORM_NORM_BITS = _ln.NORM_BITS
+LAYERNORM_OUT_BITS = _ln.OUT_BITS
+LAYERNORM_VAR_BITS = _ln.VAR_BITS
 LAYERNORM_BIAS_MAX = 1 << 29  # |beta / s_out| beyond 2^21 output steps saturates anyway
 
 
@@ -328,3 +333,48 @@ def gather_params(in_shape: tuple[int, ...], axis: int, index: int) -> SlicePara
         raise MicroqError(f"Gather index {index} is out of range for an axis of size {dim}")
     return slice_params(in_shape, [i], [i + 1], [axis])
 
+
+def quantize_weights_per_channel(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel (axis 0) int8 weights in [-127, 127] and their scales."""
+    flat = w.reshape(w.shape[0], -1).astype(np.float64)
+    amax = np.max(np.abs(flat), axis=1)
+    # float32 scales: the value every file format (QDQ ONNX, TFLite) stores, so that a model
+    # written out and read back requantizes to the same multipliers.
+    scales = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32).astype(np.float64)
+    # a channel below float32's smallest normal would get scale 0 (division by zero): such
+    # weights are zero in int8 at any representable scale
+    scales = np.maximum(scales, float(np.finfo(np.float32).tiny))
+    q = np.clip(round_half_away(flat / scales[:, None]), -127, 127).astype(np.int8)
+    return q.reshape(w.shape), scales
+
+
+def channel_multipliers(s_in: float, s_w, s_out: float,
+                        rounding: str = "double") -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel requantization of a conv / FC accumulator: s_in * s_w[c] / s_out as
+    int32 (multiplier, shift) arrays. The one builder for the quantizer (ONNX, QDQ) and the
+    TFLite lowering."""
+    ms = [quantize_multiplier(float(s_in) * float(sw) / float(s_out), rounding) for sw in s_w]
+    return (np.array([m for m, _ in ms], dtype=np.int32),
+            np.array([s for _, s in ms], dtype=np.int32))
+
+
+def conv_params(stride: tuple[int, int], dilation: tuple[int, int], pad: tuple[int, int],
+                zp_in: int, zp_out: int, act: tuple[int, int], multiplier: np.ndarray,
+                shift: np.ndarray, filt: np.ndarray, bias: np.ndarray | None,
+                ch_mult: int = 1) -> ConvParams:
+    """mq_conv_params + arrays of conv2d / depthwise (filter 1HWO, ch_mult) / transpose conv;
+    pad is (top, left). The one builder for the quantizer and the TFLite lowering."""
+    return ConvParams(
+        stride_h=int(stride[0]), stride_w=int(stride[1]), pad_top=int(pad[0]),
+        pad_left=int(pad[1]), dilation_h=int(dilation[0]), dilation_w=int(dilation[1]),
+        input_offset=-int(zp_in), output_offset=int(zp_out), act_min=int(act[0]),
+        act_max=int(act[1]), ch_mult=int(ch_mult), multiplier=multiplier, shift=shift,
+        filter=filt, bias=bias)
+
+
+def fc_params(zp_in: int, zp_out: int, act: tuple[int, int], multiplier: np.ndarray,
+              shift: np.ndarray, filt: np.ndarray, bias: np.ndarray | None) -> FCParams:
+    """mq_fc_params + arrays (symmetric weights: filter_offset 0)."""
+    return FCParams(input_offset=-int(zp_in), filter_offset=0, output_offset=int(zp_out),
+                    act_min=int(act[0]), act_max=int(act[1]), multiplier=multiplier,
+                    shift=shift, filter=filt, bias=bias)

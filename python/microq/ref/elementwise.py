@@ -82,3 +82,10 @@ def requantize(p: RequantizeParams, x, rounding: str = "double") -> np.ndarray:
     x = np.asarray(x, np.int64) + p.input_offset
     out = mbqm(x, p.multiplier, p.shift, rounding) + p.output_offset
     return clamp(out, p.act_min, p.act_max).astype(np.int8)
+
+
+def abs_(p: RequantizeParams, x, rounding: str = "double") -> np.ndarray:
+    """Abs: clamp(MBQM(|x + input_offset|, M, shift) + output_offset) (mq_abs_s8)."""
+    v = np.abs(np.asarray(x, np.int64) + p.input_offset)
+    out = mbqm(v, p.multiplier, p.shift, rounding) + p.output_offset
+    return clamp(out, p.act_min, p.act_max).astype(np.int8)

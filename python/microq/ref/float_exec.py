@@ -13,7 +13,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from microq import ir
 from microq.ref import resize as resize_ref
-from microq.ref import conv3d, transpose_conv
+from microq.ref import activations, conv3d, transpose_conv
 from microq.ref import recurrent as recurrent_ref
 
 
@@ -119,44 +119,9 @@ def avg_pool(args: list[np.ndarray], a: ir.PoolAttrs) -> np.ndarray:
     return total / count
 
 
-def _erf(x: np.ndarray) -> np.ndarray:
-    """Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): numpy has no erf."""
-    t = 1.0 / (1.0 + 0.3275911 * np.abs(x))
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027
-                + t * 1.061405429))))
-    return np.sign(x) * (1.0 - poly * np.exp(-x * x))
-
-
 def activation(args: list[np.ndarray], a: ir.ActAttrs) -> np.ndarray:
-    x = args[0].astype(np.float64)
-    k = a.kind
-    if k == "relu":
-        y = np.maximum(x, 0.0)
-    elif k == "clip":
-        y = np.clip(x, a.lo, a.hi)
-    elif k == "leaky_relu":
-        y = np.where(x >= 0, x, a.alpha * x)
-    elif k == "sigmoid":
-        y = 1.0 / (1.0 + np.exp(-x))
-    elif k == "tanh":
-        y = np.tanh(x)
-    elif k == "hard_sigmoid":
-        y = np.clip(a.alpha * x + a.beta, 0.0, 1.0)
-    elif k == "hard_swish":
-        y = x * np.clip(x / 6.0 + 0.5, 0.0, 1.0)
-    elif k == "silu":
-        y = x / (1.0 + np.exp(-x))
-    elif k == "gelu":
-        y = 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
-    elif k == "gelu_tanh":
-        y = 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
-    elif k == "elu":
-        y = np.where(x > 0, x, a.alpha * np.expm1(np.minimum(x, 0.0)))
-    elif k == "softplus":
-        y = np.logaddexp(0.0, x)
-    else:
-        raise ValueError(f"unknown activation kind '{k}'")
-    return y.astype(np.float32)
+    """The one definition (ref.activations, which the quantizer's lookup tables sample too)."""
+    return activations.apply(a, args[0]).astype(np.float32)
 
 
 def softmax(args: list[np.ndarray], a: ir.SoftmaxAttrs) -> np.ndarray:
@@ -258,4 +223,5 @@ OPS: dict[str, Callable[[list[np.ndarray], object], np.ndarray]] = {
     "ArgMax": argmax,
     "LSTM": recurrent("lstm"),
     "GRU": recurrent("gru"),
+    "Abs": lambda x, a: np.abs(x[0]),
 }

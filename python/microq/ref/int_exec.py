@@ -225,6 +225,7 @@ KERNELS: dict[str, Adapter] = {
     "logistic_s16": lambda n, g, xs, r: s16.logistic_s16(n.params, xs[0]),
     "tanh_s16": lambda n, g, xs, r: s16.tanh_s16(n.params, xs[0]),
     "requantize_s16": _requantize_s16,
+    "abs": lambda node, g, xs, rounding: elementwise.abs_(node.params, xs[0], rounding),
 }
 
 

@@ -7,13 +7,14 @@ content), so the host executes exactly the code the MCU gets.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import MicroqError
+from ..names import is_c_identifier
+from ..qir import quantize_int8
 from . import cbuild
 
 STATUS_NAMES = {1: "MQ_ERR_ARG", 2: "MQ_ERR_SIZE"}  # c_runtime/include/mq_types.h
@@ -37,6 +38,19 @@ def batched_text(sample: tuple[int, ...]) -> str:
     return "(" + ", ".join(["N", *map(str, sample)]) + ")"
 
 
+def load_meta(folder: Path | str) -> dict:
+    """The checked NAME.json of a generated folder (the one place that finds it)."""
+    folder = Path(folder)
+    metas = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not metas:
+        raise MicroqError(f"{folder}: not a microq output folder (no NAME.json); run "
+                          "`microq compile`")
+    if len(metas) != 1:
+        raise MicroqError(f"{folder}: not a microq output folder (expected one NAME.json of a "
+                          f"generated model, found {len(metas)})")
+    return read_meta(metas[0])  # checked: its name and sizes reach the C
+
+
 def read_meta(path: Path) -> dict:
     """NAME.json, checked enough that nothing in it can make the runner touch memory the C
     does not own or read a file outside the folder: a one-line error otherwise."""
@@ -48,7 +62,7 @@ def read_meta(path: Path) -> dict:
     if not isinstance(meta, dict):
         raise MicroqError(f"{bad}; compile the model again")
     name = meta.get("name")
-    if not isinstance(name, str) or re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) is None:
+    if not isinstance(name, str) or not is_c_identifier(name):
         raise MicroqError(f"{bad} (name {name!r} is not a C identifier); compile it again")
     for kind in ("inputs", "outputs"):
         specs = meta.get(kind)
@@ -96,20 +110,15 @@ class HostModel:
     def load(cls, folder: Path | str) -> HostModel:
         """Read NAME.json of a generated folder, check it, and build its C (cached)."""
         folder = Path(folder)
-        metas = sorted(folder.glob("*.json"))
-        if len(metas) != 1:
-            raise MicroqError(
-                f"{folder}: expected one NAME.json of a generated model, found {len(metas)}"
-            )
-        meta = read_meta(metas[0])
+        meta = load_meta(folder)
         name = meta["name"]
-        from ..codegen.runtime_pkg import source_dir
+        from .locate import source_dir
 
         header = source_dir(folder, meta) / f"{name}.h"
         if not header.exists():
             raise MicroqError(f"{folder}: {header.name} is missing")
         defines = {"MQ_SINGLE_ROUNDING": "1"} if meta.get("rounding") == "single" else None
-        from ..codegen.runtime_pkg import build_inputs
+        from .locate import build_inputs
 
         sources, includes = build_inputs(folder, meta)  # + the runtime, if linked apart
         ffi, lib = cbuild.build(
@@ -227,8 +236,7 @@ class HostModel:
             if not _has_batch_axis(spec["logical_shape"]):  # axis 0 of x is the sample axis
                 perm = [0] + [a + 1 for a in perm]
             x = x.transpose(perm)
-        q = np.round(x / np.float32(spec["scale"])) + np.float32(spec["zero_point"])
-        return np.ascontiguousarray(np.clip(q, -128, 127).astype(np.int8))
+        return quantize_int8(x, spec["scale"], spec["zero_point"])
 
     def dequantize_output(self, name: str, q: np.ndarray) -> np.ndarray:
         """int8 output `name` -> float32: (q - zero_point) * scale."""

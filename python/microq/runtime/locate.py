@@ -37,3 +37,31 @@ def runtime_root() -> Path:
 def targets_dir() -> Path:
     """Startup code, linker scripts and the semihosting harness of the emulated boards."""
     return runtime_root() / "targets"
+
+
+def source_dir(model_dir: Path, meta: dict) -> Path:
+    """Where NAME.c / NAME.h are: the folder itself, or src/ of the Arduino layout."""
+    sub = meta.get("source_dir") or ""
+    if sub not in ("", "src"):
+        raise MicroqError(f"{model_dir}: unexpected source_dir '{sub}' in its NAME.json")
+    return Path(model_dir) / sub if sub else Path(model_dir)
+
+
+def build_inputs(model_dir: Path, meta: dict) -> tuple[list[Path], list[Path]]:
+    """(C sources, include folders) that build the model folder: its own .c files, and for an
+    external-runtime folder the runtime files it needs from the installed runtime."""
+    model_dir = source_dir(model_dir, meta)
+    sources = sorted(model_dir.glob("*.c"))
+    includes = [model_dir]
+    if meta.get("runtime", "copy") == "external":
+        root = runtime_root()
+        needed = meta.get("runtime_files") or []
+        for name in needed:
+            if name.endswith(".c"):
+                src = root / "src" / name
+                if not src.is_file():
+                    raise MicroqError(f"{model_dir}: runtime source {name} is not in {root}; "
+                                      "compile the model again with this microq")
+                sources.append(src)
+        includes += [root / "include", root / "src"]
+    return sources, includes

@@ -20,7 +20,8 @@ import numpy as np
 
 from ..errors import MicroqError
 from . import cbuild
-from .host import read_meta, sample_shape
+from .host import load_meta as host_load_meta
+from .host import sample_shape
 from .locate import targets_dir
 
 TARGETS_DIR = targets_dir()  # runtime/locate.py: checkout or installed wheel
@@ -111,17 +112,13 @@ def run_tool(cmd: list[str], cwd: Path, what: str, timeout: float = 300) -> str:
 
 def model_build_inputs(model_dir: Path, meta: dict) -> tuple[list[Path], list[Path]]:
     """(sources, include folders) of a model folder; an external-runtime folder adds the
-    installed runtime's files it needs (codegen/runtime_pkg.py)."""
-    from ..codegen.runtime_pkg import build_inputs
+    installed runtime's files it needs (runtime/locate.py)."""
+    from .locate import build_inputs
 
     return build_inputs(Path(model_dir), meta)
 
 
-def load_meta(model_dir: Path) -> dict:
-    metas = sorted(Path(model_dir).glob("*.json"))
-    if not Path(model_dir).is_dir() or len(metas) != 1:
-        raise MicroqError(f"{model_dir}: not a microq output folder (expected one NAME.json)")
-    return read_meta(metas[0])  # checked: its name and sizes reach the harness C
+load_meta = host_load_meta  # the one NAME.json reader (runtime/host.py)
 
 
 def _model_glue(meta: dict) -> str:
@@ -333,16 +330,3 @@ def run_int8(model_dir: str | Path, target_name: str, inputs: dict[str, np.ndarr
         pos += size
     return outs
 
-
-def size_report(model_dir: str | Path, target_name: str, dsp: bool | None = None) -> dict:
-    """Flash/RAM split of the linked image; see mcu_size.size_report."""
-    from .mcu_size import size_report as report
-
-    return report(model_dir, target_name, dsp)
-
-
-def check_integer_only(model_dir: str | Path) -> list[str]:
-    """Offending symbols when linked for cortex-m0plus; see mcu_size.check_integer_only."""
-    from .mcu_size import check_integer_only as check
-
-    return check(model_dir)

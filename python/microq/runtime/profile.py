@@ -68,7 +68,7 @@ def disassemble(elf: Path) -> dict[str, list[tuple[int, str, str]]]:
 
 def layer_calls(model_dir: Path, meta: dict) -> list[tuple[int, str]]:
     """(layer index, kernel function) for each layer with a call, from NAME.c's invoke."""
-    from ..codegen.runtime_pkg import source_dir
+    from .locate import source_dir
 
     src = (source_dir(model_dir, meta) / f"{meta['name']}.c").read_text()
     start = f"int {meta['name']}_invoke_multi_with("  # the layers' body (older folders: _multi)

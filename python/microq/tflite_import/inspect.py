@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UnsupportedModelError
+from ..ops import kernel_macs
 
 
 def _params(qg, node) -> int:
@@ -18,8 +19,6 @@ def _params(qg, node) -> int:
 
 
 def inspect_tflite(path: str):
-    from ..codegen.emit import _render
-    from ..codegen.plan import plan_graph
     from ..onnx_import.inspect import InspectReport, InspectRow
     from . import import_tflite
 
@@ -28,7 +27,6 @@ def inspect_tflite(path: str):
     except UnsupportedModelError as e:
         return InspectReport(path, {}, {}, unsupported=list(e.problems), quantized=True,
                              layout_note="int8 TFLite model (NHWC)")
-    _, summary = _render(qg, plan_graph(qg), "inspect", "", "double", None)
     report = InspectReport(
         path,
         {i: tuple(qg.tensors[i].shape) for i in qg.inputs},
@@ -37,9 +35,12 @@ def inspect_tflite(path: str):
         layout_note="int8 TFLite model: compile uses its own scales and zero points (no "
                     "--calib); shapes are NHWC, as in the file and the C",
     )
-    for node, layer in zip(qg.nodes, summary.layers):
+    for node in qg.nodes:
         acts = [tuple(qg.tensors[i].shape) for i in node.inputs if qg.tensors[i].const is None]
+        # the MACs compile counts (the op table's, as the emitters)
+        macs = kernel_macs(node.kernel, [qg.tensors[i].shape for i in node.inputs],
+                           [qg.tensors[o].shape for o in node.outputs], node.params)
         report.rows.append(InspectRow(node.name, node.kernel, acts,
-                                      tuple(qg.tensors[node.outputs[0]].shape), layer.macs,
+                                      tuple(qg.tensors[node.outputs[0]].shape), macs,
                                       _params(qg, node), list(node.source)))
     return report

@@ -159,9 +159,7 @@ class Lowering:
             where = f"{op.name} ({op.opcode}): " if op is not None else ""
             raise MicroqError(f"{self.m.path}: {where}weight scale {bad[0]!r} is not a "
                               "non-negative finite number")
-        ms = [quantize_multiplier(s_in * sw / s_out, self.rounding) for sw in s_w]
-        return (np.array([m for m, _ in ms], dtype=np.int32),
-                np.array([sh for _, sh in ms], dtype=np.int32))
+        return scheme.channel_multipliers(s_in, s_w, s_out, self.rounding)
 
     def params(self, op: TfOp, fn, *args, **kw):
         """A scheme.*_params call whose MicroqError names the file and the operator."""
@@ -204,11 +202,9 @@ class Lowering:
         wide = self.same_dtype(op, [x, out])
         mult, shift = self.multipliers(qi.scale, s_w, qo.scale, op)
         lo, hi = self.act_range(op, out)
-        p = qir.ConvParams(
-            stride_h=sh, stride_w=sw, pad_top=pad_top, pad_left=pad_left, dilation_h=dh,
-            dilation_w=dw, input_offset=-qi.zero_point, output_offset=qo.zero_point,
-            act_min=lo, act_max=hi, ch_mult=cout // cin if depthwise else 1, multiplier=mult,
-            shift=shift, filter=filt, bias=self.bias(op, cout, wide))
+        p = scheme.conv_params((sh, sw), (dh, dw), (pad_top, pad_left), qi.zero_point,
+                               qo.zero_point, (lo, hi), mult, shift, filt, self.bias(op, cout, wide),
+                               cout // cin if depthwise else 1)
         kernel = "depthwise_conv2d" if depthwise else "conv2d"
         self.emit(op, kernel + ("_s16" if wide else ""), [x], [out], p)
 
@@ -232,9 +228,8 @@ class Lowering:
         wide = self.same_dtype(op, [x, out])
         mult, shift = self.multipliers(qi.scale, s_w, qo.scale, op)
         lo, hi = self.act_range(op, out)
-        p = qir.FCParams(input_offset=-qi.zero_point, filter_offset=0,
-                         output_offset=qo.zero_point, act_min=lo, act_max=hi, multiplier=mult,
-                         shift=shift, filter=filt, bias=self.bias(op, n_out, wide))
+        p = scheme.fc_params(qi.zero_point, qo.zero_point, (lo, hi), mult, shift, filt,
+                             self.bias(op, n_out, wide))
         self.emit(op, "fully_connected_s16" if wide else "fully_connected", [x], [out], p)
 
     def pool(self, op: TfOp) -> None:

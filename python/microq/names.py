@@ -1,0 +1,23 @@
+"""Names: the one C-identifier check (ASCII only) and the one list of the emulated targets and
+boards the CLI, api and runtime accept (runtime.mcu.TARGETS / runtime.boards.BOARDS define them;
+tests/test_boards.py checks they agree). Imports nothing of ours, so the CLI can build its
+options without loading the runtime."""
+
+from __future__ import annotations
+
+import re
+
+_C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def is_c_identifier(name: str) -> bool:
+    """A portable C identifier: ASCII letters, digits and _, not starting with a digit (no
+    Unicode letters, which str.isidentifier and \\w accept)."""
+    return isinstance(name, str) and _C_IDENTIFIER.fullmatch(name) is not None
+
+
+MCU_TARGET_NAMES = ("cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33",
+                    "cortex-m55")
+TARGET_NAMES = ("host", *MCU_TARGET_NAMES)
+BOARD_NAMES = ("stm32f411", "stm32l4r5", "nrf52840", "rp2040", "esp32c3", "microbit",
+               "microbit-v1")
