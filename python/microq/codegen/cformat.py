@@ -17,7 +17,7 @@ INDENT = "    "
 MQ_MAX_DIMS = 6  # c_runtime/include/mq_types.h
 
 CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t",
-          np.dtype(np.int32): "int32_t"}
+          np.dtype(np.int32): "int32_t", np.dtype(np.int64): "int64_t"}
 
 
 def is_identifier(name: str) -> bool:

@@ -664,6 +664,9 @@ EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "lstm": _recurrent,
     "gru": _recurrent,
 }
+from .layers_s16 import EMITTERS_S16  # noqa: E402 - the 16x8 kernels (they import this module)
+
+EMITTERS.update(EMITTERS_S16)
 
 # runtime family -> the C sources it needs (headers come from #include lines)
 FAMILY_SOURCES: dict[str, tuple[str, ...]] = {
@@ -682,4 +685,5 @@ FAMILY_SOURCES: dict[str, tuple[str, ...]] = {
     "mq_transpose_conv": ("mq_transpose_conv.c",),
     "mq_conv3d": ("mq_conv3d.c",),
     "mq_recurrent": ("mq_recurrent.c",),
+    "mq_s16": ("mq_s16.c",),
 }
