@@ -685,5 +685,5 @@ FAMILY_SOURCES: dict[str, tuple[str, ...]] = {
     "mq_transpose_conv": ("mq_transpose_conv.c",),
     "mq_conv3d": ("mq_conv3d.c",),
     "mq_recurrent": ("mq_recurrent.c",),
-    "mq_s16": ("mq_s16.c",),
+    "mq_s16": ("mq_s16.c", "mq_isqrt.c"),
 }
