@@ -172,7 +172,29 @@ def _requantize(ctx: Ctx, node: QNode) -> LayerCode:
     return code
 
 
+def _layernorm(ctx: Ctx, node: QNode) -> LayerCode:
+    p = node.params
+    x, y = node.inputs[0], node.outputs[0]
+    if not _is16(ctx, x):
+        raise MicroqError(f"node '{node.name}' (layernorm_s16): its input '{x}' is not int16")
+    shape = ctx.shape(x)
+    rows, width = int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]
+    fn = "mq_layernorm_s16" if _is16(ctx, y) else "mq_layernorm_s16_s8"
+    code = LayerCode(f"layernorm_s16 {rows}x{width}", FAMILY)
+    code.weights += [(ctx.weight("multiplier"), _i32(p.multiplier)),
+                     (ctx.weight("shift"), _i32(p.shift)), (ctx.weight("bias"), _i32(p.bias))]
+    code.statics += [
+        struct_def("mq_layernorm_params", ctx.sym("params"), _fields(
+            p, ("eps", "output_offset", "act_min", "act_max"))),
+        _quant_def(ctx),
+    ]
+    code.call = _checked(f"{fn}(&{ctx.sym('params')}, &{ctx.sym('quant')}, "
+                         f"{ctx.weight('bias')}, {rows}, {width}, {src(ctx, x)}, {dst(ctx, y)})")
+    return code
+
+
 EMITTERS_S16 = {
+    "layernorm_s16": _layernorm,
     "conv2d_s16": _conv,
     "depthwise_conv2d_s16": _conv,
     "fully_connected_s16": _fully_connected,
