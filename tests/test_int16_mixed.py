@@ -127,3 +127,17 @@ def test_cli_int16_auto_reports_layers_and_cost(tmp_path, data):
     assert "16x8 layers: /fc1/Gemm, /ln/LayerNormalization (int8 isolated SQNR: /fc1/Gemm " \
            in res.output
     assert "arena 128 -> 256 B, 2048 MACs in 16x8 kernels" in res.output
+
+
+def test_compare_says_which_layers_gain_from_int16(compiled, data, tmp_path):
+    np.savez(tmp_path / "test.npz", input=data["test"]["input"][:64])
+    rep = api.compare(MODEL, compiled(None).out_dir, tmp_path / "test.npz")
+    gains = rep.int16_gains
+    assert gains and gains[0]["layer"] == "/fc1/Gemm"
+    assert gains[0]["layers"] == ["/fc1/Gemm", "/ln/LayerNormalization"]
+    assert gains[0]["gain_db"] > 3.0  # measured +4.4 dB (28.3 -> 32.7) on 200 samples
+    assert gains[-1]["gain_db"] < gains[0]["gain_db"]
+    text = rep.table()
+    assert "16x8 (compile --int16)" in text
+    assert "try: --int16 /fc1/Gemm,/ln/LayerNormalization" in text
+    assert rep.to_json()["int16_gains"][0]["layer"] == "/fc1/Gemm"

@@ -340,3 +340,74 @@ def cost(qg8: qir.QGraph, qg: qir.QGraph) -> dict:
         "requantize_nodes": sum(1 for n in qg.nodes if n.kernel == "requantize_s16"),
         "macs_16x8": macs16,
     }
+
+
+# ---- `compare`: which layers would gain from 16x8, and by how much ---------------------------
+
+GAIN_CANDIDATES = 5  # the lowest-isolated-SQNR 16x8-capable layers tried
+GAIN_SAMPLES = 32
+
+
+def int16_gains(graph: ir.Graph, feeds: dict[str, np.ndarray], rows, rounding: str = "double",
+                candidates: int = GAIN_CANDIDATES, samples: int = GAIN_SAMPLES) -> list[dict]:
+    """For the `candidates` 16x8-capable layers with the lowest isolated int8 SQNR (`rows`, as
+    compare computes them), the output SQNR (vs float, all graph outputs together) of the model
+    with that layer and its 16x8-capable readers in 16x8, against all-int8. Both are quantized
+    from min/max ranges of `feeds` (compare's data: the folder does not keep its calibration
+    set) and run through the integer reference on its first `samples` samples. Sorted by gain."""
+    from ..ref.float_exec import run_float
+    from ..ref.int_exec import run_int
+    from .calibrate import calibrate
+    from .quantize import quantize
+
+    feeds = {k: v[:samples] for k, v in feeds.items()}
+    n = len(next(iter(feeds.values())))
+    floats: dict[str, np.ndarray] = {}
+    run_float(graph, feeds, on_tensor=floats.__setitem__)
+    for k in graph.inputs:
+        floats.setdefault(k, feeds[k])
+    ranges = calibrate(graph, feeds, method="minmax")
+
+    def out_sqnr(qg: qir.QGraph) -> float:
+        sig = err = 0.0
+        for i in range(n):
+            ints = {}
+            for k in qg.inputs:
+                q = qg.tensors[k].q
+                ints[k] = np.clip(np.round(feeds[k][i : i + 1] / q.scale) + q.zero_point,
+                                  -128, 127).astype(np.int8)
+            outs = run_int(qg, ints, rounding)
+            for k, v in outs.items():
+                q = qg.tensors[k].q
+                got = (v.astype(np.float64) - q.zero_point) * q.scale
+                ref = floats[k].reshape(n, -1)[i].astype(np.float64)
+                sig += float((ref ** 2).sum())
+                err += float(((ref - got.reshape(-1)) ** 2).sum())
+        return float("inf") if err == 0 else 10 * np.log10(max(sig, 1e-30) / err)
+
+    by_tensor = {nd.outputs[0]: nd for nd in graph.nodes}
+    cands = []
+    for r in sorted(rows, key=lambda r: r.isolated.sqnr_db):
+        node = by_tensor.get(r.tensor)
+        if node is not None and supports_16(node) and node.name not in [c[0] for c in cands]:
+            cands.append((node.name, float(r.isolated.sqnr_db)))
+        if len(cands) >= candidates:
+            break
+    base = out_sqnr(quantize(graph, ranges, rounding))
+    gains = []
+    for name, iso in cands:
+        node = next(nd for nd in graph.nodes if nd.name == name)
+        layers = [name] + [c.name for c in _consumers16(graph, node.outputs[0])]
+        try:
+            mixed = quantize_mixed(graph, ranges, layers, rounding)
+        except MicroqError as e:  # a 16x8 parameter limit: report, do not fail the compare
+            gains.append({"layer": name, "layers": layers, "isolated_sqnr_db": iso,
+                          "error": str(e)})
+            continue
+        s = out_sqnr(mixed)
+        extra = sum(2 * int(np.prod(t.shape)) for t in mixed.tensors.values()
+                    if t.dtype == "int16")
+        gains.append({"layer": name, "layers": layers, "isolated_sqnr_db": iso,
+                      "output_sqnr_int8_db": base, "output_sqnr_16x8_db": s,
+                      "gain_db": s - base, "int16_bytes": extra})
+    return sorted(gains, key=lambda g: -g.get("gain_db", -1e9))
