@@ -351,7 +351,7 @@ GAIN_SAMPLES = 32
 def int16_gains(graph: ir.Graph, feeds: dict[str, np.ndarray], rows, rounding: str = "double",
                 candidates: int = GAIN_CANDIDATES, samples: int = GAIN_SAMPLES) -> list[dict]:
     """For the `candidates` 16x8-capable layers with the lowest isolated int8 SQNR (`rows`, as
-    compare computes them), the output SQNR (vs float, all graph outputs together) of the model
+    compare computes them) below AUTO_SQNR_DB (35 dB; none: nothing is run), the output SQNR (vs float, all graph outputs together) of the model
     with that layer and its 16x8-capable readers in 16x8, against all-int8. Both are quantized
     from min/max ranges of `feeds` (compare's data: the folder does not keep its calibration
     set) and run through the integer reference on its first `samples` samples. Sorted by gain."""
@@ -360,6 +360,18 @@ def int16_gains(graph: ir.Graph, feeds: dict[str, np.ndarray], rows, rounding: s
     from .calibrate import calibrate
     from .quantize import quantize
 
+    by_tensor = {nd.outputs[0]: nd for nd in graph.nodes}
+    cands = []
+    for r in sorted(rows, key=lambda r: r.isolated.sqnr_db):
+        node = by_tensor.get(r.tensor)
+        if r.isolated.sqnr_db >= AUTO_SQNR_DB:  # a layer int8 carries well: not tried
+            break
+        if node is not None and supports_16(node) and node.name not in [c[0] for c in cands]:
+            cands.append((node.name, float(r.isolated.sqnr_db)))
+        if len(cands) >= candidates:
+            break
+    if not cands:
+        return []
     feeds = {k: v[:samples] for k, v in feeds.items()}
     n = len(next(iter(feeds.values())))
     floats: dict[str, np.ndarray] = {}
@@ -385,14 +397,6 @@ def int16_gains(graph: ir.Graph, feeds: dict[str, np.ndarray], rows, rounding: s
                 err += float(((ref - got.reshape(-1)) ** 2).sum())
         return float("inf") if err == 0 else 10 * np.log10(max(sig, 1e-30) / err)
 
-    by_tensor = {nd.outputs[0]: nd for nd in graph.nodes}
-    cands = []
-    for r in sorted(rows, key=lambda r: r.isolated.sqnr_db):
-        node = by_tensor.get(r.tensor)
-        if node is not None and supports_16(node) and node.name not in [c[0] for c in cands]:
-            cands.append((node.name, float(r.isolated.sqnr_db)))
-        if len(cands) >= candidates:
-            break
     base = out_sqnr(quantize(graph, ranges, rounding))
     gains = []
     for name, iso in cands:
