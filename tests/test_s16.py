@@ -106,3 +106,24 @@ def test_arena_sizes_int16_tensors_in_bytes(compiled16):
     assert m.meta["arena_size"] == 48
     src = (m.folder / "fc16.c").read_text()
     assert "mq_fully_connected_s16" in src and "(int16_t *)(void *)(arena + B0_OFFSET)" in src
+
+
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m0plus"])
+def test_16x8_emulated_mcu_equals_host(compiled16, target):
+    """The 16x8 C on an emulated Cortex-M (QEMU; M0+ has no 64-bit multiply and faults on
+    unaligned int16) gives the host's (== TFLite Micro's) int16 outputs."""
+    import shutil
+
+    from microq.runtime import mcu
+
+    missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
+    if missing:
+        if IN_CI:
+            pytest.fail(f"{missing} not installed; under CI=true this is a failure")
+        pytest.skip(f"{missing} not installed")
+    m = compiled16("cnn16")
+    x = fixture_inputs("cnn16")[:4]
+    want = m.run_int8({m.inputs[0]["name"]: x})[m.outputs[0]["name"]]
+    got = mcu.run_int8(m.folder, target, {m.inputs[0]["name"]: x}, timeout=120)
+    got = got[m.outputs[0]["name"]]
+    assert got.dtype == np.int16 and np.array_equal(got, want)
