@@ -294,3 +294,52 @@ def test_s16_kernels_refuse_bad_params(clib):
                                      _buf(ffi, "int16_t", x), _buf(ffi, "int16_t", x)) \
         == lib.MQ_ERR_ARG
     assert Sigmoid16Params(0, 0) == scheme16.sigmoid_params_s16(2.0 ** -12, 2.0 ** -15)
+
+
+@pytest.mark.parametrize("out16", [True, False], ids=["s16_out", "s8_out"])
+def test_layernorm_s16_c_equals_reference(mode, out16):
+    rounding, (ffi, lib) = mode
+    rng = np.random.default_rng(2000 + out16)
+    for _ in range(20):
+        rows, c = int(rng.integers(1, 5)), int(rng.integers(1, 300))
+        spread = int(rng.choice([3, 300, 32767]))
+        x = rng.integers(-spread, spread + 1, (rows, c)).astype(np.int16)
+        if rng.random() < 0.2:
+            x[0] = x[0, 0]  # a constant row
+        s_in = float(np.exp(rng.uniform(-10, -3)))
+        gamma = rng.normal(0, 1, c)
+        beta = rng.normal(0, 0.5, c)
+        s_out = 6.0 / (32767 if out16 else 127)
+        zp = 0 if out16 else int(rng.integers(-20, 20))
+        lo, hi = (-32768, 32767) if out16 else (-128, 127)
+        p = scheme16.layernorm_params_s16(s_in, gamma, beta, float(rng.choice([0, 1e-5, 1e-2])),
+                                          s_out, zp, lo, hi, rounding)
+        want = ref.layernorm_s16(p, x, np.int16 if out16 else np.int8, rounding)
+        keep = []
+        b = np.ascontiguousarray(p.bias, np.int32)
+        out = np.zeros((rows, c), np.int16 if out16 else np.int8)
+        cp = ffi.new("mq_layernorm_params *", {"eps": p.eps, "output_offset": p.output_offset,
+                                               "act_min": p.act_min, "act_max": p.act_max})
+        fn = lib.mq_layernorm_s16 if out16 else lib.mq_layernorm_s16_s8
+        status = fn(cp, _quant(ffi, p.multiplier, p.shift, keep), _buf(ffi, "int32_t", b),
+                    rows, c, _buf(ffi, "int16_t", x),
+                    _buf(ffi, "int16_t" if out16 else "int8_t", out))
+        assert status == lib.MQ_OK
+        assert np.array_equal(out, want)
+
+
+def test_layernorm_s16_is_close_to_float():
+    # the int16 LayerNorm's error is the output rounding, not the arithmetic
+    rng = np.random.default_rng(7)
+    xf = rng.normal(0, 1, (8, 64))
+    xf[:, 3] *= 20  # an outlier channel
+    s_in = float(np.abs(xf).max()) / 32767
+    x = np.round(xf / s_in).astype(np.int16)
+    gamma, beta = rng.normal(1, 0.2, 64), rng.normal(0, 0.2, 64)
+    s_out = 16.0 / 32767  # the outlier channel normalizes to ~7.5 * gamma
+    p = scheme16.layernorm_params_s16(s_in, gamma, beta, 1e-5, s_out, 0, -32768, 32767)
+    got = ref.layernorm_s16(p, x).astype(np.float64) * s_out
+    xd = x * s_in
+    want = (xd - xd.mean(1, keepdims=True)) / np.sqrt(xd.var(1, keepdims=True) + 1e-5) * gamma + beta
+    sqnr = 10 * np.log10((want ** 2).sum() / ((got - want) ** 2).sum())
+    assert sqnr > 60, sqnr

@@ -68,3 +68,62 @@ def test_reference_equals_tflite_micro_16x8(name):
         f"{name}: {int((got != want.reshape(got.shape)).sum())} of {got.size} values differ"
     # the inputs exercise the range: not all outputs are one value
     assert len(np.unique(got)) > 4
+
+
+@pytest.fixture(scope="module")
+def compiled16(tmp_path_factory):
+    """name -> HostModel of the compiled 16x8 .tflite (compiled once per module)."""
+    _need("tflite")
+    from microq import api
+
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            out = tmp_path_factory.mktemp(name) / name
+            api.compile_model(FIXTURES / f"{name}.tflite", None, out, name=name)
+            cache[name] = api.load(out)
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_c_equals_tflite_micro_16x8(compiled16, name):
+    m = compiled16(name)
+    assert [s["dtype"] for s in m.inputs + m.outputs] == ["int16", "int16"]
+    x = fixture_inputs(name)
+    got = m.run_int8({m.inputs[0]["name"]: x})[m.outputs[0]["name"]]
+    want = tflm_outputs(name, x).reshape(got.shape)
+    assert got.dtype == np.int16
+    assert np.array_equal(got, want), f"{name}: {int((got != want).sum())} values differ"
+
+
+def test_arena_sizes_int16_tensors_in_bytes(compiled16):
+    # fc16: input [1, 16] int16 is the user's buffer; the hidden [1, 24] int16 activation is
+    # the only arena tensor: 48 bytes, not 24
+    m = compiled16("fc16")
+    assert m.meta["arena_size"] == 48
+    src = (m.folder / "fc16.c").read_text()
+    assert "mq_fully_connected_s16" in src and "(int16_t *)(void *)(arena + B0_OFFSET)" in src
+
+
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m0plus"])
+def test_16x8_emulated_mcu_equals_host(compiled16, target):
+    """The 16x8 C on an emulated Cortex-M (QEMU; M0+ has no 64-bit multiply and faults on
+    unaligned int16) gives the host's (== TFLite Micro's) int16 outputs."""
+    import shutil
+
+    from microq.runtime import mcu
+
+    missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
+    if missing:
+        if IN_CI:
+            pytest.fail(f"{missing} not installed; under CI=true this is a failure")
+        pytest.skip(f"{missing} not installed")
+    m = compiled16("cnn16")
+    x = fixture_inputs("cnn16")[:4]
+    want = m.run_int8({m.inputs[0]["name"]: x})[m.outputs[0]["name"]]
+    got = mcu.run_int8(m.folder, target, {m.inputs[0]["name"]: x}, timeout=120)
+    got = got[m.outputs[0]["name"]]
+    assert got.dtype == np.int16 and np.array_equal(got, want)

@@ -11,6 +11,7 @@
 #include "mq_conv.h"
 #include "mq_elementwise.h"
 #include "mq_fc.h"
+#include "mq_layernorm.h"
 #include "mq_types.h"
 
 /* acc = bias + sum over in-image taps of input * filter in int64 (|acc| < 2^47, proved at
@@ -72,6 +73,23 @@ mq_status mq_requantize_s16_s8(const mq_requantize_params *params, int32_t size,
                                const int16_t *input, int8_t *output);
 mq_status mq_requantize_s16_s16(const mq_requantize_params *params, int32_t size,
                                 const int16_t *input, int16_t *output);
+
+/* Longest LayerNorm row with an int16 input: C^2 * 2^30 (the variance) stays below 2^62. */
+#define MQ_LAYERNORM_S16_MAX_ROW 4096
+/* Fractional bits, in output steps, of gamma * z + beta before the final rounding (4, not
+ * mq_layernorm_s8's 8: an int16 output needs gamma / output_scale up to 2^16). */
+#define MQ_LAYERNORM_S16_OUT_BITS 4
+
+/* LayerNorm over rows of row_size int16 values (microq's own kernel: mq_layernorm_s8's
+ * arithmetic on int16 inputs with no extra variance bits, V = C sum(x^2) - sum(x)^2 + eps);
+ * output int16 (mq_layernorm_s16) or int8 (mq_layernorm_s16_s8) with the given zero point. */
+mq_status mq_layernorm_s16(const mq_layernorm_params *params, const mq_per_channel_quant *quant,
+                           const int32_t *bias, int32_t rows, int32_t row_size,
+                           const int16_t *input, int16_t *output);
+mq_status mq_layernorm_s16_s8(const mq_layernorm_params *params,
+                              const mq_per_channel_quant *quant, const int32_t *bias,
+                              int32_t rows, int32_t row_size, const int16_t *input,
+                              int8_t *output);
 
 /* Exported for tests: TFLite's MultiplyByQuantizedMultiplier(int64_t, int32_t, int). */
 int32_t mq_mbqm64(int64_t acc, int32_t multiplier, int32_t shift);

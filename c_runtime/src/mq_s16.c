@@ -2,6 +2,7 @@
  * Bit-exact with TFLite Micro's int16 reference kernels; the numpy spec is
  * python/microq/ref/s16.py. See mq_s16.h. */
 #include "mq_s16.h"
+#include "mq_isqrt.h"
 #include "mq_requant.h"
 
 #define MQ_S16_MIN (-32768)
@@ -547,4 +548,80 @@ mq_status mq_requantize_s16_s16(const mq_requantize_params *params, int32_t size
         output[i] = (int16_t)requant_one(params, input[i]);
     }
     return MQ_OK;
+}
+
+/* ---- LayerNorm with an int16 input -------------------------------------------------------- */
+
+static mq_status layernorm_s16(const mq_layernorm_params *params,
+                               const mq_per_channel_quant *quant, const int32_t *bias,
+                               int32_t rows, int32_t row_size, const int16_t *input,
+                               int16_t *out16, int8_t *out8)
+{
+    const int32_t bias_max = (int32_t)1 << 30;
+    const int32_t lo = out8 != NULL ? -128 : MQ_S16_MIN;
+    const int32_t hi = out8 != NULL ? 127 : MQ_S16_MAX;
+    int32_t r, c;
+    if (!params || !quant || !quant->multiplier || !quant->shift || !bias || !input ||
+        rows < 0 || row_size < 1 || row_size > MQ_LAYERNORM_S16_MAX_ROW || params->eps < 0 ||
+        params->eps > ((int64_t)1 << 61) || params->act_min < lo ||
+        params->act_min > params->act_max || params->act_max > hi) {
+        return MQ_ERR_ARG;
+    }
+    for (c = 0; c < row_size; ++c) {
+        if (quant->shift[c] > 0 || quant->shift[c] < -31 || quant->multiplier[c] == INT32_MIN ||
+            bias[c] > bias_max || bias[c] < -bias_max) {
+            return MQ_ERR_ARG;
+        }
+    }
+    for (r = 0; r < rows; ++r) {
+        const int16_t *x = input + (int64_t)r * row_size;
+        int64_t sum = 0, sum_sq = 0, var, round;
+        int32_t inv = 0, k = 0, norm_shift;
+        for (c = 0; c < row_size; ++c) {
+            sum += x[c];
+            sum_sq += (int32_t)x[c] * x[c]; /* <= 2^30 each */
+        }
+        /* C sum(x^2) <= C^2 2^30 < 2^54 */
+        var = (int64_t)row_size * sum_sq - sum * sum + params->eps;
+        if (var > 0) {
+            inv = mq_inv_sqrt_q30(var, &k);
+        }
+        norm_shift = 30 + k - MQ_LAYERNORM_NORM_BITS; /* >= 10 */
+        round = (int64_t)1 << (norm_shift - 1);
+        for (c = 0; c < row_size; ++c) {
+            const int64_t n = (int64_t)row_size * x[c] - sum; /* |n| < 2^28 */
+            /* |n * inv| < 2^58; |z| <= sqrt(C) 2^20 < 2^27 */
+            const int32_t z = (int32_t)((n * inv + round) >> norm_shift);
+            const int32_t acc = mq_mbqm(z, quant->multiplier[c], quant->shift[c]) + bias[c];
+            const int32_t v = mq_clamp(mq_rdbpot(acc, MQ_LAYERNORM_S16_OUT_BITS) +
+                                       params->output_offset, params->act_min, params->act_max);
+            if (out8 != NULL) {
+                out8[(int64_t)r * row_size + c] = (int8_t)v;
+            } else {
+                out16[(int64_t)r * row_size + c] = (int16_t)v;
+            }
+        }
+    }
+    return MQ_OK;
+}
+
+mq_status mq_layernorm_s16(const mq_layernorm_params *params, const mq_per_channel_quant *quant,
+                           const int32_t *bias, int32_t rows, int32_t row_size,
+                           const int16_t *input, int16_t *output)
+{
+    if (output == NULL) {
+        return MQ_ERR_ARG;
+    }
+    return layernorm_s16(params, quant, bias, rows, row_size, input, output, NULL);
+}
+
+mq_status mq_layernorm_s16_s8(const mq_layernorm_params *params,
+                              const mq_per_channel_quant *quant, const int32_t *bias,
+                              int32_t rows, int32_t row_size, const int16_t *input,
+                              int8_t *output)
+{
+    if (output == NULL) {
+        return MQ_ERR_ARG;
+    }
+    return layernorm_s16(params, quant, bias, rows, row_size, input, NULL, output);
 }

@@ -21,8 +21,11 @@
 #define STACK_PAINT 0xA5A5A5A5u
 #define STACK_PAINT_MAX_BYTES (64u * 1024u)
 
-static int8_t g_in[MQ_MODEL_INPUT_BYTES];
-static int8_t g_out[MQ_MODEL_OUTPUT_BYTES];
+/* 4-byte aligned: a 16x8 model reads and writes its I/O as int16 (M0+ faults unaligned) */
+static union { int8_t b[MQ_MODEL_INPUT_BYTES]; int32_t align; } g_in_u;
+static union { int8_t b[MQ_MODEL_OUTPUT_BYTES]; int32_t align; } g_out_u;
+#define g_in g_in_u.b
+#define g_out g_out_u.b
 static const int32_t k_input_sizes[MQ_MODEL_NUM_INPUTS] = MQ_MODEL_INPUT_SIZES;
 static const int32_t k_output_sizes[MQ_MODEL_NUM_OUTPUTS] = MQ_MODEL_OUTPUT_SIZES;
 

@@ -92,6 +92,7 @@ class CompileResult:
     out_dir: Path
     meta: dict
     kept: tuple[str, ...] = ()  # files and folders the user had added to out_dir, carried over
+    int16: dict | None = None  # --int16: chosen layers, low isolated SQNRs, RAM/MAC cost
 
     def summary_json(self) -> dict:
         from .report import summary_json
@@ -125,7 +126,8 @@ def _check_writable(out_dir: Path) -> None:
 
 
 def quantize_model(model: str | Path, calib, method: str = "minmax", progress=None,
-                   rounding: str = "double", bias_correction: bool = False):
+                   rounding: str = "double", bias_correction: bool = False, int16=None,
+                   info: dict | None = None):
     """Import, calibrate (`method`: minmax, percentile, entropy, mse) and quantize; with
     bias_correction, correct conv/FC biases on the calibration data. Returns (float graph,
     quantized graph). `progress(n)` advances N * calibrate.passes(method) samples, then one step
@@ -144,6 +146,20 @@ def quantize_model(model: str | Path, calib, method: str = "minmax", progress=No
     feeds = {k: to_physical(graph, k, v) for k, v in data.items()}
     ranges = calibrate(graph, feeds, method=method, progress=progress)
     qg = quantize(graph, ranges, rounding=rounding)
+    if int16:  # 16x8 layers (quant/rules_s16.py): a list of layer names or "auto"
+        from .quant import rules_s16
+
+        layers, low = (list(int16) if not isinstance(int16, str) else None), {}
+        if isinstance(int16, str):
+            if int16 != "auto":
+                raise MicroqError(f"int16 must be 'auto' or a list of layer names, not {int16!r}")
+            layers, low = rules_s16.auto_layers(graph, qg, feeds, rounding)
+        qg8 = qg
+        qg = rules_s16.quantize_mixed(graph, ranges, layers, rounding=rounding)
+        if info is not None:  # what --int16 chose and what it costs
+            info["int16"] = {"layers": layers, "low_sqnr_db": low, **rules_s16.cost(qg8, qg)}
+        if bias_correction:
+            raise MicroqError("--bias-correction is not supported with --int16")
     if bias_correction:
         from .quant.bias_correction import correct_biases
 
@@ -204,7 +220,7 @@ def _is_qdq_onnx(model) -> bool:
 def compile_model(model, calib, out_dir, name: str = "net", method: str = "minmax",
                   command: str = "", progress=None, rounding: str = "double",
                   bias_correction: bool = False, runtime: str = "copy",
-                  layout: str = "flat") -> CompileResult:
+                  layout: str = "flat", int16=None) -> CompileResult:
     """ONNX model + calibration data, or an int8 .tflite (already quantized: calib is unused),
     -> generated C folder. `rounding` "single" builds with MQ_SINGLE_ROUNDING. `runtime`
     "external" leaves the runtime files out (link the folder written by write_runtime); `layout`
@@ -212,6 +228,7 @@ def compile_model(model, calib, out_dir, name: str = "net", method: str = "minma
     from .codegen import emit
     from .codegen.emit import check_io, check_name
 
+    info: dict = {}
     check_name(name)
     out_dir = Path(out_dir)
     _check_writable(out_dir)
@@ -227,14 +244,19 @@ def compile_model(model, calib, out_dir, name: str = "net", method: str = "minma
         if calib is None:
             raise MicroqError(f"{model}: an ONNX model needs calibration data (--calib)")
         _, qg = quantize_model(model, calib, method=method, progress=progress,
-                               rounding=rounding, bias_correction=bias_correction)
+                               rounding=rounding, bias_correction=bias_correction, int16=int16,
+                               info=info)
+    if int16 and Path(model).suffix.lower() == ".tflite" or int16 and _is_qdq_onnx(model):
+        raise MicroqError(f"{model}: --int16 applies to float ONNX models; a quantized model "
+                          "keeps its own types")
     from .codegen import store
 
     check_io(qg, str(model))
     extra = {f".microq/{k}": v for k, v in store.dump(qg).items()}
     summary = emit(qg, out_dir, name, command=command, rounding=rounding, extra_files=extra,
                    runtime=runtime, layout=layout)
-    return CompileResult(qg, out_dir, load_meta(out_dir), kept=summary.kept)
+    return CompileResult(qg, out_dir, load_meta(out_dir), kept=summary.kept,
+                         int16=info.get("int16"))
 
 
 def _recover(model_dir) -> None:

@@ -111,6 +111,27 @@ def _calib_options(f):
     return f
 
 
+def _int16_arg(value):
+    """--int16: None, "auto", or the list of layer names."""
+    if value is None:
+        return None
+    if value.strip() == "auto":
+        return "auto"
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise click.BadParameter("give layer names or auto", param_hint="--int16")
+    return names
+
+
+def _int16_line(info: dict) -> str:
+    low = ", ".join(f"{k} {v:.1f} dB" for k, v in info.get("low_sqnr_db", {}).items())
+    layers = ", ".join(info["int16_layers"]) or "none"
+    return (f"16x8 layers: {layers}" + (f" (int8 isolated SQNR: {low})" if low else "") +
+            f"; arena {info['arena_int8']} -> {info['arena_mixed']} B, "
+            f"{info['macs_16x8']} MACs in 16x8 kernels, "
+            f"{info['requantize_nodes']} int8<->int16 requantize nodes")
+
+
 @main.command(name="compile")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=str))
 @_calib_options
@@ -142,8 +163,12 @@ def _calib_options(f):
 @click.option("--no-size", "no_size", is_flag=True,
               help="Skip linking for the default target (cortex-m4) to report flash and RAM; "
                    "saves several seconds (`microq size` reports it later).")
+@click.option("--int16", "int16", default=None, metavar="auto|LAYER,...",
+              help="16x8 mode for these layers (int16 activations, int8 weights; ONNX only): "
+                   "comma-separated layer names (as `microq inspect` lists them), or auto: the "
+                   "layers whose isolated int8 SQNR is below 35 dB and their readers.")
 def compile_(model, calib, out_dir, name, method, bias_correction, rounding, runtime, layout,
-             board, as_json, plot_memory, no_size) -> None:
+             board, as_json, plot_memory, no_size, int16) -> None:
     """Quantize MODEL (float ONNX + --calib, or an already quantized QDQ ONNX or int8 .tflite)
     and write a self-contained C folder (NAME.h, NAME.c, weights, runtime sources) that compiles
     with any C99 compiler."""
@@ -160,7 +185,7 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
         result = api.compile_model(model, calib, out_dir, name=name, method=method,
                                    command=command, progress=bar.update, rounding=rounding,
                                    bias_correction=bias_correction, runtime=runtime,
-                                   layout=layout)
+                                   layout=layout, int16=_int16_arg(int16))
     seconds = time.perf_counter() - t0
     if no_size:
         size, note = None, f"({DEFAULT_TARGET} size skipped (--no-size): see `microq size`)"
@@ -172,11 +197,14 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
     total = time.perf_counter() - _T0
     if as_json:
         click.echo(json.dumps(dict(result.summary_json(), seconds=round(total, 2),
+                                   int16=result.int16,
                                    compile_seconds=round(seconds, 2), size=size,
                                    size_note=note, board=fit, kept=list(result.kept)),
                               indent=2))
     else:
         click.echo(result.summary_table())
+        if result.int16 is not None:
+            click.echo(_int16_line(result.int16))
         overlap = _overlap_line(result.qgraph)
         if overlap:
             click.echo(overlap)

@@ -73,6 +73,10 @@ def compare(model, graph: ir.Graph, qg: qir.QGraph, run: Callable, data_path,
     rep.layer_samples = m
     feeds = {k: to_physical(graph, k, v[:m]) for k, v in data.items()}
     rep.layers = layer_errors(graph, qg, feeds, rounding)
+    if not any(t.dtype == "int16" for t in qg.tensors.values()):  # an all-int8 folder
+        from .quant.rules_s16 import int16_gains
+
+        rep.int16_gains = int16_gains(graph, feeds, rep.layers, rounding)
     return rep
 
 

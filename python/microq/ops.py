@@ -132,7 +132,8 @@ class KernelDef:
     macs: Callable = no_macs  # (activation input shapes, output shapes, params) -> MACs
     in_place: tuple[int, ...] = ()  # inputs the output may overlap (D = 0) when unbroadcast
     bias_correction: bool = False  # a per-channel int32 bias that quant.bias_correction tunes
-    tflite_only: bool = False  # built only by the TFLite lowering (no IR op lowers to it)
+    inserted: bool = False  # built by the TFLite lowering or inserted between layers (16x8
+    #                         boundaries), never the lowering of one IR op
 
 
 def _op(name, attrs, kernels, macs=no_macs) -> tuple[str, OpDef]:
@@ -145,21 +146,22 @@ def _k(name, params, family, symbols=None, struct=None, **kw) -> tuple[str, Kern
 
 
 OPS: dict[str, OpDef] = dict([
-    _op("Conv2D", ir.ConvAttrs, ["conv2d", "depthwise_conv2d"], _ir_conv),
-    _op("FullyConnected", ir.FCAttrs, ["fully_connected"], _ir_fc),
+    _op("Conv2D", ir.ConvAttrs, ["conv2d", "depthwise_conv2d", "conv2d_s16",
+                                 "depthwise_conv2d_s16"], _ir_conv),
+    _op("FullyConnected", ir.FCAttrs, ["fully_connected", "fully_connected_s16"], _ir_fc),
     _op("MaxPool", ir.PoolAttrs, ["max_pool"]),
     _op("AvgPool", ir.PoolAttrs, ["avg_pool"]),
-    _op("Add", ir.BinaryAttrs, ["add"]),
-    _op("Sub", ir.BinaryAttrs, ["sub"]),
-    _op("Mul", ir.BinaryAttrs, ["mul"]),
+    _op("Add", ir.BinaryAttrs, ["add", "add_s16"]),
+    _op("Sub", ir.BinaryAttrs, ["sub", "sub_s16"]),
+    _op("Mul", ir.BinaryAttrs, ["mul", "mul_s16"]),
     _op("Concat", ir.ConcatAttrs, ["concat", "requantize"]),
     _op("Reshape", ir.ReshapeAttrs, ["reshape"]),
     _op("Transpose", ir.TransposeAttrs, ["transpose"]),
     _op("Pad", ir.PadAttrs, ["pad"]),
-    _op("Softmax", ir.SoftmaxAttrs, ["softmax"]),
-    _op("Activation", ir.ActAttrs, ["lut"]),
+    _op("Softmax", ir.SoftmaxAttrs, ["softmax", "softmax_s16"]),
+    _op("Activation", ir.ActAttrs, ["lut", "logistic_s16", "tanh_s16"]),
     _op("MatMul", ir.MatMulAttrs, ["batch_matmul"], _ir_matmul),
-    _op("LayerNorm", ir.LayerNormAttrs, ["layernorm"], elements_out),
+    _op("LayerNorm", ir.LayerNormAttrs, ["layernorm", "layernorm_s16"], elements_out),
     _op("Slice", ir.SliceAttrs, ["slice"]),
     _op("Resize", ir.ResizeAttrs, ["resize_nearest", "resize_bilinear"], _ir_resize),
     _op("ConvTranspose2D", ir.ConvAttrs, ["transpose_conv2d"], _ir_transpose_conv),
@@ -222,7 +224,22 @@ KERNELS: dict[str, KernelDef] = dict([
     _k("abs", qir.RequantizeParams, "mq_unary", struct="mq_requantize_params"),
     _k("softmax_masked", qir.MaskedSoftmaxParams, "mq_softmax", ["mq_softmax_masked_s8"]),
     _k("lstm_tfl", qir.TflLstmParams, "mq_recurrent", ["mq_lstm_tfl_s8"], "mq_lstm_tfl_params",
-       macs=_k_recurrent, tflite_only=True),
+       macs=_k_recurrent, inserted=True),
+    # 16x8 (int16 activations, int8 weights; c_runtime/src/mq_s16.c, codegen/layers_s16.py)
+    _k("conv2d_s16", qir.ConvParams, "mq_s16", ["mq_conv2d_s16"], macs=_k_conv),
+    _k("depthwise_conv2d_s16", qir.ConvParams, "mq_s16", ["mq_depthwise_conv2d_s16"],
+       macs=_k_depthwise),
+    _k("fully_connected_s16", qir.FCParams, "mq_s16", ["mq_fully_connected_s16"], macs=_k_fc),
+    _k("add_s16", qir.AddParams, "mq_s16", ["mq_add_s16"]),
+    _k("sub_s16", qir.AddParams, "mq_s16", ["mq_sub_s16"]),
+    _k("mul_s16", qir.MulParams, "mq_s16", ["mq_mul_s16"]),
+    _k("softmax_s16", qir.Softmax16Params, "mq_s16", ["mq_softmax_s16"]),
+    _k("logistic_s16", qir.Sigmoid16Params, "mq_s16", ["mq_logistic_s16"]),
+    _k("tanh_s16", qir.Sigmoid16Params, "mq_s16", ["mq_tanh_s16"]),
+    _k("layernorm_s16", qir.LayerNormParams, "mq_s16",
+       ["mq_layernorm_s16", "mq_layernorm_s16_s8"], macs=_k_norm),
+    _k("requantize_s16", qir.RequantizeParams, "mq_s16",
+       ["mq_requantize_s8_s16", "mq_requantize_s16_s8", "mq_requantize_s16_s16"], inserted=True),
 ])
 
 # runtime family -> the C sources it needs (its header is include/<family>.h; the headers it
@@ -244,6 +261,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "mq_conv3d": ("mq_conv3d.c",),
     "mq_recurrent": ("mq_recurrent.c",),
     "mq_unary": ("mq_unary.c",),
+    "mq_s16": ("mq_s16.c", "mq_isqrt.c"),
 }
 
 

@@ -172,6 +172,7 @@ class CompareReport:
     accuracy_int8: dict[str, float] = field(default_factory=dict)
     layers: list[LayerRow] = field(default_factory=list)
     layer_samples: int = 0
+    int16_gains: list = field(default_factory=list)  # quant/rules_s16.int16_gains
 
     def to_json(self) -> dict:
         """Per layer: max_abs_error / sqnr_db / cosine are cumulative, isolated_* isolated."""
@@ -186,6 +187,7 @@ class CompareReport:
                         for k, v in self.outputs.items()},
             "layer_samples": self.layer_samples,
             "layers": [r.to_json() for r in self.layers],
+            "int16_gains": self.int16_gains,
         }
 
     def table(self) -> str:
@@ -225,7 +227,31 @@ class CompareReport:
                          "-" if acci is None else f"{100 * acci:.2f}%"])
         out.append(table(["output", "max abs err", "SQNR dB", "cosine", "top-1 agree",
                            "float acc", "int8 acc"], rows, "lrrrrrr"))
+        out += _int16_lines(self.int16_gains)
         return "\n".join(out)
+
+
+def _int16_lines(gains: list) -> list[str]:
+    """Which layers would gain from `compile --int16` (16x8), by how much."""
+    if not gains:
+        return ["", "16x8 (compile --int16): no 16x8-capable layer is below 35 dB isolated "
+                "SQNR; none is tried."]
+    rows = []
+    for g in gains:
+        if "error" in g:
+            rows.append([short_name(g["layer"]), f"{g['isolated_sqnr_db']:.1f}", "-", "-",
+                         g["error"][:40]])
+            continue
+        rows.append([short_name(g["layer"]), f"{g['isolated_sqnr_db']:.1f}",
+                     f"{g['output_sqnr_int8_db']:.1f} -> {g['output_sqnr_16x8_db']:.1f}",
+                     f"{g['gain_db']:+.1f}", f"{g['int16_bytes']} B int16"])
+    best = [g for g in gains if g.get("gain_db", 0) >= 1.0]
+    hint = ("try: --int16 " + ",".join(best[0]["layers"])) if best else \
+        "no layer gains 1 dB or more from 16x8"
+    return ["", "16x8 (compile --int16): output SQNR with the layer and its readers in 16x8 "
+            "(re-quantized from this data's ranges):",
+            _table(["layer", "iso. SQNR dB", "output SQNR dB", "gain dB", "RAM"], rows,
+                   "lrrrl"), hint]
 
 
 def plot(report: CompareReport, path: str | Path) -> None:

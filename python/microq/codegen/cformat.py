@@ -18,7 +18,7 @@ INDENT = "    "
 MQ_MAX_DIMS = 6  # c_runtime/include/mq_types.h
 
 CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.uint8): "uint8_t", np.dtype(np.int16): "int16_t",
-          np.dtype(np.int32): "int32_t"}
+          np.dtype(np.int32): "int32_t", np.dtype(np.int64): "int64_t"}
 
 
 is_identifier = is_c_identifier  # microq/names.py: the one check

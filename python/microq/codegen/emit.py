@@ -209,7 +209,9 @@ def _render(qgraph: QGraph, plan: Plan, name: str, command: str, rounding: str, 
             b = plan.buffer(t)
             if b.home == "const" and b.root not in seen:
                 seen.add(b.root)
-                arr = np.asarray(qgraph.tensors[b.root].const).astype(np.int8)
+                wide = qgraph.tensors[b.root].dtype == "int16"
+                arr = np.asarray(qgraph.tensors[b.root].const).astype(
+                    np.int16 if wide else np.int8)
                 code.weights.append((consts[b.root], arr))
 
     layers = tuple(
@@ -278,7 +280,9 @@ def _io_lines(qgraph: QGraph, up: str, kind: str, names: list[str], single: bool
 def _layout_comment(qgraph: QGraph, kind: str, k: int, t: str) -> list[str]:
     qt = qgraph.tensors[t]
     phys = list(qt.shape)
-    lines = [f' * {kind} {k} "{cf.comment_text(t)}": int8 {phys}, row-major.']
+    lines = [f' * {kind} {k} "{cf.comment_text(t)}": {qt.dtype} {phys}, row-major.']
+    if qt.dtype == "int16":
+        lines.append(" *   int16 (16x8): pass a 2-byte aligned int16_t buffer cast to int8_t *.")
     perm = qgraph.input_perm.get(t)
     logical = qgraph.logical_shapes.get(t)
     if perm is not None and list(perm) != list(range(len(perm))):
@@ -373,6 +377,7 @@ def _source(qgraph, plan, name, up, command, codes, families, consts) -> str:
     for k, t in plan.copies:
         src = _pointer(qgraph, plan, consts)(t)
         size = int(np.prod(qgraph.tensors[t].shape, dtype=np.int64))
+        size *= 2 if qgraph.tensors[t].dtype == "int16" else 1  # bytes
         out.append(
             f'    /* output {k} "{cf.comment_text(t)}" shares its memory with another tensor */'
         )
@@ -426,7 +431,8 @@ def _io_meta(qgraph: QGraph, t: str) -> dict:
         "input_perm": [int(a) for a in perm] if perm is not None else None,
         "scale": float(qt.q.scale),
         "zero_point": int(qt.q.zero_point),
-        "size": int(np.prod(qt.shape, dtype=np.int64)),
+        "size": int(np.prod(qt.shape, dtype=np.int64)),  # elements
+        "dtype": qt.dtype,
     }
 
 

@@ -669,6 +669,9 @@ EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "lstm_tfl": _lstm_tfl,
     "abs": _abs,
 }
+from .layers_s16 import EMITTERS_S16  # noqa: E402 - the 16x8 kernels (they import this module)
+
+EMITTERS.update(EMITTERS_S16)
 
 # runtime family -> the C sources it needs (headers come from #include lines)
 FAMILY_SOURCES: dict[str, tuple[str, ...]] = FAMILIES

@@ -273,7 +273,8 @@ def plan_graph(g: QGraph) -> Plan:
         raw.append(
             {
                 "tensors": tuple(tensors),
-                "size": tensor_bytes(g.tensors[tensors[0]].shape),
+                "size": tensor_bytes(g.tensors[tensors[0]].shape)
+                * (2 if g.tensors[tensors[0]].dtype == "int16" else 1),  # bytes by dtype
                 "first": min(first[t] for t in tensors),
                 "last": max(last[t] for t in tensors),
                 "home": home,

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import MicroqError
 from ..qir import AddParams, MulParams, RequantizeParams, Sigmoid16Params, Softmax16Params
 from ..ref import s16 as ref16
-from ..ref.arith import quantize_multiplier
+from ..ref.arith import quantize_multiplier, round_half_away
 from .scheme import _check_scale, quantize_multiplier_smaller_than_one_exp
 
 ADD_LEFT_SHIFT_S16 = 15  # TFLite ADD/SUB with int16 output (20 for int8)
@@ -122,6 +122,45 @@ def requantize_params_s16(s_in, zp_in, in16: bool, s_out, zp_out, out16: bool) -
         raise MicroqError(f"requantize ratio {s_in!r} / {s_out!r} is too large")
     lo, hi = INT16_RANGE if out16 else (-128, 127)
     return RequantizeParams(-int(zp_in), int(zp_out), m, shift, lo, hi)
+
+
+def layernorm_params_s16(s_in, gamma, beta, eps, s_out, zp_out, act_min, act_max,
+                         rounding: str = "double"):
+    """LayerNorm with an int16 input (ref/s16.layernorm_s16): eps in the kernel's variance
+    domain (no extra bits), gamma[c] / s_out as a signed multiplier scaled by 2^(4 - 20) (z has
+    20 fractional bits, the sum 4, so an int16 output range fits: gamma / s_out <= 2^16) and
+    beta[c] / s_out with 4 fractional bits."""
+    from ..qir import LayerNormParams
+
+    _check_scale("input scale", s_in)
+    _check_scale("output scale", s_out)
+    gamma = np.asarray(gamma, np.float64).reshape(-1)
+    beta = np.asarray(beta, np.float64).reshape(-1)
+    c = gamma.size
+    if c < 1 or beta.size != c or not (np.isfinite(gamma).all() and np.isfinite(beta).all()):
+        raise MicroqError(f"LayerNorm gamma ({c}) and beta ({beta.size}) must be finite, of "
+                          "one width")
+    if c > ref16.LAYERNORM_S16_MAX_ROW:
+        raise MicroqError(f"int16 LayerNorm over {c} channels exceeds "
+                          f"{ref16.LAYERNORM_S16_MAX_ROW}")
+    if not (eps >= 0 and math.isfinite(eps)):
+        raise MicroqError(f"LayerNorm epsilon must be finite and >= 0, got {eps!r}")
+    eps_q = int(round_half_away(float(eps) / (float(s_in) ** 2) * c * c))
+    if eps_q > 1 << 61:
+        raise MicroqError(f"LayerNorm epsilon {eps!r} is too large for input scale {s_in!r}")
+    unit = 2.0 ** (ref16.LAYERNORM_S16_OUT_BITS - 20)
+    mult = np.zeros(c, np.int32)
+    shift = np.zeros(c, np.int32)
+    for i, g in enumerate(gamma):
+        m, sh = quantize_multiplier(abs(g) / s_out * unit, rounding)
+        if sh > 0:
+            raise MicroqError(f"LayerNorm gamma[{i}] / output scale = {abs(g) / s_out:.4g} "
+                              f"exceeds {1 / unit:.0f}: the output scale is too small")
+        mult[i], shift[i] = (-m if g < 0 else m), sh
+    bias = round_half_away(beta / s_out * (1 << ref16.LAYERNORM_S16_OUT_BITS))
+    bias = np.clip(bias, -(1 << 29), 1 << 29).astype(np.int32)
+    return LayerNormParams(eps=eps_q, output_offset=int(zp_out), act_min=int(act_min),
+                           act_max=int(act_max), multiplier=mult, shift=shift, bias=bias)
 
 
 _EXP_LUT = ref16.exp_table()

@@ -177,6 +177,13 @@ def _requantize_s16(node, g, xs, rounding):
     return s16.requantize_s16(node.params, xs[0], _np_dtype(g, node.outputs[0]), rounding)
 
 
+def _layernorm_s16(node, g, xs, rounding):
+    x = xs[0]
+    y = s16.layernorm_s16(node.params, x.reshape(-1, x.shape[-1]),
+                          _np_dtype(g, node.outputs[0]), rounding)
+    return y.reshape(x.shape)
+
+
 def _np_dtype(g: QGraph, tensor: str):
     return np.int16 if g.tensors[tensor].dtype == "int16" else np.int8
 
@@ -226,6 +233,7 @@ KERNELS: dict[str, Adapter] = {
     "tanh_s16": lambda n, g, xs, r: s16.tanh_s16(n.params, xs[0]),
     "requantize_s16": _requantize_s16,
     "abs": lambda node, g, xs, rounding: elementwise.abs_(node.params, xs[0], rounding),
+    "layernorm_s16": _layernorm_s16,
 }
 
 

@@ -272,3 +272,36 @@ __all__ = [
     "add_s16", "mul_s16", "softmax_s16", "logistic_s16", "tanh_s16", "requantize_s16",
     "exp_table", "one_over_one_plus_x_table", "lut_lookup",
 ]
+
+
+# ---- LayerNorm with an int16 input (microq's own: TFLite has no LayerNorm builtin) ---------
+
+LAYERNORM_S16_MAX_ROW = 4096  # MQ_LAYERNORM_S16_MAX_ROW: C^2 * 2^30 stays below 2^62
+LAYERNORM_S16_OUT_BITS = 4  # MQ_LAYERNORM_S16_OUT_BITS: gamma * z + beta in 1/16 output steps
+
+
+def layernorm_s16(p, x, out_dtype=np.int16, rounding: str = "double") -> np.ndarray:
+    """int16 x [rows, C] -> int16 (or int8) [rows, C]: ref/layernorm.py's arithmetic (exact
+    integer mean and variance, the same Newton inverse square root, gamma/beta per channel)
+    with no extra variance bits: V = C * sum(x^2) - sum(x)^2 + eps, eps = round(eps / s_in^2 *
+    C^2), and 4 (not 8) fractional output bits so that an int16 output scale fits
+    (quant/s16.layernorm_params_s16)."""
+    from .layernorm import NORM_BITS, inv_sqrt_q30
+    from .arith import rdbpot
+
+    x = np.asarray(x, np.int64)
+    rows, c = x.shape
+    if not 1 <= c <= LAYERNORM_S16_MAX_ROW or len(p.multiplier) != c:
+        raise ValueError(f"layernorm_s16 row size {c} vs {len(p.multiplier)} channels")
+    total = x.sum(axis=1, keepdims=True)
+    var = c * (x * x).sum(axis=1, keepdims=True) - total * total + p.eps
+    inv, k = inv_sqrt_q30(np.maximum(var, 1))
+    inv = np.where(var > 0, inv, 0)
+    k = np.where(var > 0, k, 0)
+    norm_shift = 30 + k - NORM_BITS
+    n = c * x - total
+    z = (n * inv + (np.int64(1) << (norm_shift - 1))) >> norm_shift
+    scaled = mbqm(z, np.asarray(p.multiplier, np.int64), np.asarray(p.shift, np.int64),
+                  rounding)
+    out = rdbpot(scaled + np.asarray(p.bias, np.int64), LAYERNORM_S16_OUT_BITS) + p.output_offset
+    return clamp(out, p.act_min, p.act_max).astype(out_dtype)

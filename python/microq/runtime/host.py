@@ -99,6 +99,11 @@ def _spec_ok(spec) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers)
 
 
+def _io_dtype(spec: dict) -> np.dtype:
+    """int8, or int16 for a 16x8 tensor (NAME.json "dtype"; older folders have none)."""
+    return np.dtype(np.int16 if spec.get("dtype") == "int16" else np.int8)
+
+
 @dataclass
 class HostModel:
     folder: Path
@@ -175,9 +180,10 @@ class HostModel:
                 raise MicroqError(f"model {self.name}: missing input '{spec['name']}'")
             x = np.asarray(inputs[spec["name"]])
             want = sample_shape(spec["shape"])
-            if x.dtype != np.int8 or x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+            dt = _io_dtype(spec)
+            if x.dtype != dt or x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
                 raise MicroqError(
-                    f"model {self.name}: input '{spec['name']}' must be int8 "
+                    f"model {self.name}: input '{spec['name']}' must be {dt.name} "
                     f"{batched_text(want)}, got {x.dtype} {x.shape}"
                 )
             if n is not None and x.shape[0] != n:
@@ -185,17 +191,19 @@ class HostModel:
             n = x.shape[0]
             xs.append(np.ascontiguousarray(x).reshape(n, spec["size"]))
         n = n or 0
-        ys = [np.zeros((n, spec["size"]), dtype=np.int8) for spec in self.outputs]
+        ys = [np.zeros((n, spec["size"]), dtype=_io_dtype(spec)) for spec in self.outputs]
         invoke = getattr(self.lib, f"{self.name}_invoke_multi")
         in_ptrs = self.ffi.new("int8_t *[]", max(len(xs), 1))
         out_ptrs = self.ffi.new("int8_t *[]", max(len(ys), 1))
         for i in range(n):
             keep = []  # the cdata of from_buffer must outlive the call
             for k, x in enumerate(xs):
-                keep.append(self.ffi.from_buffer("int8_t[]", x[i : i + 1]))  # rank 1: no scalar
+                # the bytes (an int16 tensor is passed as int8_t *, as NAME.h declares)
+                keep.append(self.ffi.from_buffer("int8_t[]", x[i : i + 1].view(np.int8)))
                 in_ptrs[k] = keep[-1]
             for k, y in enumerate(ys):
-                keep.append(self.ffi.from_buffer("int8_t[]", y[i : i + 1], require_writable=True))
+                keep.append(self.ffi.from_buffer("int8_t[]", y[i : i + 1].view(np.int8),
+                                                 require_writable=True))
                 out_ptrs[k] = keep[-1]
             status = invoke(in_ptrs, out_ptrs)
             if status != 0:
@@ -236,7 +244,12 @@ class HostModel:
             if not _has_batch_axis(spec["logical_shape"]):  # axis 0 of x is the sample axis
                 perm = [0] + [a + 1 for a in perm]
             x = x.transpose(perm)
-        return quantize_int8(x, spec["scale"], spec["zero_point"])
+        dt = _io_dtype(spec)  # int16 for a 16x8 input
+        if dt == np.int8:
+            return quantize_int8(x, spec["scale"], spec["zero_point"])
+        q = np.round(x / np.float32(spec["scale"])) + np.float32(spec["zero_point"])
+        info = np.iinfo(dt)
+        return np.ascontiguousarray(np.clip(q, info.min, info.max).astype(dt))
 
     def dequantize_output(self, name: str, q: np.ndarray) -> np.ndarray:
         """int8 output `name` -> float32: (q - zero_point) * scale."""
