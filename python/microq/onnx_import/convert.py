@@ -16,6 +16,7 @@ from microq.onnx_import import ops_norm as nm
 from microq.onnx_import import ops_recurrent as rnn
 from microq.onnx_import import ops_spatial as sp
 from microq.onnx_import import ops_tensor as tn
+from microq.onnx_import import ops_unbatched as ub
 from microq.onnx_import.context import Ctx, LayoutError, Unsupported
 from microq.onnx_import.layout import NHWC, NLC, Value, identity, permute
 from microq.onnx_import.loader import Prepared
@@ -28,9 +29,9 @@ CONVERTERS: dict[str, Callable[[Ctx], None]] = {
     "AveragePool": sp.pool,
     "GlobalAveragePool": sp.global_pool,
     "GlobalMaxPool": sp.global_pool,
-    "ReduceMean": att.reduce_mean,
+    "ReduceMean": ub.reduce_mean,  # att.reduce_mean unless batch-less
     "Gemm": sp.gemm,
-    "MatMul": att.matmul,
+    "MatMul": ub.matmul,  # att.matmul unless batch-less
     "BatchNormalization": sp.batch_norm,
     "Relu": tn.relu,
     "Clip": tn.clip,
@@ -57,7 +58,7 @@ CONVERTERS: dict[str, Callable[[Ctx], None]] = {
     "Identity": tn.passthrough,
     "Dropout": tn.passthrough,
     "Cast": tn.passthrough,
-    "LayerNormalization": att.layer_norm,
+    "LayerNormalization": ub.layer_norm,  # att.layer_norm unless batch-less
     "Split": att.split,
     "Slice": att.slice_,
     "Gather": att.gather,
@@ -116,10 +117,16 @@ def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
         if inp.name in prep.consts:
             continue
         shape = prep.shapes[inp.name]
-        perm = _input_perm(prep, inp.name, len(shape))
-        cx.b.activation(inp.name, permute(shape, perm))
-        cx.values[inp.name] = Value(inp.name, perm)
-        cx.batch[inp.name] = 0  # loader.fix_batch made dim 0 the batch, of size 1
+        if inp.name in prep.unbatched:  # a static dim 0 > 1: data, no batch axis (fix_batch)
+            perm = identity(len(shape))  # kept as given; the sample axis is a leading 1
+            cx.b.activation(inp.name, (1,) + tuple(shape))
+            cx.values[inp.name] = Value(inp.name, perm, True)
+            cx.batch[inp.name] = None
+        else:
+            perm = _input_perm(prep, inp.name, len(shape))
+            cx.b.activation(inp.name, permute(shape, perm))
+            cx.values[inp.name] = Value(inp.name, perm)
+            cx.batch[inp.name] = 0  # loader.fix_batch made dim 0 the batch, of size 1
         inputs.append(inp.name)
         logical_shapes[inp.name] = shape
         if perm != identity(len(shape)):
@@ -153,6 +160,7 @@ def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
             poisoned.update(node.output)
 
     outputs = []
+    batchless = bool(prep.unbatched) and set(inputs) <= set(prep.unbatched)
     for out in g.output:
         v = cx.values.get(out.name)
         if v is None:  # never silently dropped: a folder with NUM_OUTPUTS 0 does not build
@@ -165,6 +173,8 @@ def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
         logical = cx.shape(out.name)
         cx.name = out.name
         v, logical_shapes[out.name] = _output_layout(cx, v, logical, cx.batch.get(out.name))
+        if batchless and v.hidden:  # no batch anywhere: the output's shape is the ONNX one
+            logical_shapes[out.name] = tuple(logical)
         if v.name != out.name:
             _name_output(cx, v.name, out.name, inputs + outputs)
         outputs.append(out.name)

@@ -274,6 +274,10 @@ def batch_norm(cx: Ctx) -> None:
     w, b = w.astype(np.float32), b.astype(np.float32)
     logical = cx.shape(cx.node.input[0])
     c = logical[1]
+    v = cx.value(0, hidden=True)
+    if v.hidden and not any(logical[p] == 1 for p in v.perm):  # no batch (static dim 0 > 1)
+        _batch_norm_hidden(cx, v, logical, w, b)
+        return
     if len(logical) > 4:
         _channel_affine(cx, logical, w, b)
         return
@@ -293,6 +297,21 @@ def batch_norm(cx: Ctx) -> None:
         return
     x, xs, is_1d = _to_2d(cx, 0)
     _finish_2d(cx, "Conv2D", [x, wname, bname], xs, attrs, is_1d)
+
+
+def _batch_norm_hidden(cx: Ctx, v, logical: tuple, w: np.ndarray, b: np.ndarray) -> None:
+    """BatchNormalization of a tensor without a batch axis ([2, 3, 4, 5] as data): channels
+    (axis 1) moved last, every other axis one row of a [1, P, 1, C] depthwise 1x1 conv."""
+    rank, c = len(logical), logical[1]
+    target = (0,) + tuple(range(2, rank)) + (1,)
+    v = cx.b.to_perm(v, logical, target, cx.source)
+    rows = int(np.prod(logical)) // c
+    x = cx.b.reshape(v.name, (1, rows, 1, c), f"{cx.out()}__2d", cx.source)
+    wname = cx.b.const(f"{cx.out()}__scale", w.reshape(c, 1, 1, 1))
+    bname = cx.b.const(f"{cx.out()}__shift", b)
+    y = cx.b.add("Conv2D", [x, wname, bname], f"{cx.out()}__conv", (1, rows, 1, c),
+                 ir.ConvAttrs(groups=c), cx.name, cx.source)
+    cx.set(cx.b.reshape(y, cx.b.shape(v.name), cx.out(), cx.source), target, hidden=True)
 
 
 def _channel_affine(cx: Ctx, logical: tuple, w: np.ndarray, b: np.ndarray) -> None:
