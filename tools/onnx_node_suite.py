@@ -72,7 +72,7 @@ STATS_OUTPUTS = {"LayerNormalization", "Dropout", "BatchNormalization", "MaxPool
 PARAM_OPS = {"Conv", "ConvTranspose", "Gemm", "BatchNormalization", "LayerNormalization",
              "InstanceNormalization", "GroupNormalization", "PRelu", "Clip", "Pad", "Resize",
              "Reshape", "Slice", "Split", "Squeeze", "Unsqueeze", "Gather", "ReduceMean",
-             "ReduceMax", "ReduceMin", "LeakyRelu"}
+             "ReduceMax", "ReduceMin", "LeakyRelu", "LSTM", "GRU"}
 
 
 def wheel() -> Path:
@@ -168,13 +168,17 @@ def fake_quant(x: np.ndarray, t) -> np.ndarray:
     return ((q - t.zero_point) * t.scale).astype(np.float32)
 
 
-def ideal_int8(model: onnx.ModelProto, feeds: dict, outs: dict, qg) -> float:
+def ideal_int8(model: onnx.ModelProto, feeds: dict, outs: dict, qg
+               ) -> tuple[float, float | None]:
     """The SQNR of an ideal int8 version of the graph: its inputs rounded to the compiled
     inputs' int8 grids (the calibration ranges), the graph run in float (onnxruntime) and its
     output rounded to the compiled output's grid. What int8 graph inputs and outputs cost by
     themselves: an inherent limit (inputs 1..4 and 10000..10003 in one tensor) shows here.
-    Falls back to rounding the expected output alone when onnxruntime cannot run the model."""
+    Falls back to rounding the expected output alone when onnxruntime cannot run the model.
+    Also returns onnxruntime's own float SQNR against the expected output (None when it cannot
+    run it): where that is low too, the test's expected output and onnxruntime disagree."""
     ref_q = {k: fake_quant(ref, qg.tensors[k].q) for k, ref in outs.items()}
+    ort_db = None
     try:
         import onnxruntime as ort
 
@@ -189,9 +193,12 @@ def ideal_int8(model: onnx.ModelProto, feeds: dict, outs: dict, qg) -> float:
         res = sess.run(names, fq)
         ref_q = {k: fake_quant(np.asarray(r, np.float32), qg.tensors[k].q)
                  for k, r in zip(names, res)}
+        raw = sess.run(names, {k: v.astype(types[k]) for k, v in feeds.items()})
+        ort_db = min(sqnr(outs[k], np.asarray(r, np.float64).reshape(outs[k].shape))
+                     for k, r in zip(names, raw))
     except Exception:  # noqa: BLE001 - onnxruntime lacks the op / opset: output rounding only
         pass
-    return min(sqnr(outs[k], ref_q[k].reshape(outs[k].shape)) for k in outs)
+    return min(sqnr(outs[k], ref_q[k].reshape(outs[k].shape)) for k in outs), ort_db
 
 
 def run_test(model: onnx.ModelProto, feeds: dict, outs: dict, use_c: bool, tmp: Path):
@@ -234,7 +241,7 @@ def run_test(model: onnx.ModelProto, feeds: dict, outs: dict, use_c: bool, tmp: 
         if got[k].size != ref.size:
             return ("refused", f"output {k}: {got[k].size} values, expected {ref.size}")
         dbs.append(sqnr(ref, got[k].reshape(ref.shape)))
-    return ("ok", min(dbs), ideal_int8(model, feeds, outs, qg))
+    return ("ok", min(dbs), *ideal_int8(model, feeds, outs, qg))
 
 
 def main() -> None:
@@ -279,7 +286,8 @@ def main() -> None:
             except Exception as e:  # noqa: BLE001 - any crash is a finding, keep going
                 r = ("refused", f"crash: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
             if r[0] == "ok":
-                results[name] = {"op": op, "status": "ok", "db": r[1], "ideal_db": r[2]}
+                results[name] = {"op": op, "status": "ok", "db": r[1], "ideal_db": r[2],
+                                 "onnxruntime_db": r[3]}
             else:
                 results[name] = {"op": op, "status": "refused", "reason": r[1]}
     report(results, args.quiet)
@@ -306,8 +314,10 @@ def report(results: dict[str, dict], quiet: bool) -> None:
         print(f"{op:24s} {len(rows):4d} {len(good):4d} {len(bad):4d} {len(ref):7d}", file=out)
         if not quiet:
             for n, r in bad:
+                ort_db = r.get("onnxruntime_db")
+                also = "" if ort_db is None else f"; onnxruntime float {fmt_db(ort_db)} dB"
                 print(f"    < 30 dB  {n}: {fmt_db(r['db'])} dB (ideal int8 "
-                      f"{fmt_db(r['ideal_db'])} dB)", file=out)
+                      f"{fmt_db(r['ideal_db'])} dB{also})", file=out)
             for n, r in ref:
                 print(f"    refused  {n}: {r['reason']}", file=out)
         tot["applicable"] += len(rows)

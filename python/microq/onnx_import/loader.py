@@ -313,13 +313,18 @@ def fix_batch(model: onnx.ModelProto, path: str) -> tuple[int, dict[str, int]]:
             continue
         dims = inp.type.tensor_type.shape.dim
         for i, d in enumerate(dims):
-            if i == 0 and d.HasField("dim_value") and d.dim_value > 1:
-                unbatched[inp.name] = int(d.dim_value)
+            if i == 0 and d.HasField("dim_value") and d.dim_value != 1:
+                unbatched[inp.name] = int(d.dim_value)  # > 1 (data); 0 is refused as empty
             elif i == 0:
                 exported.add(d.dim_value if d.HasField("dim_value") else 0)
                 d.ClearField("dim_param")
                 d.dim_value = 1
-            elif not d.HasField("dim_value") or d.dim_value <= 0:
+            elif d.HasField("dim_value") and d.dim_value == 0:
+                raise MicroqError(
+                    f"{path}: input '{inp.name}' has a dimension {i} of size 0 (shape "
+                    f"{[x.dim_value if x.HasField('dim_value') else x.dim_param for x in dims]})"
+                    ": an empty tensor, nothing to compute; export with a non-empty input size")
+            elif not d.HasField("dim_value") or d.dim_value < 0:
                 name = d.dim_param or "?"
                 raise MicroqError(
                     f"{path}: input '{inp.name}' has a dynamic dimension {i} ('{name}'); only "
