@@ -21,6 +21,7 @@ from microq.onnx_import.context import Ctx, LayoutError, Unsupported
 from microq.onnx_import.layout import NHWC, NLC, Value, identity, permute
 from microq.onnx_import.loader import Prepared
 from microq.onnx_import.patterns import fuse_patterns
+from microq.onnx_import.patterns_prelu import fuse_prelu_body
 
 # One explicit registry: ONNX op_type -> converter. Adding an op means adding a line here.
 CONVERTERS: dict[str, Callable[[Ctx], None]] = {
@@ -137,6 +138,9 @@ def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
     poisoned: set[str] = set()  # outputs of unsupported nodes and of everything after them
     named, cx.merged = fuse_patterns(named, prep.consts, prep.shapes, {o.name for o in g.output},
                                      prep.opset)
+    named, more = fuse_prelu_body(named, prep.consts, {o.name for o in g.output})
+    for name, srcs in more.items():  # PRelu's function body (patterns_prelu)
+        cx.merged[name] = [s for src in srcs for s in cx.merged.pop(src, [src])]
     for node, name in named:
         cx.node, cx.name = node, name
         fn = CONVERTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
