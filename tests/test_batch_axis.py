@@ -173,9 +173,10 @@ def _only_problem(m: onnx.ModelProto) -> tuple[str, str]:
 
 
 def test_reshape_to_a_shape_holding_the_exported_batch_says_so():
-    """Reshape([2,3,4] exported at batch 2 -> constant [4, 2, 3]): not 'the model is invalid'."""
+    """A dynamic batch (fixed to 1) reshaped to a constant [4, 2, 3] that holds the batch of 2
+    the model was traced with: not 'the model is invalid'."""
     n = [helper.make_node("Reshape", ["x", "s"], ["y"])]
-    m = make_model(n, {"x": (2, 3, 4)}, ["y"], {"s": np.array([4, 2, 3], np.int64)})
+    m = make_model(n, {"x": (1, 3, 4)}, ["y"], {"s": np.array([4, 2, 3], np.int64)})
     op, why = _only_problem(m)
     assert op == "Reshape" and "batch size the model was exported with" in why, why
     assert "invalid" not in why
@@ -220,17 +221,20 @@ def test_gather_of_sample_0_drops_the_batch():
     assert g.logical_shapes["y"] == (1, 3, 4)
 
 
-def test_static_batch_baked_into_reshape_constants_is_read_as_the_batch():
-    """Exported with a static batch of 2 (no dynamic axes): Reshape constants [2, 12] and
-    Slice ends of 2 over the batch are the batch, not data; it compiles per sample."""
+def test_static_dim0_above_1_is_data_reshape_and_slice_keep_it():
+    """Exported with a static dim 0 of 2 (no dynamic axes): the batch rule reads it as data
+    (as onnx2c), so Reshape [2, 12] and a Slice over axis 0 are ordinary ops on the tensor as
+    given; one sample is the whole [2, 3, 4] tensor and the output is [2, 8]."""
     n = [helper.make_node("Reshape", ["x", "s"], ["r"]),
          helper.make_node("Slice", ["r", "b", "e", "a"], ["y"])]
     inits = {"s": np.array([2, 12], np.int64), "b": np.array([0, 2], np.int64),
              "e": np.array([2, 10], np.int64), "a": np.array([0, 1], np.int64)}
     m = make_model(n, {"x": (2, 3, 4)}, ["y"], inits, batch=2)
     g = import_onnx(m)
-    assert g.logical_shapes["y"] == (1, 8)
-    x = _x((2, 3, 4))
+    assert g.logical_shapes["x"] == (2, 3, 4) and g.logical_shapes["y"] == (2, 8)
+    x = _x((5, 2, 3, 4))  # five samples, each a whole [2, 3, 4] tensor
     got = run_float(g, {"x": to_physical(g, "x", x)})["y"]
-    ref = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+    sess = ort.InferenceSession(m.SerializeToString())
+    ref = np.stack([sess.run(None, {"x": xi})[0] for xi in x])
+    assert got.shape == (5, 2, 8)
     np.testing.assert_allclose(got, ref, atol=1e-6)

@@ -123,3 +123,30 @@ def test_layernorm_function_body_becomes_layernorm():
     got = run_float(g, {"x": to_physical(g, "x", x)})["y"]
     ref = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("form", ["less", "greater", "zero_first"])
+def test_prelu_function_body_becomes_prelu(form):
+    """PRelu's body Where(Less(x, 0), Mul(slope, x), x) with a per-channel constant slope (and
+    the Greater / swapped-operand forms) -> one PRelu node; it was refused as 'op Less is not
+    supported'. Float IR == onnxruntime."""
+    slope = np.linspace(-0.5, 0.5, 4, dtype=np.float32).reshape(4, 1, 1)
+    n = _const("zero", 0.0)
+    if form == "less":
+        n += [helper.make_node("Less", ["x", "zero"], ["neg"])]
+    elif form == "zero_first":
+        n += [helper.make_node("Greater", ["zero", "x"], ["neg"])]
+    else:
+        n += [helper.make_node("Greater", ["x", "zero"], ["pos"])]
+    n += [helper.make_node("Mul", ["slope", "x"], ["sx"])]
+    n += [helper.make_node("Where", ["pos", "x", "sx"] if form == "greater"
+                           else ["neg", "sx", "x"], ["y"])]
+    m = make_model(n, {"x": (1, 4, 5, 5)}, ["y"], {"slope": slope}, opset=16)
+    g = import_onnx(m)
+    ops = [node.op for node in g.nodes]
+    assert ops.count("PRelu") == 1 and set(ops) <= {"PRelu", "Transpose"}, ops  # NCHW output
+    x = np.random.default_rng(5).normal(size=(6, 4, 5, 5)).astype(np.float32)
+    got = run_float(g, {"x": to_physical(g, "x", x)})["y"]
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    ref = np.concatenate([sess.run(None, {"x": x[i : i + 1]})[0] for i in range(len(x))])
+    np.testing.assert_allclose(got.reshape(ref.shape), ref, atol=1e-6)

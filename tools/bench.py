@@ -1,7 +1,8 @@
 """`make bench`: compile the demo and the MLPerf Tiny float models and print the deterministic
 figures: flash (weights), RAM (arena vs the liveness lower bound), MACs, compile wall time,
 float vs int8 agreement, instructions per inference on the emulated Cortex-M4 (DSP and portable
-builds) and Cortex-M0+ (QEMU plugin, exact), and on the host (valgrind callgrind).
+builds) and Cortex-M0+ (QEMU plugin, exact), and on the host (valgrind callgrind); then the
+ONNX node-test scoreboard's totals (tools/onnx_node_suite.py, integer reference, ~15 s).
 
 Then the speed table against the MLPerf Tiny leaders (issue 11): every MLPerf model from its
 int8 `.tflite` and from its float ONNX twin, on the Cortex-M4 (DSP) and the Cortex-M0+:
@@ -353,6 +354,27 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"models": rows, "speed": speed,
                                                "budgets": budgets}, indent=2))
+    node_suite_totals()
+
+
+def node_suite_totals() -> None:
+    """The ONNX node-test scoreboard's totals (tools/onnx_node_suite.py, integer reference,
+    a few seconds): all applicable tests and issue 8's footing."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import onnx_node_suite as ns
+
+    try:
+        whl = ns.wheel()
+    except SystemExit as e:  # offline: the wheel cannot be fetched
+        print(f"ONNX node suite: not run ({e})")
+        return
+    for footing in (None, "issue8"):
+        t = ns.totals(ns.run_suite(footing=footing, whl=whl))
+        goal = f" (goal {ns.FOOTINGS[footing]['goal']})" if footing else ""
+        print(f"ONNX node suite{' footing ' + footing if footing else ''}: applicable "
+              f"{t['applicable']}, compiled {t['compiled']}{goal} (>= 30 dB {t['good']}, "
+              f"< 30 dB {t['bad']}), refused {t['refused']}; _expanded "
+              f"{t['expanded_compiled']} of {t['expanded']}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ir, qir
-from .data import load_arrays, model_inputs
+from .data import load_arrays, model_inputs, sample_shape
 from .errors import MicroqError
 from .ref.float_exec import OPS, run_float, to_physical
 from .ref.int_exec import run_int
@@ -32,8 +32,11 @@ def run_onnxruntime(model: str | Path, data: dict[str, np.ndarray]) -> dict[str,
     names = [o.name for o in sess.get_outputs()]
     n = len(next(iter(data.values())))
     outs: dict[str, list] = {k: [] for k in names}
+    whole = {i.name for i in sess.get_inputs()  # a static dim 0 > 1: a sample is the tensor
+             if i.shape and isinstance(i.shape[0], int) and i.shape[0] > 1}
     for i in range(n):
-        res = sess.run(names, {k: v[i : i + 1] for k, v in data.items()})
+        res = sess.run(names, {k: v[i] if k in whole else v[i : i + 1]
+                               for k, v in data.items()})
         for k, r in zip(names, res):
             # one sample as the host runner returns it (runtime.host.sample_shape)
             outs[k].append(r[0] if r.ndim and r.shape[0] == 1 else r)
@@ -86,11 +89,12 @@ def check_model_matches(model, onnx_model, model_dir, qg) -> None:
     consts = {i.name for i in onnx_model.graph.initializer}
 
     def dims(vi) -> tuple:
-        return tuple(d.dim_value if d.HasField("dim_value") else d.dim_param or "?"
-                     for d in vi.type.tensor_type.shape.dim)[1:]
+        d = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param or "?"
+                  for d in vi.type.tensor_type.shape.dim)
+        return d if d and isinstance(d[0], int) and d[0] > 1 else d[1:]  # data.sample_shape
 
     have = {i.name: dims(i) for i in onnx_model.graph.input if i.name not in consts}
-    want = {k: tuple(qg.logical_shapes[k][1:]) for k in qg.inputs}
+    want = {k: sample_shape(qg.logical_shapes[k]) for k in qg.inputs}
     hint = f"compare the model that was compiled into {model_dir}"
 
     def fmt(d: dict) -> str:

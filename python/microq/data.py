@@ -27,12 +27,21 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
         raise MicroqError(f"{p}: not a readable .npz/.npy file ({why})") from None
 
 
+def sample_shape(shape) -> tuple[int, ...]:
+    """One sample of an input of logical (ONNX) shape `shape`, as the arrays (N, *sample) hold
+    it: without dim 0 when dim 0 is 1 (the batch, fixed to 1), the whole shape when it is not
+    (a static dim 0 > 1 is data: the model has no batch axis and a sample is the whole
+    tensor). The same rule as runtime.host.sample_shape."""
+    shape = tuple(int(d) for d in shape)
+    return shape[1:] if shape and shape[0] == 1 else shape
+
+
 def model_inputs(
     path: str | Path, arrays: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]
 ) -> dict[str, np.ndarray]:
     """Pick and check the arrays for the model inputs `shapes` (name -> logical shape with batch
-    1): each must be (N, *shape[1:]), finite, with the same N. Other keys (e.g. 'label') are
-    ignored. Returns float32 arrays."""
+    1): each must be (N, *sample_shape(shape)), finite, with the same N; a single sample may
+    come without N. Other keys (e.g. 'label') are ignored. Returns float32 arrays."""
     names = list(shapes)
     if "" in arrays:  # a .npy file
         if len(names) != 1:
@@ -46,7 +55,7 @@ def model_inputs(
             raise MicroqError(f"{path}: no array named '{name}' (found {sorted(arrays)}); "
                               f"key the .npz by the model's input names {names}")
         a = np.asarray(arrays[name])
-        want = tuple(shapes[name][1:])
+        want = sample_shape(shapes[name])
         if a.ndim == len(want):  # a single sample without the batch axis
             a = a[None]
         if tuple(a.shape[1:]) != want:

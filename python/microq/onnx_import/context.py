@@ -89,9 +89,7 @@ class Ctx:
             if v.hidden and not hidden:
                 v = self.b.unhide(v, self.shape(name), self.source)
                 if v.hidden:
-                    raise Unsupported(
-                        f"{self.node.op_type} of '{name}' {list(self.shape(name))}, whose batch "
-                        "axis an earlier Reshape merged into a data axis, is not supported")
+                    raise self.no_sample_axis(name)
                 self.values[name] = v
             return v
         if name in self.prep.consts:
@@ -102,6 +100,24 @@ class Ctx:
             self.values[name] = v
             return v
         raise Unsupported(f"input '{name}' has no producer")
+
+    def no_sample_axis(self, name: str) -> Unsupported:
+        """The refusal for an op that needs a size-1 (batch) axis on a tensor that has none:
+        says which rule left it without one."""
+        from microq.onnx_import.loader import unbatched_note
+
+        what = f"{self.node.op_type} of '{name}' {list(self.shape(name))}"
+        if self.prep.unbatched and self.merged_of_name(name) is None:
+            return Unsupported(
+                f"{what}: {unbatched_note(self.prep)}, which microq reads as data (a static "
+                f"dim 0 > 1 is not a batch), so this tensor has no batch axis and "
+                f"{self.node.op_type} is supported here only with one; export the model with "
+                "a batch of 1 or a dynamic batch")
+        return Unsupported(f"{what}, whose batch axis an earlier Reshape merged into a data "
+                           "axis, is not supported")
+
+    def merged_of_name(self, name: str) -> int | None:
+        return self.batch_merged.get(name)
 
     def is_const(self, idx: int) -> bool:
         return self.const(idx) is not None

@@ -16,10 +16,12 @@ from microq.onnx_import import ops_norm as nm
 from microq.onnx_import import ops_recurrent as rnn
 from microq.onnx_import import ops_spatial as sp
 from microq.onnx_import import ops_tensor as tn
+from microq.onnx_import import ops_unbatched as ub
 from microq.onnx_import.context import Ctx, LayoutError, Unsupported
 from microq.onnx_import.layout import NHWC, NLC, Value, identity, permute
 from microq.onnx_import.loader import Prepared
 from microq.onnx_import.patterns import fuse_patterns
+from microq.onnx_import.patterns_prelu import fuse_prelu_body
 
 # One explicit registry: ONNX op_type -> converter. Adding an op means adding a line here.
 CONVERTERS: dict[str, Callable[[Ctx], None]] = {
@@ -28,9 +30,9 @@ CONVERTERS: dict[str, Callable[[Ctx], None]] = {
     "AveragePool": sp.pool,
     "GlobalAveragePool": sp.global_pool,
     "GlobalMaxPool": sp.global_pool,
-    "ReduceMean": att.reduce_mean,
+    "ReduceMean": ub.reduce_mean,  # att.reduce_mean unless batch-less
     "Gemm": sp.gemm,
-    "MatMul": att.matmul,
+    "MatMul": ub.matmul,  # att.matmul unless batch-less
     "BatchNormalization": sp.batch_norm,
     "Relu": tn.relu,
     "Abs": tn.abs_,
@@ -60,7 +62,7 @@ CONVERTERS: dict[str, Callable[[Ctx], None]] = {
     "Identity": tn.passthrough,
     "Dropout": tn.passthrough,
     "Cast": tn.passthrough,
-    "LayerNormalization": att.layer_norm,
+    "LayerNormalization": ub.layer_norm,  # att.layer_norm unless batch-less
     "Split": att.split,
     "Slice": att.slice_,
     "Gather": att.gather,
@@ -119,10 +121,16 @@ def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
         if inp.name in prep.consts:
             continue
         shape = prep.shapes[inp.name]
-        perm = _input_perm(prep, inp.name, len(shape))
-        cx.b.activation(inp.name, permute(shape, perm))
-        cx.values[inp.name] = Value(inp.name, perm)
-        cx.batch[inp.name] = 0  # loader.fix_batch made dim 0 the batch, of size 1
+        if inp.name in prep.unbatched:  # a static dim 0 > 1: data, no batch axis (fix_batch)
+            perm = identity(len(shape))  # kept as given; the sample axis is a leading 1
+            cx.b.activation(inp.name, (1,) + tuple(shape))
+            cx.values[inp.name] = Value(inp.name, perm, True)
+            cx.batch[inp.name] = None
+        else:
+            perm = _input_perm(prep, inp.name, len(shape))
+            cx.b.activation(inp.name, permute(shape, perm))
+            cx.values[inp.name] = Value(inp.name, perm)
+            cx.batch[inp.name] = 0  # loader.fix_batch made dim 0 the batch, of size 1
         inputs.append(inp.name)
         logical_shapes[inp.name] = shape
         if perm != identity(len(shape)):
@@ -133,6 +141,9 @@ def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
     poisoned: set[str] = set()  # outputs of unsupported nodes and of everything after them
     named, cx.merged = fuse_patterns(named, prep.consts, prep.shapes, {o.name for o in g.output},
                                      prep.opset)
+    named, more = fuse_prelu_body(named, prep.consts, {o.name for o in g.output})
+    for name, srcs in more.items():  # PRelu's function body (patterns_prelu)
+        cx.merged[name] = [s for src in srcs for s in cx.merged.pop(src, [src])]
     for node, name in named:
         cx.node, cx.name = node, name
         fn = CONVERTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
@@ -156,6 +167,7 @@ def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
             poisoned.update(node.output)
 
     outputs = []
+    batchless = bool(prep.unbatched) and set(inputs) <= set(prep.unbatched)
     for out in g.output:
         v = cx.values.get(out.name)
         if v is None:  # never silently dropped: a folder with NUM_OUTPUTS 0 does not build
@@ -168,6 +180,8 @@ def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
         logical = cx.shape(out.name)
         cx.name = out.name
         v, logical_shapes[out.name] = _output_layout(cx, v, logical, cx.batch.get(out.name))
+        if batchless and v.hidden:  # no batch anywhere: the output's shape is the ONNX one
+            logical_shapes[out.name] = tuple(logical)
         if v.name != out.name:
             _name_output(cx, v.name, out.name, inputs + outputs)
         outputs.append(out.name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -26,8 +26,10 @@ class Prepared:
     consts: dict[str, np.ndarray]  # initializers, Constant nodes and folded subgraphs
     shapes: dict[str, tuple[int, ...]]  # logical (ONNX) shape of every known tensor
     nodes: list[onnx.NodeProto]  # nodes left after folding, topologically sorted
-    # the batch size the inputs were exported with when static (> 0), 0 when dynamic
+    # the batch size the inputs were exported with: 1 when static, 0 when dynamic
     exported_batch: int = 0
+    # graph inputs without a batch axis (a static dim 0 > 1 is data): name -> that dim 0
+    unbatched: dict[str, int] = field(default_factory=dict)
 
 
 def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
@@ -77,10 +79,8 @@ def prepare(model: onnx.ModelProto, path: str) -> Prepared:
         model = onnx.inliner.inline_local_functions(model)
     check_tensors(model, path)
     check_arity(model, path, opset)
-    exported = fix_batch(model, path)
+    exported, unbatched = fix_batch(model, path)
     model = infer(model, path)
-    if exported > 1 and unbatch_reshapes(model, exported):
-        model = infer(model, path)
     limit = size_limit(model)
     check_sizes(model, path, static_shapes(model), limit)
     check_finite(model, path)
@@ -107,7 +107,8 @@ def prepare(model: onnx.ModelProto, path: str) -> Prepared:
                 "from the graph outputs"
             )
     nodes = live_nodes(nodes, outputs)
-    return Prepared(rebuilt, path, opset, consts, static_shapes(rebuilt), nodes, exported)
+    return Prepared(rebuilt, path, opset, consts, static_shapes(rebuilt), nodes, exported,
+                    unbatched)
 
 
 def live_nodes(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
@@ -288,27 +289,46 @@ def empty_outputs(prep: Prepared, names: list[str]) -> list[tuple[str, str, str]
     return problems
 
 
-def fix_batch(model: onnx.ModelProto, path: str) -> None:
-    """Set dim 0 (the batch) of every graph input to 1; any other symbolic dim is an error
-    naming the input. Nothing else is touched: shape inference computes every other shape,
-    graph outputs included (their dim 0 need not be the batch: after a Transpose or Squeeze
-    it is data)."""
+BATCH_RULE = ("a dynamic dim 0 is the batch (fixed to 1), a static dim 0 of 1 is the batch, a "
+              "static dim 0 > 1 is data: the model has no batch axis there")
+
+
+def unbatched_note(prep: Prepared) -> str:
+    """Which inputs the batch rule read as having no batch axis, for messages."""
+    return ", ".join(f"input '{k}' has a static dim 0 of {d}" for k, d in prep.unbatched.items())
+
+
+def fix_batch(model: onnx.ModelProto, path: str) -> tuple[int, dict[str, int]]:
+    """The batch rule (as onnx2c): a symbolic/dynamic dim 0 of a graph input is the batch and
+    becomes 1; a static dim 0 of 1 is the batch; a static dim 0 > 1 is data, and that input is
+    compiled with its shape exactly as given, without a batch axis (every axis is data). Any
+    other symbolic dim is an error naming the input. Nothing else is touched: shape inference
+    computes every other shape, graph outputs included. Returns (the exported batch: 1 when
+    static, 0 when dynamic; {input without a batch axis: its dim 0})."""
     inits = {i.name for i in model.graph.initializer}
     exported: set[int] = set()
+    unbatched: dict[str, int] = {}
     for inp in model.graph.input:
         if inp.name in inits:
             continue
         dims = inp.type.tensor_type.shape.dim
         for i, d in enumerate(dims):
-            if i == 0:
+            if i == 0 and d.HasField("dim_value") and d.dim_value != 1:
+                unbatched[inp.name] = int(d.dim_value)  # > 1 (data); 0 is refused as empty
+            elif i == 0:
                 exported.add(d.dim_value if d.HasField("dim_value") else 0)
                 d.ClearField("dim_param")
                 d.dim_value = 1
-            elif not d.HasField("dim_value") or d.dim_value <= 0:
+            elif d.HasField("dim_value") and d.dim_value == 0:
+                raise MicroqError(
+                    f"{path}: input '{inp.name}' has a dimension {i} of size 0 (shape "
+                    f"{[x.dim_value if x.HasField('dim_value') else x.dim_param for x in dims]})"
+                    ": an empty tensor, nothing to compute; export with a non-empty input size")
+            elif not d.HasField("dim_value") or d.dim_value < 0:
                 name = d.dim_param or "?"
                 raise MicroqError(
-                    f"{path}: input '{inp.name}' has a dynamic dimension {i} ('{name}'); only the "
-                    "batch (dim 0) may be dynamic: export with a fixed input size"
+                    f"{path}: input '{inp.name}' has a dynamic dimension {i} ('{name}'); only "
+                    "dim 0 may be dynamic (it is then the batch): export with a fixed input size"
                 )
     # Stale shapes of intermediate tensors and outputs may still carry the symbolic batch (or an
     # exporter's wrong guess): infer them all again from the inputs.
@@ -316,47 +336,7 @@ def fix_batch(model: onnx.ModelProto, path: str) -> None:
     for out in model.graph.output:
         if out.type.HasField("tensor_type"):
             out.type.tensor_type.ClearField("shape")
-    return exported.pop() if len(exported) == 1 else 0
-
-
-def unbatch_reshapes(model: onnx.ModelProto, batch: int) -> bool:
-    """A model exported with a static batch B > 1 bakes B into its Reshape constants ([B, -1],
-    [B, 12]): where such a constant's leading B is what makes it disagree with the batch-1
-    input (B times the elements, or a -1 that does not resolve), it becomes 1. True if any did."""
-    g = model.graph
-    shapes = static_shapes(model)
-    inits = {i.name: i for i in g.initializer}
-    consts = {n.output[0]: n for n in g.node if n.op_type == "Constant" and n.attribute
-              and n.attribute[0].name == "value"}
-    changed = False
-    for node in g.node:
-        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[0] not in shapes:
-            continue
-        src = inits.get(node.input[1])
-        tensor = src if src is not None else (
-            consts[node.input[1]].attribute[0].t if node.input[1] in consts else None)
-        if tensor is None:
-            continue
-        target = numpy_helper.to_array(tensor).astype(np.int64)
-        if target.ndim != 1 or not len(target) or int(target[0]) != batch:
-            continue
-        n_in = int(np.prod(shapes[node.input[0]]))
-        rest = [int(d) for d in target[1:]]
-        known = int(np.prod([d for d in rest if d > 0])) * batch
-        if -1 in rest:
-            mismatch = n_in % known != 0 and n_in % (known // batch) == 0
-        else:
-            mismatch = known == batch * n_in
-        if not mismatch or 0 in rest:
-            continue
-        fixed = numpy_helper.from_array(np.array([1] + rest, np.int64), tensor.name)
-        tensor.CopyFrom(fixed)
-        changed = True
-    if changed:
-        del g.value_info[:]
-        for out in g.output:
-            out.type.tensor_type.ClearField("shape")
-    return changed
+    return (exported.pop() if len(exported) == 1 else 0), unbatched
 
 
 # Ops whose output has its input's shape but that onnx's shape inference leaves untyped (function

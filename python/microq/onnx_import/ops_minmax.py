@@ -11,7 +11,7 @@ from onnx import helper
 from microq import ir
 from microq.onnx_import import ops_tensor as tn
 from microq.onnx_import.context import Ctx, Unsupported
-from microq.onnx_import.layout import const_to_physical
+from microq.onnx_import.layout import Value, const_to_physical
 
 
 def prelu(cx: Ctx) -> None:
@@ -27,11 +27,24 @@ def prelu(cx: Ctx) -> None:
     except ValueError:
         raise Unsupported(f"PRelu slope of shape {list(slope.shape)} does not broadcast to "
                           f"x {list(logical)}") from None
-    v = cx.value(0)
+    v = _input(cx, ())
     a = cx.b.const(cx.node.input[1], const_to_physical(slope, len(logical), v.perm))
     y = cx.b.add("PRelu", [v.name, a], cx.out(), cx.b.shape(v.name), ir.BinaryAttrs(), cx.name,
                  cx.source)
-    cx.set(y, v.perm)
+    cx.set(y, v.perm, hidden=v.hidden)
+
+
+def _input(cx: Ctx, axes) -> Value:
+    """Input 0 with the sample on a size-1 axis outside `axes` when there is one, else as a
+    leading 1 (hidden): a tensor without a batch axis (a static dim 0 > 1) or with a size-1
+    axis that is itself reduced. Never a computed axis holding the sample."""
+    logical = cx.shape(cx.node.input[0])
+    v = cx.value(0, hidden=True)
+    if v.hidden:
+        v = cx.b.unhide(v, logical, cx.source, avoid=tuple(axes))
+    if not v.hidden and v.perm[0] in axes:
+        v = cx.b.hide(v, logical, cx.source)
+    return v
 
 
 def max_min(cx: Ctx) -> None:
@@ -40,7 +53,7 @@ def max_min(cx: Ctx) -> None:
     node = cx.node
     ins = [i for i in node.input if i]
     if len(ins) == 1:
-        cx.values[cx.out()] = cx.value(0)
+        cx.values[cx.out()] = cx.value(0, hidden=True)
         return
     if len(ins) == 2:
         tn.binary(cx)
@@ -60,26 +73,28 @@ def max_min(cx: Ctx) -> None:
         acc = out
 
 
-def _keep_or_drop(cx: Ctx, y: str, perm: tuple[int, ...], axes: list[int], keep: bool) -> None:
+def _keep_or_drop(cx: Ctx, y: str, perm: tuple[int, ...], axes: list[int], keep: bool,
+                  hidden: bool = False) -> None:
     """Set the node output from y (reduced axes kept with size 1): as is, or with them dropped
     (the tracked batch axis, never among `axes`, then moves down by the dropped axes before)."""
     k, m = cx.batch_of(0), cx.merged_of(0)
     if keep:
-        cx.set(y, perm)
+        cx.set(y, perm, hidden=hidden)
         cx.set_batch(k, merged=m)
         return
     rest = [p for p in perm if p not in axes]
     renum = {old: i for i, old in enumerate(sorted(rest))}
-    shape = tuple(d for p, d in zip(perm, cx.b.shape(y)) if p not in axes)
-    cx.set(cx.b.reshape(y, shape, cx.out(), cx.source), tuple(renum[p] for p in rest))
+    phys = cx.b.shape(y)[1:] if hidden else cx.b.shape(y)
+    shape = ((1,) if hidden else ()) + tuple(d for p, d in zip(perm, phys) if p not in axes)
+    cx.set(cx.b.reshape(y, shape, cx.out(), cx.source), tuple(renum[p] for p in rest),
+           hidden=hidden)
     cx.set_batch(None if k is None else renum[k], merged=None if m is None else renum[m])
 
 
 def _check_batch(cx: Ctx, axes: list[int], logical: tuple[int, ...]) -> None:
     cx.check_samples(cx.node.op_type, axes)
-    if len(logical) < 2:
-        raise Unsupported(f"{cx.node.op_type} of a rank-{len(logical)} tensor (its only axis "
-                          "is the batch)")
+    if len(logical) < 1:
+        raise Unsupported(f"{cx.node.op_type} of a scalar")
 
 
 def reduce_extreme(cx: Ctx) -> None:
@@ -96,20 +111,20 @@ def reduce_extreme(cx: Ctx) -> None:
         axes = [int(v) for v in a.get("axes", [])]
     if not axes:
         if a.get("noop_with_empty_axes", 0):
-            cx.values[cx.out()] = cx.value(0)
+            cx.values[cx.out()] = cx.value(0, hidden=True)
             return
         axes = list(range(rank))
     if any(not -rank <= ax < rank for ax in axes):
         raise Unsupported(f"{cx.node.op_type} axes {axes} out of range for rank {rank}")
     axes = sorted({ax % rank for ax in axes})
     _check_batch(cx, axes, logical)
-    v = cx.value(0)
-    phys = tuple(sorted(v.perm.index(ax) for ax in axes))
+    v = _input(cx, axes)
+    phys = tuple(sorted(v.phys_axis(ax) for ax in axes))
     shape = tuple(1 if i in phys else d for i, d in enumerate(cx.b.shape(v.name)))
     keep = bool(a.get("keepdims", 1))
     y = cx.b.add(cx.node.op_type, [v.name], cx.out() if keep else f"{cx.out()}__keep", shape,
                  ir.ReduceAttrs(phys), cx.name, cx.source)
-    _keep_or_drop(cx, y, v.perm, axes, keep)
+    _keep_or_drop(cx, y, v.perm, axes, keep, v.hidden)
 
 
 def argmax(cx: Ctx) -> None:
@@ -126,11 +141,11 @@ def argmax(cx: Ctx) -> None:
     if logical[axis] > 128:
         raise Unsupported(f"ArgMax over {logical[axis]} values: the int8 index output holds at "
                           "most 128")
-    v = cx.value(0)
-    phys = v.perm.index(axis)
+    v = _input(cx, [axis])
+    phys = v.phys_axis(axis)
     shape = tuple(1 if i == phys else d for i, d in enumerate(cx.b.shape(v.name)))
     keep = bool(a.get("keepdims", 1))
     attrs = ir.ArgMaxAttrs(phys, bool(a.get("select_last_index", 0)))
     y = cx.b.add("ArgMax", [v.name], cx.out() if keep else f"{cx.out()}__keep", shape, attrs,
                  cx.name, cx.source)
-    _keep_or_drop(cx, y, v.perm, [axis], keep)
+    _keep_or_drop(cx, y, v.perm, [axis], keep, v.hidden)

@@ -75,7 +75,10 @@ def recurrent(cx: Ctx) -> None:
         raise Unsupported(f"{op} input of rank {len(logical)} (needs 3)")
     steps, batch = (logical[0], logical[1]) if layout == 0 else (logical[1], logical[0])
     if batch != 1:
-        raise Unsupported(f"{op} over a batch of {batch}: microq compiles one sample at a time")
+        raise Unsupported(f"{op} over {batch} sequences at once (its batch_size axis "
+                          f"{1 if layout == 0 else 0} has size {batch}, data in this model): "
+                          "the recurrent kernel runs one sequence; export with a batch of 1 or "
+                          "a dynamic batch")
     if cx.has_input(4):
         lens = cx.const(4)
         if lens is None or np.any(np.asarray(lens) != steps):

@@ -206,10 +206,16 @@ def reduce_mean(cx: Ctx) -> None:
     cx.set(cx.b.reshape(y, (xs[0], xs[3]), cx.out(), cx.source), (0, 1))
 
 
-def _fully_connected(cx: Ctx, w: np.ndarray, bias: np.ndarray) -> None:
-    """x [..., K] (last logical axis kept last physically), w [Cout, K] -> y [..., Cout]."""
+def _fully_connected(cx: Ctx, w: np.ndarray, bias: np.ndarray, trans_a: bool = False) -> None:
+    """x [..., K] (last logical axis kept last physically), w [Cout, K] -> y [..., Cout].
+    trans_a (Gemm transA=1, 2-D): x is [K, M] and its transpose [M, K] is used (a free change
+    of layout)."""
     logical = cx.shape(cx.node.input[0])
     v = cx.value(0, hidden=True)  # rows are independent: a hidden sample axis is fine
+    if trans_a:
+        cx.check_samples("Gemm with transA=1 (a contraction over axis 0)", [0])
+        v = type(v)(v.name, tuple(1 - p for p in v.perm), v.hidden)  # logical axes swapped
+        logical = logical[::-1]
     if v.perm[-1] != len(logical) - 1:
         v = cx.b.to_row_major(v, logical, cx.source)
     xs = cx.b.shape(v.name)
@@ -239,8 +245,6 @@ def gemm(cx: Ctx) -> None:
     b = cx.const(1)
     if b is None:
         raise Unsupported("Gemm with a non-constant B is not supported yet")
-    if a.get("transA", 0):
-        raise Unsupported("Gemm with transA=1")
     if len(cx.shape(cx.node.input[0])) != 2:
         raise Unsupported("Gemm on a non 2-D input")
     w = b if a.get("transB", 0) else b.T
@@ -254,7 +258,8 @@ def gemm(cx: Ctx) -> None:
         if c.size not in (1, cout):
             raise Unsupported(f"Gemm bias C of shape {c.shape}")
         bias = np.float32(a.get("beta", 1.0)) * np.broadcast_to(c.reshape(-1), (cout,))
-    _fully_connected(cx, np.ascontiguousarray(w), bias.astype(np.float32))
+    _fully_connected(cx, np.ascontiguousarray(w), bias.astype(np.float32),
+                     bool(a.get("transA", 0)))
 
 
 def batch_norm(cx: Ctx) -> None:
@@ -274,6 +279,10 @@ def batch_norm(cx: Ctx) -> None:
     w, b = w.astype(np.float32), b.astype(np.float32)
     logical = cx.shape(cx.node.input[0])
     c = logical[1]
+    v = cx.value(0, hidden=True)
+    if v.hidden and not any(logical[p] == 1 for p in v.perm):  # no batch (static dim 0 > 1)
+        _batch_norm_hidden(cx, v, logical, w, b)
+        return
     if len(logical) > 4:
         _channel_affine(cx, logical, w, b)
         return
@@ -293,6 +302,21 @@ def batch_norm(cx: Ctx) -> None:
         return
     x, xs, is_1d = _to_2d(cx, 0)
     _finish_2d(cx, "Conv2D", [x, wname, bname], xs, attrs, is_1d)
+
+
+def _batch_norm_hidden(cx: Ctx, v, logical: tuple, w: np.ndarray, b: np.ndarray) -> None:
+    """BatchNormalization of a tensor without a batch axis ([2, 3, 4, 5] as data): channels
+    (axis 1) moved last, every other axis one row of a [1, P, 1, C] depthwise 1x1 conv."""
+    rank, c = len(logical), logical[1]
+    target = (0,) + tuple(range(2, rank)) + (1,)
+    v = cx.b.to_perm(v, logical, target, cx.source)
+    rows = int(np.prod(logical)) // c
+    x = cx.b.reshape(v.name, (1, rows, 1, c), f"{cx.out()}__2d", cx.source)
+    wname = cx.b.const(f"{cx.out()}__scale", w.reshape(c, 1, 1, 1))
+    bname = cx.b.const(f"{cx.out()}__shift", b)
+    y = cx.b.add("Conv2D", [x, wname, bname], f"{cx.out()}__conv", (1, rows, 1, c),
+                 ir.ConvAttrs(groups=c), cx.name, cx.source)
+    cx.set(cx.b.reshape(y, cx.b.shape(v.name), cx.out(), cx.source), target, hidden=True)
 
 
 def _channel_affine(cx: Ctx, logical: tuple, w: np.ndarray, b: np.ndarray) -> None:

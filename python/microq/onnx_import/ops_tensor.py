@@ -6,7 +6,9 @@ import numpy as np
 
 from microq import ir
 from microq.onnx_import.context import Ctx, Unsupported, axis_of
-from microq.onnx_import.layout import compose, const_to_physical, identity, inverse, permute
+from microq.onnx_import.layout import (Value, compose, const_to_physical, identity, inverse,
+                                       permute)
+from microq.onnx_import.loader import unbatched_note
 
 INF = float("inf")
 
@@ -75,31 +77,65 @@ def binary(cx: Ctx) -> None:
     try:
         out_logical = tuple(np.broadcast_shapes(*ls))
     except ValueError:
+        if cx.prep.unbatched:
+            why = f"({unbatched_note(cx.prep)}: data, kept as exported)"
+        else:
+            why = ("with the batch fixed to 1 (a constant sized for the batch the model was "
+                   "exported with?)")
         raise Unsupported(f"{cx.node.op_type} of shapes {list(ls[0])} and {list(ls[1])}: they do "
-                          "not broadcast with the batch fixed to 1 (a constant sized for the "
-                          "batch the model was exported with?)") from None
+                          f"not broadcast {why}") from None
+    hidden = False
     if ca is None and cb is None:
-        va, vb = cx.value(0), cx.value(1)
-        if not (va.perm == vb.perm and len(ls[0]) == len(ls[1])):
+        va, vb = (_plain_if_possible(cx, i) for i in (0, 1))
+        if va.hidden or vb.hidden:  # no size-1 axis for the sample: a leading 1 on both
+            if not (va.hidden and vb.hidden and va.perm == vb.perm and len(ls[0]) == len(ls[1])):
+                va = _hidden_rank(cx, va, ls[0], len(out_logical))
+                vb = _hidden_rank(cx, vb, ls[1], len(out_logical))
+            hidden = True
+        elif not (va.perm == vb.perm and len(ls[0]) == len(ls[1])):
             va = cx.b.to_logical(va, ls[0], cx.source)
             vb = cx.b.to_logical(vb, ls[1], cx.source)
         names, perm = [va.name, vb.name], va.perm
     else:
         act = 1 if ca is not None else 0
-        v, c = cx.value(act), (ca if ca is not None else cb)
+        v, c = _plain_if_possible(cx, act), (ca if ca is not None else cb)
         if c.ndim > len(ls[act]):
-            v = cx.b.to_logical(v, ls[act], cx.source)
+            if v.hidden:
+                v = _hidden_rank(cx, v, ls[act], len(out_logical))
+            else:
+                v = cx.b.to_logical(v, ls[act], cx.source)
             perm = identity(len(out_logical))
             cphys = const_to_physical(c, len(out_logical), perm)
         else:
             perm = v.perm
             cphys = const_to_physical(c, len(perm), perm)
+        hidden = v.hidden
         cname = cx.b.const(cx.node.input[1 - act], cphys)
         names = [v.name, cname] if act == 0 else [cname, v.name]
         if len(perm) != len(out_logical):
             raise Unsupported("broadcast that raises the rank of the activation")
-    shape = permute(out_logical, perm)
-    cx.set(cx.b.add(op, names, cx.out(), shape, ir.BinaryAttrs(), cx.name, cx.source), perm)
+    shape = ((1,) if hidden else ()) + permute(out_logical, perm)
+    cx.set(cx.b.add(op, names, cx.out(), shape, ir.BinaryAttrs(), cx.name, cx.source), perm,
+           hidden=hidden)
+
+
+def _plain_if_possible(cx: Ctx, idx: int, avoid: tuple[int, ...] = ()):
+    """Input `idx` as a plain Value when a size-1 axis (not in `avoid`) can hold the sample,
+    else hidden (a tensor without a batch axis: a static dim 0 > 1, or a merged batch)."""
+    v = cx.value(idx, hidden=True)
+    return cx.b.unhide(v, cx.shape(cx.node.input[idx]), cx.source, avoid) if v.hidden else v
+
+
+def _hidden_rank(cx: Ctx, v: Value, logical: tuple[int, ...], rank: int) -> Value:
+    """v as a hidden Value in row-major logical order, with leading size-1 axes up to `rank`
+    (numpy broadcasting of a lower-rank operand): a free reshape."""
+    v = cx.b.to_perm(cx.b.hide(v, logical, cx.source), logical, identity(len(logical)),
+                     cx.source)
+    if len(logical) == rank:
+        return v
+    shape = (1,) * (rank - len(logical) + 1) + tuple(logical)
+    return Value(cx.b.reshape(v.name, shape, f"{v.name}__r{rank}", cx.source), identity(rank),
+                 True)
 
 
 def concat(cx: Ctx) -> None:
@@ -108,13 +144,18 @@ def concat(cx: Ctx) -> None:
     axis = axis_of(axis, rank)
     for idx in range(len(cx.node.input)):
         cx.check_samples("Concat", [axis], idx)
+    ins = [i for i in range(len(cx.node.input)) if cx.const(i) is None]
+    if any(_plain_if_possible(cx, i, (axis,)).hidden for i in ins):
+        _concat_hidden(cx, axis, rank)
+        return
     acts = [cx.value(i) for i, n in enumerate(cx.node.input) if cx.const(i) is None]
     perms = {v.perm for v in acts}
     perm = perms.pop() if len(perms) == 1 else identity(rank)
     if perm[0] == axis:  # a size-1 data axis holds the sample: give it to another size-1 axis
         ones = [p for p in perm if p != axis and cx.shape(cx.out())[p] == 1]
-        if not ones:
-            raise Unsupported(f"Concat along axis {axis}, the only size-1 axis, is not supported")
+        if not ones:  # none: the sample becomes a leading 1
+            _concat_hidden(cx, axis, rank)
+            return
         perm = (ones[0],) + tuple(p for p in perm if p != ones[0])
     names = []
     for idx, name in enumerate(cx.node.input):
@@ -126,6 +167,28 @@ def concat(cx: Ctx) -> None:
     shape = permute(cx.shape(cx.out()), perm)
     attrs = ir.ConcatAttrs(perm.index(axis))
     cx.set(cx.b.add("Concat", names, cx.out(), shape, attrs, cx.name, cx.source), perm)
+    cx.set_batch(next((cx.batch_of(i) for i in range(len(cx.node.input))
+                       if cx.batch_of(i) is not None), None))
+
+
+def _concat_hidden(cx: Ctx, axis: int, rank: int) -> None:
+    """Concat with the sample as a leading 1 on every operand (no other size-1 axis holds it)."""
+    vals = {i: cx.value(i, hidden=True) for i in range(len(cx.node.input)) if cx.const(i) is None}
+    perms = {v.perm for v in vals.values()}
+    perm = perms.pop() if len(perms) == 1 else identity(rank)
+    names = []
+    for idx, name in enumerate(cx.node.input):
+        c = cx.const(idx)
+        if c is not None:
+            arr = np.asarray(c, np.float32).transpose(perm)[None]
+            names.append(cx.b.const(name, arr))
+        else:
+            v = cx.b.hide(vals[idx], cx.shape(name), cx.source)
+            names.append(cx.b.to_perm(v, cx.shape(name), perm, cx.source).name)
+    shape = (1,) + permute(cx.shape(cx.out()), perm)
+    attrs = ir.ConcatAttrs(perm.index(axis) + 1)
+    cx.set(cx.b.add("Concat", names, cx.out(), shape, attrs, cx.name, cx.source), perm,
+           hidden=True)
     cx.set_batch(next((cx.batch_of(i) for i in range(len(cx.node.input))
                        if cx.batch_of(i) is not None), None))
 
@@ -294,13 +357,15 @@ def pad(cx: Ctx) -> None:
         begin[ax], end[ax] = pads[i], pads[n + i]
     if min(begin + end) < 0:
         raise Unsupported("Pad with negative pads (cropping)")
-    v = cx.value(0)
-    phys_pads = tuple((begin[p], end[p]) for p in v.perm)
+    v = _plain_if_possible(cx, 0)
+    if not v.hidden and (begin[v.perm[0]] or end[v.perm[0]]):  # the sample axis grows
+        v = cx.b.hide(v, logical, cx.source)
+    lead = ((0, 0),) if v.hidden else ()
+    phys_pads = lead + tuple((begin[p], end[p]) for p in v.perm)
     out_logical = tuple(logical[i] + begin[i] + end[i] for i in range(rank))
     attrs = ir.PadAttrs(phys_pads, value)
-    y = cx.b.add("Pad", [v.name], cx.out(), permute(out_logical, v.perm), attrs, cx.name,
-                 cx.source)
-    cx.set(y, v.perm)
+    y = cx.b.add("Pad", [v.name], cx.out(), v.phys(out_logical), attrs, cx.name, cx.source)
+    cx.set(y, v.perm, hidden=v.hidden)
 
 
 def passthrough(cx: Ctx) -> None:
