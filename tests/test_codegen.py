@@ -335,7 +335,8 @@ def test_summary_and_metadata(emitted):
 
 def test_chain_counts():
     from microq.codegen.emit import _render, runtime_dir  # noqa: F401
-    from microq.codegen.layers import EMITTERS, Ctx
+    from microq.codegen.emitters import EMITTERS
+    from microq.codegen.layers import Ctx
 
     g = chain_graph()
     ctx = Ctx(g, "chain", lambda t: "p")

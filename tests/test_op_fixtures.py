@@ -214,7 +214,8 @@ def test_registries_complete():
     import re
 
     from microq import ir, ops, qir
-    from microq.codegen.layers import EMITTERS, FAMILY_SOURCES
+    from microq.codegen.emitters import EMITTERS
+    from microq.codegen.layers import FAMILY_SOURCES
     from microq.codegen.overlap import IN_PLACE_INPUTS
     from microq.onnx_import import ops_table
     from microq.quant.bias_correction import CORRECTED
@@ -228,7 +229,7 @@ def test_registries_complete():
         assert set(names) == table_ops, (f"{stage} vs microq.ops.OPS: missing "
                                          f"{sorted(table_ops - set(names))}, extra "
                                          f"{sorted(set(names) - table_ops)}")
-    for stage, names in (("ref.int_exec.KERNELS", KERNELS), ("codegen.layers.EMITTERS", EMITTERS)):
+    for stage, names in (("ref.int_exec.KERNELS", KERNELS), ("codegen.emitters.EMITTERS", EMITTERS)):
         assert set(names) == table_kernels, (f"{stage} vs microq.ops.KERNELS: missing "
                                              f"{sorted(table_kernels - set(names))}, extra "
                                              f"{sorted(set(names) - table_kernels)}")

@@ -26,7 +26,7 @@ from test_ops_e2e import assert_bit_exact, compile_onnx, run_both, sqnr_db
 from microq import api
 from microq.errors import MicroqError
 from microq.onnx_import import convert_with_problems
-from microq.report import run_onnxruntime
+from microq.compare import run_onnxruntime
 
 STATIC = Path(__file__).resolve().parent / "models" / "static"
 FILES = sorted(p.name for p in STATIC.glob("*.onnx"))

@@ -147,17 +147,19 @@ def quantize_model(model: str | Path, calib, method: str = "minmax", progress=No
     ranges = calibrate(graph, feeds, method=method, progress=progress)
     qg = quantize(graph, ranges, rounding=rounding)
     if int16:  # 16x8 layers (quant/rules_s16.py): a list of layer names or "auto"
+        from . import compare as compare_mod
         from .quant import rules_s16
 
         layers, low = (list(int16) if not isinstance(int16, str) else None), {}
         if isinstance(int16, str):
             if int16 != "auto":
                 raise MicroqError(f"int16 must be 'auto' or a list of layer names, not {int16!r}")
-            layers, low = rules_s16.auto_layers(graph, qg, feeds, rounding)
+            layers, low = compare_mod.auto_layers(graph, qg, feeds, rounding)
         qg8 = qg
         qg = rules_s16.quantize_mixed(graph, ranges, layers, rounding=rounding)
         if info is not None:  # what --int16 chose and what it costs
-            info["int16"] = {"layers": layers, "low_sqnr_db": low, **rules_s16.cost(qg8, qg)}
+            info["int16"] = {"layers": layers, "low_sqnr_db": low,
+                             **compare_mod.int16_cost(qg8, qg)}
         if bias_correction:
             raise MicroqError("--bias-correction is not supported with --int16")
     if bias_correction:

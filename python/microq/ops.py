@@ -12,7 +12,7 @@ Two levels, one entry (one line) each:
 
 Each stage keeps its own explicit dict keyed by these names (onnx_import.convert.CONVERTERS maps
 ONNX op types onto IR ops; ref.float_exec.OPS, quant.quantize.HANDLERS by IR op;
-ref.int_exec.KERNELS, codegen.layers.EMITTERS by kernel); tests/test_op_fixtures.py
+ref.int_exec.KERNELS, codegen.emitters.EMITTERS by kernel); tests/test_op_fixtures.py
 test_registries_complete fails when they disagree with this table or a C symbol is missing.
 Adding an op: one OpDef / KernelDef line here, then one entry per stage.
 

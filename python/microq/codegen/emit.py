@@ -22,7 +22,8 @@ from ..qir import QGraph
 from . import cformat as cf
 from . import swap
 from .glue import LAYOUTS, arduino_layout, model_glue
-from .layers import EMITTERS, FAMILY_SOURCES, Ctx, LayerCode
+from .emitters import EMITTERS
+from .layers import FAMILY_SOURCES, Ctx, LayerCode
 from .plan import Plan, plan_graph
 
 

@@ -1,6 +1,6 @@
 """Per-kernel C emission for codegen: one params struct and one checked call per quantized node.
 
-EMITTERS: kernel name -> function(ctx, node) -> LayerCode, keyed like microq.ops.KERNELS, which
+EMITTERS_S8 (all of them: codegen.emitters.EMITTERS): kernel name -> function(ctx, node) -> LayerCode, keyed like microq.ops.KERNELS, which
 gives each kernel's runtime family (c_runtime/src/<family>.c), MAC count and struct fields.
 """
 
@@ -633,7 +633,7 @@ def _lstm_tfl(ctx: Ctx, node: QNode) -> LayerCode:
     return code
 
 
-EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
+EMITTERS_S8: dict[str, Callable[[Ctx, QNode], LayerCode]] = {  # codegen.emitters: all
     "conv2d": _conv,
     "depthwise_conv2d": _conv,
     "fully_connected": _fully_connected,
@@ -669,9 +669,5 @@ EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
     "lstm_tfl": _lstm_tfl,
     "abs": _abs,
 }
-from .layers_s16 import EMITTERS_S16  # noqa: E402 - the 16x8 kernels (they import this module)
-
-EMITTERS.update(EMITTERS_S16)
-
 # runtime family -> the C sources it needs (headers come from #include lines)
 FAMILY_SOURCES: dict[str, tuple[str, ...]] = FAMILIES

@@ -24,7 +24,8 @@ from ..errors import MicroqError
 from ..ref.arith import round_half_away
 from . import s16 as scheme16
 from .calibrate import Range
-from .quantize import HANDLERS, _multipliers, _Quantizer, _up_f32
+from .quantize import HANDLERS, _Quantizer, _up_f32
+from .scheme import channel_multipliers as _multipliers
 
 INT16_MAX = 32767
 INT64_BIAS = 1 << 46  # |bias| bound keeping the 16x8 accumulator below 2^47 (guards)
@@ -293,53 +294,6 @@ def _consumers16(graph: ir.Graph, tensor: str) -> list[ir.Node]:
         elif supports_16(c):
             out.append(c)
     return out
-
-
-def auto_layers(graph: ir.Graph, qg8: qir.QGraph, feeds: dict[str, np.ndarray],
-                rounding: str = "double", threshold_db: float = AUTO_SQNR_DB):
-    """The layers `--int16 auto` runs in 16x8, and why. A layer with a 16x8 kernel whose
-    isolated int8 SQNR (compare's per-layer analysis on `feeds`: the layer fed its dequantized
-    int8 input, against float) is below threshold_db has an output int8 cannot carry (e.g.
-    outlier channels that set a coarse scale for all the others); it goes to 16x8, and so do
-    the 16x8-capable layers that read its output, so that the int16 tensor reaches them (an
-    int16 output requantized to int8 for its reader gains nothing). Returns (names in graph
-    order, {low layer: its isolated SQNR in dB})."""
-    from ..report import layer_errors
-
-    rows = layer_errors(graph, qg8, feeds, rounding)
-    by_tensor = {n.outputs[0]: n for n in graph.nodes}
-    low = {}
-    for r in rows:
-        node = by_tensor.get(r.tensor)
-        if node is not None and supports_16(node) and r.isolated.sqnr_db < threshold_db:
-            low[node.name] = float(r.isolated.sqnr_db)
-    chosen = set(low)
-    for name in low:
-        node = next(n for n in graph.nodes if n.name == name)
-        chosen.update(c.name for c in _consumers16(graph, node.outputs[0]))
-    return [n.name for n in graph.nodes if n.name in chosen], low
-
-
-def cost(qg8: qir.QGraph, qg: qir.QGraph) -> dict:
-    """RAM and work of the mixed graph against the all-int8 one: arena bytes (planned as the
-    generated C), int16 activation bytes, and the MACs that run in 16x8 kernels."""
-    from ..codegen.plan import plan_graph
-
-    macs16 = 0
-    for n in qg.nodes:
-        if n.kernel in ("conv2d_s16", "depthwise_conv2d_s16", "fully_connected_s16"):
-            out = qg.tensors[n.outputs[0]].shape
-            per = int(np.prod(n.params.filter.shape[1:])) if n.kernel != "depthwise_conv2d_s16" \
-                else int(np.prod(n.params.filter.shape[1:3]))
-            macs16 += int(np.prod(out)) * per
-    return {
-        "arena_int8": plan_graph(qg8).arena_size,
-        "arena_mixed": plan_graph(qg).arena_size,
-        "int16_layers": [n.name for n in qg.nodes if n.kernel.endswith("_s16")
-                         and n.kernel != "requantize_s16"],
-        "requantize_nodes": sum(1 for n in qg.nodes if n.kernel == "requantize_s16"),
-        "macs_16x8": macs16,
-    }
 
 
 # ---- `compare`: which layers would gain from 16x8, and by how much ---------------------------
