@@ -105,6 +105,38 @@ mq_status mq_lstm_s8(const mq_recurrent_params *params, int32_t steps, const int
     return MQ_OK;
 }
 
+/* One step of a reset_first GRU (linear_before_reset = 0): r * h16 for every unit first
+ * (state[hs..2hs)), then z, n = tanh(Wn x + Rn (r * h16) + biases) and h16 per unit. */
+static void gru_reset_first_step(const mq_recurrent_params *p, const int8_t *x, const int8_t *h,
+                                 int8_t *y, int16_t *state)
+{
+    const int32_t hs = p->hidden_size;
+    int16_t *rh = state + hs;
+    int32_t j, k;
+    for (j = 0; j < hs; ++j) {
+        const int32_t r = lut16(p->sigmoid_table, gate(p, hs + j, x, h));
+        rh[j] = (int16_t)mq_rdbpot(r * (int32_t)state[j], 15);
+    }
+    for (j = 0; j < hs; ++j) {
+        const int32_t row = 2 * hs + j;
+        const int8_t *w = p->recurrent_weights + (size_t)row * (size_t)hs;
+        const int32_t z = lut16(p->sigmoid_table, gate(p, j, x, h));
+        const int32_t xn = mq_clamp(part_x(p, row, x), -PART_LIMIT, PART_LIMIT);
+        int32_t acc = p->recurrent_bias[row];
+        int32_t hn, n, hnew;
+        for (k = 0; k < hs; ++k) {
+            acc += (int32_t)rh[k] * (int32_t)w[k];
+        }
+        hn = mq_clamp(mq_mbqm(acc, p->recurrent_multiplier[row], p->recurrent_shift[row]),
+                      -PART_LIMIT, PART_LIMIT);
+        n = lut16(p->tanh_table, sat16(xn + hn));
+        hnew = mq_rdbpot((32768 - z) * n + z * (int32_t)state[j], 15);
+        state[j] = (int16_t)hnew;
+        y[j] = (int8_t)mq_clamp(mq_mbqm(hnew, p->output_multiplier, p->output_shift) +
+                                p->output_offset, -128, 127);
+    }
+}
+
 mq_status mq_gru_s8(const mq_recurrent_params *params, int32_t steps, const int8_t *input,
                     int8_t *output, int16_t *state)
 {
@@ -121,6 +153,10 @@ mq_status mq_gru_s8(const mq_recurrent_params *params, int32_t steps, const int8
         const int8_t *x = input + (size_t)t * (size_t)params->input_size;
         const int8_t *h = t > 0 ? output + (size_t)(t - 1) * (size_t)hs : NULL;
         int8_t *y = output + (size_t)t * (size_t)hs;
+        if (params->reset_first) {
+            gru_reset_first_step(params, x, h, y, state);
+            continue;
+        }
         for (j = 0; j < hs; ++j) {
             const int32_t z = lut16(params->sigmoid_table, gate(params, j, x, h));
             const int32_t r = lut16(params->sigmoid_table, gate(params, hs + j, x, h));

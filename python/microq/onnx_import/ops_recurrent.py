@@ -52,9 +52,7 @@ def recurrent(cx: Ctx) -> None:
         raise Unsupported(f"{op} with clip: not supported")
     if int(a.get("input_forget", 0)):
         raise Unsupported(f"{op} with input_forget=1: not supported")
-    if op == "GRU" and int(a.get("linear_before_reset", 0)) != 1:
-        raise Unsupported("GRU with linear_before_reset=0: only 1 (what torch exports) is "
-                          "supported")
+    reset_first = int(op == "GRU" and int(a.get("linear_before_reset", 0)) == 0)
     g = GATES[op] * hidden
     w, r = cx.const(1), cx.const(2)
     if w is None or r is None:
@@ -94,7 +92,7 @@ def recurrent(cx: Ctx) -> None:
     y = cx.b.activation(f"{base}__seq", (1, steps, hidden))
     state = cx.b.activation(f"{base}__state", (1, steps, hidden))
     cx.b.nodes.append(ir.Node(cx.b.node_name(cx.name), op, [v.name] + consts, [y, state],
-                              ir.RecurrentAttrs(hidden), cx.source))
+                              ir.RecurrentAttrs(hidden, reset_first), cx.source))
     if not cx.unused(0):
         yy = cx.b.reshape(y, (1, 1, steps, hidden), f"{cx.out(0)}", cx.source)
         cx.set(yy, (2, 1, 0, 3) if layout == 0 else (0, 2, 1, 3), 0)
