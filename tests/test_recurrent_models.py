@@ -241,3 +241,40 @@ def test_hand_built_recurrent_node_int8_tracks_onnxruntime_and_c_equals_referenc
     # calibration samples' range and clips; the linear_before_reset = 1 GRU on the same weights:
     # 0.48 / 9.0); the other reset semantics would be ~80 steps off
     assert err.mean() < 1.0 and err.max() < 16, (err.mean(), err.max())
+
+
+# ---- Keras models through tf2onnx (tools/export_tflite_lstm.py --tf2onnx) -----------------
+
+TF2ONNX = sorted(p.name for p in (DIR / "tf2onnx").glob("*.onnx"))
+
+
+def test_tf2onnx_fixtures_hold_fused_lstm_and_gru_nodes():
+    """Guards a regenerated set: tf2onnx keeps Keras LSTM / GRU as one ONNX node each (the
+    GRU with linear_before_reset 1: Keras reset_after=True)."""
+    assert TF2ONNX == ["keras_gru.tf2onnx.onnx", "keras_lstm.tf2onnx.onnx"]
+    for f in TF2ONNX:
+        nodes = onnx.load(str(DIR / "tf2onnx" / f)).graph.node
+        cell = "LSTM" if "lstm" in f else "GRU"
+        assert [n.op_type for n in nodes].count(cell) == 1, f
+
+
+@pytest.mark.parametrize("fname", TF2ONNX)
+def test_tf2onnx_recurrent_model_int8_within_1pp_and_c_equals_reference(tmp_path, data, fname):
+    path = DIR / "tf2onnx" / fname
+    out = tmp_path / "net"
+    api.compile_model(path, {"input": data["calib"]}, out, name="net")
+    host, qg = api.load(out), api.load_qgraph(out)
+    assert [n.kernel for n in qg.nodes].count("lstm" if "lstm" in fname else "gru") == 1
+    x, labels = data["test"], data["test_labels"]
+    q = {"input": host.quantize_input("input", x)}
+    got = host.run_int8(q)["output"]
+    for i in range(4):
+        r = run_int(qg, {"input": q["input"][i:i + 1]})["output"]
+        assert np.array_equal(r.reshape(-1), got[i].reshape(-1)), f"{fname}: C != run_int"
+    logits = host.dequantize_output("output", got).reshape(len(x), -1)
+    want = np.concatenate([run_onnxruntime(path, {"input": x[i:i + 1]})["output"]
+                           for i in range(len(x))])  # the graph has batch 1
+    acc_int8 = float(np.mean(logits.argmax(1) == labels))
+    acc_float = float(np.mean(want.argmax(1) == labels))
+    assert acc_float > 0.9, f"{fname}: the float model is not trained ({acc_float:.3f})"
+    assert acc_int8 >= acc_float - 0.01, f"{fname}: int8 {acc_int8:.4f} vs float {acc_float:.4f}"

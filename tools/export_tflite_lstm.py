@@ -21,6 +21,13 @@ FULLY_CONNECTED. float_logits.npz: the Keras float logits of data.npz "test" per
 float reference of the accuracy tests). Run with the TensorFlow venv:
   /work/tfvenv/bin/python tools/export_tflite_lstm.py      (tensorflow 2.21, tf_keras 2.21)
 It prints each model's float test accuracy and the TFLite interpreter's int8 accuracy.
+
+With --tf2onnx (needs tf2onnx and onnx importable, e.g. `pip install --target DIR --no-deps
+tf2onnx onnx` and PYTHONPATH=DIR, which keeps the TF venv's protobuf) it also trains a Keras
+LSTM(16) and a Keras GRU(16) (reset_after=True, the Keras default) classifier the same way and
+converts them with tf2onnx 1.17 (opset 17, input "input" [1, 20, 8], batch 1 so the initial
+states fold to constants) into tests/models/recurrent/tf2onnx/keras_{lstm,gru}.tf2onnx.onnx.
+(A GRU with reset_after=False does not become an ONNX GRU node: tf2onnx emits a Loop.)
 """
 
 from __future__ import annotations
@@ -135,5 +142,40 @@ def main() -> None:
     export_random()
 
 
+def export_tf2onnx() -> None:
+    import tf2onnx
+
+    out = OUT.parent / "tf2onnx"
+    out.mkdir(exist_ok=True)
+    with np.load(DATA) as d:
+        xte, yte = d["test"], d["test_labels"]
+    xtr, ytr = make_data(2000, 0)
+    for k, kind in enumerate(("lstm", "gru")):
+        keras.utils.set_random_seed(430 + k)
+        inp = keras.Input((T, F), name="input")
+        layer = keras.layers.LSTM(H) if kind == "lstm" else keras.layers.GRU(H)
+        net = keras.Model(inp, keras.layers.Dense(CLASSES)(layer(inp)))
+        net.compile(keras.optimizers.Adam(0.01),
+                    keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        net.fit(xtr, ytr, batch_size=64, epochs=12, verbose=0, shuffle=True)
+        acc = float(np.mean(net.predict(xte, verbose=0).argmax(1) == yte))
+        spec = (tf.TensorSpec((1, T, F), tf.float32, name="input"),)
+        proto, _ = tf2onnx.convert.from_keras(net, input_signature=spec, opset=17)
+        old = proto.graph.output[0].name  # tf2onnx names it after the Keras tensor
+        proto.graph.output[0].name = "output"
+        for node in proto.graph.node:
+            node.input[:] = ["output" if v == old else v for v in node.input]
+            node.output[:] = ["output" if v == old else v for v in node.output]
+        path = out / f"keras_{kind}.tf2onnx.onnx"
+        path.write_bytes(proto.SerializeToString())
+        print(f"keras_{kind}: float test accuracy {acc:.4f}, ops "
+              f"{[n.op_type for n in proto.graph.node]}")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if "--tf2onnx" in sys.argv:
+        export_tf2onnx()
+    else:
+        main()
