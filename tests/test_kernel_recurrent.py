@@ -19,7 +19,7 @@ from microq.ref import recurrent as ref
 MQ_OK, MQ_ERR_ARG = 0, 1
 MODES = [("double", "clib"), ("single", "clib_single")]
 SCALARS = ("input_size", "hidden_size", "input_offset", "hidden_offset", "output_offset",
-           "cell_shift", "output_multiplier", "output_shift", "reset_first")
+           "cell_shift", "output_multiplier", "output_shift", "reset_first", "reverse")
 CELLS = ["lstm", "gru", "gru_rf"]  # gru_rf: GRU linear_before_reset = 0 (reset_first)
 ARRAYS = (("input_weights", "int8_t", np.int8), ("recurrent_weights", "int8_t", np.int8),
           ("input_bias", "int32_t", np.int32), ("recurrent_bias", "int32_t", np.int32),
@@ -86,6 +86,22 @@ def test_recurrent_c_equals_reference_random(mode, cell):
         assert status == MQ_OK
         want = ref.recurrent(p, x, rounding)
         assert np.array_equal(got, want), (seed, np.argwhere(got != want)[:3])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_recurrent_reverse_c_equals_reference_and_is_the_flipped_forward(mode, cell):
+    """reverse = 1 (ONNX direction "reverse"): from the last step to the first, rows in step
+    order: the forward layer on the time-flipped input, flipped back."""
+    rounding, clib = mode
+    for seed in range(12):
+        p, x, _ = make_case(300 + seed, cell, rounding)
+        rp = replace(p, reverse=1)
+        status, got = c_recurrent(clib, rp, x)
+        assert status == MQ_OK
+        assert np.array_equal(got, ref.recurrent(rp, x, rounding)), seed
+        assert np.array_equal(got, c_recurrent(clib, p, x[::-1])[1][::-1]), seed
+        if x.shape[0] > 2:
+            assert not np.array_equal(got, c_recurrent(clib, p, x)[1]), seed
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -79,9 +79,11 @@ mq_status mq_lstm_s8(const mq_recurrent_params *params, int32_t steps, const int
         state[j] = 0;
     }
     for (t = 0; t < steps; ++t) {
-        const int8_t *x = input + (size_t)t * (size_t)params->input_size;
-        const int8_t *h = t > 0 ? output + (size_t)(t - 1) * (size_t)hs : NULL;
-        int8_t *y = output + (size_t)t * (size_t)hs;
+        const int32_t at = params->reverse ? steps - 1 - t : t;
+        const int32_t prev = params->reverse ? at + 1 : at - 1;
+        const int8_t *x = input + (size_t)at * (size_t)params->input_size;
+        const int8_t *h = t > 0 ? output + (size_t)prev * (size_t)hs : NULL;
+        int8_t *y = output + (size_t)at * (size_t)hs;
         for (j = 0; j < hs; ++j) {
             const int32_t ig = lut16(params->sigmoid_table, gate(params, j, x, h));
             const int32_t og = lut16(params->sigmoid_table, gate(params, hs + j, x, h));
@@ -150,9 +152,11 @@ mq_status mq_gru_s8(const mq_recurrent_params *params, int32_t steps, const int8
         state[j] = 0;
     }
     for (t = 0; t < steps; ++t) {
-        const int8_t *x = input + (size_t)t * (size_t)params->input_size;
-        const int8_t *h = t > 0 ? output + (size_t)(t - 1) * (size_t)hs : NULL;
-        int8_t *y = output + (size_t)t * (size_t)hs;
+        const int32_t at = params->reverse ? steps - 1 - t : t;
+        const int32_t prev = params->reverse ? at + 1 : at - 1;
+        const int8_t *x = input + (size_t)at * (size_t)params->input_size;
+        const int8_t *h = t > 0 ? output + (size_t)prev * (size_t)hs : NULL;
+        int8_t *y = output + (size_t)at * (size_t)hs;
         if (params->reset_first) {
             gru_reset_first_step(params, x, h, y, state);
             continue;

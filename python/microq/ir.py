@@ -38,7 +38,7 @@ Op vocabulary (Node.op, inputs, attrs):
   LSTM / GRU      x [N, T, I], W [G*H, I], R [G*H, H], Wb [G*H], Rb [G*H] (all const, ONNX gate
                   order: LSTM iofc, GRU zrh, linear_before_reset 1 or 0); forward, zero initial
                   state; outputs (y [N, T, H], state [N, T, H]: the LSTM cell state / GRU h, for
-                  calibration only); RecurrentAttrs(hidden, reset_first)
+                  calibration only); RecurrentAttrs(hidden, reset_first, reverse)
 """
 
 from __future__ import annotations
@@ -150,6 +150,7 @@ class ArgMaxAttrs:
 class RecurrentAttrs:
     hidden: int
     reset_first: int = 0  # GRU linear_before_reset = 0: n = tanh(Wn x + Rn (r * h) + ...)
+    reverse: int = 0  # runs from the last step to the first (ONNX direction "reverse")
 
 
 @dataclass(frozen=True)

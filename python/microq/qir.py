@@ -337,6 +337,7 @@ class RecurrentParams:
     # GRU linear_before_reset = 0: the n rows' recurrent side reads r * h (Q0.15 int16, no
     # offset); their recurrent bias / multipliers are at 2^-15 * r_scale
     reset_first: int = 0
+    reverse: int = 0  # steps from the last to the first (ONNX direction "reverse")
 
 
 @dataclass(frozen=True, eq=False)

@@ -602,7 +602,7 @@ def _argmax(ctx: Ctx, node: QNode) -> LayerCode:
 
 RECURRENT_FIELDS = ("input_size", "hidden_size", "input_offset", "hidden_offset",
                     "output_offset", "cell_shift", "output_multiplier", "output_shift",
-                    "reset_first")
+                    "reset_first", "reverse")
 RECURRENT_ARRAYS = (("input_weights", _i8), ("recurrent_weights", _i8), ("input_bias", _i32),
                     ("recurrent_bias", _i32), ("input_multiplier", _i32), ("input_shift", _i32),
                     ("recurrent_multiplier", _i32), ("recurrent_shift", _i32))

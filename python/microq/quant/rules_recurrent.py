@@ -52,7 +52,8 @@ def _check_acc(what: str, wq: np.ndarray, bias: np.ndarray, offset: int, shift: 
 
 def recurrent_params(cell: str, w, r, wb, rb, s_x: float, zp_x: int, s_h: float, zp_h: int,
                      cell_max: float = 0.0, rounding: str = "double",
-                     what: str = "recurrent layer", reset_first: int = 0) -> RecurrentParams:
+                     what: str = "recurrent layer", reset_first: int = 0,
+                     reverse: int = 0) -> RecurrentParams:
     """RecurrentParams of one LSTM/GRU layer: float W [G*H, I], R [G*H, H], Wb, Rb [G*H];
     input (s_x, zp_x), output = hidden (s_h, zp_h); cell_max the LSTM's calibrated |c|."""
     hidden = int(np.asarray(r).shape[1])
@@ -94,7 +95,7 @@ def recurrent_params(cell: str, w, r, wb, rb, s_x: float, zp_x: int, s_h: float,
         recurrent_weights=rq, input_bias=bx, recurrent_bias=bh, input_multiplier=xm,
         input_shift=xs, recurrent_multiplier=hm, recurrent_shift=hs,
         sigmoid_table=lut_table("sigmoid"), tanh_table=lut_table("tanh"),
-        reset_first=int(bool(reset_first) and cell == "gru"))
+        reset_first=int(bool(reset_first) and cell == "gru"), reverse=int(bool(reverse)))
 
 
 def recurrent(qz, node: ir.Node) -> None:
@@ -114,7 +115,8 @@ def recurrent(qz, node: ir.Node) -> None:
     p = recurrent_params(cell, c[w].const, c[r].const, c[wb].const, c[rb].const, qi.scale,
                          qi.zero_point, qo.scale, qo.zero_point, cell_max, qz.rounding,
                          what=f"node '{node.name}': {node.op}",
-                         reset_first=getattr(node.attrs, "reset_first", 0))
+                         reset_first=getattr(node.attrs, "reset_first", 0),
+                         reverse=getattr(node.attrs, "reverse", 0))
     scratch = qz.g.tensors[out].name + "__state"
     words = 2 if p.reset_first else 1  # h16, and r * h for a reset_first GRU
     qz.tensors[scratch] = qir.QTensor(scratch, (2 * words * p.hidden_size,),

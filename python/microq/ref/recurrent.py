@@ -60,8 +60,12 @@ def lut_apply(table: np.ndarray, x) -> np.ndarray:
 # ---- float ---------------------------------------------------------------------------------
 
 def float_recurrent(kind: str, x: np.ndarray, w, r, wb, rb, with_cell: bool = False,
-                    reset_first: int = 0):
-    """x [N, T, I] -> Y [N, T, H] (and the LSTM cell states [N, T, H] when with_cell)."""
+                    reset_first: int = 0, reverse: int = 0):
+    """x [N, T, I] -> Y [N, T, H] (and the LSTM cell states [N, T, H] when with_cell);
+    reverse: over the steps from last to first (outputs stay in step order)."""
+    if reverse:
+        out = float_recurrent(kind, x[:, ::-1], w, r, wb, rb, with_cell, reset_first)
+        return tuple(o[:, ::-1].copy() for o in out) if with_cell else out[:, ::-1].copy()
     x = x.astype(np.float64)
     w, r, wb, rb = (np.asarray(a, np.float64) for a in (w, r, wb, rb))
     n, steps, _ = x.shape
@@ -109,7 +113,12 @@ def _parts(p, rows: np.ndarray, xt: np.ndarray, hprev: np.ndarray | None, roundi
 
 
 def recurrent(p, x: np.ndarray, rounding: str = "double") -> np.ndarray:
-    """int8 x [T, I] -> int8 y [T, H] for qir.RecurrentParams p (p.cell 'lstm' or 'gru')."""
+    """int8 x [T, I] -> int8 y [T, H] for qir.RecurrentParams p (p.cell 'lstm' or 'gru');
+    p.reverse: from the last step to the first, y still in step order."""
+    if getattr(p, "reverse", 0):
+        from dataclasses import replace
+
+        return recurrent(replace(p, reverse=0), np.asarray(x)[::-1], rounding)[::-1].copy()
     x = np.asarray(x, np.int8)
     steps = x.shape[0]
     hsz = p.hidden_size
