@@ -87,7 +87,8 @@ def test_tflite_lstm_fixtures_are_fused_int8x8_16_lstms():
         for op in lstms:
             assert m.tensors[op.inputs[0]].dtype == "INT8"
             assert m.tensors[op.inputs[2]].dtype == "INT8"
-            assert m.tensors[op.inputs[19]].dtype == "INT16" and m.tensors[op.inputs[19]].is_variable
+            cell = m.tensors[op.inputs[19]]
+            assert cell.dtype == "INT16" and cell.is_variable
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)

@@ -126,8 +126,7 @@ def main() -> None:
         it = tf.lite.Interpreter(model_content=blob)
         it.allocate_tensors()
         ops = [o["op_name"] for o in it._get_ops_details()]
-        (si, zi), (so, zo) = (it.get_input_details()[0]["quantization"],
-                              it.get_output_details()[0]["quantization"])
+        si, zi = it.get_input_details()[0]["quantization"]
         correct = 0
         for x, y in zip(xte, yte):
             it.reset_all_variables()
