@@ -29,7 +29,8 @@ from microq.tflite_import.reader import read_tflite
 DIR = Path(__file__).resolve().parent / "models" / "recurrent"
 TFL = DIR / "tflite"
 CLASSIFIERS = ("lstm_last", "lstm_stacked")
-SEQUENCES = ("seq_i3_h5_t7", "seq_i12_h24_t4", "seq_i1_h2_t10")
+SEQUENCES = ("seq_i3_h5_t7", "seq_i12_h24_t4", "seq_i1_h2_t10", "seq_i3_h5_t7_clip",
+             "seq_i3_h5_t7_time_major")
 MCU_TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-nm", "qemu-system-arm")
 MQ_OK, MQ_ERR_ARG = 0, 1
 
@@ -49,10 +50,11 @@ def tflm(path: Path, xs: np.ndarray) -> np.ndarray:
     """TFLite Micro's output per sample; reset() first: its LSTM keeps its state across
     invocations, microq's runs each sequence from the zero state."""
     it = _runtime().Interpreter.from_file(str(path))
+    shape = tuple(int(d) for d in it.get_input_details(0)["shape"])
     ys = []
     for x in xs:
         it.reset()
-        it.set_input(x[None], 0)
+        it.set_input(x.reshape(shape), 0)
         it.invoke()
         ys.append(np.array(it.get_output(0)))
     return np.concatenate(ys)
@@ -110,20 +112,42 @@ def test_tflite_lstm_classifier_c_equals_tflite_micro_and_within_1pp(compiled, d
     assert acc_int8 >= acc_float - 0.01, f"{name}: int8 {acc_int8:.4f} vs float {acc_float:.4f}"
 
 
+def _samples(host, n: int, seed: int) -> np.ndarray:
+    """n random int8 samples; a time-major input [T, 1, I] is one sample as a whole."""
+    shape = tuple(host.inputs[0]["shape"])
+    one = shape[1:] if shape[0] == 1 else shape
+    return np.random.default_rng(seed).integers(-128, 128, (n, *one)).astype(np.int8)
+
+
 @pytest.mark.parametrize("name", SEQUENCES)
 def test_tflite_lstm_sequence_c_equals_tflite_micro_and_reference(compiled, name):
-    """Untrained layers with saturating gates, the whole int8 sequence compared."""
+    """Untrained layers with saturating gates, the whole int8 sequence compared; _clip has
+    cell_clip 0.25 (below the cell's range), _time_major the [T, 1, I] layout."""
     out, host, qg = compiled(name)
     spec = host.inputs[0]
-    rng = np.random.default_rng(5)
-    q = rng.integers(-128, 128, (40, *spec["shape"][1:])).astype(np.int8)
+    q = _samples(host, 40, 5)
     got = host.run_int8({spec["name"]: q})[host.outputs[0]["name"]]
     want = tflm(TFL / f"{name}.int8.tflite", q)
     assert np.array_equal(got.reshape(want.shape), want), f"{name}: C != TFLite Micro"
     for i in range(4):
-        r = run_int(qg, {qg.inputs[0]: q[i:i + 1]})[qg.outputs[0]]
-        assert np.array_equal(r.reshape(-1), got[i].reshape(-1)), f"{name}: run_int != C"
+        r = run_int(qg, {qg.inputs[0]: q[i].reshape(qg.tensors[qg.inputs[0]].shape)})
+        assert np.array_equal(r[qg.outputs[0]].reshape(-1), got[i].reshape(-1)), name
     assert len(np.unique(got)) > 8, "degenerate output: the comparison proves little"
+
+
+def test_tflite_lstm_clip_and_time_major_variants_change_what_they_should(compiled):
+    """The clipped cell changes the outputs (the clip is live); time_major with batch 1 is the
+    same bytes as batch-major."""
+    base, clip, tm = (compiled(n)[1] for n in ("seq_i3_h5_t7", "seq_i3_h5_t7_clip",
+                                               "seq_i3_h5_t7_time_major"))
+    params = [n.params for n in compiled("seq_i3_h5_t7_clip")[2].nodes if n.kernel == "lstm_tfl"]
+    assert 0 < params[0].cell_clip < 32767
+    q = _samples(base, 20, 7)
+    y0 = base.run_int8({base.inputs[0]["name"]: q})[base.outputs[0]["name"]]
+    y1 = clip.run_int8({clip.inputs[0]["name"]: q})[clip.outputs[0]["name"]]
+    y2 = tm.run_int8({tm.inputs[0]["name"]: q.reshape(20, 7, 1, 3)})[tm.outputs[0]["name"]]
+    assert np.mean(y0 != y1) > 0.2
+    assert np.array_equal(y0.reshape(-1), y2.reshape(-1))
 
 
 def _need_mcu_tools() -> None:
@@ -145,7 +169,7 @@ def test_tflite_lstm_on_mcu_bit_exact_with_host(compiled, data, name, target):
     if name in CLASSIFIERS:
         q = host.quantize_input(spec["name"], data["test"][:3])
     else:
-        q = np.random.default_rng(6).integers(-128, 128, (3, *spec["shape"][1:])).astype(np.int8)
+        q = _samples(host, 3, 6)
     want = host.run_int8({spec["name"]: q})
     got = mcu.run_int8(out, target, {spec["name"]: q})
     for k in want:

@@ -13,7 +13,10 @@ dataset = data.npz "calib", int8 input and output):
 plus three untrained single layers of other sizes, the whole sequence as the model output
 (LSTM(H, return_sequences=True) on [1, T, I], Keras-initialized weights times 2.5 so gates
 saturate; representative data N(0, 1.5), seed fixed): seq_i3_h5_t7, seq_i12_h24_t4,
-seq_i1_h2_t10 (the kernel-level goldens of tests/test_tflite_lstm.py).
+seq_i1_h2_t10 (the kernel-level goldens of tests/test_tflite_lstm.py), and two edits of
+seq_i3_h5_t7's flatbuffer that Keras cannot make: seq_i3_h5_t7_clip (cell_clip = 0.25, below
+the cell's range, so the cell clips) and seq_i3_h5_t7_time_major (time_major = true, input
+[T, 1, I], output [T, 1, H]).
 
 The converter emits UNIDIRECTIONAL_SEQUENCE_LSTM (int8 input / output / weights, int16 cell
 state, int32 gate biases, time_major false) followed by STRIDED_SLICE of the last step, then
@@ -90,6 +93,29 @@ def convert(model: keras.Model, samples: np.ndarray) -> bytes:
     return conv.convert()
 
 
+def export_variants() -> None:
+    from tensorflow.lite.tools import flatbuffer_utils as fb
+
+    base = (OUT / "seq_i3_h5_t7.int8.tflite").read_bytes()
+    for name in ("clip", "time_major"):
+        m = fb.read_model_from_bytearray(bytearray(base))
+        sg = m.subgraphs[0]
+        (op,) = [o for o in sg.operators if o.builtinOptions is not None
+                 and hasattr(o.builtinOptions, "cellClip")]
+        if name == "clip":
+            op.builtinOptions.cellClip = 0.25
+        else:
+            op.builtinOptions.timeMajor = True
+            for t in (op.inputs[0], op.outputs[0]):
+                shape = list(sg.tensors[t].shape)
+                sg.tensors[t].shape = [shape[1], shape[0], shape[2]]
+                if sg.tensors[t].shapeSignature is not None:
+                    sg.tensors[t].shapeSignature = [shape[1], shape[0], shape[2]]
+        blob = bytes(fb.convert_object_to_bytearray(m))
+        (OUT / f"seq_i3_h5_t7_{name}.int8.tflite").write_bytes(blob)
+        print(f"seq_i3_h5_t7_{name}: {len(blob)} bytes")
+
+
 def export_random() -> None:
     for k, (name, (i, h, t)) in enumerate(RANDOM.items()):
         keras.utils.set_random_seed(330 + k)
@@ -100,6 +126,7 @@ def export_random() -> None:
         blob = convert(model, rng.normal(0, 1.5, (16, t, i)).astype(np.float32))
         (OUT / f"{name}.int8.tflite").write_bytes(blob)
         print(f"{name}: {len(blob)} bytes")
+    export_variants()
 
 
 def main() -> None:
