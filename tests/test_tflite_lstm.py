@@ -347,3 +347,13 @@ def test_tflite_lstm_with_a_batch_of_two_is_refused(monkeypatch):
         return op
     with pytest.raises(MicroqError, match="batch of 2"):
         import_tflite(_patched(monkeypatch, "seq_i3_h5_t7", edit))
+
+
+def test_inspect_tflite_lstm_counts_its_weights_and_macs():
+    from microq.tflite_import.inspect import inspect_tflite
+
+    rep = inspect_tflite(str(TFL / "lstm_stacked.int8.tflite"))
+    rows = [r for r in rep.rows if r.op == "lstm_tfl"]
+    # 4 gates x 16 units x (inputs + 16 recurrent) weights + 64 biases; MACs over 20 steps
+    assert [(r.params, r.macs) for r in rows] == [(64 * (8 + 16) + 64, 20 * 64 * 24),
+                                                  (64 * (16 + 16) + 64, 20 * 64 * 32)]
