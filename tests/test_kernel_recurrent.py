@@ -1,4 +1,5 @@
-"""int8 LSTM / GRU (mq_lstm_s8, mq_gru_s8): C == numpy reference bit for bit (both rounding
+"""int8 LSTM / GRU (mq_lstm_s8, mq_gru_s8; the GRU with linear_before_reset 1 and 0, "gru_rf"
+here): C == numpy reference bit for bit (both rounding
 modes, random sizes, weights, biases, zero points and cell shifts, saturating gates), bad
 arguments, the interpolated int16 sigmoid/tanh tables against float, and the integer layer
 against the float layer on dequantized values."""
@@ -18,7 +19,8 @@ from microq.ref import recurrent as ref
 MQ_OK, MQ_ERR_ARG = 0, 1
 MODES = [("double", "clib"), ("single", "clib_single")]
 SCALARS = ("input_size", "hidden_size", "input_offset", "hidden_offset", "output_offset",
-           "cell_shift", "output_multiplier", "output_shift")
+           "cell_shift", "output_multiplier", "output_shift", "reset_first", "reverse")
+CELLS = ["lstm", "gru", "gru_rf"]  # gru_rf: GRU linear_before_reset = 0 (reset_first)
 ARRAYS = (("input_weights", "int8_t", np.int8), ("recurrent_weights", "int8_t", np.int8),
           ("input_bias", "int32_t", np.int32), ("recurrent_bias", "int32_t", np.int32),
           ("input_multiplier", "int32_t", np.int32), ("input_shift", "int32_t", np.int32),
@@ -38,7 +40,8 @@ def c_recurrent(clib, p: RecurrentParams, x: np.ndarray, steps: int | None = Non
     ffi, lib = clib
     x = np.ascontiguousarray(x, np.int8)
     out = np.full((x.shape[0], p.hidden_size), 0x5A, np.int8)
-    state = np.full(p.hidden_size, 0x1234, np.int16)  # dirty scratch: the kernel clears it
+    # dirty scratch: the kernel clears it; a reset_first GRU also keeps r * h there
+    state = np.full(p.hidden_size * (2 if p.reset_first else 1), 0x1234, np.int16)
     keep = []
     cp = ffi.new("mq_recurrent_params *", {k: getattr(p, k) for k in SCALARS})
     for name, ctype, dt in ARRAYS:
@@ -52,7 +55,7 @@ def c_recurrent(clib, p: RecurrentParams, x: np.ndarray, steps: int | None = Non
 
 
 def float_weights(rng, cell: str, i: int, h: int, scale: float):
-    g = ref.GATES[cell] * h
+    g = ref.GATES[cell[:4].rstrip("_")] * h
     return (rng.normal(0, scale, (g, i)), rng.normal(0, scale, (g, h)),
             rng.normal(0, 0.5, g), rng.normal(0, 0.5, g))
 
@@ -68,12 +71,13 @@ def make_case(seed: int, cell: str, rounding: str, *, i=None, h=None, steps=None
     s_x, zp_x = float(rng.uniform(0.01, 0.05)), int(rng.integers(-30, 30))
     s_h, zp_h = float(rng.uniform(1.8, 2.2) / 255), int(rng.integers(-10, 10))
     cmax = float(rng.uniform(0.3, 12.0)) if cell_max is None else cell_max
-    p = recurrent_params(cell, w, r, wb, rb, s_x, zp_x, s_h, zp_h, cmax, rounding)
+    p = recurrent_params(cell[:4].rstrip("_"), w, r, wb, rb, s_x, zp_x, s_h, zp_h, cmax,
+                         rounding, reset_first=int(cell == "gru_rf"))
     x = rng.integers(-128, 128, (steps, i)).astype(np.int8)
     return p, x, (w, r, wb, rb, s_x, zp_x, s_h, zp_h)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_recurrent_c_equals_reference_random(mode, cell):
     rounding, clib = mode
     for seed in range(40):
@@ -84,7 +88,23 @@ def test_recurrent_c_equals_reference_random(mode, cell):
         assert np.array_equal(got, want), (seed, np.argwhere(got != want)[:3])
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_recurrent_reverse_c_equals_reference_and_is_the_flipped_forward(mode, cell):
+    """reverse = 1 (ONNX direction "reverse"): from the last step to the first, rows in step
+    order: the forward layer on the time-flipped input, flipped back."""
+    rounding, clib = mode
+    for seed in range(12):
+        p, x, _ = make_case(300 + seed, cell, rounding)
+        rp = replace(p, reverse=1)
+        status, got = c_recurrent(clib, rp, x)
+        assert status == MQ_OK
+        assert np.array_equal(got, ref.recurrent(rp, x, rounding)), seed
+        assert np.array_equal(got, c_recurrent(clib, p, x[::-1])[1][::-1]), seed
+        if x.shape[0] > 2:
+            assert not np.array_equal(got, c_recurrent(clib, p, x)[1]), seed
+
+
+@pytest.mark.parametrize("cell", CELLS)
 def test_recurrent_c_equals_reference_saturating_gates_and_cell(mode, cell):
     """Large weights drive the Q3.12 gate pre-activations and parts to their clamps, a tiny
     calibrated cell range gives cell_shift 15 (the cell saturates int16), a huge one 0."""
@@ -130,7 +150,7 @@ def test_lut_tables_match_float_sigmoid_and_tanh():
     assert ref.lut_apply(ref.lut_table("tanh"), np.array([0]))[0] == 0
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_recurrent_integer_layer_tracks_float(cell):
     """The int8 layer on the dequantized input stays within a few output steps of the float
     layer (weights of a trained-net magnitude, the output range of h)."""
@@ -140,10 +160,13 @@ def test_recurrent_integer_layer_tracks_float(cell):
     xf = rng.normal(0, 1, (steps, i))
     s_x, zp_x = 8.0 / 255, 0
     x = np.clip(np.round(xf / s_x), -128, 127).astype(np.int8)
-    yf, cf = ref.float_recurrent(cell, (x.astype(np.float64) * s_x)[None], w, r, wb, rb,
-                                 with_cell=True)
+    rf = int(cell == "gru_rf")
+    kind = cell[:4].rstrip("_")
+    yf, cf = ref.float_recurrent(kind, (x.astype(np.float64) * s_x)[None], w, r, wb, rb,
+                                 with_cell=True, reset_first=rf)
     s_h, zp_h = 2.0 / 255, 0
-    p = recurrent_params(cell, w, r, wb, rb, s_x, zp_x, s_h, zp_h, float(np.abs(cf).max()))
+    p = recurrent_params(kind, w, r, wb, rb, s_x, zp_x, s_h, zp_h, float(np.abs(cf).max()),
+                         reset_first=rf)
     got = ref.recurrent(p, x).astype(np.float64) * s_h
     err = np.abs(got - yf[0])
     assert err.max() < 6 * s_h, err.max() / s_h

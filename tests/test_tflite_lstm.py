@@ -29,7 +29,8 @@ from microq.tflite_import.reader import read_tflite
 DIR = Path(__file__).resolve().parent / "models" / "recurrent"
 TFL = DIR / "tflite"
 CLASSIFIERS = ("lstm_last", "lstm_stacked")
-SEQUENCES = ("seq_i3_h5_t7", "seq_i12_h24_t4", "seq_i1_h2_t10")
+SEQUENCES = ("seq_i3_h5_t7", "seq_i12_h24_t4", "seq_i1_h2_t10", "seq_i3_h5_t7_clip",
+             "seq_i3_h5_t7_time_major")
 MCU_TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-nm", "qemu-system-arm")
 MQ_OK, MQ_ERR_ARG = 0, 1
 
@@ -49,10 +50,11 @@ def tflm(path: Path, xs: np.ndarray) -> np.ndarray:
     """TFLite Micro's output per sample; reset() first: its LSTM keeps its state across
     invocations, microq's runs each sequence from the zero state."""
     it = _runtime().Interpreter.from_file(str(path))
+    shape = tuple(int(d) for d in it.get_input_details(0)["shape"])
     ys = []
     for x in xs:
         it.reset()
-        it.set_input(x[None], 0)
+        it.set_input(x.reshape(shape), 0)
         it.invoke()
         ys.append(np.array(it.get_output(0)))
     return np.concatenate(ys)
@@ -87,7 +89,8 @@ def test_tflite_lstm_fixtures_are_fused_int8x8_16_lstms():
         for op in lstms:
             assert m.tensors[op.inputs[0]].dtype == "INT8"
             assert m.tensors[op.inputs[2]].dtype == "INT8"
-            assert m.tensors[op.inputs[19]].dtype == "INT16" and m.tensors[op.inputs[19]].is_variable
+            cell = m.tensors[op.inputs[19]]
+            assert cell.dtype == "INT16" and cell.is_variable
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
@@ -109,20 +112,42 @@ def test_tflite_lstm_classifier_c_equals_tflite_micro_and_within_1pp(compiled, d
     assert acc_int8 >= acc_float - 0.01, f"{name}: int8 {acc_int8:.4f} vs float {acc_float:.4f}"
 
 
+def _samples(host, n: int, seed: int) -> np.ndarray:
+    """n random int8 samples; a time-major input [T, 1, I] is one sample as a whole."""
+    shape = tuple(host.inputs[0]["shape"])
+    one = shape[1:] if shape[0] == 1 else shape
+    return np.random.default_rng(seed).integers(-128, 128, (n, *one)).astype(np.int8)
+
+
 @pytest.mark.parametrize("name", SEQUENCES)
 def test_tflite_lstm_sequence_c_equals_tflite_micro_and_reference(compiled, name):
-    """Untrained layers with saturating gates, the whole int8 sequence compared."""
+    """Untrained layers with saturating gates, the whole int8 sequence compared; _clip has
+    cell_clip 0.25 (below the cell's range), _time_major the [T, 1, I] layout."""
     out, host, qg = compiled(name)
     spec = host.inputs[0]
-    rng = np.random.default_rng(5)
-    q = rng.integers(-128, 128, (40, *spec["shape"][1:])).astype(np.int8)
+    q = _samples(host, 40, 5)
     got = host.run_int8({spec["name"]: q})[host.outputs[0]["name"]]
     want = tflm(TFL / f"{name}.int8.tflite", q)
     assert np.array_equal(got.reshape(want.shape), want), f"{name}: C != TFLite Micro"
     for i in range(4):
-        r = run_int(qg, {qg.inputs[0]: q[i:i + 1]})[qg.outputs[0]]
-        assert np.array_equal(r.reshape(-1), got[i].reshape(-1)), f"{name}: run_int != C"
+        r = run_int(qg, {qg.inputs[0]: q[i].reshape(qg.tensors[qg.inputs[0]].shape)})
+        assert np.array_equal(r[qg.outputs[0]].reshape(-1), got[i].reshape(-1)), name
     assert len(np.unique(got)) > 8, "degenerate output: the comparison proves little"
+
+
+def test_tflite_lstm_clip_and_time_major_variants_change_what_they_should(compiled):
+    """The clipped cell changes the outputs (the clip is live); time_major with batch 1 is the
+    same bytes as batch-major."""
+    base, clip, tm = (compiled(n)[1] for n in ("seq_i3_h5_t7", "seq_i3_h5_t7_clip",
+                                               "seq_i3_h5_t7_time_major"))
+    params = [n.params for n in compiled("seq_i3_h5_t7_clip")[2].nodes if n.kernel == "lstm_tfl"]
+    assert 0 < params[0].cell_clip < 32767
+    q = _samples(base, 20, 7)
+    y0 = base.run_int8({base.inputs[0]["name"]: q})[base.outputs[0]["name"]]
+    y1 = clip.run_int8({clip.inputs[0]["name"]: q})[clip.outputs[0]["name"]]
+    y2 = tm.run_int8({tm.inputs[0]["name"]: q.reshape(20, 7, 1, 3)})[tm.outputs[0]["name"]]
+    assert np.mean(y0 != y1) > 0.2
+    assert np.array_equal(y0.reshape(-1), y2.reshape(-1))
 
 
 def _need_mcu_tools() -> None:
@@ -135,8 +160,7 @@ def _need_mcu_tools() -> None:
 
 
 @pytest.mark.parametrize("name,target", [("lstm_stacked", "cortex-m4"),
-                                         ("lstm_stacked", "cortex-m0plus"),
-                                         ("seq_i12_h24_t4", "cortex-m0plus")])
+                                         ("lstm_stacked", "cortex-m0plus")])
 def test_tflite_lstm_on_mcu_bit_exact_with_host(compiled, data, name, target):
     _need_mcu_tools()
     out, host, _ = compiled(name)
@@ -144,7 +168,7 @@ def test_tflite_lstm_on_mcu_bit_exact_with_host(compiled, data, name, target):
     if name in CLASSIFIERS:
         q = host.quantize_input(spec["name"], data["test"][:3])
     else:
-        q = np.random.default_rng(6).integers(-128, 128, (3, *spec["shape"][1:])).astype(np.int8)
+        q = _samples(host, 3, 6)
     want = host.run_int8({spec["name"]: q})
     got = mcu.run_int8(out, target, {spec["name"]: q})
     for k in want:
@@ -322,3 +346,33 @@ def test_tflite_lstm_with_a_batch_of_two_is_refused(monkeypatch):
         return op
     with pytest.raises(MicroqError, match="batch of 2"):
         import_tflite(_patched(monkeypatch, "seq_i3_h5_t7", edit))
+
+
+def test_inspect_tflite_lstm_counts_its_weights_and_macs():
+    from microq.tflite_import.inspect import inspect_tflite
+
+    rep = inspect_tflite(str(TFL / "lstm_stacked.int8.tflite"))
+    rows = [r for r in rep.rows if r.op == "lstm_tfl"]
+    # 4 gates x 16 units x (inputs + 16 recurrent) weights + 64 biases; MACs over 20 steps
+    assert [(r.params, r.macs) for r in rows] == [(64 * (8 + 16) + 64, 20 * 64 * 24),
+                                                  (64 * (16 + 16) + 64, 20 * 64 * 32)]
+
+
+def test_tflite_empty_shape_tensor_is_refused_where_an_operator_uses_it(tmp_path):
+    """The reader accepts zero-size tensors only unused (the LSTM's float intermediates, which
+    the converter writes with shape [0]); on an operator's input it is a one-line error."""
+    import flatbuffers  # the `tflite` reader package depends on it
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    raw = (TFL / "seq_i3_h5_t7.int8.tflite").read_bytes()
+    assert any(0 in t.shape for t in read_tflite(TFL / "seq_i3_h5_t7.int8.tflite").tensors)
+    m = schema.ModelT.InitFromPackedBuf(bytearray(raw), 0)
+    sg = m.subgraphs[0]
+    lstm = next(op for op in sg.operators if len(op.inputs) == 24)
+    sg.tensors[lstm.inputs[0]].shape = [1, 0, 3]
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    bad = tmp_path / "empty.tflite"
+    bad.write_bytes(bytes(b.Output()))
+    with pytest.raises(MicroqError, match="empty shape"):
+        import_tflite(bad)

@@ -10,6 +10,8 @@ with Adam and exported with both torch exporters (TorchScript opset 17, dynamo o
   gru           nn.GRU(8, 16) on x.transpose(0, 1)        (layout [T, N, I]; output[-1])
   lstm_stacked  nn.LSTM(8, 16, num_layers=2) on x.transpose(0, 1)   (h_n[-1])
   gru_stacked   nn.GRU(8, 16, num_layers=2, batch_first=True)       (h_n[-1])
+  lstm_bidir    nn.LSTM(8, 16, bidirectional=True) on x.transpose(0, 1)   (output[-1] ->
+                Linear(32, 4): the forward's last step and the backward's first)
 
 Every model takes "input" [N, 20, 8] and gives "output" [N, 4] logits. data.npz: "calib"
 [64, 20, 8], "test" [400, 20, 8] and "test_labels" [400] (held out: not trained on), "train"
@@ -47,11 +49,13 @@ def make_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Net(nn.Module):
-    def __init__(self, cell: str, layers: int, batch_first: bool, use_hn: bool):
+    def __init__(self, cell: str, layers: int, batch_first: bool, use_hn: bool,
+                 bidirectional: bool = False):
         super().__init__()
         kind = nn.LSTM if cell == "lstm" else nn.GRU
-        self.rnn = kind(F, H, num_layers=layers, batch_first=batch_first)
-        self.fc = nn.Linear(H, CLASSES)
+        self.rnn = kind(F, H, num_layers=layers, batch_first=batch_first,
+                        bidirectional=bidirectional)
+        self.fc = nn.Linear(2 * H if bidirectional else H, CLASSES)
         self.batch_first, self.use_hn, self.cell = batch_first, use_hn, cell
 
     def forward(self, x):  # x [N, T, F]
@@ -70,6 +74,7 @@ MODELS = {
     "gru": ("gru", 1, False, False),
     "lstm_stacked": ("lstm", 2, False, True),
     "gru_stacked": ("gru", 2, True, True),
+    "lstm_bidir": ("lstm", 1, False, False, True),
 }
 
 

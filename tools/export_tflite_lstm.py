@@ -13,7 +13,10 @@ dataset = data.npz "calib", int8 input and output):
 plus three untrained single layers of other sizes, the whole sequence as the model output
 (LSTM(H, return_sequences=True) on [1, T, I], Keras-initialized weights times 2.5 so gates
 saturate; representative data N(0, 1.5), seed fixed): seq_i3_h5_t7, seq_i12_h24_t4,
-seq_i1_h2_t10 (the kernel-level goldens of tests/test_tflite_lstm.py).
+seq_i1_h2_t10 (the kernel-level goldens of tests/test_tflite_lstm.py), and two edits of
+seq_i3_h5_t7's flatbuffer that Keras cannot make: seq_i3_h5_t7_clip (cell_clip = 0.25, below
+the cell's range, so the cell clips) and seq_i3_h5_t7_time_major (time_major = true, input
+[T, 1, I], output [T, 1, H]).
 
 The converter emits UNIDIRECTIONAL_SEQUENCE_LSTM (int8 input / output / weights, int16 cell
 state, int32 gate biases, time_major false) followed by STRIDED_SLICE of the last step, then
@@ -21,6 +24,13 @@ FULLY_CONNECTED. float_logits.npz: the Keras float logits of data.npz "test" per
 float reference of the accuracy tests). Run with the TensorFlow venv:
   /work/tfvenv/bin/python tools/export_tflite_lstm.py      (tensorflow 2.21, tf_keras 2.21)
 It prints each model's float test accuracy and the TFLite interpreter's int8 accuracy.
+
+With --tf2onnx (needs tf2onnx and onnx importable, e.g. `pip install --target DIR --no-deps
+tf2onnx onnx` and PYTHONPATH=DIR, which keeps the TF venv's protobuf) it also trains a Keras
+LSTM(16) and a Keras GRU(16) (reset_after=True, the Keras default) classifier the same way and
+converts them with tf2onnx 1.17 (opset 17, input "input" [1, 20, 8], batch 1 so the initial
+states fold to constants) into tests/models/recurrent/tf2onnx/keras_{lstm,gru}.tf2onnx.onnx.
+(A GRU with reset_after=False does not become an ONNX GRU node: tf2onnx emits a Loop.)
 """
 
 from __future__ import annotations
@@ -83,6 +93,29 @@ def convert(model: keras.Model, samples: np.ndarray) -> bytes:
     return conv.convert()
 
 
+def export_variants() -> None:
+    from tensorflow.lite.tools import flatbuffer_utils as fb
+
+    base = (OUT / "seq_i3_h5_t7.int8.tflite").read_bytes()
+    for name in ("clip", "time_major"):
+        m = fb.read_model_from_bytearray(bytearray(base))
+        sg = m.subgraphs[0]
+        (op,) = [o for o in sg.operators if o.builtinOptions is not None
+                 and hasattr(o.builtinOptions, "cellClip")]
+        if name == "clip":
+            op.builtinOptions.cellClip = 0.25
+        else:
+            op.builtinOptions.timeMajor = True
+            for t in (op.inputs[0], op.outputs[0]):
+                shape = list(sg.tensors[t].shape)
+                sg.tensors[t].shape = [shape[1], shape[0], shape[2]]
+                if sg.tensors[t].shapeSignature is not None:
+                    sg.tensors[t].shapeSignature = [shape[1], shape[0], shape[2]]
+        blob = bytes(fb.convert_object_to_bytearray(m))
+        (OUT / f"seq_i3_h5_t7_{name}.int8.tflite").write_bytes(blob)
+        print(f"seq_i3_h5_t7_{name}: {len(blob)} bytes")
+
+
 def export_random() -> None:
     for k, (name, (i, h, t)) in enumerate(RANDOM.items()):
         keras.utils.set_random_seed(330 + k)
@@ -93,6 +126,7 @@ def export_random() -> None:
         blob = convert(model, rng.normal(0, 1.5, (16, t, i)).astype(np.float32))
         (OUT / f"{name}.int8.tflite").write_bytes(blob)
         print(f"{name}: {len(blob)} bytes")
+    export_variants()
 
 
 def main() -> None:
@@ -119,8 +153,7 @@ def main() -> None:
         it = tf.lite.Interpreter(model_content=blob)
         it.allocate_tensors()
         ops = [o["op_name"] for o in it._get_ops_details()]
-        (si, zi), (so, zo) = (it.get_input_details()[0]["quantization"],
-                              it.get_output_details()[0]["quantization"])
+        si, zi = it.get_input_details()[0]["quantization"]
         correct = 0
         for x, y in zip(xte, yte):
             it.reset_all_variables()
@@ -135,5 +168,40 @@ def main() -> None:
     export_random()
 
 
+def export_tf2onnx() -> None:
+    import tf2onnx
+
+    out = OUT.parent / "tf2onnx"
+    out.mkdir(exist_ok=True)
+    with np.load(DATA) as d:
+        xte, yte = d["test"], d["test_labels"]
+    xtr, ytr = make_data(2000, 0)
+    for k, kind in enumerate(("lstm", "gru")):
+        keras.utils.set_random_seed(430 + k)
+        inp = keras.Input((T, F), name="input")
+        layer = keras.layers.LSTM(H) if kind == "lstm" else keras.layers.GRU(H)
+        net = keras.Model(inp, keras.layers.Dense(CLASSES)(layer(inp)))
+        net.compile(keras.optimizers.Adam(0.01),
+                    keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        net.fit(xtr, ytr, batch_size=64, epochs=12, verbose=0, shuffle=True)
+        acc = float(np.mean(net.predict(xte, verbose=0).argmax(1) == yte))
+        spec = (tf.TensorSpec((1, T, F), tf.float32, name="input"),)
+        proto, _ = tf2onnx.convert.from_keras(net, input_signature=spec, opset=17)
+        old = proto.graph.output[0].name  # tf2onnx names it after the Keras tensor
+        proto.graph.output[0].name = "output"
+        for node in proto.graph.node:
+            node.input[:] = ["output" if v == old else v for v in node.input]
+            node.output[:] = ["output" if v == old else v for v in node.output]
+        path = out / f"keras_{kind}.tf2onnx.onnx"
+        path.write_bytes(proto.SerializeToString())
+        print(f"keras_{kind}: float test accuracy {acc:.4f}, ops "
+              f"{[n.op_type for n in proto.graph.node]}")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if "--tf2onnx" in sys.argv:
+        export_tf2onnx()
+    else:
+        main()

@@ -31,6 +31,12 @@ typedef struct {
     const int32_t *recurrent_shift;
     const int16_t *sigmoid_table; /* [MQ_RECURRENT_LUT_SIZE] */
     const int16_t *tanh_table;    /* [MQ_RECURRENT_LUT_SIZE] */
+    /* GRU linear_before_reset = 0 (1 here): the n rows' recurrent matmul reads r * h16
+     * (Q0.15, no offset); state then holds 2 * hidden_size int16 (h16, r * h16) */
+    int32_t reset_first;
+    /* 1: the steps run from the last to the first (ONNX direction "reverse"); output rows stay
+     * in step order, h[t + 1] feeds step t */
+    int32_t reverse;
 } mq_recurrent_params;
 
 /* input [steps, input_size] int8 -> output [steps, hidden_size] int8 (every step's h);

@@ -1,6 +1,7 @@
 /* microq runtime: int8 LSTM / GRU. See mq_recurrent.h and python/microq/ref/recurrent.py. */
 #include "mq_recurrent.h"
 
+#include "mq_dsp.h"
 #include "mq_requant.h"
 
 #define PART_LIMIT 65536
@@ -54,6 +55,35 @@ static int32_t gate(const mq_recurrent_params *p, int32_t row, const int8_t *x, 
     return sat16(a + b);
 }
 
+/* The four LSTM gate pre-activations of unit j (rows j + g * hidden): one pass over x and h
+ * feeds the four rows (mq_dot_1x4: each load shared, SMLAD on the DSP cores). */
+static void lstm_gates(const mq_recurrent_params *p, int32_t j, const int8_t *x,
+                       const int8_t *h, int32_t *pre)
+{
+    const int32_t hs = p->hidden_size;
+    int32_t ax[4], ah[4];
+    int32_t g;
+    for (g = 0; g < 4; ++g) {
+        ax[g] = p->input_bias[g * hs + j];
+        ah[g] = p->recurrent_bias[g * hs + j];
+    }
+    mq_dot_1x4(x, p->input_weights + (size_t)j * (size_t)p->input_size,
+               hs * p->input_size, p->input_size, p->input_offset, ax);
+    if (h != NULL) {
+        mq_dot_1x4(h, p->recurrent_weights + (size_t)j * (size_t)hs, hs * hs, hs,
+                   p->hidden_offset, ah);
+    }
+    for (g = 0; g < 4; ++g) {
+        const int32_t row = g * hs + j;
+        const int32_t a = mq_clamp(mq_mbqm(ax[g], p->input_multiplier[row], p->input_shift[row]),
+                                   -PART_LIMIT, PART_LIMIT);
+        const int32_t b = mq_clamp(
+            mq_mbqm(ah[g], p->recurrent_multiplier[row], p->recurrent_shift[row]), -PART_LIMIT,
+            PART_LIMIT);
+        pre[g] = sat16(a + b);
+    }
+}
+
 static int check(const mq_recurrent_params *p, int32_t steps, const int8_t *input,
                  const int8_t *output, const int16_t *state)
 {
@@ -79,18 +109,21 @@ mq_status mq_lstm_s8(const mq_recurrent_params *params, int32_t steps, const int
         state[j] = 0;
     }
     for (t = 0; t < steps; ++t) {
-        const int8_t *x = input + (size_t)t * (size_t)params->input_size;
-        const int8_t *h = t > 0 ? output + (size_t)(t - 1) * (size_t)hs : NULL;
-        int8_t *y = output + (size_t)t * (size_t)hs;
+        const int32_t at = params->reverse ? steps - 1 - t : t;
+        const int32_t prev = params->reverse ? at + 1 : at - 1;
+        const int8_t *x = input + (size_t)at * (size_t)params->input_size;
+        const int8_t *h = t > 0 ? output + (size_t)prev * (size_t)hs : NULL;
+        int8_t *y = output + (size_t)at * (size_t)hs;
         for (j = 0; j < hs; ++j) {
-            const int32_t ig = lut16(params->sigmoid_table, gate(params, j, x, h));
-            const int32_t og = lut16(params->sigmoid_table, gate(params, hs + j, x, h));
-            const int32_t fg = lut16(params->sigmoid_table, gate(params, 2 * hs + j, x, h));
-            const int32_t cg = lut16(params->tanh_table, gate(params, 3 * hs + j, x, h));
             const int32_t cs = params->cell_shift;
-            const int32_t c = sat16(mq_rdbpot(fg * (int32_t)state[j], 15) +
-                                    mq_rdbpot(ig * cg, 30 - cs));
-            int32_t tin;
+            int32_t pre[4];
+            int32_t ig, og, fg, cg, c, tin;
+            lstm_gates(params, j, x, h, pre);
+            ig = lut16(params->sigmoid_table, pre[0]);
+            og = lut16(params->sigmoid_table, pre[1]);
+            fg = lut16(params->sigmoid_table, pre[2]);
+            cg = lut16(params->tanh_table, pre[3]);
+            c = sat16(mq_rdbpot(fg * (int32_t)state[j], 15) + mq_rdbpot(ig * cg, 30 - cs));
             state[j] = (int16_t)c;
             if (cs >= GATE_FRAC) {
                 tin = mq_rdbpot(c, cs - GATE_FRAC);
@@ -103,6 +136,38 @@ mq_status mq_lstm_s8(const mq_recurrent_params *params, int32_t steps, const int
         }
     }
     return MQ_OK;
+}
+
+/* One step of a reset_first GRU (linear_before_reset = 0): r * h16 for every unit first
+ * (state[hs..2hs)), then z, n = tanh(Wn x + Rn (r * h16) + biases) and h16 per unit. */
+static void gru_reset_first_step(const mq_recurrent_params *p, const int8_t *x, const int8_t *h,
+                                 int8_t *y, int16_t *state)
+{
+    const int32_t hs = p->hidden_size;
+    int16_t *rh = state + hs;
+    int32_t j, k;
+    for (j = 0; j < hs; ++j) {
+        const int32_t r = lut16(p->sigmoid_table, gate(p, hs + j, x, h));
+        rh[j] = (int16_t)mq_rdbpot(r * (int32_t)state[j], 15);
+    }
+    for (j = 0; j < hs; ++j) {
+        const int32_t row = 2 * hs + j;
+        const int8_t *w = p->recurrent_weights + (size_t)row * (size_t)hs;
+        const int32_t z = lut16(p->sigmoid_table, gate(p, j, x, h));
+        const int32_t xn = mq_clamp(part_x(p, row, x), -PART_LIMIT, PART_LIMIT);
+        int32_t acc = p->recurrent_bias[row];
+        int32_t hn, n, hnew;
+        for (k = 0; k < hs; ++k) {
+            acc += (int32_t)rh[k] * (int32_t)w[k];
+        }
+        hn = mq_clamp(mq_mbqm(acc, p->recurrent_multiplier[row], p->recurrent_shift[row]),
+                      -PART_LIMIT, PART_LIMIT);
+        n = lut16(p->tanh_table, sat16(xn + hn));
+        hnew = mq_rdbpot((32768 - z) * n + z * (int32_t)state[j], 15);
+        state[j] = (int16_t)hnew;
+        y[j] = (int8_t)mq_clamp(mq_mbqm(hnew, p->output_multiplier, p->output_shift) +
+                                p->output_offset, -128, 127);
+    }
 }
 
 mq_status mq_gru_s8(const mq_recurrent_params *params, int32_t steps, const int8_t *input,
@@ -118,9 +183,15 @@ mq_status mq_gru_s8(const mq_recurrent_params *params, int32_t steps, const int8
         state[j] = 0;
     }
     for (t = 0; t < steps; ++t) {
-        const int8_t *x = input + (size_t)t * (size_t)params->input_size;
-        const int8_t *h = t > 0 ? output + (size_t)(t - 1) * (size_t)hs : NULL;
-        int8_t *y = output + (size_t)t * (size_t)hs;
+        const int32_t at = params->reverse ? steps - 1 - t : t;
+        const int32_t prev = params->reverse ? at + 1 : at - 1;
+        const int8_t *x = input + (size_t)at * (size_t)params->input_size;
+        const int8_t *h = t > 0 ? output + (size_t)prev * (size_t)hs : NULL;
+        int8_t *y = output + (size_t)at * (size_t)hs;
+        if (params->reset_first) {
+            gru_reset_first_step(params, x, h, y, state);
+            continue;
+        }
         for (j = 0; j < hs; ++j) {
             const int32_t z = lut16(params->sigmoid_table, gate(params, j, x, h));
             const int32_t r = lut16(params->sigmoid_table, gate(params, hs + j, x, h));
@@ -227,25 +298,30 @@ mq_status mq_tfl_tanh_s16(const int16_t *input, int16_t *output, int32_t n, int3
     return MQ_OK;
 }
 
-/* sat16(FC_x) + sat16(FC_h), saturated: one gate's pre-activation (Q3.12). */
-static int32_t tfl_gate(const mq_lstm_tfl_params *p, int32_t row, const int8_t *x,
-                        const int8_t *h)
+/* sat16(FC_x) + sat16(FC_h), saturated: the four gate pre-activations (Q3.12) of unit j, one
+ * pass over x and h for the four rows (as lstm_gates). */
+static void tfl_gates(const mq_lstm_tfl_params *p, int32_t j, const int8_t *x, const int8_t *h,
+                      int32_t *pre)
 {
-    int32_t ax = p->input_bias[row];
-    int32_t ah = p->recurrent_bias[row];
-    int32_t k;
-    const int8_t *w = p->input_weights + (size_t)row * (size_t)p->input_size;
-    for (k = 0; k < p->input_size; ++k) {
-        ax += ((int32_t)x[k] + p->input_offset) * (int32_t)w[k];
+    const int32_t hs = p->hidden_size;
+    int32_t ax[4], ah[4];
+    int32_t g;
+    for (g = 0; g < 4; ++g) {
+        ax[g] = p->input_bias[g * hs + j];
+        ah[g] = p->recurrent_bias[g * hs + j];
     }
+    mq_dot_1x4(x, p->input_weights + (size_t)j * (size_t)p->input_size,
+               hs * p->input_size, p->input_size, p->input_offset, ax);
     if (h != NULL) {
-        const int8_t *r = p->recurrent_weights + (size_t)row * (size_t)p->hidden_size;
-        for (k = 0; k < p->hidden_size; ++k) {
-            ah += ((int32_t)h[k] + p->hidden_offset) * (int32_t)r[k];
-        }
+        mq_dot_1x4(h, p->recurrent_weights + (size_t)j * (size_t)hs, hs * hs, hs,
+                   p->hidden_offset, ah);
     }
-    return sat16(sat16(mq_mbqm(ax, p->input_multiplier[row], p->input_shift[row])) +
-                 sat16(mq_mbqm(ah, p->recurrent_multiplier[row], p->recurrent_shift[row])));
+    for (g = 0; g < 4; ++g) {
+        const int32_t row = g * hs + j;
+        pre[g] = sat16(sat16(mq_mbqm(ax[g], p->input_multiplier[row], p->input_shift[row])) +
+                       sat16(mq_mbqm(ah[g], p->recurrent_multiplier[row],
+                                     p->recurrent_shift[row])));
+    }
 }
 
 mq_status mq_lstm_tfl_s8(const mq_lstm_tfl_params *params, int32_t steps, const int8_t *input,
@@ -270,11 +346,14 @@ mq_status mq_lstm_tfl_s8(const mq_lstm_tfl_params *params, int32_t steps, const 
         const int8_t *h = t > 0 ? output + (size_t)(t - 1) * (size_t)hs : NULL;
         int8_t *y = output + (size_t)t * (size_t)hs;
         for (j = 0; j < hs; ++j) {
-            const int32_t ig = tfl_sigmoid(tfl_gate(p, j, x, h), 0);
-            const int32_t og = tfl_sigmoid(tfl_gate(p, hs + j, x, h), 0);
-            const int32_t fg = tfl_sigmoid(tfl_gate(p, 2 * hs + j, x, h), 0);
-            const int32_t cg = tfl_tanh(tfl_gate(p, 3 * hs + j, x, h), 0);
-            int32_t c = sat16(sat16(mq_mbqm(fg * (int32_t)state[j], p->forget_multiplier,
+            int32_t pre[4];
+            int32_t ig, og, fg, cg, c;
+            tfl_gates(p, j, x, h, pre);
+            ig = tfl_sigmoid(pre[0], 0);
+            og = tfl_sigmoid(pre[1], 0);
+            fg = tfl_sigmoid(pre[2], 0);
+            cg = tfl_tanh(pre[3], 0);
+            c = sat16(sat16(mq_mbqm(fg * (int32_t)state[j], p->forget_multiplier,
                                             p->forget_shift)) +
                               sat16(mq_mbqm(ig * cg, p->update_multiplier, p->update_shift)));
             if (p->cell_clip > 0) {

@@ -39,9 +39,9 @@ Op vocabulary (Node.op, inputs, attrs):
                   `groups` runs of C / groups channels normalized over all axes but N and C
                   (instance norm: groups == C); GroupNormAttrs(groups, eps)
   LSTM / GRU      x [N, T, I], W [G*H, I], R [G*H, H], Wb [G*H], Rb [G*H] (all const, ONNX gate
-                  order: LSTM iofc, GRU zrh with linear_before_reset = 1); forward, zero initial
+                  order: LSTM iofc, GRU zrh, linear_before_reset 1 or 0); forward, zero initial
                   state; outputs (y [N, T, H], state [N, T, H]: the LSTM cell state / GRU h, for
-                  calibration only); RecurrentAttrs(hidden)
+                  calibration only); RecurrentAttrs(hidden, reset_first, reverse)
 """
 
 from __future__ import annotations
@@ -152,6 +152,8 @@ class ArgMaxAttrs:
 @dataclass(frozen=True)
 class RecurrentAttrs:
     hidden: int
+    reset_first: int = 0  # GRU linear_before_reset = 0: n = tanh(Wn x + Rn (r * h) + ...)
+    reverse: int = 0  # runs from the last step to the first (ONNX direction "reverse")
 
 
 @dataclass(frozen=True)

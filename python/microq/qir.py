@@ -363,6 +363,10 @@ class RecurrentParams:
     recurrent_shift: np.ndarray
     sigmoid_table: np.ndarray  # int16 [513]
     tanh_table: np.ndarray  # int16 [513]
+    # GRU linear_before_reset = 0: the n rows' recurrent side reads r * h (Q0.15 int16, no
+    # offset); their recurrent bias / multipliers are at 2^-15 * r_scale
+    reset_first: int = 0
+    reverse: int = 0  # steps from the last to the first (ONNX direction "reverse")
 
 
 @dataclass(frozen=True, eq=False)

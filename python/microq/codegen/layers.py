@@ -609,9 +609,7 @@ def _abs(ctx: Ctx, node: QNode) -> LayerCode:
     return code
 
 
-LSTM_TFL_FIELDS = ("input_size", "hidden_size", "input_offset", "hidden_offset", "output_offset",
-                   "cell_shift", "cell_clip", "forget_multiplier", "forget_shift",
-                   "update_multiplier", "update_shift", "output_multiplier", "output_shift")
+LSTM_TFL_FIELDS = struct_fields(qir.TflLstmParams)
 
 
 def _lstm_tfl(ctx: Ctx, node: QNode) -> LayerCode:

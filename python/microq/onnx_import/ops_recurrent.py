@@ -1,9 +1,12 @@
-"""ONNX frontend converters for LSTM and GRU (forward direction, one direction per node, as
-torch exports each layer of nn.LSTM / nn.GRU with either exporter) -> IR LSTM / GRU over
-x [1, T, I] physically, whatever the ONNX layout (0: [T, N, I], 1: [N, T, I]).
+"""ONNX frontend converters for LSTM and GRU (directions forward, reverse and bidirectional;
+torch exports each layer of nn.LSTM / nn.GRU as one node with either exporter) -> one IR LSTM /
+GRU per direction over x [1, T, I] physically, whatever the ONNX layout (0: [T, N, I],
+1: [N, T, I]); the reverse one runs from the last step to the first (RecurrentAttrs.reverse).
 
-Outputs: Y ([T, 1, N, H] / [N, T, 1, H]) is the IR output [1, T, H] seen as [N, 1, T, H]
-(a free Reshape); Y_h is a Slice of its last step. Y_c (the last cell state) is refused when
+Outputs: Y ([T, D, N, H] / [N, T, D, H]) is, with one direction, the IR output [1, T, H] seen
+as [N, 1, T, H] (a free Reshape); with two, the Concat of both as [N, T, 2, H]. Y_h ([D, N, H] /
+[N, D, H]) is a Slice of each direction's final step (the forward's last, the reverse's first),
+concatenated when there are two. Y_c (the last cell state) is refused when
 something reads it. Initial states must be absent or constant zeros, sequence_lens absent or
 all T, peepholes absent or zero; clip, input_forget and non-default activations are refused."""
 
@@ -38,9 +41,10 @@ def recurrent(cx: Ctx) -> None:
     op = cx.node.op_type
     a = cx.attrs()
     direction = _text(a.get("direction", "forward"))
-    if direction != "forward":
-        raise Unsupported(f"{op} direction '{direction}': only 'forward' is supported "
-                          "(bidirectional=False in torch)")
+    if direction not in ("forward", "reverse", "bidirectional"):
+        raise Unsupported(f"{op} direction '{direction}': expected forward, reverse or "
+                          "bidirectional")
+    dirs = 2 if direction == "bidirectional" else 1
     if "hidden_size" not in a:
         raise Unsupported(f"{op} without hidden_size")
     hidden = int(a["hidden_size"])
@@ -53,23 +57,21 @@ def recurrent(cx: Ctx) -> None:
         raise Unsupported(f"{op} with clip: not supported")
     if int(a.get("input_forget", 0)):
         raise Unsupported(f"{op} with input_forget=1: not supported")
-    if op == "GRU" and int(a.get("linear_before_reset", 0)) != 1:
-        raise Unsupported("GRU with linear_before_reset=0: only 1 (what torch exports) is "
-                          "supported")
+    reset_first = int(op == "GRU" and int(a.get("linear_before_reset", 0)) == 0)
     g = GATES[op] * hidden
     w, r = cx.const(1), cx.const(2)
     if w is None or r is None:
         raise Unsupported(f"{op} with non-constant weights W / R")
     w, r = np.asarray(w, np.float32), np.asarray(r, np.float32)
-    if w.ndim != 3 or w.shape[0] != 1 or w.shape[1] != g or r.shape != (1, g, hidden):
+    if w.ndim != 3 or w.shape[0] != dirs or w.shape[1] != g or r.shape != (dirs, g, hidden):
         raise Unsupported(f"{op} weights W {list(w.shape)} / R {list(r.shape)} do not match "
-                          f"one direction of hidden_size {hidden}")
+                          f"{dirs} direction(s) of hidden_size {hidden}")
     bias = cx.const(3)
     if cx.has_input(3) and bias is None:
         raise Unsupported(f"{op} with a non-constant bias B")
-    bias = np.zeros((1, 2 * g), np.float32) if bias is None else np.asarray(bias, np.float32)
-    if bias.shape != (1, 2 * g):
-        raise Unsupported(f"{op} bias B {list(bias.shape)}, expected [1, {2 * g}]")
+    bias = np.zeros((dirs, 2 * g), np.float32) if bias is None else np.asarray(bias, np.float32)
+    if bias.shape != (dirs, 2 * g):
+        raise Unsupported(f"{op} bias B {list(bias.shape)}, expected [{dirs}, {2 * g}]")
     logical = cx.shape(cx.node.input[0])
     if len(logical) != 3:
         raise Unsupported(f"{op} input of rank {len(logical)} (needs 3)")
@@ -92,21 +94,37 @@ def recurrent(cx: Ctx) -> None:
                               "Y_h are supported")
     target = (1, 0, 2) if layout == 0 else (0, 1, 2)
     v = cx.b.to_perm(cx.value(0), logical, target, cx.source)
-    consts = [cx.b.const(f"{cx.out()}__{k}", arr) for k, arr in
-              (("W", w[0]), ("R", r[0]), ("Wb", bias[0, :g]), ("Rb", bias[0, g:]))]
     base = cx.node.output[0] or cx.node.output[1] or cx.name
-    y = cx.b.activation(f"{base}__seq", (1, steps, hidden))
-    state = cx.b.activation(f"{base}__state", (1, steps, hidden))
-    attrs = ir.RecurrentAttrs(hidden)
-    check_node(f"node '{cx.name}'", op, attrs)
-    cx.b.nodes.append(ir.Node(cx.b.node_name(cx.name), op, [v.name] + consts, [y, state],
-                              attrs, cx.source))
+    ys, finals = [], []
+    for d in range(dirs):
+        rev = int(direction == "reverse" or d == 1)
+        tag = ("__rev" if rev else "__fwd") if dirs == 2 else ""
+        consts = [cx.b.const(f"{cx.out()}{tag}__{k}", arr) for k, arr in
+                  (("W", w[d]), ("R", r[d]), ("Wb", bias[d, :g]), ("Rb", bias[d, g:]))]
+        y = cx.b.activation(f"{base}{tag}__seq", (1, steps, hidden))
+        state = cx.b.activation(f"{base}{tag}__state", (1, steps, hidden))
+        attrs = ir.RecurrentAttrs(hidden, reset_first, rev)
+        check_node(f"node '{cx.name}'", op, attrs)
+        cx.b.nodes.append(ir.Node(cx.b.node_name(cx.name + tag), op, [v.name] + consts,
+                                  [y, state], attrs, cx.source))
+        ys.append(y)
+        if not cx.unused(1):  # the final state: the last step, or the first when reversed
+            t = 0 if rev else steps - 1
+            attrs = ir.SliceAttrs((0, t, 0), (1, t + 1, hidden), (1, 1, 1))
+            out = cx.out(1) + tag
+            finals.append(cx.b.add("Slice", [y], out, (1, 1, hidden), attrs, source=cx.source))
     if not cx.unused(0):
-        yy = cx.b.reshape(y, (1, 1, steps, hidden), f"{cx.out(0)}", cx.source)
-        cx.set(yy, (2, 1, 0, 3) if layout == 0 else (0, 2, 1, 3), 0)
+        if dirs == 1:
+            yy = cx.b.reshape(ys[0], (1, 1, steps, hidden), f"{cx.out(0)}", cx.source)
+            cx.set(yy, (2, 1, 0, 3) if layout == 0 else (0, 2, 1, 3), 0)
+        else:  # physical [N, T, 2, H]
+            parts = [cx.b.reshape(y, (1, steps, 1, hidden), f"{y}__4d", cx.source) for y in ys]
+            yy = cx.b.add("Concat", parts, cx.out(0), (1, steps, 2, hidden),
+                          ir.ConcatAttrs(2), source=cx.source)
+            cx.set(yy, (2, 0, 1, 3) if layout == 0 else (0, 1, 2, 3), 0)
         cx.set_batch(2 if layout == 0 else 0, 0)
     if not cx.unused(1):
-        attrs = ir.SliceAttrs((0, steps - 1, 0), (1, steps, hidden), (1, 1, 1))
-        yh = cx.b.add("Slice", [y], cx.out(1), (1, 1, hidden), attrs, source=cx.source)
+        yh = finals[0] if dirs == 1 else cx.b.add(
+            "Concat", finals, cx.out(1), (1, 2, hidden), ir.ConcatAttrs(1), source=cx.source)
         cx.set(yh, (1, 0, 2) if layout == 0 else (0, 1, 2), 1)
         cx.set_batch(1 if layout == 0 else 0, 1)

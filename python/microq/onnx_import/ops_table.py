@@ -76,9 +76,10 @@ ROWS: list[tuple[tuple[str, ...], str, str]] = [
      "dilations, groups incl. depthwise; per-channel int8 weights (as TFLite TRANSPOSE_CONV); "
      "fused Relu/Clip"),
     (("LSTM", "GRU"), "`mq_lstm_s8`, `mq_gru_s8`",
-     "forward direction, `layout` 0/1, one or stacked layers, Y and Y_h outputs, zero or absent "
-     "initial states; GRU linear_before_reset=1 (torch); int8 weights, int16 gates (Q3.12) and "
-     "cell state, int16 sigmoid/tanh tables; not bidirectional, clip, peepholes or Y_c outputs"),
+     "forward, reverse and bidirectional, `layout` 0/1, one or stacked layers, Y and Y_h "
+     "outputs, zero or absent initial states; GRU linear_before_reset=1 (torch) and 0 (ONNX "
+     "default); int8 weights, int16 gates (Q3.12) and cell state, int16 sigmoid/tanh tables; "
+     "not clip, peepholes or Y_c outputs"),
     (("Identity", "Dropout", "Cast"), "removed",
      "Dropout in inference (no mask output); Cast float to float"),
 ]

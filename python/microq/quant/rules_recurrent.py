@@ -52,7 +52,8 @@ def _check_acc(what: str, wq: np.ndarray, bias: np.ndarray, offset: int, shift: 
 
 def recurrent_params(cell: str, w, r, wb, rb, s_x: float, zp_x: int, s_h: float, zp_h: int,
                      cell_max: float = 0.0, rounding: str = "double",
-                     what: str = "recurrent layer") -> RecurrentParams:
+                     what: str = "recurrent layer", reset_first: int = 0,
+                     reverse: int = 0) -> RecurrentParams:
     """RecurrentParams of one LSTM/GRU layer: float W [G*H, I], R [G*H, H], Wb, Rb [G*H];
     input (s_x, zp_x), output = hidden (s_h, zp_h); cell_max the LSTM's calibrated |c|."""
     hidden = int(np.asarray(r).shape[1])
@@ -62,11 +63,24 @@ def recurrent_params(cell: str, w, r, wb, rb, s_x: float, zp_x: int, s_h: float,
     wq, sw = _quant_rows(w)
     rq, sr = _quant_rows(r)
     bx = _bias(wb, s_x * sw, what)
-    bh = _bias(rb, s_h * sr, what)
+    # the recurrent side's input scale per row: h (s_h), or r * h (2^-15) on GRU n rows
+    s_in = np.full(len(sr), s_h)
+    if reset_first and cell == "gru":
+        s_in[2 * hidden:] = 2.0**-15
+    bh = _bias(rb, s_in * sr, what)
     xm, xs = _mults(s_x * sw * 2.0**GATE_FRAC, rounding)
-    hm, hs = _mults(s_h * sr * 2.0**GATE_FRAC, rounding)
+    hm, hs = _mults(s_in * sr * 2.0**GATE_FRAC, rounding)
     _check_acc(what + " (input side)", wq, bx, -zp_x, xs)
-    _check_acc(what + " (recurrent side)", rq, bh, -zp_h, hs)
+    if reset_first and cell == "gru":
+        n = slice(2 * hidden, 3 * hidden)
+        _check_acc(what + " (recurrent side)", rq[:2 * hidden], bh[:2 * hidden], -zp_h,
+                   hs[:2 * hidden])
+        bound = np.abs(rq[n].astype(np.int64)).sum(axis=1) * 32767 + np.abs(bh[n].astype(np.int64))
+        if np.any(bound << np.maximum(hs[n].astype(np.int64), 0) > INT32_MAX):
+            raise MicroqError(f"{what}: the int32 accumulator of Rn (r * h) can overflow; the "
+                              "layer is too wide")
+    else:
+        _check_acc(what + " (recurrent side)", rq, bh, -zp_h, hs)
     if cell == "lstm":
         cs = 15 if cell_max <= 0 else int(min(15, max(0, math.floor(math.log2(32767.0 /
                                                                                cell_max)))))
@@ -80,7 +94,8 @@ def recurrent_params(cell: str, w, r, wb, rb, s_x: float, zp_x: int, s_h: float,
         output_multiplier=int(om), output_shift=int(os_), input_weights=wq,
         recurrent_weights=rq, input_bias=bx, recurrent_bias=bh, input_multiplier=xm,
         input_shift=xs, recurrent_multiplier=hm, recurrent_shift=hs,
-        sigmoid_table=lut_table("sigmoid"), tanh_table=lut_table("tanh"))
+        sigmoid_table=lut_table("sigmoid"), tanh_table=lut_table("tanh"),
+        reset_first=int(bool(reset_first) and cell == "gru"), reverse=int(bool(reverse)))
 
 
 def recurrent(qz, node: ir.Node) -> None:
@@ -99,7 +114,11 @@ def recurrent(qz, node: ir.Node) -> None:
     c = qz.g.tensors
     p = recurrent_params(cell, c[w].const, c[r].const, c[wb].const, c[rb].const, qi.scale,
                          qi.zero_point, qo.scale, qo.zero_point, cell_max, qz.rounding,
-                         what=f"node '{node.name}': {node.op}")
+                         what=f"node '{node.name}': {node.op}",
+                         reset_first=getattr(node.attrs, "reset_first", 0),
+                         reverse=getattr(node.attrs, "reverse", 0))
     scratch = qz.g.tensors[out].name + "__state"
-    qz.tensors[scratch] = qir.QTensor(scratch, (2 * p.hidden_size,), qir.QParams(1.0, 0))
+    words = 2 if p.reset_first else 1  # h16, and r * h for a reset_first GRU
+    qz.tensors[scratch] = qir.QTensor(scratch, (2 * words * p.hidden_size,),
+                                      qir.QParams(1.0, 0))
     qz.emit(node, cell, [x], [out, scratch], p)

@@ -184,7 +184,9 @@ def argmax(args: list[np.ndarray], a: ir.ArgMaxAttrs) -> np.ndarray:
 
 def recurrent(kind: str):
     """LSTM / GRU: (y, state) over x [N, T, I]; see ref.recurrent.float_recurrent."""
-    return lambda x, a: recurrent_ref.float_recurrent(kind, *x, with_cell=True)
+    return lambda x, a: recurrent_ref.float_recurrent(kind, *x, with_cell=True,
+                                                      reset_first=a.reset_first,
+                                                      reverse=a.reverse)
 
 
 def slice_(args: list[np.ndarray], a: ir.SliceAttrs) -> np.ndarray:

@@ -2,7 +2,9 @@
 (float64 numpy) and the integer reference of c_runtime/src/mq_recurrent.c, bit for bit.
 
 Gate rows follow ONNX: LSTM i, o, f, c (each `hidden` rows); GRU z, r, h with
-linear_before_reset = 1 (what torch exports): n = tanh(Wn x + Wbn + r * (Rn h + Rbn)).
+linear_before_reset = 1 (what torch exports): n = tanh(Wn x + Wbn + r * (Rn h + Rbn)), or
+reset_first (linear_before_reset = 0, the ONNX default, Keras reset_after=False):
+n = tanh(Wn x + Wbn + Rn (r * h) + Rbn).
 
 Integer scheme (as TFLite Micro's int8 LSTM: int8 weights and activations, int16 gates and
 cell state, int16 sigmoid/tanh):
@@ -17,6 +19,10 @@ cell state, int16 sigmoid/tanh):
         y = clamp(output_offset + MBQM(o * tanh(Q3.12 of c), om, os))  (o * tanh in Q30)
   GRU:  hn = clamp(part_h[n], -2^15, 2^15 - 1); pre_n = sat16(part_x[n] + RDBPOT(r * hn, 15))
         h16 = RDBPOT((2^15 - z) * tanh(pre_n) + z * h16, 15)              (h16 in Q0.15)
+  GRU reset_first: rh[k] = RDBPOT(r[k] * h16[k], 15) (Q0.15) for every k first; part_h[n] =
+        MBQM(bias_h[n] + sum_k rh[k] Rn[k], hm[n], hs[n]) (rh symmetric: no offset; hm, hs
+        and bias_h[n] at scale 2^-15 * r_scale); pre_n = sat16(clamp(part_x[n]) +
+        clamp(part_h[n])); then h16 as above
         y = clamp(output_offset + MBQM(h16, om, os))
 """
 
@@ -53,8 +59,13 @@ def lut_apply(table: np.ndarray, x) -> np.ndarray:
 
 # ---- float ---------------------------------------------------------------------------------
 
-def float_recurrent(kind: str, x: np.ndarray, w, r, wb, rb, with_cell: bool = False):
-    """x [N, T, I] -> Y [N, T, H] (and the LSTM cell states [N, T, H] when with_cell)."""
+def float_recurrent(kind: str, x: np.ndarray, w, r, wb, rb, with_cell: bool = False,
+                    reset_first: int = 0, reverse: int = 0):
+    """x [N, T, I] -> Y [N, T, H] (and the LSTM cell states [N, T, H] when with_cell);
+    reverse: over the steps from last to first (outputs stay in step order)."""
+    if reverse:
+        out = float_recurrent(kind, x[:, ::-1], w, r, wb, rb, with_cell, reset_first)
+        return tuple(o[:, ::-1].copy() for o in out) if with_cell else out[:, ::-1].copy()
     x = x.astype(np.float64)
     w, r, wb, rb = (np.asarray(a, np.float64) for a in (w, r, wb, rb))
     n, steps, _ = x.shape
@@ -74,7 +85,10 @@ def float_recurrent(kind: str, x: np.ndarray, w, r, wb, rb, with_cell: bool = Fa
         else:
             z = _sigmoid(gx[:, :hsz] + gh[:, :hsz])
             rr = _sigmoid(gx[:, hsz:2 * hsz] + gh[:, hsz:2 * hsz])
-            nn = np.tanh(gx[:, 2 * hsz:] + rr * gh[:, 2 * hsz:])
+            if reset_first:
+                nn = np.tanh(gx[:, 2 * hsz:] + (rr * h) @ r[2 * hsz:].T + rb[2 * hsz:])
+            else:
+                nn = np.tanh(gx[:, 2 * hsz:] + rr * gh[:, 2 * hsz:])
             h = (1.0 - z) * nn + z * h
             cs.append(h)
         ys.append(h)
@@ -99,7 +113,12 @@ def _parts(p, rows: np.ndarray, xt: np.ndarray, hprev: np.ndarray | None, roundi
 
 
 def recurrent(p, x: np.ndarray, rounding: str = "double") -> np.ndarray:
-    """int8 x [T, I] -> int8 y [T, H] for qir.RecurrentParams p (p.cell 'lstm' or 'gru')."""
+    """int8 x [T, I] -> int8 y [T, H] for qir.RecurrentParams p (p.cell 'lstm' or 'gru');
+    p.reverse: from the last step to the first, y still in step order."""
+    if getattr(p, "reverse", 0):
+        from dataclasses import replace
+
+        return recurrent(replace(p, reverse=0), np.asarray(x)[::-1], rounding)[::-1].copy()
     x = np.asarray(x, np.int8)
     steps = x.shape[0]
     hsz = p.hidden_size
@@ -130,8 +149,18 @@ def recurrent(p, x: np.ndarray, rounding: str = "double") -> np.ndarray:
                         -32768, 32767)
             z = lut_apply(sig, pre[:hsz])
             r = lut_apply(sig, pre[hsz:])
-            hn = clamp(ph[2 * hsz:], -32768, 32767)
-            pre_n = clamp(clamp(px[2 * hsz:], -lim, lim) + rdbpot(r * hn, 15), -32768, 32767)
+            if getattr(p, "reset_first", 0):
+                rh = rdbpot(r * state, 15)
+                rows = np.arange(2 * hsz, 3 * hsz)
+                acc = p.recurrent_bias[rows].astype(np.int64) + (
+                    p.recurrent_weights[rows].astype(np.int64) @ rh)
+                pn = mbqm(acc, p.recurrent_multiplier[rows], p.recurrent_shift[rows], rounding)
+                pre_n = clamp(clamp(px[2 * hsz:], -lim, lim) + clamp(pn, -lim, lim),
+                              -32768, 32767)
+            else:
+                hn = clamp(ph[2 * hsz:], -32768, 32767)
+                pre_n = clamp(clamp(px[2 * hsz:], -lim, lim) + rdbpot(r * hn, 15),
+                              -32768, 32767)
             nn = lut_apply(tnh, pre_n)
             state = rdbpot((32768 - z) * nn + z * state, 15)
             out = mbqm(state, p.output_multiplier, p.output_shift, rounding)

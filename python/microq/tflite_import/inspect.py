@@ -12,8 +12,9 @@ from ..ops import kernel_macs
 def _params(qg, node) -> int:
     """Filter and bias elements (in the node's params) plus constant operands."""
     p = node.params
-    n = sum(int(np.size(getattr(p, f))) for f in ("filter", "bias")
-            if getattr(p, f, None) is not None)
+    n = sum(int(np.size(getattr(p, f))) for f in ("filter", "bias", "input_weights",
+                                                  "recurrent_weights", "input_bias")
+            if getattr(p, f, None) is not None)  # the last three: an LSTM's
     return n + sum(int(np.prod(qg.tensors[i].shape)) for i in node.inputs
                    if qg.tensors[i].const is not None)
 
