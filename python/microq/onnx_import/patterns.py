@@ -532,7 +532,10 @@ def _attention_parts(node: onnx.NodeProto, consts: dict[str, np.ndarray],
                      shapes: dict[str, tuple[int, ...]], used: set[str]):
     """The checked pieces of an Attention node: (q, k, v shapes, heads, scale, keep mask or
     None), or a str saying truly why it cannot be compiled."""
-    ins = list(node.input) + [""] * (6 - len(node.input))
+    ins = list(node.input) + [""] * (7 - len(node.input))
+    if ins[6]:
+        return ("nonpad_kv_seqlen (per-sample key lengths, opset 24) is not supported: use a "
+                "constant attn_mask for padded keys")
     if ins[4] or ins[5]:
         return ("past_key / past_value (a KV cache across calls) is not supported: microq "
                 "compiles one stateless pass; export the model without a cache")
