@@ -340,7 +340,8 @@ def main_masked(out: Path) -> None:
         if sub == "opset23":
             for j, (name, three_d, text) in enumerate([
                     ("attention_3d_gqa", True,
-                     "onnx.helper: 3-D Attention, q_num_heads 4, kv_num_heads 2, is_causal, scale 0.3"),
+                     "onnx.helper: 3-D Attention, q_num_heads 4, kv_num_heads 2, is_causal, "
+                     "scale 0.3"),
                     ("attention_4d_mask", False,
                      "onnx.helper: 4-D Attention, constant bool attn_mask (band |i-j| <= 2)")]):
                 rng = np.random.default_rng(SEED + 90 + j)
@@ -355,7 +356,8 @@ def main_masked(out: Path) -> None:
                 layers.append(f"| {name} | {list(x.shape)} | {text} |")
                 ops = ", ".join(dict.fromkeys(n.op_type for n in m.graph.node))
                 rows.append(f"| {path.name} | onnx.helper | 23 | {path.stat().st_size} | {ops} |")
-        head = f"""# Masked attention{' and ONNX Attention' if sub == 'opset23' else ''} exported from torch
+        title = "Masked attention" + (" and ONNX Attention" if sub == "opset23" else "")
+        head = f"""# {title} exported from torch
 
 Made by `tools/export_attention_fixtures.py --masked` (torch {torch.__version__}, onnx
 {onnx.__version__}, onnxruntime {ort.__version__}); do not edit by hand, re-run the tool.

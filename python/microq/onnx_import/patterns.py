@@ -563,7 +563,7 @@ def _attention_parts(node: onnx.NodeProto, consts: dict[str, np.ndarray],
         sq, skv, d, dk, dv = q[1], k[1], q[2] // hq, k[2] // hkv, v[2] // hkv
     else:
         hq, hkv, sq, skv, d, dk, dv = q[1], k[1], q[2], k[2], q[3], k[3], v[3]
-    if d != dk or k[-2] != v[-2] or v[1 if len(q) == 4 else 1] != k[1] or hq % hkv:
+    if d != dk or k[-2] != v[-2] or v[1] != k[1] or hq % hkv:
         return (f"Q {list(q)}, K {list(k)}, V {list(v)} do not fit together (head sizes, key "
                 f"and value lengths, q heads a multiple of kv heads): the model is invalid")
     scale = _attr(node, "scale", None)
