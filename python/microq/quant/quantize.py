@@ -17,8 +17,7 @@ from .. import ir, qir
 from ..errors import MicroqError
 from ..ref import activations
 from ..ref.arith import quantize_multiplier, round_half_away
-from . import guards, rules_minmax, rules_norm, rules_recurrent, rules_spatial, scheme
-from . import rules_attention
+from . import guards, rules_attention, rules_minmax, rules_norm, rules_recurrent, rules_spatial, scheme
 from .calibrate import Range
 
 INT32_MAX = 2**31 - 1
