@@ -23,7 +23,10 @@ from microq import api
 from microq.errors import MicroqError
 from microq.onnx_import import import_onnx
 from microq.ref.int_exec import run_int
-from microq.report import run_onnxruntime
+try:  # main moved it to microq.compare
+    from microq.compare import run_onnxruntime
+except ImportError:  # pragma: no cover - before that move
+    from microq.report import run_onnxruntime
 
 ROOT = Path(__file__).resolve().parent / "models" / "attention"
 FILES = sorted(f"{p.parent.name}/{p.name}" for sub in ("masked", "opset23")
