@@ -114,6 +114,23 @@ def test_masked_attention_float_ir_equals_onnxruntime(fname):
     np.testing.assert_allclose(y.reshape(ref.shape), ref, atol=2e-5)
 
 
+@pytest.mark.parametrize("name", ["sdpa_causal", "sdpa_boolmask", "mha_causal",
+                                  "encoder_causal"])
+def test_every_exporter_form_compiles_to_the_same_int8(compiled, name):
+    """One torch model, three exported forms (TorchScript's -inf Add, dynamo opset 18's
+    -3.4e38 Add, dynamo opset 23's ONNX Attention): the same int8 outputs bit for bit, so the
+    Attention lowering is the exporters' own decomposition."""
+    forms = [f"masked/{name}.torchscript.onnx", f"masked/{name}.dynamo.onnx",
+             f"opset23/{name}.dynamo.onnx"]
+    got = []
+    for f in forms:
+        out, x = compiled(f)
+        m = api.load(out)
+        got.append(m.run_int8({"input": m.quantize_input("input", x)})["output"])
+    for f, g in zip(forms[1:], got[1:]):
+        assert np.array_equal(g.reshape(got[0].shape), got[0]), f"{f} != {forms[0]}"
+
+
 @pytest.mark.parametrize("fname", M4_FILES)
 def test_masked_attention_cortex_m4_equals_host(compiled, fname):
     from microq.runtime import mcu
