@@ -254,7 +254,7 @@ def _pad_mask() -> torch.Tensor:  # the last 2 keys are padding; additive 0 / -i
 MASKED_MODELS = {
     "sdpa_causal": (lambda: SdpaMasked(causal=True), "F.sdpa(q, k, v, is_causal=True)"),
     "sdpa_boolmask": (lambda: SdpaMasked(mask=_band(2)),
-                      "F.sdpa(attn_mask=bool band |i-j| <= 2), a constant buffer"),
+                      "F.sdpa(attn_mask=bool band abs(i - j) <= 2), a constant buffer"),
     "sdpa_addmask": (lambda: SdpaMasked(mask=_pad_mask()),
                      "F.sdpa(attn_mask=float 0 / -inf: the last 2 keys padded)"),
     "masked_fill": (MaskedFill, "softmax(q k^T masked_fill(~tril, -inf)) v, by hand"),
@@ -343,7 +343,7 @@ def main_masked(out: Path) -> None:
                      "onnx.helper: 3-D Attention, q_num_heads 4, kv_num_heads 2, is_causal, "
                      "scale 0.3"),
                     ("attention_4d_mask", False,
-                     "onnx.helper: 4-D Attention, constant bool attn_mask (band |i-j| <= 2)")]):
+                     "onnx.helper: 4-D Attention, constant bool attn_mask (band abs(i - j) <= 2)")]):
                 rng = np.random.default_rng(SEED + 90 + j)
                 x = tokens(rng, N_SAMPLES)
                 m = handbuilt_attention(rng, three_d)
