@@ -131,6 +131,36 @@ def test_every_exporter_form_compiles_to_the_same_int8(compiled, name):
         assert np.array_equal(g.reshape(got[0].shape), got[0]), f"{f} != {forms[0]}"
 
 
+@pytest.mark.parametrize("fname", ["masked/sdpa_causal.dynamo.onnx",
+                                   "masked/mha_causal.torchscript.onnx"])
+def test_qdq_round_trip_of_a_masked_model_gives_the_same_int8(compiled, fname, tmp_path):
+    """microq quantize (QDQ ONNX out) then compile: the mask survives as the same masked
+    softmax and the outputs are the direct compile's bit for bit."""
+    out, x = compiled(fname)
+    qdq = api.quantize_to_qdq(ROOT / fname, {"input": _samples(fname)[:CALIB]},
+                              tmp_path / "m.int8.onnx")
+    api.compile_model(qdq, None, tmp_path / "from_qdq", name="net")
+    a, b = api.load(out), api.load(tmp_path / "from_qdq")
+    masks = [[n.params.mask for n in api.load_qgraph(d).nodes if n.kernel == "softmax_masked"]
+             for d in (out, tmp_path / "from_qdq")]
+    assert len(masks[0]) == len(masks[1]) == 1 and np.array_equal(masks[0][0], masks[1][0])
+    q = a.quantize_input("input", x)
+    assert np.array_equal(b.quantize_input("input", x), q)
+    assert np.array_equal(a.run_int8({"input": q})["output"], b.run_int8({"input": q})["output"])
+
+
+def test_qdq_export_of_onnx_attention_is_refused_not_inexact(tmp_path):
+    """Attention's scores and probabilities are no tensors of the ONNX graph: a QDQ file could
+    not carry their parameters (re-importing gave +-1 differences), so microq quantize says so
+    and writes nothing."""
+    fname = "opset23/attention_3d_gqa.onnx"
+    with pytest.raises(MicroqError, match=r"node 'attention' \(Attention\): a QDQ model cannot "
+                                          r"carry the int8 parameters"):
+        api.quantize_to_qdq(ROOT / fname, {"input": _samples(fname)[:CALIB]},
+                            tmp_path / "m.int8.onnx")
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("fname", M4_FILES)
 def test_masked_attention_cortex_m4_equals_host(compiled, fname):
     from microq.runtime import mcu
