@@ -254,7 +254,7 @@ def _pad_mask() -> torch.Tensor:  # the last 2 keys are padding; additive 0 / -i
 MASKED_MODELS = {
     "sdpa_causal": (lambda: SdpaMasked(causal=True), "F.sdpa(q, k, v, is_causal=True)"),
     "sdpa_boolmask": (lambda: SdpaMasked(mask=_band(2)),
-                      "F.sdpa(attn_mask=bool band |i-j| <= 2), a constant buffer"),
+                      "F.sdpa(attn_mask=bool band abs(i - j) <= 2), a constant buffer"),
     "sdpa_addmask": (lambda: SdpaMasked(mask=_pad_mask()),
                      "F.sdpa(attn_mask=float 0 / -inf: the last 2 keys padded)"),
     "masked_fill": (MaskedFill, "softmax(q k^T masked_fill(~tril, -inf)) v, by hand"),
@@ -330,7 +330,8 @@ def main_masked(out: Path) -> None:
                 expected = model(torch.from_numpy(x)).numpy()
             np.savez_compressed(out / sub / f"{name}.npz", input=x)
             layers.append(f"| {name} | {list(x.shape)} | {text} |")
-            for tag, dynamo, opset in variants:
+            extra = [("dynamo24", True, 24)] if (sub, name) == ("opset23", "sdpa_gqa") else []
+            for tag, dynamo, opset in variants + extra:  # one opset 24 file: the same op
                 path = out / sub / f"{name}.{tag}.onnx"
                 rows.append(export_checked(model, x, expected, path, dynamo, opset))
                 if sub == "opset23" and "Attention" not in {n.op_type for n in
@@ -339,9 +340,10 @@ def main_masked(out: Path) -> None:
         if sub == "opset23":
             for j, (name, three_d, text) in enumerate([
                     ("attention_3d_gqa", True,
-                     "onnx.helper: 3-D Attention, q_num_heads 4, kv_num_heads 2, is_causal, scale 0.3"),
+                     "onnx.helper: 3-D Attention, q_num_heads 4, kv_num_heads 2, is_causal, "
+                     "scale 0.3"),
                     ("attention_4d_mask", False,
-                     "onnx.helper: 4-D Attention, constant bool attn_mask (band |i-j| <= 2)")]):
+                     "onnx.helper: 4-D Attention, constant bool attn_mask (band abs(i - j) <= 2)")]):
                 rng = np.random.default_rng(SEED + 90 + j)
                 x = tokens(rng, N_SAMPLES)
                 m = handbuilt_attention(rng, three_d)
@@ -354,7 +356,8 @@ def main_masked(out: Path) -> None:
                 layers.append(f"| {name} | {list(x.shape)} | {text} |")
                 ops = ", ".join(dict.fromkeys(n.op_type for n in m.graph.node))
                 rows.append(f"| {path.name} | onnx.helper | 23 | {path.stat().st_size} | {ops} |")
-        head = f"""# Masked attention{' and ONNX Attention' if sub == 'opset23' else ''} exported from torch
+        title = "Masked attention" + (" and ONNX Attention" if sub == "opset23" else "")
+        head = f"""# {title} exported from torch
 
 Made by `tools/export_attention_fixtures.py --masked` (torch {torch.__version__}, onnx
 {onnx.__version__}, onnxruntime {ort.__version__}); do not edit by hand, re-run the tool.

@@ -56,8 +56,8 @@ CONVERTERS: dict[str, Callable[[Ctx], None]] = {
     "Unsqueeze": tn.reshape,
     "Transpose": tn.transpose,
     "Softmax": tn.softmax,
-    "MaskedSoftmax": att.masked_softmax,
-    "Attention": att.attention,  # lowered by patterns.expand_attention; refusals here  # a Softmax with a constant mask (patterns.py)
+    "MaskedSoftmax": att.masked_softmax,  # a Softmax with a constant mask (patterns.py)
+    "Attention": att.attention,  # lowered by patterns.expand_attention; refusals here
     "Pad": tn.pad,
     "Identity": tn.passthrough,
     "Dropout": tn.passthrough,

@@ -80,7 +80,9 @@ def masked_softmax(cx: Ctx) -> None:
     if v.hidden:
         phys = phys[None]
     shape = cx.b.shape(v.name)
-    assert phys.shape == tuple(shape), (phys.shape, shape)
+    if phys.shape != tuple(shape):  # pragma: no cover - the layout helpers keep them equal
+        raise Unsupported(f"attention mask {list(phys.shape)} does not match the scores' layout "
+                          f"{list(shape)}")
     k = cx.b.const(cx.node.input[1], phys.astype(np.float32))
     y = cx.b.add("MaskedSoftmax", [v.name, k], cx.out(), shape, ir.SoftmaxAttrs(), cx.name,
                  cx.source)

@@ -40,6 +40,19 @@ ROWS: list[tuple[tuple[str, ...], str, str]] = [
     (("MatMul",), "`mq_batch_matmul_s8`",
      "between two activations (Q·Kᵀ, A·V; a constant scale folds in): batched over heads, "
      "broadcasting; Kᵀ read without a transpose"),
+    (("Attention",), "`mq_batch_matmul_s8`, `mq_softmax_masked_s8` (`mq_softmax_s8` unmasked)",
+     "opset 23/24 (torch's dynamo exporter at opset 23 and 24 emits it for F.scaled_dot_product_"
+     "attention and nn.MultiheadAttention); 3-D (q_num_heads / kv_num_heads) and 4-D; GQA / MQA "
+     "(fewer kv heads: Q viewed per kv head, no copy); `scale`; `is_causal`; a constant "
+     "`attn_mask`, bool or float of 0 / -inf entries; lowered to Q·Kᵀ, masked softmax, ·V. Not: "
+     "past_key / past_value, nonpad_kv_seqlen, softcap, a non-constant or bias-valued mask, the "
+     "present_key / present_value / qk_matmul_output outputs"),
+    (("MaskedSoftmax",), "`mq_softmax_masked_s8`",
+     "not an ONNX op: the importer's form of a Softmax after a constant attention mask (Add of a "
+     "0 / -inf constant, Where(mask, scores, -inf)): SDPA is_causal / attn_mask, "
+     "nn.MultiheadAttention and TransformerEncoderLayer masks, both exporters; a uint8 keep byte "
+     "per (query, key), masked keys get probability exactly 0, a fully masked row is 0; a bias "
+     "added together with a mask (ALiBi + causal) is refused"),
     (("LayerNormalization",), "`mq_layernorm_s8`",
      "opset 17, its decomposed forms and ONNX's function body; constant scale/bias; no "
      "Mean/InvStdDev outputs; axes not holding the batch"),

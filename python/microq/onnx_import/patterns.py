@@ -532,7 +532,10 @@ def _attention_parts(node: onnx.NodeProto, consts: dict[str, np.ndarray],
                      shapes: dict[str, tuple[int, ...]], used: set[str]):
     """The checked pieces of an Attention node: (q, k, v shapes, heads, scale, keep mask or
     None), or a str saying truly why it cannot be compiled."""
-    ins = list(node.input) + [""] * (6 - len(node.input))
+    ins = list(node.input) + [""] * (7 - len(node.input))
+    if ins[6]:
+        return ("nonpad_kv_seqlen (per-sample key lengths, opset 24) is not supported: use a "
+                "constant attn_mask for padded keys")
     if ins[4] or ins[5]:
         return ("past_key / past_value (a KV cache across calls) is not supported: microq "
                 "compiles one stateless pass; export the model without a cache")
@@ -560,7 +563,7 @@ def _attention_parts(node: onnx.NodeProto, consts: dict[str, np.ndarray],
         sq, skv, d, dk, dv = q[1], k[1], q[2] // hq, k[2] // hkv, v[2] // hkv
     else:
         hq, hkv, sq, skv, d, dk, dv = q[1], k[1], q[2], k[2], q[3], k[3], v[3]
-    if d != dk or k[-2] != v[-2] or v[1 if len(q) == 4 else 1] != k[1] or hq % hkv:
+    if d != dk or k[-2] != v[-2] or v[1] != k[1] or hq % hkv:
         return (f"Q {list(q)}, K {list(k)}, V {list(v)} do not fit together (head sizes, key "
                 f"and value lengths, q heads a multiple of kv heads): the model is invalid")
     scale = _attr(node, "scale", None)

@@ -254,6 +254,12 @@ def export_qdq(model_path: str | os.PathLike, qgraph: qir.QGraph, out_path: str 
 
     path = str(model_path)
     model = load_onnx(path)
+    attention = next((n for n in model.graph.node if n.op_type == "Attention"), None)
+    if attention is not None:  # its Q.K^T scores and probabilities are no ONNX tensors
+        raise MicroqError(f"{path}: node '{attention.name or 'Attention'}' (Attention): a QDQ "
+                          "model cannot carry the int8 parameters of its internal scores and "
+                          "probabilities (they are not tensors of the graph); compile the float "
+                          "model directly with microq compile")
     if opset_of(model, path) < MIN_QDQ_OPSET:
         model = onnx.version_converter.convert_version(model, MIN_QDQ_OPSET)
     float_ir = import_onnx(path)

@@ -22,7 +22,8 @@ from ..quant.quantize import _Quantizer
 from .strip import ConstQ, Stripped, strip_qdq
 
 # ops whose output parameters follow from their input (softmax: fixed at 1/256, -128)
-FIXED_OUTPUT = ("MaxPool", "AvgPool", "Reshape", "Transpose", "Pad", "Softmax", "Resize")
+FIXED_OUTPUT = ("MaxPool", "AvgPool", "Reshape", "Transpose", "Pad", "Softmax", "Resize",
+                "MaskedSoftmax")
 
 
 class _FixedQuantizer(_Quantizer):

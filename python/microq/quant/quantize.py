@@ -419,16 +419,26 @@ def check_additive_masks(graph: ir.Graph) -> None:
     the importer; an Add still adding masked entries here also adds a bias (other non-zero
     finite values, e.g. ALiBi + causal), which has no int8 form: the -inf would swamp the
     scores' scale (measured 16.6 dB on a causal SDPA when it was compiled as data)."""
+    def feeds_softmax(t: str) -> bool:  # directly or through layout moves
+        return any(c.op == "Softmax" or (c.op in ("Transpose", "Reshape") and
+                                         feeds_softmax(c.outputs[0]))
+                   for c in graph.consumers(t))
+
     for n in graph.nodes:
-        if n.op != "Add" or not any(c.op == "Softmax" for c in graph.consumers(n.outputs[0])):
+        if n.op != "Add" or not feeds_softmax(n.outputs[0]):
             continue
         for name in n.inputs:
             c = graph.tensors[name].const
             if c is not None and c.size and not (np.nan_to_num(c, nan=0.0) > MASK_MIN).all():
                 finite = c[np.isfinite(c) & (c > MASK_MIN) & (c != 0)]
+                if not finite.size:  # a pure mask the importer did not fuse
+                    raise MicroqError(
+                        f"node '{n.name}' adds the constant attention mask '{name}' (-inf "
+                        "entries) but its result is not only the input of one Softmax over the "
+                        "last axis: microq compiles a mask only right before such a Softmax")
                 raise MicroqError(
                     f"node '{n.name}' adds the constant '{name}' which holds masked (-inf) "
-                    f"entries and a bias (e.g. {float(finite.reshape(-1)[0]) if finite.size else 0:.3g}) "
+                    f"entries and a bias (e.g. {float(finite.reshape(-1)[0]):.3g}) "
                     f"before a Softmax: a bias together with a mask (e.g. ALiBi + causal) is "
                     f"not supported in int8; only masks of 0 and -inf entries compile")
 
