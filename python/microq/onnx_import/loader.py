@@ -54,7 +54,7 @@ def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
 
 
 def opset_of(model: onnx.ModelProto, path: str) -> int:
-    """The default-domain opset; outside 11..21 is an error (older) or a warning (newer)."""
+    """The default-domain opset; outside MIN_OPSET..MAX_OPSET (11..24) is an error (older) or a warning (newer)."""
     versions = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
     if not versions:
         raise MicroqError(f"{path}: the model declares no ai.onnx opset")
