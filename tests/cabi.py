@@ -63,6 +63,14 @@ class Abi:
         self.keep.append(d)
         return d
 
+    def bcast(self, shape1, shape2):
+        """mq_broadcast of numpy broadcasting shape1 against shape2 (ref.elementwise)."""
+        from microq.ref.elementwise import broadcast_struct
+
+        b = self.ffi.new("mq_broadcast *", broadcast_struct(tuple(shape1), tuple(shape2)))
+        self.keep.append(b)
+        return b
+
     def weighted(self, p):
         """(params struct, quant, bias pointer or NULL) of a conv / depthwise / transpose conv /
         FC call (ConvParams or FCParams)."""

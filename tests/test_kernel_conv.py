@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from cmsis_cases import assert_exact, family_dir, list_cases, load_case, weighted_args
+from cabi import Abi, out8
+from cmsis_cases import assert_exact, family_dir, list_cases, load_case
 from microq.qir import ConvParams
 from microq.ref.conv import conv2d, depthwise_conv2d
 
@@ -25,26 +26,14 @@ def run_c(ffi, lib, p: ConvParams, x: np.ndarray, out_hw, depthwise=False, dims=
     """Call mq_conv2d_s8 / mq_depthwise_conv2d_s8; returns (status, int8 output)."""
     n, h, w, c = x.shape
     out_c = p.filter.shape[3] if depthwise else p.filter.shape[0]
-    cp, quant, bias, _keep = weighted_args(ffi, p)
-    xs = np.ascontiguousarray(x, dtype=np.int8)
-    fs = np.ascontiguousarray(p.filter, dtype=np.int8)
-    out = np.full((n, *out_hw, out_c), 0x5A, dtype=np.int8)
+    abi = Abi((ffi, lib))
+    cp, quant, bias = abi.weighted(p)
+    out = out8((n, *out_hw, out_c))
     d = dims or {}
-    in_d = ffi.new("mq_dims *", d.get("input", (n, h, w, c)))
-    f_d = ffi.new("mq_dims *", d.get("filter", p.filter.shape))
-    o_d = ffi.new("mq_dims *", d.get("output", out.shape))
     fn = lib.mq_depthwise_conv2d_s8 if depthwise else lib.mq_conv2d_s8
-    status = fn(
-        cp,
-        quant,
-        in_d,
-        ffi.from_buffer("int8_t[]", xs),
-        f_d,
-        ffi.from_buffer("int8_t[]", fs),
-        bias,
-        o_d,
-        ffi.from_buffer("int8_t[]", out),
-    )
+    status = fn(cp, quant, abi.dims(d.get("input", (n, h, w, c))), abi.i8(x),
+                abi.dims(d.get("filter", p.filter.shape)), abi.i8(p.filter), bias,
+                abi.dims(d.get("output", out.shape)), abi.i8(out))
     return status, out
 
 

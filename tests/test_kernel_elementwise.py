@@ -25,18 +25,11 @@ def mode(request):
 
 
 def c_binary(clib, op: str, p, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    ffi, lib = clib
-    bc = ref.broadcast_struct(a.shape, b.shape)
-    out = np.full(tuple(bc["out_shape"][ref.MQ_MAX_DIMS - bc["rank"] :]), 99, np.int8)
-    struct = "mq_mul_params *" if op == "mul" else "mq_add_params *"
-    status = getattr(lib, f"mq_{op}_s8")(
-        ffi.new(struct, asdict(p)),
-        ffi.new("mq_broadcast *", bc),
-        ffi.from_buffer("int8_t[]", np.ascontiguousarray(a, np.int8)),
-        ffi.from_buffer("int8_t[]", np.ascontiguousarray(b, np.int8)),
-        ffi.from_buffer("int8_t[]", out),
-    )
-    assert status == lib.MQ_OK
+    abi = Abi(clib)
+    out = out8(np.broadcast_shapes(a.shape, b.shape), 99)
+    status = getattr(abi.lib, f"mq_{op}_s8")(abi.struct(p), abi.bcast(a.shape, b.shape),
+                                            abi.i8(a), abi.i8(b), abi.i8(out))
+    assert status == abi.lib.MQ_OK
     return out
 
 

@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from cmsis_cases import assert_exact, family_dir, list_cases, load_case, weighted_args
+from cabi import Abi, out8
+from cmsis_cases import assert_exact, family_dir, list_cases, load_case
 from microq.qir import FCParams
 from microq.ref.fc import fully_connected
 
@@ -25,25 +26,14 @@ def run_c(ffi, lib, p: FCParams, x: np.ndarray, dims=None):
     """Call mq_fully_connected_s8 on x [rows, K]; returns (status, int8 [rows, out])."""
     rows, depth = x.shape
     out_c = p.filter.shape[0]
-    cp, quant, bias, _keep = weighted_args(ffi, p)
-    xs = np.ascontiguousarray(x, dtype=np.int8)
-    fs = np.ascontiguousarray(p.filter, dtype=np.int8)
-    out = np.full((rows, out_c), 0x5A, dtype=np.int8)
+    abi = Abi((ffi, lib))
+    cp, quant, bias = abi.weighted(p)
+    out = out8((rows, out_c))
     d = dims or {}
-    in_d = ffi.new("mq_dims *", d.get("input", (rows, 1, 1, depth)))
-    f_d = ffi.new("mq_dims *", d.get("filter", (out_c, 1, 1, depth)))
-    o_d = ffi.new("mq_dims *", d.get("output", (rows, 1, 1, out_c)))
     status = lib.mq_fully_connected_s8(
-        cp,
-        quant,
-        in_d,
-        ffi.from_buffer("int8_t[]", xs),
-        f_d,
-        ffi.from_buffer("int8_t[]", fs),
-        bias,
-        o_d,
-        ffi.from_buffer("int8_t[]", out),
-    )
+        cp, quant, abi.dims(d.get("input", (rows, 1, 1, depth))), abi.i8(x),
+        abi.dims(d.get("filter", (out_c, 1, 1, depth))), abi.i8(p.filter), bias,
+        abi.dims(d.get("output", (rows, 1, 1, out_c))), abi.i8(out))
     return status, out
 
 

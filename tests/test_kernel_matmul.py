@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from cabi import Abi, out8
 from cmsis_cases import assert_exact, family_dir, list_cases, load_case
 
 from microq import qir
@@ -32,23 +33,16 @@ def dims4(shape) -> tuple[int, int, int, int]:
 
 def c_matmul(clib, p: qir.BatchMatMulParams, lhs, rhs, out_shape=None, dims=None):
     """Call mq_batch_matmul_s8; returns (status, int8 output of out_shape)."""
-    ffi, lib = clib
-    a = np.ascontiguousarray(lhs, np.int8)
-    b = np.ascontiguousarray(rhs, np.int8)
+    abi = Abi(clib)
+    a, b = np.asarray(lhs), np.asarray(rhs)
     if out_shape is None:
         m, n = a.shape[-2], (b.shape[-2] if p.rhs_transposed else b.shape[-1])
         out_shape = (*np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), m, n)
-    out = np.full(out_shape, 0x5A, np.int8)
+    out = out8(out_shape)
     d = {"lhs": dims4(a.shape), "rhs": dims4(b.shape), "out": dims4(out.shape), **(dims or {})}
-    status = lib.mq_batch_matmul_s8(
-        ffi.new("mq_batch_matmul_params *", asdict(p)),
-        ffi.new("mq_dims *", d["lhs"]),
-        ffi.from_buffer("int8_t[]", a),
-        ffi.new("mq_dims *", d["rhs"]),
-        ffi.from_buffer("int8_t[]", b),
-        ffi.new("mq_dims *", d["out"]),
-        ffi.from_buffer("int8_t[]", out),
-    )
+    status = abi.lib.mq_batch_matmul_s8(abi.struct(p), abi.dims(d["lhs"]), abi.i8(a),
+                                        abi.dims(d["rhs"]), abi.i8(b), abi.dims(d["out"]),
+                                        abi.i8(out))
     return status, out
 
 

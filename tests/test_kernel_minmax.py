@@ -4,18 +4,18 @@ modes; the integer results against float; bad arguments rejected."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from itertools import combinations
 
 import numpy as np
 import pytest
+from cabi import Abi, out8
 from cmsis_cases import assert_exact
 
 from microq.errors import MicroqError
 from microq.qir import ArgMaxParams, ReduceParams
 from microq.quant import scheme
 from microq.quant.rules_minmax import prelu_params
-from microq.ref import elementwise as ew
 from microq.ref import minmax, reduce
 
 MODES = [("double", "clib"), ("single", "clib_single")]
@@ -37,14 +37,10 @@ def mode(request):
 
 
 def _call(clib, fn: str, struct: str, p, a: np.ndarray, b: np.ndarray) -> tuple[int, np.ndarray]:
-    ffi, lib = clib
-    bc = ew.broadcast_struct(a.shape, b.shape)
-    out = np.full(np.broadcast_shapes(a.shape, b.shape), 99, np.int8)
-    status = getattr(lib, fn)(
-        ffi.new(struct, asdict(p)), ffi.new("mq_broadcast *", bc),
-        ffi.from_buffer("int8_t[]", np.ascontiguousarray(a, np.int8)),
-        ffi.from_buffer("int8_t[]", np.ascontiguousarray(b, np.int8)),
-        ffi.from_buffer("int8_t[]", out))
+    abi = Abi(clib)
+    out = out8(np.broadcast_shapes(a.shape, b.shape), 99)
+    status = getattr(abi.lib, fn)(abi.struct(p, struct.rstrip(" *")), abi.bcast(a.shape, b.shape),
+                                  abi.i8(a), abi.i8(b), abi.i8(out))
     return status, out
 
 

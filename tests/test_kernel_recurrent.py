@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from cabi import Abi, out8
 
 from microq.errors import MicroqError
 from microq.qir import RecurrentParams
@@ -18,15 +19,11 @@ from microq.ref import recurrent as ref
 
 MQ_OK, MQ_ERR_ARG = 0, 1
 MODES = [("double", "clib"), ("single", "clib_single")]
-SCALARS = ("input_size", "hidden_size", "input_offset", "hidden_offset", "output_offset",
-           "cell_shift", "output_multiplier", "output_shift", "reset_first", "reverse")
 CELLS = ["lstm", "gru", "gru_rf"]  # gru_rf: GRU linear_before_reset = 0 (reset_first)
-ARRAYS = (("input_weights", "int8_t", np.int8), ("recurrent_weights", "int8_t", np.int8),
-          ("input_bias", "int32_t", np.int32), ("recurrent_bias", "int32_t", np.int32),
-          ("input_multiplier", "int32_t", np.int32), ("input_shift", "int32_t", np.int32),
-          ("recurrent_multiplier", "int32_t", np.int32),
-          ("recurrent_shift", "int32_t", np.int32), ("sigmoid_table", "int16_t", np.int16),
-          ("tanh_table", "int16_t", np.int16))
+ARRAYS = (("input_weights", "i8"), ("recurrent_weights", "i8"), ("input_bias", "i32"),
+          ("recurrent_bias", "i32"), ("input_multiplier", "i32"), ("input_shift", "i32"),
+          ("recurrent_multiplier", "i32"), ("recurrent_shift", "i32"), ("sigmoid_table", "i16"),
+          ("tanh_table", "i16"))
 
 
 @pytest.fixture(params=MODES, ids=[m for m, _ in MODES])
@@ -37,20 +34,16 @@ def mode(request):
 
 def c_recurrent(clib, p: RecurrentParams, x: np.ndarray, steps: int | None = None):
     """mq_lstm_s8 / mq_gru_s8 on x [T, I]; returns (status, int8 output [T, H])."""
-    ffi, lib = clib
-    x = np.ascontiguousarray(x, np.int8)
-    out = np.full((x.shape[0], p.hidden_size), 0x5A, np.int8)
+    abi = Abi(clib)
+    out = out8((np.shape(x)[0], p.hidden_size))
     # dirty scratch: the kernel clears it; a reset_first GRU also keeps r * h there
     state = np.full(p.hidden_size * (2 if p.reset_first else 1), 0x1234, np.int16)
-    keep = []
-    cp = ffi.new("mq_recurrent_params *", {k: getattr(p, k) for k in SCALARS})
-    for name, ctype, dt in ARRAYS:
-        arr = np.ascontiguousarray(getattr(p, name), dt)
-        keep.append(arr)
-        setattr(cp, name, ffi.from_buffer(f"{ctype}[]", arr))
-    fn = lib.mq_lstm_s8 if p.cell == "lstm" else lib.mq_gru_s8
-    status = fn(cp, x.shape[0] if steps is None else steps, ffi.from_buffer("int8_t[]", x),
-                ffi.from_buffer("int8_t[]", out), ffi.from_buffer("int16_t[]", state))
+    cp = abi.struct(p)
+    for name, kind in ARRAYS:
+        setattr(cp, name, getattr(abi, kind)(getattr(p, name)))
+    fn = abi.lib.mq_lstm_s8 if p.cell == "lstm" else abi.lib.mq_gru_s8
+    status = fn(cp, np.shape(x)[0] if steps is None else steps, abi.i8(x), abi.i8(out),
+                abi.i16(state))
     return status, out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cabi import Abi, out8
 from cmsis_cases import assert_exact
 
 from microq import ir
@@ -13,22 +14,17 @@ from microq.ref import resize as ref
 
 
 def c_resize(clib, kernel: str, p: ResizeParams, x: np.ndarray, out_hw, expect_status=0):
-    ffi, lib = clib
+    abi = Abi(clib)
     n, h, w, c = x.shape
-    out = np.full((n, *out_hw, c), 99, np.int8)
-    keep = []
+    out = out8((n, *out_hw, c), 99)
 
     def taps(axis):
-        arrs = [np.ascontiguousarray(getattr(p, f"{axis}_{t}"), np.int32)
-                for t in ("lo", "hi", "frac")]
-        keep.extend(arrs)
-        return ffi.new("mq_resize_taps *", [ffi.from_buffer("int32_t[]", a) for a in arrs])
+        return abi.ffi.new("mq_resize_taps *",
+                           [abi.i32(getattr(p, f"{axis}_{t}")) for t in ("lo", "hi", "frac")])
 
     ty, tx = taps("y"), taps("x")
-    status = getattr(lib, f"mq_{kernel}_s8")(
-        ffi.new("mq_dims *", [n, h, w, c]), ty, tx, ffi.new("mq_dims *", [n, *out_hw, c]),
-        ffi.from_buffer("int8_t[]", np.ascontiguousarray(x)),
-        ffi.from_buffer("int8_t[]", out, require_writable=True))
+    status = getattr(abi.lib, f"mq_{kernel}_s8")(
+        abi.dims((n, h, w, c)), ty, tx, abi.dims((n, *out_hw, c)), abi.i8(x), abi.i8(out))
     assert status == expect_status
     return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cabi import Abi, out8
 from cmsis_cases import assert_exact
 
 from microq.errors import MicroqError
@@ -17,22 +18,17 @@ MQ_OK, MQ_ERR_ARG = 0, 1
 
 def c_slice(clib, p: SliceParams, x: np.ndarray) -> tuple[int, np.ndarray]:
     """mq_slice_s8; returns (status, output shaped by the slice counts)."""
-    ffi, lib = clib
+    abi = Abi(clib)
     x = np.ascontiguousarray(x, np.int8)
     rank = len(p.begin)
     counts = [slice_count(b, e, s) for b, e, s in zip(p.begin, p.end, p.step)]
-    out = np.full(counts, 0x5A, np.int8)
-    guard = np.full(out.size + 16, 0x5A, np.int8)  # out, then 16 bytes nothing may touch
-    cp = ffi.new("mq_slice_params *")
+    out = out8(counts)
+    guard = out8(out.size + 16)  # out, then 16 bytes nothing may touch
+    cp = abi.ffi.new("mq_slice_params *")
     cp.rank = rank
     for d in range(rank):
         cp.begin[d], cp.end[d], cp.step[d] = p.begin[d], p.end[d], p.step[d]
-    status = lib.mq_slice_s8(
-        cp,
-        ffi.new("int32_t[]", [int(v) for v in x.shape]),
-        ffi.from_buffer("int8_t[]", x),
-        ffi.from_buffer("int8_t[]", guard),
-    )
+    status = abi.lib.mq_slice_s8(cp, abi.i32(x.shape), abi.i8(x), abi.i8(guard))
     assert (guard[out.size :] == 0x5A).all(), "mq_slice_s8 wrote past its output"
     return status, guard[: out.size].reshape(out.shape)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cabi import Abi, out8
 from cmsis_cases import assert_exact, family_dir, list_cases, load_case
 
 from microq.qir import ConcatParams, PadParams, TransposeParams
@@ -12,49 +13,32 @@ from microq.ref import tensor as ref
 
 
 def c_concat(clib, p: ConcatParams, xs: list[np.ndarray]) -> np.ndarray:
-    ffi, lib = clib
+    abi = Abi(clib)
     outer, axis_sizes, inner = ref.concat_dims([x.shape for x in xs], p.axis)
     out_shape = list(xs[0].shape)
     out_shape[p.axis] = sum(axis_sizes)
-    out = np.full(out_shape, 99, np.int8)
-    keep = [ffi.from_buffer("int8_t[]", np.ascontiguousarray(x)) for x in xs]
-    status = lib.mq_concat_s8(
-        len(xs),
-        ffi.new("const int8_t *[]", keep),
-        ffi.new("int32_t[]", axis_sizes),
-        outer,
-        inner,
-        ffi.from_buffer("int8_t[]", out),
-    )
-    assert status == lib.MQ_OK
+    out = out8(out_shape, 99)
+    inputs = abi.ffi.new("const int8_t *[]", [abi.i8(x) for x in xs])
+    status = abi.lib.mq_concat_s8(len(xs), inputs, abi.i32(axis_sizes), outer, inner,
+                                  abi.i8(out))
+    assert status == abi.lib.MQ_OK
     return out
 
 
 def c_pad(clib, p: PadParams, x: np.ndarray) -> np.ndarray:
-    ffi, lib = clib
-    out = np.full([pre + n + post for pre, n, post in zip(p.pre, x.shape, p.post)], 99, np.int8)
-    status = lib.mq_pad_s8(
-        ffi.new("mq_dims *", list(x.shape)),
-        ffi.new("mq_dims *", list(p.pre)),
-        ffi.new("mq_dims *", list(p.post)),
-        p.pad_value,
-        ffi.from_buffer("int8_t[]", np.ascontiguousarray(x)),
-        ffi.from_buffer("int8_t[]", out),
-    )
-    assert status == lib.MQ_OK
+    abi = Abi(clib)
+    out = out8([pre + n + post for pre, n, post in zip(p.pre, x.shape, p.post)], 99)
+    status = abi.lib.mq_pad_s8(abi.dims(x.shape), abi.dims(p.pre), abi.dims(p.post),
+                               p.pad_value, abi.i8(x), abi.i8(out))
+    assert status == abi.lib.MQ_OK
     return out
 
 
 def c_transpose(clib, p: TransposeParams, x: np.ndarray, expect_status: int = 0) -> np.ndarray:
-    ffi, lib = clib
-    out = np.full([x.shape[a] for a in p.perm], 99, np.int8)
-    status = lib.mq_transpose_s8(
-        len(p.perm),
-        ffi.new("int32_t[]", list(x.shape)),
-        ffi.new("int32_t[]", list(p.perm)),
-        ffi.from_buffer("int8_t[]", np.ascontiguousarray(x)),
-        ffi.from_buffer("int8_t[]", out),
-    )
+    abi = Abi(clib)
+    out = out8([x.shape[a] for a in p.perm], 99)
+    status = abi.lib.mq_transpose_s8(len(p.perm), abi.i32(x.shape), abi.i32(p.perm), abi.i8(x),
+                                     abi.i8(out))
     assert status == expect_status
     return out
 

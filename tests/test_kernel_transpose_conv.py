@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cmsis_cases import assert_exact, weighted_args
+from cabi import Abi, out8
+from cmsis_cases import assert_exact
 
 from microq.qir import ConvParams
 from microq.ref.arith import clamp, mbqm
@@ -20,16 +21,14 @@ def rt(request):
 
 
 def run_c(ffi, lib, p: ConvParams, x, out_hw, dims=None):
-    n = x.shape[0]
-    cp, quant, bias, _keep = weighted_args(ffi, p)
-    fs = np.ascontiguousarray(p.filter, np.int8)
-    out = np.full((n, *out_hw, p.filter.shape[0]), 0x5A, np.int8)
+    abi = Abi((ffi, lib))
+    cp, quant, bias = abi.weighted(p)
+    out = out8((x.shape[0], *out_hw, p.filter.shape[0]))
     d = dims or {}
     status = lib.mq_transpose_conv2d_s8(
-        cp, quant, ffi.new("mq_dims *", d.get("input", x.shape)),
-        ffi.from_buffer("int8_t[]", np.ascontiguousarray(x, np.int8)),
-        ffi.new("mq_dims *", d.get("filter", fs.shape)), ffi.from_buffer("int8_t[]", fs), bias,
-        ffi.new("mq_dims *", d.get("output", out.shape)), ffi.from_buffer("int8_t[]", out))
+        cp, quant, abi.dims(d.get("input", x.shape)), abi.i8(x),
+        abi.dims(d.get("filter", p.filter.shape)), abi.i8(p.filter), bias,
+        abi.dims(d.get("output", out.shape)), abi.i8(out))
     return status, out
 
 
