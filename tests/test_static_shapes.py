@@ -177,3 +177,30 @@ def test_qdq_export_of_a_model_without_batch(fname, tmp_path):
     else:
         assert steps.max() <= 2 and np.mean(steps <= 1) >= 0.99, np.bincount(
             steps.astype(int).ravel())
+
+
+@pytest.mark.parametrize("fname", ["nobatch_kws.dynamo.onnx", "static2.torchscript.onnx"])
+def test_static_shape_model_cortex_m4_equals_host(fname, tmp_path):
+    """The batch-less models on the emulated Cortex-M4: bit-exact with the host build."""
+    import shutil
+
+    from conftest import IN_CI
+
+    from microq.runtime import mcu
+
+    missing = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
+    if missing:
+        msg = f"{', '.join(missing)} not installed: apt-get install -y {mcu.ARM_PACKAGES}"
+        if IN_CI:
+            pytest.fail(msg + " (under CI=true this is a failure)")
+        pytest.skip(msg)
+    x = np.load(STATIC / f"{fname.split('.')[0]}.npz")["input"]
+    api.compile_model(STATIC / fname, {"input": x[:12]}, tmp_path / "c")
+    m = api.load(tmp_path / "c")
+    q = {"input": m.quantize_input("input", x[:4])}
+    want = m.run_int8(q)["output"]
+    got = mcu.run_int8(tmp_path / "c", "cortex-m4", q)["output"]
+    assert got.shape == want.shape == (4, *m.meta["outputs"][0]["logical_shape"])
+    if not np.array_equal(got, want):
+        bad = tuple(int(j) for j in np.argwhere(got != want)[0])
+        pytest.fail(f"{fname}: Cortex-M4 != host first at {bad}")
