@@ -204,3 +204,17 @@ def test_static_shape_model_cortex_m4_equals_host(fname, tmp_path):
     if not np.array_equal(got, want):
         bad = tuple(int(j) for j in np.argwhere(got != want)[0])
         pytest.fail(f"{fname}: Cortex-M4 != host first at {bad}")
+
+
+@pytest.mark.parametrize("fname", ["nobatch_kws.torchscript.onnx", "nobatch_kws.dynamo.onnx"])
+def test_unbatched_conv1d_idiom_needs_no_transpose(fname):
+    """x.T -> Unsqueeze -> Conv -> Squeeze -> ReLU (torch's unbatched Conv1d): the Unsqueeze /
+    Squeeze of a size-1 axis keep the layout, so no Transpose is emitted (there were 4) and the
+    ReLU fuses into the conv."""
+    from microq.onnx_import import import_onnx
+
+    g = import_onnx(STATIC / fname)
+    ops = [n.op for n in g.nodes]
+    assert "Transpose" not in ops, ops
+    conv = next(n for n in g.nodes if n.op == "Conv2D")
+    assert conv.attrs.act_min == 0.0 and ops.count("Activation") == 1, ops  # only the Tanh
