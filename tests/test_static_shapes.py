@@ -111,7 +111,8 @@ def test_conv_on_a_static_n_of_images_runs_per_image(tmp_path):
     m = make_model(n, {"x": (3, 2, 6, 6)}, ["y"], inits, batch=3)
     onnx.save(m, tmp_path / "m.onnx")
     x = np.random.default_rng(4).normal(size=(12, 3, 2, 6, 6)).astype(np.float32)
-    c = compile_onnx(tmp_path / "m.onnx", {"x": x[:8]}, tmp_path / "c")
+    with pytest.warns(UserWarning, match=r"runs 3 times, once per image .* static dim 0 of 3"):
+        c = compile_onnx(tmp_path / "m.onnx", {"x": x[:8]}, tmp_path / "c")
     assert [n.kernel for n in c.qgraph.nodes].count("conv2d") == 3
     got, ref, deq = run_both(c, {"x": x[8:]})
     assert_bit_exact(got["y"], ref["y"], "output 'y'")

@@ -175,6 +175,12 @@ def per_image(cx: Ctx, convert) -> None:
     if out_logical[0] != logical[0]:
         raise Unsupported(f"{node.op_type} output {list(out_logical)} does not keep the "
                           f"{logical[0]} images of axis 0")
+    import warnings
+
+    warnings.warn(f"{cx.prep.path}: {node.op_type} node '{name}' runs {logical[0]} times, once "
+                  f"per image of axis 0 ({unbatched_note(cx.prep)}: data, not a batch), each "
+                  "with its own copy of the weights; if that dim was meant as a batch, export "
+                  "with a batch of 1 or a dynamic batch")
     v = cx.b.hide(cx.value(0, hidden=True), logical, cx.source)
     phys = v.phys_axis(0)
     pshape = cx.b.shape(v.name)
