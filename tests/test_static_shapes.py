@@ -180,7 +180,7 @@ def test_qdq_export_of_a_model_without_batch(fname, tmp_path):
     """`microq quantize` of a batch-less model: a valid QDQ model whose onnxruntime output
     tracks the compiled C within one output step (static2: all values). nobatch_kws runs Tanh
     and a MatMul in float inside onnxruntime's QDQ graph where the C uses an int8 lookup and
-    integer requantization: measured 2957 of 3008 values equal, 49 one step off, 2 two steps."""
+    integer requantization: measured 2962 of 3008 values equal, 44 one step off, 2 two steps."""
     path = STATIC / fname
     x = np.load(STATIC / f"{fname.split('.')[0]}.npz")["input"]
     api.quantize_to_qdq(path, {"input": x[:12]}, tmp_path / "m.int8.onnx")
