@@ -21,8 +21,9 @@ class Unsupported(Exception):
 def mixes_samples(what: str, axis: int, merged: bool = False) -> Unsupported:
     where = (f"axis {axis}, into which a Reshape merged the batch," if merged
              else f"the batch axis (axis {axis})")
-    return Unsupported(f"{what} along {where} mixes the samples of a batch; "
-                       "microq compiles one sample at a time")
+    does = ("divides the batch into groups of samples" if what == "Split" and not merged
+            else "mixes the samples of a batch")  # a split separates samples, never mixes them
+    return Unsupported(f"{what} along {where} {does}; microq compiles one sample at a time")
 
 
 @dataclass

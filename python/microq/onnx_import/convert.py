@@ -151,7 +151,10 @@ def convert(prep: Prepared) -> tuple[ir.Graph, list[tuple[str, str, str]]]:
             if fn is None:
                 raise Unsupported(f"op {node.domain + '.' if node.domain else ''}"
                                   f"{node.op_type} is not supported")
-            fn(cx)
+            if ub.needs_per_image(cx):  # a static N > 1 of images is data: one at a time
+                ub.per_image(cx, fn)
+            else:
+                fn(cx)
             _default_batch(cx, node)
         except (Unsupported, LayoutError) as exc:
             problems.append((name, node.op_type, str(exc)))

@@ -253,13 +253,27 @@ def gemm(cx: Ctx) -> None:
     c = cx.const(2)
     if cx.has_input(2) and c is None:
         raise Unsupported("Gemm with a non-constant C is not supported")
-    bias = np.zeros(cout, np.float32)
+    bias, matrix = np.zeros(cout, np.float32), None
+    rows = cx.shape(cx.node.input[0])[1 if a.get("transA", 0) else 0]
     if c is not None:
-        if c.size not in (1, cout):
-            raise Unsupported(f"Gemm bias C of shape {c.shape}")
-        bias = np.float32(a.get("beta", 1.0)) * np.broadcast_to(c.reshape(-1), (cout,))
+        beta = np.float32(a.get("beta", 1.0))
+        try:
+            full = np.broadcast_to(np.asarray(c, np.float32), (rows, cout))
+        except ValueError:
+            raise Unsupported(f"Gemm bias C of shape {list(c.shape)} does not broadcast to the "
+                              f"output [{rows}, {cout}]: the model is invalid") from None
+        if c.ndim < 2 or c.shape[0] == 1:  # one bias per output column
+            bias = beta * full[0]
+        else:  # a bias per output element ([M, N]): an Add of a constant after the FC
+            matrix = beta * full
     _fully_connected(cx, np.ascontiguousarray(w), bias.astype(np.float32),
                      bool(a.get("transA", 0)))
+    if matrix is not None:
+        v = cx.values[cx.out()]
+        cname = cx.b.const(cx.node.input[2], const_to_physical(matrix, 2, v.perm))
+        y = cx.b.add("Add", [v.name, cname], f"{cx.out()}__c", cx.b.shape(v.name),
+                     ir.BinaryAttrs(), f"{cx.name}__c", cx.source)
+        cx.set(y, v.perm, hidden=v.hidden)
 
 
 def batch_norm(cx: Ctx) -> None:

@@ -10,8 +10,8 @@ ROWS: list[tuple[tuple[str, ...], str, str]] = [
      "asymmetric, `auto_pad`, strides, dilations, groups, depthwise with channel multiplier; "
      "constant weights (per-channel int8)"),
     (("Gemm", "MatMul"), "`mq_fully_connected_s8`",
-     "constant weight (+ Add bias), rows = product of leading dims; Gemm: transA=0, C of [N] or "
-     "a scalar"),
+     "constant weight (+ Add bias), rows = product of leading dims; Gemm: transA 0 or 1, C of "
+     "[N], a scalar, or [M, N] (an Add after)"),
     (("BatchNormalization",), "folded into the conv / linear before it",
      "inference mode; standalone: a per-channel affine (depthwise 1x1)"),
     (("Relu", "Clip"), "the producing layer's output clamp",
@@ -65,8 +65,8 @@ ROWS: list[tuple[tuple[str, ...], str, str]] = [
      "gamma/beta; integer mean, variance and inverse square root per group; at most 2^18 values "
      "per group; a following Relu/Clip fuses"),
     (("PRelu",), "`mq_prelu_s8`",
-     "per-channel or one slope (any slope that broadcasts); TFLite PRELU: int8 slope, two "
-     "multipliers (positive and negative side)"),
+     "per-channel or one slope (any slope that broadcasts), also as ONNX's function body "
+     "(Where/Less); TFLite PRELU: int8 slope, two multipliers (positive and negative side)"),
     (("Abs",), "`mq_abs_s8`",
      "the absolute value of (x - zero point), requantized to the output's scale (calibrated, "
      ">= 0)"),

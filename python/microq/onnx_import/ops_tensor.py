@@ -270,6 +270,9 @@ def reshape(cx: Ctx) -> None:
     if out_logical == logical:
         cx.values[cx.out()] = v  # nothing to do (tf2onnx emits such reshapes)
         return
+    if [d for d in logical if d != 1] == [d for d in out_logical if d != 1]:
+        _size1_reshape(cx, v, logical, out_logical, batch)
+        return
     v = cx.b.to_row_major(v, logical, cx.source)  # the bytes in logical order, sample first
     s = batch if batch is not None else next(
         (i for i, d in enumerate(out_logical) if d == 1), None)
@@ -278,6 +281,29 @@ def reshape(cx: Ctx) -> None:
     else:
         perm = (s,) + tuple(i for i in range(len(out_logical)) if i != s)
         shape, hidden = permute(out_logical, perm), False
+    y = cx.b.add("Reshape", [v.name], cx.out(), shape, ir.ReshapeAttrs(shape), cx.name,
+                 cx.source)
+    cx.set(y, perm, hidden=hidden)
+
+
+def _size1_reshape(cx: Ctx, v: Value, logical: tuple[int, ...], out_logical: tuple[int, ...],
+                   batch: int | None) -> None:
+    """A reshape that only inserts or removes size-1 axes (Squeeze, Unsqueeze, [1, T, C] ->
+    [T, C]) keeps the layout: the other axes stay in their physical order, whatever it is (no
+    transpose back to row-major, as the unbatched Conv1d idiom x.T -> Unsqueeze -> Conv
+    needed). The sample sits on the batch axis if it has one, else on any size-1 axis, else it
+    is a leading 1 (hidden)."""
+    old_nz = [i for i, d in enumerate(logical) if d != 1]
+    new_nz = [j for j, d in enumerate(out_logical) if d != 1]
+    to_new = dict(zip(old_nz, new_nz))
+    nz_phys = [to_new[p] for p in v.perm if logical[p] != 1]
+    ones = [j for j, d in enumerate(out_logical) if d == 1]
+    s = batch if batch is not None and out_logical[batch] == 1 else (ones[0] if ones else None)
+    if s is None:
+        perm, hidden = tuple(nz_phys), True
+    else:
+        perm, hidden = (s,) + tuple(nz_phys) + tuple(j for j in ones if j != s), False
+    shape = ((1,) if hidden else ()) + permute(out_logical, perm)
     y = cx.b.add("Reshape", [v.name], cx.out(), shape, ir.ReshapeAttrs(shape), cx.name,
                  cx.source)
     cx.set(y, perm, hidden=hidden)

@@ -3,6 +3,8 @@
 sample: MatMul of two activations, LayerNormalization over more than the last axis and
 ReduceMean over any axes. The sample is then a leading 1 of every IR tensor (a hidden Value,
 see layout); a tensor that has a size-1 axis, or a batch, goes to ops_attention unchanged.
+Per-image ops (Conv, pooling, ConvTranspose, Instance/GroupNorm, Resize) on a static [N, C, ...]
+run once per image (per_image).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from microq import ir
 from microq.onnx_import import ops_attention as att
 from microq.onnx_import.context import Ctx, Unsupported, axis_of
 from microq.onnx_import.layout import Value, identity
+from microq.onnx_import.loader import unbatched_note
 
 
 def _hidden_row_major(cx: Ctx, idx: int) -> Value:
@@ -132,3 +135,76 @@ def reduce_mean(cx: Ctx) -> None:
     k = cx.batch_of(0)
     cx.set_batch(None if k is None else (k if keep else kept.index(k)))
 
+
+
+# Ops that compute one image (or one 1-D / 3-D signal) of an [N, C, ...] input at a time: with
+# a static N > 1 that is data (no batch axis) they run once per image, slices of axis 0, the
+# results concatenated back. Each copy holds its own weights (N x the flash of one).
+PER_IMAGE = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool",
+             "GlobalMaxPool", "InstanceNormalization", "GroupNormalization", "Resize")
+MAX_IMAGES = 16
+
+
+def needs_per_image(cx: Ctx) -> bool:
+    """True for a PER_IMAGE node whose input 0 has no batch axis and no size-1 axis, a
+    static dim 0 of 2..MAX_IMAGES and rank >= 3, with one output."""
+    node = cx.node
+    if node.op_type not in PER_IMAGE or not cx.prep.unbatched or not _stays_hidden(cx, 0):
+        return False
+    if len([o for o in node.output if o]) != 1 or cx.out() not in cx.prep.shapes:
+        return False
+    logical = cx.shape(node.input[0])
+    return len(logical) >= 3 and logical[0] >= 2 and cx.batch_of(0) is None
+
+
+def per_image(cx: Ctx, convert) -> None:
+    """Run converter `convert` on each image x[i:i+1] of input 0 (a batch-of-1 tensor to it),
+    then Concat the results along axis 0 into the node's output."""
+    from onnx import helper
+
+    from microq.onnx_import import ops_tensor as tn
+
+    node, name = cx.node, cx.name
+    x, out = node.input[0], node.output[0]
+    logical, out_logical = cx.shape(x), cx.prep.shapes[out]
+    if logical[0] > MAX_IMAGES:
+        raise Unsupported(f"{node.op_type} of '{x}' {list(logical)}: {unbatched_note(cx.prep)}, "
+                          f"data (a static dim 0 > 1 is not a batch), so it runs once per "
+                          f"image, at most {MAX_IMAGES} times (each copy holds its own weights)"
+                          "; export the model with a batch of 1 or a dynamic batch")
+    if out_logical[0] != logical[0]:
+        raise Unsupported(f"{node.op_type} output {list(out_logical)} does not keep the "
+                          f"{logical[0]} images of axis 0")
+    import warnings
+
+    warnings.warn(f"{cx.prep.path}: {node.op_type} node '{name}' runs {logical[0]} times, once "
+                  f"per image of axis 0 ({unbatched_note(cx.prep)}: data, not a batch), each "
+                  "with its own copy of the weights; if that dim was meant as a batch, export "
+                  "with a batch of 1 or a dynamic batch")
+    v = cx.b.hide(cx.value(0, hidden=True), logical, cx.source)
+    phys = v.phys_axis(0)
+    pshape = cx.b.shape(v.name)
+    parts = []
+    try:
+        for i in range(logical[0]):
+            xi, yi = f"{x}__img{i}", f"{out}__img{i}"
+            begin = tuple(i if a == phys else 0 for a in range(len(pshape)))
+            end = tuple(i + 1 if a == phys else d for a, d in enumerate(pshape))
+            one = (1,) + tuple(logical[1:])
+            s = cx.b.add("Slice", [v.name], xi, v.phys(one),
+                         ir.SliceAttrs(begin, end, (1,) * len(pshape)), f"{name}_img{i}",
+                         cx.source)
+            cx.values[xi] = cx.b.rehome(Value(s, v.perm, True), one, 0, cx.source)
+            cx.prep.shapes[xi], cx.prep.shapes[yi] = one, (1,) + tuple(out_logical[1:])
+            cx.batch[xi] = 0
+            cx.node = helper.make_node(node.op_type, [xi] + list(node.input[1:]), [yi],
+                                       name=node.name)
+            cx.node.attribute.extend(node.attribute)
+            convert(cx)
+            cx.batch[yi] = None
+            parts.append(yi)
+        cx.node = helper.make_node("Concat", parts, [out], axis=0, name=node.name)
+        tn.concat(cx)
+    finally:
+        cx.node = node
+    cx.set_batch(None)

@@ -120,8 +120,9 @@ class _Writer:
         p = self.producer(t)
         if p is not None and p.op_type in ("Relu", "Clip"):
             p = self.producer(p.input[0])
-        while p is not None and p.op_type in AFFINE + ("Reshape",):
-            if p.op_type != "Reshape":
+        reshapes = ("Reshape", "Squeeze", "Unsqueeze", "Flatten")  # unbatched Conv1d: Squeeze
+        while p is not None and p.op_type in AFFINE + reshapes:
+            if p.op_type not in reshapes:
                 consts = [i for i in p.input[1:] if i in self.consts]
                 if p.op_type == "Add":
                     consts = [i for i in p.input if i in self.consts]
