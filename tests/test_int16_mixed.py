@@ -141,3 +141,11 @@ def test_compare_says_which_layers_gain_from_int16(compiled, data, tmp_path):
     assert "16x8 (compile --int16)" in text
     assert "try: --int16 /fc1/Gemm,/ln/LayerNormalization" in text
     assert rep.to_json()["int16_gains"][0]["layer"] == "/fc1/Gemm"
+
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+def test_mixed_generated_folder_compiles_strict(compiled, cc, tmp_path):
+    from test_c_strict import compile_all, compiler
+
+    folder = compiled(LAYERS).out_dir
+    compile_all(compiler(cc), sorted(folder.glob("*.c")), folder, tmp_path)

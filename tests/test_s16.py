@@ -159,3 +159,13 @@ def test_16x8_is_more_accurate_than_int8(compiled16, name):
     f8 = (np.concatenate(ys).astype(np.float64) - qo["zero_points"][0]) * qo["scales"][0]
     s8, s16 = _sqnr(y_float, f8), _sqnr(y_float, f16.reshape(f8.shape))
     assert s16 > s8 + 8.0, f"{name}: int8 {s8:.1f} dB, 16x8 {s16:.1f} dB"
+
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+def test_16x8_generated_folder_compiles_strict(compiled16, cc, tmp_path):
+    from test_c_strict import compile_all, compiler
+
+    folder = compiled16("act16").folder  # FC, logistic, tanh, reshape, add: int16 I/O
+    files = sorted(folder.glob("*.c"))
+    assert any(f.name == "mq_s16.c" for f in files)
+    compile_all(compiler(cc), files, folder, tmp_path)
