@@ -169,3 +169,18 @@ def test_16x8_generated_folder_compiles_strict(compiled16, cc, tmp_path):
     files = sorted(folder.glob("*.c"))
     assert any(f.name == "mq_s16.c" for f in files)
     compile_all(compiler(cc), files, folder, tmp_path)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_16x8_arena_not_larger_than_tflite_micro(compiled16, name):
+    from test_tflite import tflm_arena
+
+    runtime = _need("tflite_micro.python.tflite_micro.runtime")
+    it = runtime.Interpreter.from_file(str(FIXTURES / f"{name}.tflite"))
+    it.set_input(fixture_inputs(name)[:1], 0)
+    it.invoke()
+    theirs = tflm_arena(it)
+    ours = compiled16(name).meta["arena_size"]
+    assert "head" in theirs, theirs
+    print(f"{name}: ours {ours} B, TFLite Micro head {theirs['head']} B")
+    assert ours <= theirs["head"]
