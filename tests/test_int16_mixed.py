@@ -153,7 +153,7 @@ def test_mixed_generated_folder_compiles_strict(compiled, cc, tmp_path):
 
 @pytest.mark.parametrize("base, exporter, min_db", [
     ("residual_net", "torchscript", 50.0),  # measured 55.6 dB (int8: 39.0)
-    ("act_net", "dynamo", 42.5),  # sigmoid/tanh/convs, measured 43.6 dB (int8: 41.8)
+    ("act_net", "dynamo", 44.0),  # convs + 9 activations (LUTs, sigmoid, tanh): 45.8 dB (int8 41.8)
 ])
 def test_every_16x8_layer_of_a_conv_net(tmp_path, base, exporter, min_db):
     """Every layer with a 16x8 kernel chosen, on the convolutional test nets (both exporters

@@ -65,6 +65,11 @@ mq_status mq_logistic_s16(const mq_sigmoid_s16_params *params, int32_t size,
 mq_status mq_tanh_s16(const mq_sigmoid_s16_params *params, int32_t size, const int16_t *input,
                       int16_t *output);
 
+/* out[i] = TFLite's LUTLookup(in[i], table): anchors table[256 + (x >> 7)] and the next one,
+ * linear interpolation on the low 7 bits, for any elementwise function (table [513]). In place
+ * allowed. */
+mq_status mq_lut_s16(const int16_t *table, int32_t size, const int16_t *input, int16_t *output);
+
 /* Change of quantization between int8 and int16 (TFLite QUANTIZE / Requantize):
  * out = clamp(MBQM(x + input_offset) + output_offset, act_min, act_max), shift <= 14. */
 mq_status mq_requantize_s8_s16(const mq_requantize_params *params, int32_t size,

@@ -363,6 +363,18 @@ static int16_t lut_lookup(int32_t v, const int16_t *lut)
     return wrap_i16(base + ((((int32_t)lut[index + 1] - base) * offset + 64) >> 7));
 }
 
+mq_status mq_lut_s16(const int16_t *table, int32_t size, const int16_t *input, int16_t *output)
+{
+    int32_t i;
+    if (table == NULL || size < 0) {
+        return MQ_ERR_ARG;
+    }
+    for (i = 0; i < size; ++i) {
+        output[i] = lut_lookup(input[i], table);
+    }
+    return MQ_OK;
+}
+
 static int32_t clz32(uint32_t x)
 {
     int32_t n = 0;

@@ -193,7 +193,18 @@ def _layernorm(ctx: Ctx, node: QNode) -> LayerCode:
     return code
 
 
+def _lut(ctx: Ctx, node: QNode) -> LayerCode:
+    _need16(ctx, node)
+    x, y = node.inputs[0], node.outputs[0]
+    code = LayerCode(f"lut_s16 {node.params.function}".rstrip(), FAMILY)
+    code.weights += [(ctx.weight("table"), np.asarray(node.params.table, np.int16))]
+    code.call = _checked(f"mq_lut_s16({ctx.weight('table')}, {_size(ctx, x)}, {src(ctx, x)}, "
+                         f"{dst(ctx, y)})")
+    return code
+
+
 EMITTERS_S16 = {
+    "lut_s16": _lut,
     "layernorm_s16": _layernorm,
     "conv2d_s16": _conv,
     "depthwise_conv2d_s16": _conv,

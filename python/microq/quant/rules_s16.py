@@ -10,7 +10,8 @@ channels (e.g. the FC before a LayerNorm) together with its consumer keeps that 
 Reshape passes an int16 tensor through unchanged.
 
 16x8 layers: Conv (incl. depthwise), FullyConnected (Gemm / MatMul with constant weights),
-Add, Sub, Mul, Softmax, Sigmoid, Tanh, LayerNorm.
+Add, Sub, Mul, Softmax, LayerNorm, and every elementwise activation (Sigmoid and Tanh by
+TFLite's int16 kernels, the others by a 513-entry int16 table).
 """
 
 from __future__ import annotations
@@ -41,8 +42,6 @@ def params16_from_range(lo: float, hi: float) -> qir.QParams:
 
 
 def supports_16(node: ir.Node) -> bool:
-    if node.op == "Activation":
-        return node.attrs.kind in ("sigmoid", "tanh")
     return node.op in LAYERS_16
 
 
@@ -113,8 +112,8 @@ class _Quantizer16(_Quantizer):
             if not supports_16(node):
                 what = node.attrs.kind if node.op == "Activation" else node.op
                 raise MicroqError(f"node '{node.name}' ({what}) has no 16x8 kernel; --int16 "
-                                  "takes Conv, Gemm/MatMul, Add, Sub, Mul, Softmax, Sigmoid, "
-                                  "Tanh and LayerNorm layers")
+                                  "takes Conv, Gemm/MatMul, Add, Sub, Mul, Softmax, LayerNorm "
+                                  "and activation layers")
             try:
                 HANDLERS_16[node.op](self, node)
             except MicroqError as e:
@@ -235,6 +234,14 @@ class _Quantizer16(_Quantizer):
 
     def activation16(self, node: ir.Node) -> None:
         x, out = self.as16(node.inputs[0]), node.outputs[0]
+        if node.attrs.kind not in ("sigmoid", "tanh"):  # any other: a 513-entry int16 table
+            from ..ref import activations
+
+            self.add16(out, self.calibrated16(out))
+            table = scheme16.lut_table_s16(lambda v: activations.apply(node.attrs, v),
+                                           self.q(x).scale, self.q(out).scale)
+            self.emit(node, "lut_s16", [x], [out], qir.LutParams(table, node.attrs.kind))
+            return
         self.add16(out, qir.QParams(2.0**-15, 0))
         tanh = node.attrs.kind == "tanh"
         p = scheme16.sigmoid_params_s16(self.q(x).scale, 2.0**-15, tanh)
