@@ -102,16 +102,27 @@ def test_int16_unknown_layer_is_a_clear_error(tmp_path, data):
     assert not (tmp_path / "out").exists()
 
 
-def test_int16_layer_without_16x8_kernel_is_a_clear_error(tmp_path):
+def test_int16_layer_without_16x8_kernel_is_a_clear_error_pools_have_one(tmp_path):
     model = Path(__file__).parent / "models" / "pool_net.torchscript.onnx"
     from microq.onnx_import import import_onnx
 
     g = import_onnx(str(model))
-    pool = next(n.name for n in g.nodes if n.op in ("MaxPool", "AvgPool"))
+    pool = next(n.name for n in g.nodes if n.op == "Concat")
     with np.load(Path(__file__).parent / "models" / "pool_net.npz") as z:
         calib = {k: z[k] for k in z.files if k != "label"}
     with pytest.raises(MicroqError, match=r"has no 16x8 kernel; --int16 takes Conv"):
         api.compile_model(model, calib, tmp_path / "out", int16=[pool])
+    # pools do have one: pool_net with every 16x8-capable layer compiles, C == reference
+    layers = [n.name for n in g.nodes if n.op != "Concat" and n.op != "Reshape"]
+    r = api.compile_model(model, calib, tmp_path / "ok", name="net", int16=layers)
+    kinds = {n.kernel for n in r.qgraph.nodes}
+    assert {"max_pool_s16", "avg_pool_s16", "conv2d_s16", "fully_connected_s16"} <= kinds
+    m = api.load(r.out_dir)
+    qx = {k: m.quantize_input(k, v[:4]) for k, v in calib.items()}
+    got = next(iter(m.run_int8(qx).values()))
+    want = np.concatenate([next(iter(run_int(r.qgraph, {k: v[i : i + 1] for k, v in
+                                                        qx.items()}).values())) for i in range(4)])
+    assert np.array_equal(got.reshape(want.shape), want)
     assert not (tmp_path / "out").exists()
 
 

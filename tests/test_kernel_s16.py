@@ -13,7 +13,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from microq.qir import (AddParams, ConvParams, FCParams, MulParams, RequantizeParams,
+from microq.qir import (AddParams, ConvParams, FCParams, MulParams, PoolParams, RequantizeParams,
                         Sigmoid16Params)
 from microq.quant import s16 as scheme16
 from microq.ref import s16 as ref
@@ -371,3 +371,32 @@ def test_lut_s16_table_is_close_to_float(kind):
     err = got - want
     sqnr = 10 * np.log10((want ** 2).sum() / (err ** 2).sum())
     assert sqnr > 60, f"{kind}: {sqnr:.1f} dB"  # int8 LUTs reach ~40 dB
+
+
+@pytest.mark.parametrize("average", [False, True], ids=["max", "avg"])
+def test_pool_s16_c_equals_reference(clib, average):
+    ffi, lib = clib
+    rng = np.random.default_rng(2200 + average)
+    for _ in range(40):
+        n, h, w, c = (int(rng.integers(1, 3)), int(rng.integers(1, 9)), int(rng.integers(1, 9)),
+                      int(rng.integers(1, 5)))
+        kh, kw = int(rng.integers(1, min(h, 3) + 1)), int(rng.integers(1, min(w, 3) + 1))
+        sh, sw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        pt, pl = int(rng.integers(0, kh)), int(rng.integers(0, kw))
+        pb, pr = int(rng.integers(0, kh)), int(rng.integers(0, kw))
+        oh, ow = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+        include = int(average and rng.random() < 0.5)
+        lo, hi = _act_range(rng)
+        p = PoolParams(kh, kw, sh, sw, pt, pl, pb, pr, include, 0, 0, lo, hi)
+        x = rng.integers(-32768, 32768, (n, h, w, c)).astype(np.int16)
+        want = (ref.avg_pool_s16 if average else ref.max_pool_s16)(p, x, (oh, ow))
+        out = np.zeros((n, oh, ow, c), np.int16)
+        fn = lib.mq_avg_pool_s16 if average else lib.mq_max_pool_s16
+        from microq.codegen.layers import POOL_FIELDS
+
+        fields = {k: getattr(p, k) for k in POOL_FIELDS}
+        status = fn(ffi.new("mq_pool_params *", fields), _dims(ffi, x.shape),
+                    _buf(ffi, "int16_t", x), _dims(ffi, (1, kh, kw, 1)), _dims(ffi, out.shape),
+                    _buf(ffi, "int16_t", out))
+        assert status == lib.MQ_OK
+        assert np.array_equal(out, want)

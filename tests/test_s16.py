@@ -18,7 +18,8 @@ from conftest import IN_CI
 from microq.ref.int_exec import run_int
 
 FIXTURES = Path(__file__).parent / "models" / "tflite16"
-NAMES = ["fc16", "conv16", "dwconv16", "add16", "mul16", "softmax16", "act16", "cnn16"]
+NAMES = ["fc16", "conv16", "dwconv16", "add16", "mul16", "softmax16", "act16", "cnn16",
+         "pool16"]
 
 
 def _need(module: str):

@@ -15,6 +15,7 @@ Weights and biases are Keras' seeded random initialization (the numbers matter, 
   softmax16   Dense(10) -> Softmax                               input [1, 16]
   act16       Dense(12) -> Logistic, Dense(12) -> Tanh, ADD     input [1, 16]
   cnn16       Conv2D -> DepthwiseConv2D -> Reshape -> Dense -> Softmax  input [1, 8, 8, 2]
+  pool16      Conv2D -> MaxPool 2x2 same -> AveragePool 3x3 s2 same     input [1, 9, 9, 3]
 
 Keras LayerNormalization does not convert to one builtin (it becomes MEAN/SUB/RSQRT/MUL), so
 there is no LayerNorm fixture. Every NAME.npz holds "x": 32 int16 inputs (float N(0, 1.5)
@@ -46,8 +47,9 @@ _B = {"bias_initializer": "random_normal"}  # Keras' zero biases would be droppe
 class L:
     """The Keras layers used here, with random (nonzero) biases."""
 
-    Input, Add, Multiply, Softmax, Activation, Reshape = (
-        _L.Input, _L.Add, _L.Multiply, _L.Softmax, _L.Activation, _L.Reshape)
+    Input, Add, Multiply, Softmax, Activation, Reshape, MaxPooling2D, AveragePooling2D = (
+        _L.Input, _L.Add, _L.Multiply, _L.Softmax, _L.Activation, _L.Reshape, _L.MaxPooling2D,
+        _L.AveragePooling2D)
 
     @staticmethod
     def Dense(*a, **k):  # noqa: N802 - Keras' names
@@ -95,13 +97,19 @@ def _model(name: str) -> tuple[tf.keras.Model, tuple[int, ...]]:
         h = L.DepthwiseConv2D(3, padding="same")(h)
         h = L.Reshape((4 * 4 * 4,))(h)
         y = L.Softmax()(L.Dense(6)(h))
+    elif name == "pool16":
+        x = L.Input((9, 9, 3), batch_size=1)
+        h = L.Conv2D(4, 3, padding="same")(x)
+        h = L.MaxPooling2D(2, padding="same")(h)
+        y = L.AveragePooling2D(3, strides=2, padding="same")(h)
     else:
         raise SystemExit(f"unknown model {name}")
     return tf.keras.Model(x, y), tuple(x.shape[1:])
 
 
 N_SAMPLES = 32
-NAMES = ("fc16", "conv16", "dwconv16", "add16", "mul16", "softmax16", "act16", "cnn16")
+NAMES = ("fc16", "conv16", "dwconv16", "add16", "mul16", "softmax16", "act16", "cnn16",
+         "pool16")
 
 
 def convert(model: tf.keras.Model, shape: tuple[int, ...], int8: bool = False) -> bytes:

@@ -14,7 +14,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "python"))
 FIX = ROOT / "tests" / "models" / "tflite16"
-NAMES = ["fc16", "conv16", "dwconv16", "add16", "mul16", "softmax16", "act16", "cnn16"]
+NAMES = ["fc16", "conv16", "dwconv16", "add16", "mul16", "softmax16", "act16", "cnn16",
+         "pool16"]
 
 
 def sqnr(ref: np.ndarray, got: np.ndarray) -> float:

@@ -10,8 +10,9 @@ channels (e.g. the FC before a LayerNorm) together with its consumer keeps that 
 Reshape passes an int16 tensor through unchanged.
 
 16x8 layers: Conv (incl. depthwise), FullyConnected (Gemm / MatMul with constant weights),
-Add, Sub, Mul, Softmax, LayerNorm, and every elementwise activation (Sigmoid and Tanh by
-TFLite's int16 kernels, the others by a 513-entry int16 table).
+Add, Sub, Mul, Softmax, LayerNorm, MaxPool, AvgPool, and every elementwise activation (Sigmoid
+and Tanh by TFLite's int16 kernels, the others by a 513-entry int16 table). A pool whose input
+is int16 stays int16 without being named.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .quantize import HANDLERS, _multipliers, _Quantizer, _up_f32
 INT16_MAX = 32767
 INT64_BIAS = 1 << 46  # |bias| bound keeping the 16x8 accumulator below 2^47 (guards)
 LAYERS_16 = ("Conv2D", "FullyConnected", "Add", "Sub", "Mul", "Softmax", "Activation",
-             "LayerNorm")
+             "LayerNorm", "MaxPool", "AvgPool")
 
 
 def params16_from_range(lo: float, hi: float) -> qir.QParams:
@@ -112,8 +113,8 @@ class _Quantizer16(_Quantizer):
             if not supports_16(node):
                 what = node.attrs.kind if node.op == "Activation" else node.op
                 raise MicroqError(f"node '{node.name}' ({what}) has no 16x8 kernel; --int16 "
-                                  "takes Conv, Gemm/MatMul, Add, Sub, Mul, Softmax, LayerNorm "
-                                  "and activation layers")
+                                  "takes Conv, Gemm/MatMul, Add, Sub, Mul, Softmax, LayerNorm, "
+                                  "pooling and activation layers")
             try:
                 HANDLERS_16[node.op](self, node)
             except MicroqError as e:
@@ -121,6 +122,8 @@ class _Quantizer16(_Quantizer):
                     raise
                 raise MicroqError(f"node '{node.name}' ({node.op}, 16x8): {e}") from None
             return
+        if node.op in ("MaxPool", "AvgPool") and self.is16(node.inputs[0]):
+            return self.pool16(node)  # an int16 tensor is pooled in int16: no loss, no cost
         if node.op == "Reshape" and self.is16(node.inputs[0]):
             x, out = node.inputs[0], node.outputs[0]
             self.add16(out, self.q(x))
@@ -226,6 +229,18 @@ class _Quantizer16(_Quantizer):
         p = fn(s1, 0, s2, 0, so, 0, lo, hi)
         self.emit(node, f"{node.op.lower()}_s16", [x1, x2], [out], p)
 
+    def pool16(self, node: ir.Node) -> None:
+        a: ir.PoolAttrs = node.attrs
+        x, out = self.as16(node.inputs[0]), node.outputs[0]
+        self.add16(out, self.q(x))  # pooling keeps its input's quantization
+        include = int(a.count_include_pad) if node.op == "AvgPool" else 0
+        p = qir.PoolParams(
+            kernel_h=a.kernel[0], kernel_w=a.kernel[1], stride_h=a.stride[0],
+            stride_w=a.stride[1], pad_top=a.pads[0], pad_left=a.pads[1], pad_bottom=a.pads[2],
+            pad_right=a.pads[3], count_include_pad=include, input_offset=0, output_offset=0,
+            act_min=-32768, act_max=32767)
+        self.emit(node, "max_pool_s16" if node.op == "MaxPool" else "avg_pool_s16", [x], [out], p)
+
     def softmax16(self, node: ir.Node) -> None:
         x, out = self.as16(node.inputs[0]), node.outputs[0]
         self.add16(out, qir.QParams(1.0 / 32768.0, 0))
@@ -269,6 +284,8 @@ HANDLERS_16 = {
     "Softmax": _Quantizer16.softmax16,
     "Activation": _Quantizer16.activation16,
     "LayerNorm": _Quantizer16.layer_norm16,
+    "MaxPool": _Quantizer16.pool16,
+    "AvgPool": _Quantizer16.pool16,
 }
 assert set(HANDLERS_16) <= set(HANDLERS)
 

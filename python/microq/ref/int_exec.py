@@ -222,6 +222,8 @@ KERNELS: dict[str, Adapter] = {
     "tanh_s16": lambda n, g, xs, r: s16.tanh_s16(n.params, xs[0]),
     "requantize_s16": _requantize_s16,
     "layernorm_s16": _layernorm_s16,
+    "max_pool_s16": lambda n, g, xs, r: s16.max_pool_s16(n.params, xs[0], _out_hw(n, g)),
+    "avg_pool_s16": lambda n, g, xs, r: s16.avg_pool_s16(n.params, xs[0], _out_hw(n, g)),
     "lut_s16": lambda n, g, xs, r: s16.lut_lookup(n.params.table, xs[0]).astype(np.int16),
 }
 
