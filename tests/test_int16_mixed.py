@@ -193,3 +193,14 @@ def test_every_16x8_layer_of_a_conv_net(tmp_path, base, exporter, min_db):
     ref = ort.InferenceSession(str(model)).run(None, test)[0]
     y = next(iter(api.run(r.out_dir, test).values()))
     assert sqnr(ref, y.reshape(ref.shape)) > min_db
+
+
+def test_compare_on_a_mixed_folder(compiled, data, tmp_path):
+    np.savez(tmp_path / "test.npz", input=data["test"]["input"][:32])
+    rep = api.compare(MODEL, compiled("auto").out_dir, tmp_path / "test.npz")
+    assert rep.int16_layers == ["/fc1/Gemm", "/ln/LayerNormalization"]
+    assert rep.int16_gains == []  # not re-tried on a folder that already has 16x8 layers
+    row = next(r for r in rep.layers if r.name == "/fc1/Gemm")
+    assert row.kernel == "fully_connected_s16"
+    assert row.range[1] == pytest.approx(32767 * row.scale)  # an int16 output's range
+    assert "16x8 layers of this folder (compile --int16): /fc1/Gemm" in rep.table()
