@@ -204,3 +204,17 @@ def test_compare_on_a_mixed_folder(compiled, data, tmp_path):
     assert row.kernel == "fully_connected_s16"
     assert row.range[1] == pytest.approx(32767 * row.scale)  # an int16 output's range
     assert "16x8 layers of this folder (compile --int16): /fc1/Gemm" in rep.table()
+
+
+def test_int16_with_bias_correction_is_a_clear_error(tmp_path, data):
+    with pytest.raises(MicroqError, match="--bias-correction cannot be combined with --int16"):
+        api.compile_model(MODEL, data["calib"], tmp_path / "out", int16="auto",
+                          bias_correction=True)
+    assert not (tmp_path / "out").exists()
+
+
+def test_int16_on_a_tflite_model_is_a_clear_error(tmp_path):
+    model = Path(__file__).parent / "models" / "tflite16" / "fc16.tflite"
+    with pytest.raises(MicroqError, match="--int16 applies to float ONNX models"):
+        api.compile_model(model, None, tmp_path / "out", int16="auto")
+    assert not (tmp_path / "out").exists()
