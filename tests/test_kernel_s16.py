@@ -128,7 +128,7 @@ def test_fully_connected_s16_c_equals_reference(clib):
     ffi, lib = clib
     rng = np.random.default_rng(1616)
     for _ in range(40):
-        rows, k, n_out = int(rng.integers(1, 5)), int(rng.integers(1, 200)), int(rng.integers(1, 20))
+        rows, k, n_out = int(rng.integers(1, 5)), int(rng.integers(1, 700)), int(rng.integers(1, 20))
         x = rng.integers(-32768, 32768, (rows, k), dtype=np.int16)
         w = rng.integers(-127, 128, (n_out, k), dtype=np.int8)
         m, s = _channel_quant(rng, 32768 * 64 * np.sqrt(k), n_out)
