@@ -218,3 +218,18 @@ def test_int16_on_a_tflite_model_is_a_clear_error(tmp_path):
     with pytest.raises(MicroqError, match="--int16 applies to float ONNX models"):
         api.compile_model(model, None, tmp_path / "out", int16="auto")
     assert not (tmp_path / "out").exists()
+
+
+def test_int16_auto_on_the_dynamo_export(tmp_path, data):
+    """The dynamo exporter's form of the same model (its own node names): auto picks the first
+    Gemm and the LayerNorm reading it; measured 26.6 -> 31.7 dB, as the TorchScript form."""
+    import onnxruntime as ort
+
+    model = FIX / "outlier_ln.dynamo.onnx"
+    r = api.compile_model(model, data["calib"], tmp_path / "out", name="net", int16="auto")
+    kernels = [n.kernel for n in r.qgraph.nodes]
+    assert kernels == ["requantize_s16", "fully_connected_s16", "layernorm_s16",
+                       "requantize_s16", "fully_connected"]
+    assert len(r.int16["layers"]) == 2
+    ref = ort.InferenceSession(str(model)).run(None, data["test"])[0]
+    assert sqnr(ref, api.run(r.out_dir, data["test"])["output"]) > 30.5
