@@ -185,3 +185,12 @@ def test_16x8_arena_not_larger_than_tflite_micro(compiled16, name):
     assert "head" in theirs, theirs
     print(f"{name}: ours {ours} B, TFLite Micro head {theirs['head']} B")
     assert ours <= theirs["head"]
+
+
+def test_inspect_names_a_16x8_model():
+    _need("tflite")
+    from microq.tflite_import.inspect import inspect_tflite
+
+    rep = inspect_tflite(str(FIXTURES / "act16.tflite"))
+    assert rep.layout_note.startswith("16x8 (int16 activations) TFLite model")
+    assert [r.op for r in rep.rows][:2] == ["fully_connected_s16", "logistic_s16"]
