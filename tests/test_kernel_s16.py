@@ -128,7 +128,8 @@ def test_fully_connected_s16_c_equals_reference(clib):
     ffi, lib = clib
     rng = np.random.default_rng(1616)
     for _ in range(40):
-        rows, k, n_out = int(rng.integers(1, 5)), int(rng.integers(1, 700)), int(rng.integers(1, 20))
+        rows, k = int(rng.integers(1, 5)), int(rng.integers(1, 700))
+        n_out = int(rng.integers(1, 20))
         x = rng.integers(-32768, 32768, (rows, k), dtype=np.int16)
         w = rng.integers(-127, 128, (n_out, k), dtype=np.int8)
         m, s = _channel_quant(rng, 32768 * 64 * np.sqrt(k), n_out)
@@ -180,7 +181,8 @@ def _c_binary(clib, kind, p, a, b):
     struct = "mq_mul_params *" if kind == "mul" else "mq_add_params *"
     status = getattr(lib, f"mq_{kind}_s16")(
         ffi.new(struct, asdict(p)), ffi.new("mq_broadcast *", bc),
-        _buf(ffi, "int16_t", np.ascontiguousarray(a)), _buf(ffi, "int16_t", np.ascontiguousarray(b)),
+        _buf(ffi, "int16_t", np.ascontiguousarray(a)),
+        _buf(ffi, "int16_t", np.ascontiguousarray(b)),
         _buf(ffi, "int16_t", out))
     assert status == lib.MQ_OK
     return out
@@ -340,7 +342,8 @@ def test_layernorm_s16_is_close_to_float():
     p = scheme16.layernorm_params_s16(s_in, gamma, beta, 1e-5, s_out, 0, -32768, 32767)
     got = ref.layernorm_s16(p, x).astype(np.float64) * s_out
     xd = x * s_in
-    want = (xd - xd.mean(1, keepdims=True)) / np.sqrt(xd.var(1, keepdims=True) + 1e-5) * gamma + beta
+    norm = (xd - xd.mean(1, keepdims=True)) / np.sqrt(xd.var(1, keepdims=True) + 1e-5)
+    want = norm * gamma + beta
     sqnr = 10 * np.log10((want ** 2).sum() / ((got - want) ** 2).sum())
     assert sqnr > 60, sqnr
 

@@ -21,9 +21,10 @@ Keras LayerNormalization does not convert to one builtin (it becomes MEAN/SUB/RS
 there is no LayerNorm fixture. Every NAME.npz holds "x": 32 int16 inputs (float N(0, 1.5)
 samples quantized with the model's input scale, seed 17; some saturate on purpose),
 "y_float": the Keras float model's outputs on them dequantized, and "x_in" / "y_float_in" the
-same for 32 in-distribution inputs (N(0, 0.7), seed 18) for the accuracy comparison. The golden integer outputs are
-not stored: the tests run TFLite Micro (pip tflite-micro) on them. int8/NAME.tflite is the same
-model converted in plain int8 (TFLITE_BUILTINS_INT8, int8 I/O), for the accuracy comparison.
+same for 32 in-distribution inputs (N(0, 0.7), seed 18) for the accuracy comparison. The
+golden integer outputs are not stored: the tests run TFLite Micro (pip tflite-micro) on them.
+int8/NAME.tflite is the same model converted in plain int8 (TFLITE_BUILTINS_INT8, int8 I/O),
+for the accuracy comparison.
 
 Run with the TensorFlow venv:  /work/tfvenv/bin/python tools/export_tflite_16x8.py
 """

@@ -59,7 +59,8 @@ def main() -> None:
         y8, _, _ = tflm(FIX / "int8" / f"{name}.tflite", x8)
         so8, zo8 = qparams(d8_out)
         out = Path(tempfile.mkdtemp())
-        m16 = api.load(api.compile_model(FIX / f"{name}.tflite", None, out / "a", name=name).out_dir)
+        m16 = api.load(api.compile_model(FIX / f"{name}.tflite", None, out / "a",
+                                         name=name).out_dir)
         try:  # microq's int8 TFLite import has no int8 LOGISTIC/TANH
             arena8 = api.compile_model(FIX / "int8" / f"{name}.tflite", None, out / "b",
                                        name=name).meta["arena_size"]

@@ -375,10 +375,11 @@ GAIN_SAMPLES = 32
 def int16_gains(graph: ir.Graph, feeds: dict[str, np.ndarray], rows, rounding: str = "double",
                 candidates: int = GAIN_CANDIDATES, samples: int = GAIN_SAMPLES) -> list[dict]:
     """For the `candidates` 16x8-capable layers with the lowest isolated int8 SQNR (`rows`, as
-    compare computes them) below AUTO_SQNR_DB (35 dB; none: nothing is run), the output SQNR (vs float, all graph outputs together) of the model
-    with that layer and its 16x8-capable readers in 16x8, against all-int8. Both are quantized
-    from min/max ranges of `feeds` (compare's data: the folder does not keep its calibration
-    set) and run through the integer reference on its first `samples` samples. Sorted by gain."""
+    compare computes them) below AUTO_SQNR_DB (35 dB; none: nothing is run), the output SQNR
+    (vs float, all graph outputs together) of the model with that layer and its 16x8-capable
+    readers in 16x8, against all-int8. Both are quantized from min/max ranges of `feeds`
+    (compare's data: the folder does not keep its calibration set) and run through the integer
+    reference on its first `samples` samples. Sorted by gain."""
     from ..ref.float_exec import run_float
     from ..ref.int_exec import run_int
     from .calibrate import calibrate

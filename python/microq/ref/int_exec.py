@@ -212,7 +212,8 @@ KERNELS: dict[str, Adapter] = {
     "lstm": _recurrent,
     "gru": _recurrent,
     "conv2d_s16": lambda n, g, xs, r: s16.conv2d_s16(n.params, xs[0], _out_hw(n, g)),
-    "depthwise_conv2d_s16": lambda n, g, xs, r: s16.depthwise_conv2d_s16(n.params, xs[0], _out_hw(n, g)),  # noqa: E501
+    "depthwise_conv2d_s16": lambda n, g, xs, r: s16.depthwise_conv2d_s16(n.params, xs[0],
+                                                                          _out_hw(n, g)),
     "fully_connected_s16": _fc_s16,
     "add_s16": lambda n, g, xs, r: s16.add_s16(n.params, xs[0], xs[1], rounding=r),
     "sub_s16": lambda n, g, xs, r: s16.add_s16(n.params, xs[0], xs[1], True, r),
