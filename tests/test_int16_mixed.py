@@ -233,3 +233,31 @@ def test_int16_auto_on_the_dynamo_export(tmp_path, data):
     assert len(r.int16["layers"]) == 2
     ref = ort.InferenceSession(str(model)).run(None, data["test"])[0]
     assert sqnr(ref, api.run(r.out_dir, data["test"])["output"]) > 30.5
+
+
+@pytest.mark.slow
+def test_cli_int16_reports_the_m4_instruction_cost(tmp_path, data):
+    """With the Arm toolchain, compile --int16 also measures one inference on the emulated M4
+    against the all-int8 model (outlier_ln auto: 16,732 -> 29,748 instructions, +78%)."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from conftest import IN_CI
+    from microq.cli import main
+
+    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
+        if IN_CI:
+            pytest.fail("arm-none-eabi-gcc / qemu-system-arm missing under CI=true")
+        pytest.skip("arm-none-eabi-gcc / qemu-system-arm not installed")
+    np.savez(tmp_path / "calib.npz", **data["calib"])
+    res = CliRunner().invoke(main, ["compile", str(MODEL), "--calib", str(tmp_path / "calib.npz"),
+                                    "-o", str(tmp_path / "out"), "--int16", "auto"])
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.output.splitlines() if x.startswith("16x8 layers:"))
+    import re
+
+    m = re.search(r"cortex-m4 instructions ([\d,]+) \(all int8\) -> ([\d,]+)", line)
+    assert m, line
+    int8, mixed = (int(g.replace(",", "")) for g in m.groups())
+    assert int8 < mixed < 3 * int8  # the 16x8 kernels cost more per MAC, within reason
