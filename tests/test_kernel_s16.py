@@ -13,7 +13,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from microq.qir import (AddParams, ConvParams, FCParams, MulParams, RequantizeParams,
+from microq.qir import (AddParams, ConvParams, FCParams, MulParams, PoolParams, RequantizeParams,
                         Sigmoid16Params)
 from microq.quant import s16 as scheme16
 from microq.ref import s16 as ref
@@ -128,7 +128,8 @@ def test_fully_connected_s16_c_equals_reference(clib):
     ffi, lib = clib
     rng = np.random.default_rng(1616)
     for _ in range(40):
-        rows, k, n_out = int(rng.integers(1, 5)), int(rng.integers(1, 200)), int(rng.integers(1, 20))
+        rows, k = int(rng.integers(1, 5)), int(rng.integers(1, 700))
+        n_out = int(rng.integers(1, 20))
         x = rng.integers(-32768, 32768, (rows, k), dtype=np.int16)
         w = rng.integers(-127, 128, (n_out, k), dtype=np.int8)
         m, s = _channel_quant(rng, 32768 * 64 * np.sqrt(k), n_out)
@@ -180,7 +181,8 @@ def _c_binary(clib, kind, p, a, b):
     struct = "mq_mul_params *" if kind == "mul" else "mq_add_params *"
     status = getattr(lib, f"mq_{kind}_s16")(
         ffi.new(struct, asdict(p)), ffi.new("mq_broadcast *", bc),
-        _buf(ffi, "int16_t", np.ascontiguousarray(a)), _buf(ffi, "int16_t", np.ascontiguousarray(b)),
+        _buf(ffi, "int16_t", np.ascontiguousarray(a)),
+        _buf(ffi, "int16_t", np.ascontiguousarray(b)),
         _buf(ffi, "int16_t", out))
     assert status == lib.MQ_OK
     return out
@@ -340,6 +342,64 @@ def test_layernorm_s16_is_close_to_float():
     p = scheme16.layernorm_params_s16(s_in, gamma, beta, 1e-5, s_out, 0, -32768, 32767)
     got = ref.layernorm_s16(p, x).astype(np.float64) * s_out
     xd = x * s_in
-    want = (xd - xd.mean(1, keepdims=True)) / np.sqrt(xd.var(1, keepdims=True) + 1e-5) * gamma + beta
+    norm = (xd - xd.mean(1, keepdims=True)) / np.sqrt(xd.var(1, keepdims=True) + 1e-5)
+    want = norm * gamma + beta
     sqnr = 10 * np.log10((want ** 2).sum() / ((got - want) ** 2).sum())
     assert sqnr > 60, sqnr
+
+
+def test_lut_s16_c_equals_reference_on_every_input(clib):
+    ffi, lib = clib
+    rng = np.random.default_rng(2100)
+    x = np.arange(-32768, 32768, dtype=np.int16)
+    table = rng.integers(-32768, 32768, 513).astype(np.int16)  # any table, steep slopes
+    want = ref.lut_lookup(table, x).astype(np.int16)
+    out = np.zeros_like(x)
+    assert lib.mq_lut_s16(_buf(ffi, "int16_t", table), x.size, _buf(ffi, "int16_t", x),
+                          _buf(ffi, "int16_t", out)) == lib.MQ_OK
+    assert np.array_equal(out, want)
+
+
+@pytest.mark.parametrize("kind", ["gelu", "silu", "relu", "elu"])
+def test_lut_s16_table_is_close_to_float(kind):
+    from microq import ir
+    from microq.ref import activations
+
+    attrs = ir.ActAttrs(kind, alpha=1.0) if kind == "elu" else ir.ActAttrs(kind)
+    s_in, s_out = 6.0 / 32767, 6.0 / 32767
+    table = scheme16.lut_table_s16(lambda v: activations.apply(attrs, v), s_in, s_out)
+    x = np.arange(-32768, 32768, dtype=np.int16)
+    got = ref.lut_lookup(table, x) * s_out
+    want = np.clip(activations.apply(attrs, x * s_in), -32768 * s_out, 32767 * s_out)
+    err = got - want
+    sqnr = 10 * np.log10((want ** 2).sum() / (err ** 2).sum())
+    assert sqnr > 60, f"{kind}: {sqnr:.1f} dB"  # int8 LUTs reach ~40 dB
+
+
+@pytest.mark.parametrize("average", [False, True], ids=["max", "avg"])
+def test_pool_s16_c_equals_reference(clib, average):
+    ffi, lib = clib
+    rng = np.random.default_rng(2200 + average)
+    for _ in range(40):
+        n, h, w, c = (int(rng.integers(1, 3)), int(rng.integers(1, 9)), int(rng.integers(1, 9)),
+                      int(rng.integers(1, 5)))
+        kh, kw = int(rng.integers(1, min(h, 3) + 1)), int(rng.integers(1, min(w, 3) + 1))
+        sh, sw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        pt, pl = int(rng.integers(0, kh)), int(rng.integers(0, kw))
+        pb, pr = int(rng.integers(0, kh)), int(rng.integers(0, kw))
+        oh, ow = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+        include = int(average and rng.random() < 0.5)
+        lo, hi = _act_range(rng)
+        p = PoolParams(kh, kw, sh, sw, pt, pl, pb, pr, include, 0, 0, lo, hi)
+        x = rng.integers(-32768, 32768, (n, h, w, c)).astype(np.int16)
+        want = (ref.avg_pool_s16 if average else ref.max_pool_s16)(p, x, (oh, ow))
+        out = np.zeros((n, oh, ow, c), np.int16)
+        fn = lib.mq_avg_pool_s16 if average else lib.mq_max_pool_s16
+        from microq.codegen.layers import POOL_FIELDS
+
+        fields = {k: getattr(p, k) for k in POOL_FIELDS}
+        status = fn(ffi.new("mq_pool_params *", fields), _dims(ffi, x.shape),
+                    _buf(ffi, "int16_t", x), _dims(ffi, (1, kh, kw, 1)), _dims(ffi, out.shape),
+                    _buf(ffi, "int16_t", out))
+        assert status == lib.MQ_OK
+        assert np.array_equal(out, want)

@@ -7,8 +7,9 @@ sets the scale of the LayerNorm input, so the other 60 channels keep only a few 
 Weights are seeded random (the numbers matter, not training). outlier_ln.npz: "calib"
 [64, 32] and "test" [200, 32], N(0, 1) (seeds 1 and 2).
 
-Run: python tools/export_int16_fixtures.py [--outlier 20]  (torch; TorchScript exporter,
-opset 17, whose LayerNormalization microq imports as one LayerNorm).
+Run: python tools/export_int16_fixtures.py [--outlier 20]  (torch, onnxscript): outlier_ln.onnx
+with the TorchScript exporter (opset 17), outlier_ln.dynamo.onnx with dynamo; both have one
+LayerNormalization, which microq imports as one LayerNorm.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def main() -> None:
     torch.onnx.export(net, torch.zeros(1, 32), str(path), input_names=["input"],
                       output_names=["output"], opset_version=17, dynamo=False,
                       dynamic_axes={"input": {0: "N"}, "output": {0: "N"}})
+    dyn = OUT / "outlier_ln.dynamo.onnx"  # the dynamo exporter's form (opset 18)
+    torch.onnx.export(net, (torch.zeros(1, 32),), str(dyn), input_names=["input"],
+                      output_names=["output"], dynamo=True,
+                      dynamic_shapes={"x": {0: torch.export.Dim("N")}}, external_data=False)
     calib = np.random.default_rng(1).normal(0, 1, (64, 32)).astype(np.float32)
     test = np.random.default_rng(2).normal(0, 1, (200, 32)).astype(np.float32)
     np.savez_compressed(OUT / "outlier_ln.npz", calib=calib, test=test)

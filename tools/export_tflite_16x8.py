@@ -15,11 +15,16 @@ Weights and biases are Keras' seeded random initialization (the numbers matter, 
   softmax16   Dense(10) -> Softmax                               input [1, 16]
   act16       Dense(12) -> Logistic, Dense(12) -> Tanh, ADD     input [1, 16]
   cnn16       Conv2D -> DepthwiseConv2D -> Reshape -> Dense -> Softmax  input [1, 8, 8, 2]
+  pool16      Conv2D -> MaxPool 2x2 same -> AveragePool 3x3 s2 same     input [1, 9, 9, 3]
 
 Keras LayerNormalization does not convert to one builtin (it becomes MEAN/SUB/RSQRT/MUL), so
 there is no LayerNorm fixture. Every NAME.npz holds "x": 32 int16 inputs (float N(0, 1.5)
-samples quantized with the model's input scale, seed 17; some saturate on purpose). The golden
-outputs are not stored: the tests run TFLite Micro (pip tflite-micro) on them.
+samples quantized with the model's input scale, seed 17; some saturate on purpose),
+"y_float": the Keras float model's outputs on them dequantized, and "x_in" / "y_float_in" the
+same for 32 in-distribution inputs (N(0, 0.7), seed 18) for the accuracy comparison. The
+golden integer outputs are not stored: the tests run TFLite Micro (pip tflite-micro) on them.
+int8/NAME.tflite is the same model converted in plain int8 (TFLITE_BUILTINS_INT8, int8 I/O),
+for the accuracy comparison.
 
 Run with the TensorFlow venv:  /work/tfvenv/bin/python tools/export_tflite_16x8.py
 """
@@ -43,8 +48,9 @@ _B = {"bias_initializer": "random_normal"}  # Keras' zero biases would be droppe
 class L:
     """The Keras layers used here, with random (nonzero) biases."""
 
-    Input, Add, Multiply, Softmax, Activation, Reshape = (
-        _L.Input, _L.Add, _L.Multiply, _L.Softmax, _L.Activation, _L.Reshape)
+    Input, Add, Multiply, Softmax, Activation, Reshape, MaxPooling2D, AveragePooling2D = (
+        _L.Input, _L.Add, _L.Multiply, _L.Softmax, _L.Activation, _L.Reshape, _L.MaxPooling2D,
+        _L.AveragePooling2D)
 
     @staticmethod
     def Dense(*a, **k):  # noqa: N802 - Keras' names
@@ -92,16 +98,22 @@ def _model(name: str) -> tuple[tf.keras.Model, tuple[int, ...]]:
         h = L.DepthwiseConv2D(3, padding="same")(h)
         h = L.Reshape((4 * 4 * 4,))(h)
         y = L.Softmax()(L.Dense(6)(h))
+    elif name == "pool16":
+        x = L.Input((9, 9, 3), batch_size=1)
+        h = L.Conv2D(4, 3, padding="same")(x)
+        h = L.MaxPooling2D(2, padding="same")(h)
+        y = L.AveragePooling2D(3, strides=2, padding="same")(h)
     else:
         raise SystemExit(f"unknown model {name}")
     return tf.keras.Model(x, y), tuple(x.shape[1:])
 
 
 N_SAMPLES = 32
-NAMES = ("fc16", "conv16", "dwconv16", "add16", "mul16", "softmax16", "act16", "cnn16")
+NAMES = ("fc16", "conv16", "dwconv16", "add16", "mul16", "softmax16", "act16", "cnn16",
+         "pool16")
 
 
-def convert(model: tf.keras.Model, shape: tuple[int, ...]) -> bytes:
+def convert(model: tf.keras.Model, shape: tuple[int, ...], int8: bool = False) -> bytes:
     rng = np.random.default_rng(16)
     calib = rng.normal(0, 1, (64, 1, *shape)).astype(np.float32)
 
@@ -112,6 +124,11 @@ def convert(model: tf.keras.Model, shape: tuple[int, ...]) -> bytes:
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = rep
+    if int8:  # the same model in plain int8, for the accuracy comparison
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+        return conv.convert()
     conv.target_spec.supported_ops = [
         tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
     ]
@@ -137,7 +154,18 @@ def main() -> None:
         xf = rng.normal(0, 1.5, (N_SAMPLES, *shape)).astype(np.float32)
         x = np.clip(np.round(xf / s) + zp, -32768, 32767).astype(np.int16)
         ops = sorted({o["op_name"] for o in it._get_ops_details()})
-        np.savez_compressed(OUT / f"{name}.npz", x=x)
+        # the float model on the dequantized int16 inputs: the accuracy reference
+        def float_out(xq):
+            return np.concatenate([model(xi[None].astype(np.float32) * np.float32(s)).numpy()
+                                   for xi in xq])
+
+        # in-distribution inputs (N(0, 0.7): inside the calibrated range) for the accuracy
+        x_in = np.round(np.random.default_rng(18).normal(0, 0.7, (N_SAMPLES, *shape)) / s)
+        x_in = np.clip(x_in, -32768, 32767).astype(np.int16)
+        np.savez_compressed(OUT / f"{name}.npz", x=x, y_float=float_out(x), x_in=x_in,
+                            y_float_in=float_out(x_in))
+        (OUT / "int8").mkdir(exist_ok=True)
+        (OUT / "int8" / f"{name}.tflite").write_bytes(convert(model, shape, int8=True))
         print(f"{name}: {len(blob)} B, input {d_in['dtype'].__name__} scale {s:.3g} zp {zp}, "
               f"output {d_out['dtype'].__name__} {d_out['quantization']}, ops {ops}")
 

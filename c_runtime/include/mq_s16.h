@@ -12,6 +12,7 @@
 #include "mq_elementwise.h"
 #include "mq_fc.h"
 #include "mq_layernorm.h"
+#include "mq_pool.h"
 #include "mq_types.h"
 
 /* acc = bias + sum over in-image taps of input * filter in int64 (|acc| < 2^47, proved at
@@ -64,6 +65,21 @@ mq_status mq_logistic_s16(const mq_sigmoid_s16_params *params, int32_t size,
                           const int16_t *input, int16_t *output);
 mq_status mq_tanh_s16(const mq_sigmoid_s16_params *params, int32_t size, const int16_t *input,
                       int16_t *output);
+
+/* int16 max / average pooling (TFLite integer_ops MaxPool / AveragePool int16): as
+ * mq_max_pool_s8 / mq_avg_pool_s8 with input_offset = output_offset = 0 and an int16 clamp;
+ * count_include_pad as there. */
+mq_status mq_max_pool_s16(const mq_pool_params *params, const mq_dims *input_dims,
+                          const int16_t *input, const mq_dims *filter_dims,
+                          const mq_dims *output_dims, int16_t *output);
+mq_status mq_avg_pool_s16(const mq_pool_params *params, const mq_dims *input_dims,
+                          const int16_t *input, const mq_dims *filter_dims,
+                          const mq_dims *output_dims, int16_t *output);
+
+/* out[i] = TFLite's LUTLookup(in[i], table): anchors table[256 + (x >> 7)] and the next one,
+ * linear interpolation on the low 7 bits, for any elementwise function (table [513]). In place
+ * allowed. */
+mq_status mq_lut_s16(const int16_t *table, int32_t size, const int16_t *input, int16_t *output);
 
 /* Change of quantization between int8 and int16 (TFLite QUANTIZE / Requantize):
  * out = clamp(MBQM(x + input_offset) + output_offset, act_min, act_max), shift <= 14. */

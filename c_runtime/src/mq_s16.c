@@ -363,6 +363,18 @@ static int16_t lut_lookup(int32_t v, const int16_t *lut)
     return wrap_i16(base + ((((int32_t)lut[index + 1] - base) * offset + 64) >> 7));
 }
 
+mq_status mq_lut_s16(const int16_t *table, int32_t size, const int16_t *input, int16_t *output)
+{
+    int32_t i;
+    if (table == NULL || size < 0) {
+        return MQ_ERR_ARG;
+    }
+    for (i = 0; i < size; ++i) {
+        output[i] = lut_lookup(input[i], table);
+    }
+    return MQ_OK;
+}
+
 static int32_t clz32(uint32_t x)
 {
     int32_t n = 0;
@@ -624,4 +636,77 @@ mq_status mq_layernorm_s16_s8(const mq_layernorm_params *params,
         return MQ_ERR_ARG;
     }
     return layernorm_s16(params, quant, bias, rows, row_size, input, NULL, output);
+}
+
+/* ---- pooling ------------------------------------------------------------------------------ */
+
+static mq_status pool_s16(const mq_pool_params *p, const mq_dims *in, const int16_t *input,
+                          const mq_dims *f, const mq_dims *out, int16_t *output, int average)
+{
+    int32_t n, oy, ox, ky, kx, c;
+    if (!p || !in || !input || !f || !out || !output || in->n <= 0 || in->h <= 0 ||
+        in->w <= 0 || in->c <= 0 || out->h <= 0 || out->w <= 0 || f->h <= 0 || f->w <= 0 ||
+        p->stride_h <= 0 || p->stride_w <= 0 || out->n != in->n || out->c != in->c ||
+        !act_ok(p->act_min, p->act_max) || p->input_offset != 0 || p->output_offset != 0 ||
+        p->pad_top < 0 || p->pad_left < 0 || p->pad_top >= f->h || p->pad_left >= f->w ||
+        (out->h - 1) * p->stride_h - p->pad_top >= in->h ||
+        (out->w - 1) * p->stride_w - p->pad_left >= in->w || f->h * f->w > 65536 ||
+        (p->count_include_pad && (p->pad_bottom < 0 || p->pad_right < 0))) {
+        return MQ_ERR_ARG; /* every window has an in-image tap; sums fit int32 */
+    }
+    for (n = 0; n < out->n; ++n) {
+        for (oy = 0; oy < out->h; ++oy) {
+            const int32_t y0 = oy * p->stride_h - p->pad_top;
+            const int32_t ky0 = y0 < 0 ? -y0 : 0;
+            const int32_t ky1 = in->h - y0 < f->h ? in->h - y0 : f->h;
+            for (ox = 0; ox < out->w; ++ox) {
+                const int32_t x0 = ox * p->stride_w - p->pad_left;
+                const int32_t kx0 = x0 < 0 ? -x0 : 0;
+                const int32_t kx1 = in->w - x0 < f->w ? in->w - x0 : f->w;
+                int32_t count = (ky1 - ky0) * (kx1 - kx0);
+                if (p->count_include_pad) {
+                    const int32_t hy = (y0 + f->h < in->h + p->pad_bottom ? y0 + f->h
+                                                                          : in->h + p->pad_bottom);
+                    const int32_t hx = (x0 + f->w < in->w + p->pad_right ? x0 + f->w
+                                                                         : in->w + p->pad_right);
+                    count = (hy - y0) * (hx - x0);
+                }
+                for (c = 0; c < in->c; ++c) {
+                    int32_t acc = average ? 0 : MQ_S16_MIN;
+                    for (ky = ky0; ky < ky1; ++ky) {
+                        const int16_t *row =
+                            input + (((int64_t)n * in->h + y0 + ky) * in->w + x0) * in->c + c;
+                        for (kx = kx0; kx < kx1; ++kx) {
+                            const int32_t v = row[(int64_t)kx * in->c];
+                            if (average) {
+                                acc += v;
+                            } else if (v > acc) {
+                                acc = v;
+                            }
+                        }
+                    }
+                    if (average) { /* half away from zero, C division truncates */
+                        acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                    }
+                    output[(((int64_t)n * out->h + oy) * out->w + ox) * out->c + c] =
+                        (int16_t)mq_clamp(acc, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+    return MQ_OK;
+}
+
+mq_status mq_max_pool_s16(const mq_pool_params *params, const mq_dims *input_dims,
+                          const int16_t *input, const mq_dims *filter_dims,
+                          const mq_dims *output_dims, int16_t *output)
+{
+    return pool_s16(params, input_dims, input, filter_dims, output_dims, output, 0);
+}
+
+mq_status mq_avg_pool_s16(const mq_pool_params *params, const mq_dims *input_dims,
+                          const int16_t *input, const mq_dims *filter_dims,
+                          const mq_dims *output_dims, int16_t *output)
+{
+    return pool_s16(params, input_dims, input, filter_dims, output_dims, output, 1);
 }

@@ -150,6 +150,10 @@ def quantize_model(model: str | Path, calib, method: str = "minmax", progress=No
         from . import compare as compare_mod
         from .quant import rules_s16
 
+        if bias_correction:
+            raise MicroqError("--bias-correction cannot be combined with --int16 (it corrects "
+                              "int8 layers); use one of them")
+
         layers, low = (list(int16) if not isinstance(int16, str) else None), {}
         if isinstance(int16, str):
             if int16 != "auto":
@@ -160,8 +164,6 @@ def quantize_model(model: str | Path, calib, method: str = "minmax", progress=No
         if info is not None:  # what --int16 chose and what it costs
             info["int16"] = {"layers": layers, "low_sqnr_db": low,
                              **compare_mod.int16_cost(qg8, qg)}
-        if bias_correction:
-            raise MicroqError("--bias-correction is not supported with --int16")
     if bias_correction:
         from .quant.bias_correction import correct_biases
 

@@ -123,13 +123,35 @@ def _int16_arg(value):
     return names
 
 
+def _int16_instructions(model, calib, out_dir, **kw) -> dict | None:
+    """Instructions of one inference on the emulated Cortex-M4 of the compiled folder and of
+    the same model all in int8 (compiled into a temporary folder)."""
+    import tempfile
+
+    from . import api
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="mq_int8_") as d:
+            api.compile_model(model, calib, Path(d) / "int8", **kw)
+            base = api.profile(Path(d) / "int8", DEFAULT_TARGET)["total_instructions"]
+        mixed = api.profile(out_dir, DEFAULT_TARGET)["total_instructions"]
+    except MicroqError:
+        return None
+    return {"target": DEFAULT_TARGET, "int8": int(base), "mixed": int(mixed)}
+
+
 def _int16_line(info: dict) -> str:
     low = ", ".join(f"{k} {v:.1f} dB" for k, v in info.get("low_sqnr_db", {}).items())
     layers = ", ".join(info["int16_layers"]) or "none"
-    return (f"16x8 layers: {layers}" + (f" (int8 isolated SQNR: {low})" if low else "") +
+    line = (f"16x8 layers: {layers}" + (f" (int8 isolated SQNR: {low})" if low else "") +
             f"; arena {info['arena_int8']} -> {info['arena_mixed']} B, "
             f"{info['macs_16x8']} MACs in 16x8 kernels, "
             f"{info['requantize_nodes']} int8<->int16 requantize nodes")
+    ins = info.get("m4_instructions")
+    if ins:
+        line += (f"; {ins['target']} instructions {ins['int8']:,} (all int8) -> "
+                 f"{ins['mixed']:,} ({100 * (ins['mixed'] / ins['int8'] - 1):+.0f}%)")
+    return line
 
 
 @main.command(name="compile")
@@ -191,6 +213,9 @@ def compile_(model, calib, out_dir, name, method, bias_correction, rounding, run
         size, note = None, f"({DEFAULT_TARGET} size skipped (--no-size): see `microq size`)"
     else:
         size, note = _default_target_size(out_dir)
+    if result.int16 is not None and size is not None:  # measured M4 cost of the 16x8 layers
+        result.int16["m4_instructions"] = _int16_instructions(
+            model, calib, out_dir, name=name, method=method, rounding=rounding)
     fit = None
     if board:
         fit = api.fit(out_dir, board)

@@ -78,10 +78,10 @@ def compare(model, graph: ir.Graph, qg: qir.QGraph, run: Callable, data_path,
     rep.layer_samples = m
     feeds = {k: to_physical(graph, k, v[:m]) for k, v in data.items()}
     rep.layers = layer_errors(graph, qg, feeds, rounding)
-    if not any(t.dtype == "int16" for t in qg.tensors.values()):  # an all-int8 folder
-        from .quant.rules_s16 import int16_gains
-
-        rep.int16_gains = int16_gains(graph, feeds, rep.layers, rounding)
+    rep.int16_layers = [n.name for n in qg.nodes
+                        if n.kernel.endswith("_s16") and n.kernel != "requantize_s16"]
+    if not rep.int16_layers:  # an all-int8 folder: which layers would gain from 16x8
+        rep.int16_gains = rules_s16.int16_gains(graph, feeds, rep.layers, rounding)
     return rep
 
 

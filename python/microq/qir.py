@@ -35,7 +35,8 @@ Kernels (QNode.kernel -> params type -> C function):
   16x8 (int16 activations, int8 weights, int64 bias; c_runtime/src/mq_s16.c, ref/s16.py):
   conv2d_s16 / depthwise_conv2d_s16 ConvParams, fully_connected_s16 FCParams, add_s16 / sub_s16
   AddParams (left_shift 15), mul_s16 MulParams, softmax_s16 Softmax16Params, logistic_s16 /
-  tanh_s16 Sigmoid16Params, requantize_s16 RequantizeParams (int8 <-> int16: the output tensor's
+  tanh_s16 Sigmoid16Params, lut_s16 LutParams (table int16 [513]), layernorm_s16
+  LayerNormParams (int16 input), requantize_s16 RequantizeParams (int8 <-> int16: the output tensor's
   dtype says which)
   lstm / gru        RecurrentParams mq_lstm_s8 / mq_gru_s8  x [1, T, I] -> y [1, T, H]; outputs
                     (y, int16 state scratch [2 * H] bytes, planned in the arena)

@@ -136,8 +136,10 @@ class LayerRow:
 
     @property
     def range(self) -> tuple[float, float]:
-        """The float range int8 covers: [(-128 - zp) * scale, (127 - zp) * scale]."""
-        return (-128 - self.zero_point) * self.scale, (127 - self.zero_point) * self.scale
+        """The float range the output covers: [(-128 - zp) * scale, (127 - zp) * scale] in
+        int8, [-32768, 32767] * scale for a 16x8 (int16) output."""
+        lo, hi = (-32768, 32767) if self.kernel.endswith("_s16") else (-128, 127)
+        return (lo - self.zero_point) * self.scale, (hi - self.zero_point) * self.scale
 
     def to_json(self) -> dict:
         iso = {f"isolated_{k}": v for k, v in self.isolated.to_json().items()}
@@ -173,6 +175,7 @@ class CompareReport:
     layers: list[LayerRow] = field(default_factory=list)
     layer_samples: int = 0
     int16_gains: list = field(default_factory=list)  # quant/rules_s16.int16_gains
+    int16_layers: list = field(default_factory=list)  # a folder compiled with --int16
 
     def to_json(self) -> dict:
         """Per layer: max_abs_error / sqnr_db / cosine are cumulative, isolated_* isolated."""
@@ -188,6 +191,7 @@ class CompareReport:
             "layer_samples": self.layer_samples,
             "layers": [r.to_json() for r in self.layers],
             "int16_gains": self.int16_gains,
+            "int16_layers": self.int16_layers,
         }
 
     def table(self) -> str:
@@ -227,7 +231,11 @@ class CompareReport:
                          "-" if acci is None else f"{100 * acci:.2f}%"])
         out.append(table(["output", "max abs err", "SQNR dB", "cosine", "top-1 agree",
                            "float acc", "int8 acc"], rows, "lrrrrrr"))
-        out += _int16_lines(self.int16_gains)
+        if self.int16_layers:
+            out += ["", "16x8 layers of this folder (compile --int16): "
+                    + ", ".join(self.int16_layers)]
+        else:
+            out += _int16_lines(self.int16_gains)
         return "\n".join(out)
 
 

@@ -10,7 +10,8 @@ import numpy as np
 from ..errors import MicroqError
 from ..qir import QNode
 from .cformat import broadcast_fields, c_int, dims_def, nhwc, struct_def
-from .layers import (ADD_FIELDS, CONV_FIELDS, FC_FIELDS, MUL_FIELDS, REQUANT_FIELDS, Ctx,
+from .layers import (ADD_FIELDS, CONV_FIELDS, FC_FIELDS, MUL_FIELDS, POOL_FIELDS,
+                     REQUANT_FIELDS, Ctx,
                      LayerCode, _checked, _dims4_def, _fields, _i8, _i32, _quant_def, _size,
                      _stride_text)
 
@@ -193,7 +194,38 @@ def _layernorm(ctx: Ctx, node: QNode) -> LayerCode:
     return code
 
 
+def _lut(ctx: Ctx, node: QNode) -> LayerCode:
+    _need16(ctx, node)
+    x, y = node.inputs[0], node.outputs[0]
+    code = LayerCode(f"lut_s16 {node.params.function}".rstrip(), FAMILY)
+    code.weights += [(ctx.weight("table"), np.asarray(node.params.table, np.int16))]
+    code.call = _checked(f"mq_lut_s16({ctx.weight('table')}, {_size(ctx, x)}, {src(ctx, x)}, "
+                         f"{dst(ctx, y)})")
+    return code
+
+
+def _pool(ctx: Ctx, node: QNode) -> LayerCode:
+    _need16(ctx, node)
+    p = node.params
+    x, y = node.inputs[0], node.outputs[0]
+    code = LayerCode(f"{node.kernel} {p.kernel_h}x{p.kernel_w} "
+                     f"{_stride_text(p.stride_h, p.stride_w)}", FAMILY)
+    code.statics += [
+        struct_def("mq_pool_params", ctx.sym("params"), _fields(p, POOL_FIELDS)),
+        dims_def(ctx.sym("input_dims"), nhwc(ctx.shape(x))),
+        dims_def(ctx.sym("filter_dims"), (1, p.kernel_h, p.kernel_w, 1)),
+        dims_def(ctx.sym("output_dims"), nhwc(ctx.shape(y))),
+    ]
+    code.call = _checked(
+        f"mq_{node.kernel}(&{ctx.sym('params')}, &{ctx.sym('input_dims')}, {src(ctx, x)}, "
+        f"&{ctx.sym('filter_dims')}, &{ctx.sym('output_dims')}, {dst(ctx, y)})")
+    return code
+
+
 EMITTERS_S16 = {
+    "max_pool_s16": _pool,
+    "avg_pool_s16": _pool,
+    "lut_s16": _lut,
     "layernorm_s16": _layernorm,
     "conv2d_s16": _conv,
     "depthwise_conv2d_s16": _conv,

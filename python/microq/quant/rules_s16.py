@@ -10,7 +10,9 @@ channels (e.g. the FC before a LayerNorm) together with its consumer keeps that 
 Reshape passes an int16 tensor through unchanged.
 
 16x8 layers: Conv (incl. depthwise), FullyConnected (Gemm / MatMul with constant weights),
-Add, Sub, Mul, Softmax, Sigmoid, Tanh, LayerNorm.
+Add, Sub, Mul, Softmax, LayerNorm, MaxPool, AvgPool, and every elementwise activation (Sigmoid
+and Tanh by TFLite's int16 kernels, the others by a 513-entry int16 table). A pool whose input
+is int16 stays int16 without being named.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .scheme import channel_multipliers as _multipliers
 INT16_MAX = 32767
 INT64_BIAS = 1 << 46  # |bias| bound keeping the 16x8 accumulator below 2^47 (guards)
 LAYERS_16 = ("Conv2D", "FullyConnected", "Add", "Sub", "Mul", "Softmax", "Activation",
-             "LayerNorm")
+             "LayerNorm", "MaxPool", "AvgPool")
 
 
 def params16_from_range(lo: float, hi: float) -> qir.QParams:
@@ -42,8 +44,6 @@ def params16_from_range(lo: float, hi: float) -> qir.QParams:
 
 
 def supports_16(node: ir.Node) -> bool:
-    if node.op == "Activation":
-        return node.attrs.kind in ("sigmoid", "tanh")
     return node.op in LAYERS_16
 
 
@@ -114,8 +114,8 @@ class _Quantizer16(_Quantizer):
             if not supports_16(node):
                 what = node.attrs.kind if node.op == "Activation" else node.op
                 raise MicroqError(f"node '{node.name}' ({what}) has no 16x8 kernel; --int16 "
-                                  "takes Conv, Gemm/MatMul, Add, Sub, Mul, Softmax, Sigmoid, "
-                                  "Tanh and LayerNorm layers")
+                                  "takes Conv, Gemm/MatMul, Add, Sub, Mul, Softmax, LayerNorm, "
+                                  "pooling and activation layers")
             try:
                 HANDLERS_16[node.op](self, node)
             except MicroqError as e:
@@ -123,6 +123,8 @@ class _Quantizer16(_Quantizer):
                     raise
                 raise MicroqError(f"node '{node.name}' ({node.op}, 16x8): {e}") from None
             return
+        if node.op in ("MaxPool", "AvgPool") and self.is16(node.inputs[0]):
+            return self.pool16(node)  # an int16 tensor is pooled in int16: no loss, no cost
         if node.op == "Reshape" and self.is16(node.inputs[0]):
             x, out = node.inputs[0], node.outputs[0]
             self.add16(out, self.q(x))
@@ -228,6 +230,18 @@ class _Quantizer16(_Quantizer):
         p = fn(s1, 0, s2, 0, so, 0, lo, hi)
         self.emit(node, f"{node.op.lower()}_s16", [x1, x2], [out], p)
 
+    def pool16(self, node: ir.Node) -> None:
+        a: ir.PoolAttrs = node.attrs
+        x, out = self.as16(node.inputs[0]), node.outputs[0]
+        self.add16(out, self.q(x))  # pooling keeps its input's quantization
+        include = int(a.count_include_pad) if node.op == "AvgPool" else 0
+        p = qir.PoolParams(
+            kernel_h=a.kernel[0], kernel_w=a.kernel[1], stride_h=a.stride[0],
+            stride_w=a.stride[1], pad_top=a.pads[0], pad_left=a.pads[1], pad_bottom=a.pads[2],
+            pad_right=a.pads[3], count_include_pad=include, input_offset=0, output_offset=0,
+            act_min=-32768, act_max=32767)
+        self.emit(node, "max_pool_s16" if node.op == "MaxPool" else "avg_pool_s16", [x], [out], p)
+
     def softmax16(self, node: ir.Node) -> None:
         x, out = self.as16(node.inputs[0]), node.outputs[0]
         self.add16(out, qir.QParams(1.0 / 32768.0, 0))
@@ -236,6 +250,14 @@ class _Quantizer16(_Quantizer):
 
     def activation16(self, node: ir.Node) -> None:
         x, out = self.as16(node.inputs[0]), node.outputs[0]
+        if node.attrs.kind not in ("sigmoid", "tanh"):  # any other: a 513-entry int16 table
+            from ..ref import activations
+
+            self.add16(out, self.calibrated16(out))
+            table = scheme16.lut_table_s16(lambda v: activations.apply(node.attrs, v),
+                                           self.q(x).scale, self.q(out).scale)
+            self.emit(node, "lut_s16", [x], [out], qir.LutParams(table, node.attrs.kind))
+            return
         self.add16(out, qir.QParams(2.0**-15, 0))
         tanh = node.attrs.kind == "tanh"
         p = scheme16.sigmoid_params_s16(self.q(x).scale, 2.0**-15, tanh)
@@ -263,6 +285,8 @@ HANDLERS_16 = {
     "Softmax": _Quantizer16.softmax16,
     "Activation": _Quantizer16.activation16,
     "LayerNorm": _Quantizer16.layer_norm16,
+    "MaxPool": _Quantizer16.pool16,
+    "AvgPool": _Quantizer16.pool16,
 }
 assert set(HANDLERS_16) <= set(HANDLERS)
 
@@ -305,10 +329,11 @@ GAIN_SAMPLES = 32
 def int16_gains(graph: ir.Graph, feeds: dict[str, np.ndarray], rows, rounding: str = "double",
                 candidates: int = GAIN_CANDIDATES, samples: int = GAIN_SAMPLES) -> list[dict]:
     """For the `candidates` 16x8-capable layers with the lowest isolated int8 SQNR (`rows`, as
-    compare computes them) below AUTO_SQNR_DB (35 dB; none: nothing is run), the output SQNR (vs float, all graph outputs together) of the model
-    with that layer and its 16x8-capable readers in 16x8, against all-int8. Both are quantized
-    from min/max ranges of `feeds` (compare's data: the folder does not keep its calibration
-    set) and run through the integer reference on its first `samples` samples. Sorted by gain."""
+    compare computes them) below AUTO_SQNR_DB (35 dB; none: nothing is run), the output SQNR
+    (vs float, all graph outputs together) of the model with that layer and its 16x8-capable
+    readers in 16x8, against all-int8. Both are quantized from min/max ranges of `feeds`
+    (compare's data: the folder does not keep its calibration set) and run through the integer
+    reference on its first `samples` samples. Sorted by gain."""
     from ..ref.float_exec import run_float
     from ..ref.int_exec import run_int
     from .calibrate import calibrate

@@ -163,6 +163,30 @@ def layernorm_params_s16(s_in, gamma, beta, eps, s_out, zp_out, act_min, act_max
                            act_max=int(act_max), multiplier=mult, shift=shift, bias=bias)
 
 
+def lut_table_s16(fn, s_in: float, s_out: float) -> np.ndarray:
+    """int16 [513] table of y = fn(x) for mq_lut_s16 (microq's own, for ONNX activations in
+    16x8; TFLite's int16 LUT kernels are softmax/logistic/tanh above): anchor k at input step
+    v_k = -32768 + 128 k holds round(fn(s_in * v_k) / s_out), less half the error of the linear
+    interpolation at the segment's midpoint (as TFLite's gen_lut), clamped to int16; the
+    kernel interpolates between anchors on the low 7 bits. float64, symmetric tensors."""
+    _check_scale("input scale", s_in)
+    _check_scale("output scale", s_out)
+    k = np.arange(513, dtype=np.float64)
+    x = s_in * (-32768.0 + 128.0 * k)
+    mid = s_in * (-32768.0 + 128.0 * k[:512] + 64.0)
+    y = np.asarray(fn(x), np.float64) / s_out
+    ym = np.asarray(fn(mid), np.float64) / s_out
+    if y.shape != x.shape or ym.shape != mid.shape or np.isnan(y).any() or np.isnan(ym).any():
+        raise MicroqError("lookup-table function must map the anchors to non-NaN values")
+    y, ym = np.clip(y, -1e9, 1e9), np.clip(ym, -1e9, 1e9)
+    sample = round_half_away(y)
+    interp = round_half_away((y[1:] + sample[:-1]) / 2)
+    bias = round_half_away((interp - round_half_away(ym)) / 2)
+    table = sample.copy()
+    table[:512] -= bias
+    return np.clip(table, -32768, 32767).astype(np.int16)
+
+
 _EXP_LUT = ref16.exp_table()
 _RECIP_LUT = ref16.one_over_one_plus_x_table()
 

@@ -223,7 +223,8 @@ KERNELS: dict[str, Adapter] = {
     "gru": _recurrent,
     "lstm_tfl": _recurrent,
     "conv2d_s16": lambda n, g, xs, r: s16.conv2d_s16(n.params, xs[0], _out_hw(n, g)),
-    "depthwise_conv2d_s16": lambda n, g, xs, r: s16.depthwise_conv2d_s16(n.params, xs[0], _out_hw(n, g)),  # noqa: E501
+    "depthwise_conv2d_s16": lambda n, g, xs, r: s16.depthwise_conv2d_s16(n.params, xs[0],
+                                                                          _out_hw(n, g)),
     "fully_connected_s16": _fc_s16,
     "add_s16": lambda n, g, xs, r: s16.add_s16(n.params, xs[0], xs[1], rounding=r),
     "sub_s16": lambda n, g, xs, r: s16.add_s16(n.params, xs[0], xs[1], True, r),
@@ -234,6 +235,9 @@ KERNELS: dict[str, Adapter] = {
     "requantize_s16": _requantize_s16,
     "abs": lambda node, g, xs, rounding: elementwise.abs_(node.params, xs[0], rounding),
     "layernorm_s16": _layernorm_s16,
+    "max_pool_s16": lambda n, g, xs, r: s16.max_pool_s16(n.params, xs[0], _out_hw(n, g)),
+    "avg_pool_s16": lambda n, g, xs, r: s16.avg_pool_s16(n.params, xs[0], _out_hw(n, g)),
+    "lut_s16": lambda n, g, xs, r: s16.lut_lookup(n.params.table, xs[0]).astype(np.int16),
 }
 
 

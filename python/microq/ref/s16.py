@@ -305,3 +305,42 @@ def layernorm_s16(p, x, out_dtype=np.int16, rounding: str = "double") -> np.ndar
                   rounding)
     out = rdbpot(scaled + np.asarray(p.bias, np.int64), LAYERNORM_S16_OUT_BITS) + p.output_offset
     return clamp(out, p.act_min, p.act_max).astype(out_dtype)
+
+
+# ---- pooling (TFLite integer_ops MaxPool / AveragePool int16: the int8 arithmetic) ----------
+
+
+def _pool_s16(p, x: np.ndarray, out_hw: tuple[int, int], average: bool) -> np.ndarray:
+    from .pool import _check_windows, _div_round_away, _tap_range
+
+    _check_windows(p, x, out_hw)
+    n, h, w, c = x.shape
+    out = np.zeros((n, *out_hw, c), dtype=np.int16)
+    for oy in range(out_hw[0]):
+        y0 = oy * p.stride_h - p.pad_top
+        ky0, ky1 = _tap_range(y0, h, p.kernel_h)
+        count_h = (min(y0 + p.kernel_h, h + p.pad_bottom) - y0) if p.count_include_pad \
+            else ky1 - ky0
+        for ox in range(out_hw[1]):
+            x0 = ox * p.stride_w - p.pad_left
+            kx0, kx1 = _tap_range(x0, w, p.kernel_w)
+            count_w = (min(x0 + p.kernel_w, w + p.pad_right) - x0) if p.count_include_pad \
+                else kx1 - kx0
+            win = x[:, y0 + ky0 : y0 + ky1, x0 + kx0 : x0 + kx1, :].astype(np.int64)
+            if average:
+                v = _div_round_away(win.sum(axis=(1, 2)), count_h * count_w)
+            else:
+                v = win.max(axis=(1, 2))
+            out[:, oy, ox, :] = clamp(v, p.act_min, p.act_max)
+    return out
+
+
+def max_pool_s16(p, x, out_hw):
+    """x int16 [N,H,W,C] -> int16: the max over in-image taps, clamped (no offsets)."""
+    return _pool_s16(p, x, out_hw, False)
+
+
+def avg_pool_s16(p, x, out_hw):
+    """x int16 [N,H,W,C] -> int16: the in-image (or, count_include_pad, in-padded-image) tap
+    mean rounded half away from zero as TFLite's AveragePool, clamped (no offsets)."""
+    return _pool_s16(p, x, out_hw, True)

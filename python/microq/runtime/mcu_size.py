@@ -75,7 +75,8 @@ def size_report(model_dir: str | Path, target_name: str, dsp: bool | None = None
         if home in ("ram", "both"):
             split["ram"][cat] = split["ram"].get(cat, 0) + size
     zeros = {
-        s["name"]: np.full((1, *s["shape"][1:]), s["zero_point"], dtype=np.int8)
+        s["name"]: np.full((1, *s["shape"][1:]), s["zero_point"],
+                           dtype=np.int16 if s.get("dtype") == "int16" else np.int8)
         for s in meta["inputs"]
     }
     data, n = mcu.pack_inputs(meta, zeros)

@@ -110,6 +110,8 @@ def profile(model_dir: str | Path, target_name: str, inputs: dict | None = None,
     if inputs is None:
         rng = np.random.default_rng(0)
         inputs = {s["name"]: rng.integers(-128, 128, (1, *s["shape"][1:]), dtype=np.int8)
+                  if s.get("dtype") != "int16" else  # a 16x8 input: full int16 range
+                  rng.integers(-32768, 32768, (1, *s["shape"][1:]), dtype=np.int16)
                   for s in meta["inputs"]}
     data, n = mcu.pack_inputs(meta, inputs)
     if n != 1:

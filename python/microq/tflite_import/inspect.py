@@ -33,8 +33,10 @@ def inspect_tflite(path: str):
         {i: tuple(qg.tensors[i].shape) for i in qg.inputs},
         {o: tuple(qg.tensors[o].shape) for o in qg.outputs},
         quantized=True,
-        layout_note="int8 TFLite model: compile uses its own scales and zero points (no "
-                    "--calib); shapes are NHWC, as in the file and the C",
+        layout_note=("16x8 (int16 activations)" if any(
+            t.dtype == "int16" for t in qg.tensors.values()) else "int8") +
+        " TFLite model: compile uses its own scales and zero points (no "
+        "--calib); shapes are NHWC, as in the file and the C",
     )
     for node in qg.nodes:
         acts = [tuple(qg.tensors[i].shape) for i in node.inputs if qg.tensors[i].const is None]

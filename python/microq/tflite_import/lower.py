@@ -250,6 +250,8 @@ class Lowering:
                            pad_left=pl, pad_bottom=pb, pad_right=pr, count_include_pad=0,
                            input_offset=0, output_offset=0, act_min=lo, act_max=hi)
         kernel = "avg_pool" if op.opcode == "AVERAGE_POOL_2D" else "max_pool"
+        if self.same_dtype(op, [x, out]):
+            kernel += "_s16"
         self.emit(op, kernel, [x], [out], p)
 
     def binary(self, op: TfOp) -> None:
