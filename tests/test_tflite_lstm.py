@@ -181,7 +181,7 @@ SCALARS = ("input_size", "hidden_size", "input_offset", "hidden_offset", "output
            "cell_shift", "cell_clip", "forget_multiplier", "forget_shift", "update_multiplier",
            "update_shift", "output_multiplier", "output_shift")
 ARRAYS = (("input_weights", "int8_t", np.int8), ("recurrent_weights", "int8_t", np.int8),
-          ("input_bias", "int32_t", np.int32), ("recurrent_bias", "int32_t", np.int32),
+          ("input_bias", "int32_t", np.int32),
           ("input_multiplier", "int32_t", np.int32), ("input_shift", "int32_t", np.int32),
           ("recurrent_multiplier", "int32_t", np.int32),
           ("recurrent_shift", "int32_t", np.int32))
@@ -215,10 +215,10 @@ def random_params(seed: int, rounding: str) -> tuple[TflLstmParams, np.ndarray]:
     for _ in range(4):
         sw, sr = float(rng.uniform(0.002, 0.03)), float(rng.uniform(0.002, 0.03))
         (m1, e1), (m2, e2) = mult(s_x * sw / 2**-12), mult(s_h * sr / 2**-12)
-        xm += [m1] * h
-        xs += [e1] * h
-        hm += [m2] * h
-        hs += [e2] * h
+        xm.append(m1)
+        xs.append(e1)
+        hm.append(m2)
+        hs.append(e2)
     (fm, fs), (um, us), (om, os_) = (mult(2.0**-15), mult(2.0**-30 / 2.0**-cell_shift),
                                      mult(2.0**-30 / s_h))
     clip = int(rng.integers(1, 2**cell_shift * 4)) if rng.random() < 0.5 else 0
@@ -231,7 +231,6 @@ def random_params(seed: int, rounding: str) -> tuple[TflLstmParams, np.ndarray]:
         input_weights=rng.integers(-127, 128, (4 * h, i)).astype(np.int8),
         recurrent_weights=rng.integers(-127, 128, (4 * h, h)).astype(np.int8),
         input_bias=rng.integers(-20000, 20000, 4 * h).astype(np.int32),
-        recurrent_bias=np.zeros(4 * h, np.int32),
         input_multiplier=np.array(xm, np.int32), input_shift=np.array(xs, np.int32),
         recurrent_multiplier=np.array(hm, np.int32), recurrent_shift=np.array(hs, np.int32))
     x = rng.integers(-128, 128, (steps, i)).astype(np.int8)

@@ -323,7 +323,7 @@ class Lowering:
     # -- UNIDIRECTIONAL_SEQUENCE_LSTM -----------------------------------------------------
     def lstm(self, op: TfOp) -> None:
         """int8x8_16 LSTM as TFLite Micro's integer LstmStep (see qir.TflLstmParams)."""
-        from ..quant.rules_recurrent import _check_acc
+        from ..quant.rules_recurrent import check_gate_accumulator
 
         where = f"{self.m.path}: {op.name} (UNIDIRECTIONAL_SEQUENCE_LSTM)"
 
@@ -398,8 +398,8 @@ class Lowering:
                 data, sc = self.weights(op, ins[k], rows, 0)
                 acc.append(data.astype(np.int8))
                 m, sh = self.multipliers(qx.scale if k <= 4 else s_h, sc[:1], gate_scale, op)
-                (xm if k <= 4 else hm).append(np.repeat(m, rows))
-                (xsh if k <= 4 else hsh).append(np.repeat(sh, rows))
+                (xm if k <= 4 else hm).append(m)
+                (xsh if k <= 4 else hsh).append(sh)
             bt = self.t(ins[12 + g])
             if bt.dtype != "INT32" or bt.data is None or bt.shape != (n_h,):
                 self._fail(op, "gate bias", bt, f"is {bt.dtype} {list(bt.shape)}; expected "
@@ -409,8 +409,10 @@ class Lowering:
         xm, xsh, hm, hsh = (np.concatenate(v).astype(np.int32) for v in (xm, xsh, hm, hsh))
         zero_bias = np.zeros(4 * n_h, np.int32)
         try:
-            _check_acc("the input-side gate matmul", wq, bias, -qx.zero_point, xsh)
-            _check_acc("the recurrent gate matmul", rq, zero_bias, -zp_h, hsh)
+            check_gate_accumulator("the input-side gate matmul", wq, bias, -qx.zero_point,
+                                   np.repeat(xsh, n_h))
+            check_gate_accumulator("the recurrent gate matmul", rq, zero_bias, -zp_h,
+                                   np.repeat(hsh, n_h))
         except MicroqError as e:
             fail(str(e))
         muls = {}
@@ -430,9 +432,8 @@ class Lowering:
             forget_multiplier=muls["forget"][0], forget_shift=muls["forget"][1],
             update_multiplier=muls["update"][0], update_shift=muls["update"][1],
             output_multiplier=muls["output"][0], output_shift=muls["output"][1],
-            input_weights=wq, recurrent_weights=rq, input_bias=bias, recurrent_bias=zero_bias,
-            input_multiplier=xm, input_shift=xsh, recurrent_multiplier=hm,
-            recurrent_shift=hsh)
+            input_weights=wq, recurrent_weights=rq, input_bias=bias, input_multiplier=xm,
+            input_shift=xsh, recurrent_multiplier=hm, recurrent_shift=hsh)
         # time_major [T, 1, I] is [1, T, I] in memory (batch 1): a free reshape around it
         seq_x, seq_y = x, out
         if xs != (1, steps, n_in):
