@@ -375,3 +375,51 @@ def test_tflite_empty_shape_tensor_is_refused_where_an_operator_uses_it(tmp_path
     bad.write_bytes(bytes(b.Output()))
     with pytest.raises(MicroqError, match=r"has shape \[1, 0, 3\], an empty dimension"):
         import_tflite(bad)
+
+
+# ---- STRIDED_SLICE (the converter's last-step slice after the LSTM) ----------------------
+
+def _patch_slice(monkeypatch, edit):
+    import microq.tflite_import as tfl_import
+
+    real = tfl_import.read_tflite
+
+    def read(path):
+        m = real(path)
+        k = next(i for i, op in enumerate(m.ops) if op.opcode == "STRIDED_SLICE")
+        m.ops[k] = edit(m, m.ops[k]) or m.ops[k]
+        return m
+
+    monkeypatch.setattr(tfl_import, "read_tflite", read)
+    return TFL / "lstm_last.int8.tflite"
+
+
+def _slice_params(path):
+    return next(n.params for n in import_tflite(path).nodes if n.kernel == "slice")
+
+
+def test_tflite_strided_slice_masks_normalize_to_the_last_step():
+    """begin [0, -1, 0] with begin/end masks on axes 0 and 2 and shrink on axis 1: the last
+    step [0:1, 19:20, 0:16]."""
+    p = _slice_params(TFL / "lstm_last.int8.tflite")
+    assert (p.begin, p.end, p.step) == ((0, 19, 0), (1, 20, 16), (1, 1, 1))
+
+
+def test_tflite_strided_slice_begin_index_counts_from_the_end_or_the_start(monkeypatch):
+    def first_step(m, op):
+        t = m.tensors[op.inputs[1]]
+        m.tensors[op.inputs[1]] = dataclasses.replace(t, data=np.zeros_like(t.data))
+    p = _slice_params(_patch_slice(monkeypatch, first_step))
+    assert (p.begin, p.end) == ((0, 0, 0), (1, 1, 16))
+
+
+@pytest.mark.parametrize("opts,reason", [
+    (dict(EllipsisMask=1), "ellipsis_mask"),
+    # without the shrink bit, begin 19 and end 0 on axis 1 select nothing: refused, not empty
+    (dict(ShrinkAxisMask=0), r"output \[1, 16\] is not the slice's \[1, 0, 16\]"),
+])
+def test_tflite_strided_slice_unsupported_or_inconsistent_refused(monkeypatch, opts, reason):
+    path = _patch_slice(monkeypatch, lambda m, op: dataclasses.replace(
+        op, options=_Opts(op.options, **opts)))
+    with pytest.raises(MicroqError, match=reason):
+        import_tflite(path)
