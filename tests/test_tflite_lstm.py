@@ -1,5 +1,6 @@
 """int8 TFLite UNIDIRECTIONAL_SEQUENCE_LSTM (tests/models/recurrent/tflite, made by
-tools/export_tflite_lstm.py): the generated C equals TFLite Micro (the pip `tflite-micro`
+tools/export_tflite_lstm.py; lstm_bidir is Keras Bidirectional: REVERSE_V2, two LSTMs,
+CONCATENATION): the generated C equals TFLite Micro (the pip `tflite-micro`
 interpreter, reset before every sequence) and the numpy reference bit for bit; the trained
 classifiers stay within 1 pp of Keras float on the held-out labelled set; the emulated M4 and
 M0+ give the host's bytes. Kernel level: mq_lstm_tfl_s8 == ref.recurrent.lstm_tfl on random
@@ -28,7 +29,8 @@ from microq.tflite_import.reader import read_tflite
 
 DIR = Path(__file__).resolve().parent / "models" / "recurrent"
 TFL = DIR / "tflite"
-CLASSIFIERS = ("lstm_last", "lstm_stacked")
+CLASSIFIERS = ("lstm_last", "lstm_stacked", "lstm_bidir")
+TWO_LSTMS = ("lstm_stacked", "lstm_bidir")
 SEQUENCES = ("seq_i3_h5_t7", "seq_i12_h24_t4", "seq_i1_h2_t10", "seq_i3_h5_t7_clip",
              "seq_i3_h5_t7_time_major")
 MCU_TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-nm", "qemu-system-arm")
@@ -85,7 +87,7 @@ def test_tflite_lstm_fixtures_are_fused_int8x8_16_lstms():
     for name in CLASSIFIERS + SEQUENCES:
         m = read_tflite(TFL / f"{name}.int8.tflite")
         lstms = [op for op in m.ops if op.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
-        assert len(lstms) == (2 if name == "lstm_stacked" else 1), name
+        assert len(lstms) == (2 if name in TWO_LSTMS else 1), name
         for op in lstms:
             assert m.tensors[op.inputs[0]].dtype == "INT8"
             assert m.tensors[op.inputs[2]].dtype == "INT8"
@@ -96,7 +98,7 @@ def test_tflite_lstm_fixtures_are_fused_int8x8_16_lstms():
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_tflite_lstm_classifier_c_equals_tflite_micro_and_within_1pp(compiled, data, name):
     out, host, qg = compiled(name)
-    assert [n.kernel for n in qg.nodes].count("lstm_tfl") == (2 if name == "lstm_stacked" else 1)
+    assert [n.kernel for n in qg.nodes].count("lstm_tfl") == (2 if name in TWO_LSTMS else 1)
     spec = host.inputs[0]
     q = host.quantize_input(spec["name"], data["test"])
     got = host.run_int8({spec["name"]: q})[host.outputs[0]["name"]].reshape(len(q), -1)
@@ -423,3 +425,27 @@ def test_tflite_strided_slice_unsupported_or_inconsistent_refused(monkeypatch, o
         op, options=_Opts(op.options, **opts)))
     with pytest.raises(MicroqError, match=reason):
         import_tflite(path)
+
+
+def test_tflite_bidirectional_lowers_reverse_to_a_negative_step_slice():
+    qg = import_tflite(TFL / "lstm_bidir.int8.tflite")
+    rev = [n.params for n in qg.nodes if n.kernel == "slice" and -1 in n.params.step]
+    assert [(p.begin, p.end, p.step) for p in rev] == [((0, 19, 0), (1, -1, 8), (1, -1, 1))]
+    assert [n.kernel for n in qg.nodes].count("concat") == 1
+
+
+def test_tflite_concatenation_of_other_quantizations_refused(monkeypatch):
+    import microq.tflite_import as tfl_import
+
+    real = tfl_import.read_tflite
+
+    def read(path):
+        m = real(path)
+        op = next(o for o in m.ops if o.opcode == "CONCATENATION")
+        t = m.tensors[op.outputs[0]]  # the output's scale: the inputs no longer share it
+        m.tensors[op.outputs[0]] = dataclasses.replace(t, scales=t.scales * 2)
+        return m
+
+    monkeypatch.setattr(tfl_import, "read_tflite", read)
+    with pytest.raises(MicroqError, match="only inputs of the output's quantization"):
+        import_tflite(TFL / "lstm_bidir.int8.tflite")

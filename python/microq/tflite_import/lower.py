@@ -320,6 +320,55 @@ class Lowering:
         self.emit(op, "slice", [x], [out], qir.SliceParams(tuple(begin), tuple(end),
                                                             tuple(step)))
 
+    # -- REVERSE_V2, CONCATENATION (Keras Bidirectional around two LSTMs) ------------------
+    def reverse(self, op: TfOp) -> None:
+        """x reversed along constant axes: a slice with step -1 there."""
+        x, out = self.act(op, op.inputs[0], "input"), self.act(op, op.outputs[0], "output")
+        shape = tuple(self.tensors[x].shape)
+        t = self.t(op.inputs[1])
+        if t.data is None or t.dtype not in ("INT32", "INT64") or t.data.ndim > 1:
+            self._fail(op, "axis", t, f"is {'computed' if t.data is None else t.dtype} "
+                       f"{list(t.shape)}; expected a constant int32 vector")
+        axes = {int(a) + len(shape) if int(a) < 0 else int(a) for a in t.data.reshape(-1)}
+        if not axes <= set(range(len(shape))):
+            self._fail(op, "axis", t, f"holds {sorted(axes)}, outside the rank {len(shape)}")
+        if tuple(self.tensors[out].shape) != shape or self.qp(x) != self.qp(out):
+            raise MicroqError(f"{self.m.path}: {op.name} (REVERSE_V2): the output must have the "
+                              "input's shape and quantization")
+        begin = tuple(d - 1 if a in axes else 0 for a, d in enumerate(shape))
+        end = tuple(-1 if a in axes else d for a, d in enumerate(shape))
+        step = tuple(-1 if a in axes else 1 for a in range(len(shape)))
+        self.emit(op, "slice", [x], [out], qir.SliceParams(begin, end, step))
+
+    def concatenation(self, op: TfOp) -> None:
+        """Inputs of one quantization (the output's; TFLite's converter gives them one), so the
+        bytes are copied, as TFLite Micro does."""
+        xs = [self.act(op, i, f"input{k}") for k, i in enumerate(op.inputs)]
+        out = self.act(op, op.outputs[0], "output")
+        o = self.options(op)
+        if o.FusedActivationFunction() != 0:
+            raise MicroqError(f"{self.m.path}: {op.name} (CONCATENATION): a fused activation is "
+                              "not supported")
+        oshape = tuple(self.tensors[out].shape)
+        rank = len(oshape)
+        axis = int(o.Axis()) + rank if int(o.Axis()) < 0 else int(o.Axis())
+        if not 0 <= axis < rank:
+            raise MicroqError(f"{self.m.path}: {op.name} (CONCATENATION): axis {o.Axis()} is "
+                              f"outside the rank {rank}")
+        shapes = [tuple(self.tensors[x].shape) for x in xs]
+        ok = all(len(s) == rank and s[:axis] + s[axis + 1:] == oshape[:axis] + oshape[axis + 1:]
+                 for s in shapes) and sum(s[axis] for s in shapes) == oshape[axis]
+        if not ok:
+            raise MicroqError(f"{self.m.path}: {op.name} (CONCATENATION): inputs "
+                              f"{[list(s) for s in shapes]} do not concatenate to "
+                              f"{list(oshape)} on axis {axis}: the file is corrupt")
+        for x in xs:
+            if self.qp(x) != self.qp(out):
+                raise MicroqError(f"{self.m.path}: {op.name} (CONCATENATION): input '{x}' is "
+                                  f"quantized {self.qp(x)}, the output {self.qp(out)}; only "
+                                  "inputs of the output's quantization are supported")
+        self.emit(op, "concat", xs, [out], qir.ConcatParams(axis))
+
     # -- UNIDIRECTIONAL_SEQUENCE_LSTM -----------------------------------------------------
     def lstm(self, op: TfOp) -> None:
         """int8x8_16 LSTM as TFLite Micro's integer LstmStep (see qir.TflLstmParams)."""
@@ -464,6 +513,8 @@ HANDLERS = {
     "QUANTIZE": Lowering.quantize,
     "STRIDED_SLICE": Lowering.strided_slice,
     "UNIDIRECTIONAL_SEQUENCE_LSTM": Lowering.lstm,
+    "REVERSE_V2": Lowering.reverse,
+    "CONCATENATION": Lowering.concatenation,
 }
 
 

@@ -41,6 +41,7 @@ _OPTIONS = {
     "RESHAPE": "ReshapeOptions",
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTMOptions",
     "STRIDED_SLICE": "StridedSliceOptions",
+    "CONCATENATION": "ConcatenationOptions",
 }
 
 
