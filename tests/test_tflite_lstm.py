@@ -1,5 +1,6 @@
 """int8 TFLite UNIDIRECTIONAL_SEQUENCE_LSTM (tests/models/recurrent/tflite, made by
-tools/export_tflite_lstm.py): the generated C equals TFLite Micro (the pip `tflite-micro`
+tools/export_tflite_lstm.py; lstm_bidir is Keras Bidirectional: REVERSE_V2, two LSTMs,
+CONCATENATION): the generated C equals TFLite Micro (the pip `tflite-micro`
 interpreter, reset before every sequence) and the numpy reference bit for bit; the trained
 classifiers stay within 1 pp of Keras float on the held-out labelled set; the emulated M4 and
 M0+ give the host's bytes. Kernel level: mq_lstm_tfl_s8 == ref.recurrent.lstm_tfl on random
@@ -28,7 +29,8 @@ from microq.tflite_import.reader import read_tflite
 
 DIR = Path(__file__).resolve().parent / "models" / "recurrent"
 TFL = DIR / "tflite"
-CLASSIFIERS = ("lstm_last", "lstm_stacked")
+CLASSIFIERS = ("lstm_last", "lstm_stacked", "lstm_bidir")
+TWO_LSTMS = ("lstm_stacked", "lstm_bidir")
 SEQUENCES = ("seq_i3_h5_t7", "seq_i12_h24_t4", "seq_i1_h2_t10", "seq_i3_h5_t7_clip",
              "seq_i3_h5_t7_time_major")
 MCU_TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-nm", "qemu-system-arm")
@@ -85,7 +87,7 @@ def test_tflite_lstm_fixtures_are_fused_int8x8_16_lstms():
     for name in CLASSIFIERS + SEQUENCES:
         m = read_tflite(TFL / f"{name}.int8.tflite")
         lstms = [op for op in m.ops if op.opcode == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
-        assert len(lstms) == (2 if name == "lstm_stacked" else 1), name
+        assert len(lstms) == (2 if name in TWO_LSTMS else 1), name
         for op in lstms:
             assert m.tensors[op.inputs[0]].dtype == "INT8"
             assert m.tensors[op.inputs[2]].dtype == "INT8"
@@ -96,7 +98,7 @@ def test_tflite_lstm_fixtures_are_fused_int8x8_16_lstms():
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_tflite_lstm_classifier_c_equals_tflite_micro_and_within_1pp(compiled, data, name):
     out, host, qg = compiled(name)
-    assert [n.kernel for n in qg.nodes].count("lstm_tfl") == (2 if name == "lstm_stacked" else 1)
+    assert [n.kernel for n in qg.nodes].count("lstm_tfl") == (2 if name in TWO_LSTMS else 1)
     spec = host.inputs[0]
     q = host.quantize_input(spec["name"], data["test"])
     got = host.run_int8({spec["name"]: q})[host.outputs[0]["name"]].reshape(len(q), -1)
@@ -181,7 +183,7 @@ SCALARS = ("input_size", "hidden_size", "input_offset", "hidden_offset", "output
            "cell_shift", "cell_clip", "forget_multiplier", "forget_shift", "update_multiplier",
            "update_shift", "output_multiplier", "output_shift")
 ARRAYS = (("input_weights", "int8_t", np.int8), ("recurrent_weights", "int8_t", np.int8),
-          ("input_bias", "int32_t", np.int32), ("recurrent_bias", "int32_t", np.int32),
+          ("input_bias", "int32_t", np.int32),
           ("input_multiplier", "int32_t", np.int32), ("input_shift", "int32_t", np.int32),
           ("recurrent_multiplier", "int32_t", np.int32),
           ("recurrent_shift", "int32_t", np.int32))
@@ -215,10 +217,10 @@ def random_params(seed: int, rounding: str) -> tuple[TflLstmParams, np.ndarray]:
     for _ in range(4):
         sw, sr = float(rng.uniform(0.002, 0.03)), float(rng.uniform(0.002, 0.03))
         (m1, e1), (m2, e2) = mult(s_x * sw / 2**-12), mult(s_h * sr / 2**-12)
-        xm += [m1] * h
-        xs += [e1] * h
-        hm += [m2] * h
-        hs += [e2] * h
+        xm.append(m1)
+        xs.append(e1)
+        hm.append(m2)
+        hs.append(e2)
     (fm, fs), (um, us), (om, os_) = (mult(2.0**-15), mult(2.0**-30 / 2.0**-cell_shift),
                                      mult(2.0**-30 / s_h))
     clip = int(rng.integers(1, 2**cell_shift * 4)) if rng.random() < 0.5 else 0
@@ -231,7 +233,6 @@ def random_params(seed: int, rounding: str) -> tuple[TflLstmParams, np.ndarray]:
         input_weights=rng.integers(-127, 128, (4 * h, i)).astype(np.int8),
         recurrent_weights=rng.integers(-127, 128, (4 * h, h)).astype(np.int8),
         input_bias=rng.integers(-20000, 20000, 4 * h).astype(np.int32),
-        recurrent_bias=np.zeros(4 * h, np.int32),
         input_multiplier=np.array(xm, np.int32), input_shift=np.array(xs, np.int32),
         recurrent_multiplier=np.array(hm, np.int32), recurrent_shift=np.array(hs, np.int32))
     x = rng.integers(-128, 128, (steps, i)).astype(np.int8)
@@ -374,5 +375,77 @@ def test_tflite_empty_shape_tensor_is_refused_where_an_operator_uses_it(tmp_path
     b.Finish(m.Pack(b), file_identifier=b"TFL3")
     bad = tmp_path / "empty.tflite"
     bad.write_bytes(bytes(b.Output()))
-    with pytest.raises(MicroqError, match="empty shape"):
+    with pytest.raises(MicroqError, match=r"has shape \[1, 0, 3\], an empty dimension"):
         import_tflite(bad)
+
+
+# ---- STRIDED_SLICE (the converter's last-step slice after the LSTM) ----------------------
+
+def _patch_slice(monkeypatch, edit):
+    import microq.tflite_import as tfl_import
+
+    real = tfl_import.read_tflite
+
+    def read(path):
+        m = real(path)
+        k = next(i for i, op in enumerate(m.ops) if op.opcode == "STRIDED_SLICE")
+        m.ops[k] = edit(m, m.ops[k]) or m.ops[k]
+        return m
+
+    monkeypatch.setattr(tfl_import, "read_tflite", read)
+    return TFL / "lstm_last.int8.tflite"
+
+
+def _slice_params(path):
+    return next(n.params for n in import_tflite(path).nodes if n.kernel == "slice")
+
+
+def test_tflite_strided_slice_masks_normalize_to_the_last_step():
+    """begin [0, -1, 0] with begin/end masks on axes 0 and 2 and shrink on axis 1: the last
+    step [0:1, 19:20, 0:16]."""
+    p = _slice_params(TFL / "lstm_last.int8.tflite")
+    assert (p.begin, p.end, p.step) == ((0, 19, 0), (1, 20, 16), (1, 1, 1))
+
+
+def test_tflite_strided_slice_begin_index_counts_from_the_end_or_the_start(monkeypatch):
+    def first_step(m, op):
+        t = m.tensors[op.inputs[1]]
+        m.tensors[op.inputs[1]] = dataclasses.replace(t, data=np.zeros_like(t.data))
+    p = _slice_params(_patch_slice(monkeypatch, first_step))
+    assert (p.begin, p.end) == ((0, 0, 0), (1, 1, 16))
+
+
+@pytest.mark.parametrize("opts,reason", [
+    (dict(EllipsisMask=1), "ellipsis_mask"),
+    # without the shrink bit, begin 19 and end 0 on axis 1 select nothing: refused, not empty
+    (dict(ShrinkAxisMask=0), r"output \[1, 16\] is not the slice's \[1, 0, 16\]"),
+])
+def test_tflite_strided_slice_unsupported_or_inconsistent_refused(monkeypatch, opts, reason):
+    path = _patch_slice(monkeypatch, lambda m, op: dataclasses.replace(
+        op, options=_Opts(op.options, **opts)))
+    with pytest.raises(MicroqError, match=reason):
+        import_tflite(path)
+
+
+def test_tflite_bidirectional_lowers_reverse_to_a_negative_step_slice():
+    qg = import_tflite(TFL / "lstm_bidir.int8.tflite")
+    rev = [n.params for n in qg.nodes if n.kernel == "slice" and -1 in n.params.step]
+    assert [(p.begin, p.end, p.step) for p in rev] == [((0, 19, 0), (1, -1, 8), (1, -1, 1))]
+    assert [n.kernel for n in qg.nodes].count("concat") == 1
+
+
+def test_tflite_concatenation_of_other_quantizations_refused(monkeypatch):
+    import microq.tflite_import as tfl_import
+
+    real = tfl_import.read_tflite
+
+    def read(path):
+        m = real(path)
+        op = next(o for o in m.ops if o.opcode == "CONCATENATION")
+        t = m.tensors[op.outputs[0]]  # the output's scale: the inputs no longer share it
+        m.tensors[op.outputs[0]] = dataclasses.replace(t, scales=t.scales * 2)
+        return m
+
+    monkeypatch.setattr(tfl_import, "read_tflite", read)
+    with pytest.raises(MicroqError, match="only inputs of the output's quantization"):
+        import_tflite(TFL / "lstm_bidir.int8.tflite")

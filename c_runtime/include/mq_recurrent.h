@@ -47,8 +47,9 @@ mq_status mq_gru_s8(const mq_recurrent_params *params, int32_t steps, const int8
                     int8_t *output, int16_t *state);
 
 /* TFLite's int8x8_16 UNIDIRECTIONAL_SEQUENCE_LSTM as TFLite Micro's integer LstmStep computes
- * it (python/microq/ref/recurrent.py lstm_tfl): the gate matmuls as above (recurrent_bias
- * zeros, pre-activations saturated to int16 per side and summed), TFLite's int16 Logistic and
+ * it (python/microq/ref/recurrent.py lstm_tfl): the gate matmuls as above but with one rescale
+ * per gate and no recurrent bias (pre-activations saturated to int16 per side and summed),
+ * TFLite's int16 Logistic and
  * Tanh (the 256-entry sigmoid(k / 24) table, mq_recurrent.c), the cell at scale
  * 2^-cell_shift updated by two rescaled int16 products and clipped to +-cell_clip (0: none),
  * h = y = tanh(c) * o rescaled to int8. Gate rows i, o, f, c. */
@@ -69,11 +70,10 @@ typedef struct {
     const int8_t *input_weights;     /* [4 * hidden, input] */
     const int8_t *recurrent_weights; /* [4 * hidden, hidden] */
     const int32_t *input_bias;       /* [4 * hidden] */
-    const int32_t *recurrent_bias;   /* [4 * hidden] */
-    const int32_t *input_multiplier;
-    const int32_t *input_shift;
-    const int32_t *recurrent_multiplier;
-    const int32_t *recurrent_shift;
+    const int32_t *input_multiplier; /* [4], one per gate */
+    const int32_t *input_shift;      /* [4] */
+    const int32_t *recurrent_multiplier; /* [4] */
+    const int32_t *recurrent_shift;      /* [4] */
 } mq_lstm_tfl_params;
 
 /* As mq_lstm_s8; state: hidden_size int16 (the cell state), overwritten. */

@@ -308,7 +308,7 @@ static void tfl_gates(const mq_lstm_tfl_params *p, int32_t j, const int8_t *x, c
     int32_t g;
     for (g = 0; g < 4; ++g) {
         ax[g] = p->input_bias[g * hs + j];
-        ah[g] = p->recurrent_bias[g * hs + j];
+        ah[g] = 0;
     }
     mq_dot_1x4(x, p->input_weights + (size_t)j * (size_t)p->input_size,
                hs * p->input_size, p->input_size, p->input_offset, ax);
@@ -317,10 +317,8 @@ static void tfl_gates(const mq_lstm_tfl_params *p, int32_t j, const int8_t *x, c
                    p->hidden_offset, ah);
     }
     for (g = 0; g < 4; ++g) {
-        const int32_t row = g * hs + j;
-        pre[g] = sat16(sat16(mq_mbqm(ax[g], p->input_multiplier[row], p->input_shift[row])) +
-                       sat16(mq_mbqm(ah[g], p->recurrent_multiplier[row],
-                                     p->recurrent_shift[row])));
+        pre[g] = sat16(sat16(mq_mbqm(ax[g], p->input_multiplier[g], p->input_shift[g])) +
+                       sat16(mq_mbqm(ah[g], p->recurrent_multiplier[g], p->recurrent_shift[g])));
     }
 }
 
@@ -331,9 +329,8 @@ mq_status mq_lstm_tfl_s8(const mq_lstm_tfl_params *params, int32_t steps, const 
     int32_t t, j, hs;
     if (p == NULL || input == NULL || output == NULL || state == NULL || steps <= 0 ||
         p->input_size <= 0 || p->hidden_size <= 0 || p->input_weights == NULL ||
-        p->recurrent_weights == NULL || p->input_bias == NULL || p->recurrent_bias == NULL ||
-        p->input_multiplier == NULL || p->input_shift == NULL ||
-        p->recurrent_multiplier == NULL || p->recurrent_shift == NULL || p->cell_shift < 0 ||
+        p->recurrent_weights == NULL || p->input_bias == NULL || p->input_multiplier == NULL ||
+        p->input_shift == NULL || p->recurrent_multiplier == NULL || p->recurrent_shift == NULL || p->cell_shift < 0 ||
         p->cell_shift > 29 || p->cell_clip < 0 || p->cell_clip > 32767) {
         return MQ_ERR_ARG;
     }

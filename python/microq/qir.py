@@ -374,9 +374,9 @@ class RecurrentParams:
 class TflLstmParams:
     """TFLite's int8x8_16 UNIDIRECTIONAL_SEQUENCE_LSTM (no peephole, projection, layer norm or
     CIFG), the arithmetic of TFLite Micro's LstmStep: python/microq/ref/recurrent.py lstm_tfl.
-    Gate rows in ONNX order i, o, f, c so the gate matmuls are RecurrentParams' (same field
-    names); the multipliers are one per gate, repeated over its rows. Built by
-    tflite_import.lower."""
+    Gate rows in ONNX order i, o, f, c (as RecurrentParams); TFLite quantizes each gate's
+    weights per tensor, so the rescales are one per gate, and its recurrent matmul has no bias.
+    Built by tflite_import.lower."""
 
     cell: str  # "lstm_tfl"
     input_size: int
@@ -395,10 +395,9 @@ class TflLstmParams:
     input_weights: np.ndarray  # int8 [4 * H, I]
     recurrent_weights: np.ndarray  # int8 [4 * H, H]
     input_bias: np.ndarray  # int32 [4 * H]: the gate biases (TFLite's, as stored)
-    recurrent_bias: np.ndarray  # int32 [4 * H]: zeros (TFLite's recurrent FC has none)
-    input_multiplier: np.ndarray  # int32 [4 * H]: x scale * W scale / 2^-12
+    input_multiplier: np.ndarray  # int32 [4], per gate: x scale * W scale / 2^-12
     input_shift: np.ndarray
-    recurrent_multiplier: np.ndarray  # int32 [4 * H]: h scale * R scale / 2^-12
+    recurrent_multiplier: np.ndarray  # int32 [4], per gate: h scale * R scale / 2^-12
     recurrent_shift: np.ndarray
 
 

@@ -620,6 +620,8 @@ def _lstm_tfl(ctx: Ctx, node: QNode) -> LayerCode:
     code = LayerCode(f"lstm (TFLite) {steps}x{p.input_size} -> {p.hidden_size}", "mq_recurrent")
     fields = _fields(p, LSTM_TFL_FIELDS)
     for what, conv in RECURRENT_ARRAYS:
+        if what == "recurrent_bias":  # TFLite's recurrent matmul has none
+            continue
         code.weights += [(ctx.weight(what), conv(getattr(p, what)))]
         fields.append((what, ctx.weight(what)))
     code.statics += [struct_def("mq_lstm_tfl_params", ctx.sym("params"), fields)]

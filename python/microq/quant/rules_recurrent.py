@@ -40,7 +40,10 @@ def _bias(b: np.ndarray, scale: np.ndarray, what: str) -> np.ndarray:
     return q.astype(np.int32)
 
 
-def _check_acc(what: str, wq: np.ndarray, bias: np.ndarray, offset: int, shift: np.ndarray):
+def check_gate_accumulator(what: str, wq: np.ndarray, bias: np.ndarray, offset: int,
+                           shift: np.ndarray) -> None:
+    """Refuse gate rows whose int32 accumulator bias + sum (x + offset) w (x int8), shifted
+    left by the rescale's left shift, can overflow (also used by the TFLite LSTM lowering)."""
     reach = max(abs(-128 + offset), abs(127 + offset))
     bound = np.abs(wq.astype(np.int64)).sum(axis=1) * reach + np.abs(bias.astype(np.int64))
     left = np.maximum(shift.astype(np.int64), 0)
@@ -70,17 +73,17 @@ def recurrent_params(cell: str, w, r, wb, rb, s_x: float, zp_x: int, s_h: float,
     bh = _bias(rb, s_in * sr, what)
     xm, xs = _mults(s_x * sw * 2.0**GATE_FRAC, rounding)
     hm, hs = _mults(s_in * sr * 2.0**GATE_FRAC, rounding)
-    _check_acc(what + " (input side)", wq, bx, -zp_x, xs)
+    check_gate_accumulator(what + " (input side)", wq, bx, -zp_x, xs)
     if reset_first and cell == "gru":
         n = slice(2 * hidden, 3 * hidden)
-        _check_acc(what + " (recurrent side)", rq[:2 * hidden], bh[:2 * hidden], -zp_h,
-                   hs[:2 * hidden])
+        check_gate_accumulator(what + " (recurrent side)", rq[:2 * hidden], bh[:2 * hidden],
+                               -zp_h, hs[:2 * hidden])
         bound = np.abs(rq[n].astype(np.int64)).sum(axis=1) * 32767 + np.abs(bh[n].astype(np.int64))
         if np.any(bound << np.maximum(hs[n].astype(np.int64), 0) > INT32_MAX):
             raise MicroqError(f"{what}: the int32 accumulator of Rn (r * h) can overflow; the "
                               "layer is too wide")
     else:
-        _check_acc(what + " (recurrent side)", rq, bh, -zp_h, hs)
+        check_gate_accumulator(what + " (recurrent side)", rq, bh, -zp_h, hs)
     if cell == "lstm":
         cs = 15 if cell_max <= 0 else int(min(15, max(0, math.floor(math.log2(32767.0 /
                                                                                cell_max)))))

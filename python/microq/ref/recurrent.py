@@ -245,8 +245,17 @@ def lstm_tfl(p, x: np.ndarray, rounding: str = "double") -> np.ndarray:
     y = np.zeros((steps, hsz), np.int8)
     cell = np.zeros(hsz, np.int64)
     s16 = (-32768, 32767)
+    per_row = [np.repeat(np.asarray(v, np.int64), hsz) for v in (
+        p.input_multiplier, p.input_shift, p.recurrent_multiplier, p.recurrent_shift)]
     for t in range(steps):
-        px, ph = _parts(p, np.arange(4 * hsz), x[t], y[t - 1] if t > 0 else None, rounding)
+        acc_x = p.input_bias.astype(np.int64) + p.input_weights.astype(np.int64) @ (
+            x[t].astype(np.int64) + p.input_offset)
+        px = mbqm(acc_x, per_row[0], per_row[1], rounding)
+        ph = np.zeros_like(px)  # t = 0: h is the zero point, the recurrent matmul is 0
+        if t > 0:
+            acc_h = p.recurrent_weights.astype(np.int64) @ (y[t - 1].astype(np.int64) +
+                                                             p.hidden_offset)
+            ph = mbqm(acc_h, per_row[2], per_row[3], rounding)
         gate = clamp(clamp(px, *s16) + clamp(ph, *s16), *s16)
         i = tfl_sigmoid16(gate[:hsz])
         o = tfl_sigmoid16(gate[hsz:2 * hsz])

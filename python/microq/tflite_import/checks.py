@@ -38,6 +38,8 @@ _ARITY = {
     "UNIDIRECTIONAL_SEQUENCE_LSTM": (24, 0, 1),  # omitted ones (-1) are checked when lowered
     "LOGISTIC": (1, 0, 1),
     "TANH": (1, 0, 1),
+    "REVERSE_V2": (2, 0, 1),
+    "CONCATENATION": (1, 1023, 1),
 }
 LSTM_STATE_INPUTS = (18, 19)  # the hidden (output) state and the cell state: variables
 

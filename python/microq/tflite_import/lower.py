@@ -371,10 +371,59 @@ class Lowering:
         self.emit(op, "slice", [x], [out], qir.SliceParams(tuple(begin), tuple(end),
                                                             tuple(step)))
 
+    # -- REVERSE_V2, CONCATENATION (Keras Bidirectional around two LSTMs) ------------------
+    def reverse(self, op: TfOp) -> None:
+        """x reversed along constant axes: a slice with step -1 there."""
+        x, out = self.act(op, op.inputs[0], "input"), self.act(op, op.outputs[0], "output")
+        shape = tuple(self.tensors[x].shape)
+        t = self.t(op.inputs[1])
+        if t.data is None or t.dtype not in ("INT32", "INT64") or t.data.ndim > 1:
+            self._fail(op, "axis", t, f"is {'computed' if t.data is None else t.dtype} "
+                       f"{list(t.shape)}; expected a constant int32 vector")
+        axes = {int(a) + len(shape) if int(a) < 0 else int(a) for a in t.data.reshape(-1)}
+        if not axes <= set(range(len(shape))):
+            self._fail(op, "axis", t, f"holds {sorted(axes)}, outside the rank {len(shape)}")
+        if tuple(self.tensors[out].shape) != shape or self.qp(x) != self.qp(out):
+            raise MicroqError(f"{self.m.path}: {op.name} (REVERSE_V2): the output must have the "
+                              "input's shape and quantization")
+        begin = tuple(d - 1 if a in axes else 0 for a, d in enumerate(shape))
+        end = tuple(-1 if a in axes else d for a, d in enumerate(shape))
+        step = tuple(-1 if a in axes else 1 for a in range(len(shape)))
+        self.emit(op, "slice", [x], [out], qir.SliceParams(begin, end, step))
+
+    def concatenation(self, op: TfOp) -> None:
+        """Inputs of one quantization (the output's; TFLite's converter gives them one), so the
+        bytes are copied, as TFLite Micro does."""
+        xs = [self.act(op, i, f"input{k}") for k, i in enumerate(op.inputs)]
+        out = self.act(op, op.outputs[0], "output")
+        o = self.options(op)
+        if o.FusedActivationFunction() != 0:
+            raise MicroqError(f"{self.m.path}: {op.name} (CONCATENATION): a fused activation is "
+                              "not supported")
+        oshape = tuple(self.tensors[out].shape)
+        rank = len(oshape)
+        axis = int(o.Axis()) + rank if int(o.Axis()) < 0 else int(o.Axis())
+        if not 0 <= axis < rank:
+            raise MicroqError(f"{self.m.path}: {op.name} (CONCATENATION): axis {o.Axis()} is "
+                              f"outside the rank {rank}")
+        shapes = [tuple(self.tensors[x].shape) for x in xs]
+        ok = all(len(s) == rank and s[:axis] + s[axis + 1:] == oshape[:axis] + oshape[axis + 1:]
+                 for s in shapes) and sum(s[axis] for s in shapes) == oshape[axis]
+        if not ok:
+            raise MicroqError(f"{self.m.path}: {op.name} (CONCATENATION): inputs "
+                              f"{[list(s) for s in shapes]} do not concatenate to "
+                              f"{list(oshape)} on axis {axis}: the file is corrupt")
+        for x in xs:
+            if self.qp(x) != self.qp(out):
+                raise MicroqError(f"{self.m.path}: {op.name} (CONCATENATION): input '{x}' is "
+                                  f"quantized {self.qp(x)}, the output {self.qp(out)}; only "
+                                  "inputs of the output's quantization are supported")
+        self.emit(op, "concat", xs, [out], qir.ConcatParams(axis))
+
     # -- UNIDIRECTIONAL_SEQUENCE_LSTM -----------------------------------------------------
     def lstm(self, op: TfOp) -> None:
         """int8x8_16 LSTM as TFLite Micro's integer LstmStep (see qir.TflLstmParams)."""
-        from ..quant.rules_recurrent import _check_acc
+        from ..quant.rules_recurrent import check_gate_accumulator
 
         where = f"{self.m.path}: {op.name} (UNIDIRECTIONAL_SEQUENCE_LSTM)"
 
@@ -449,8 +498,8 @@ class Lowering:
                 data, sc = self.weights(op, ins[k], rows, 0)
                 acc.append(data.astype(np.int8))
                 m, sh = self.multipliers(qx.scale if k <= 4 else s_h, sc[:1], gate_scale, op)
-                (xm if k <= 4 else hm).append(np.repeat(m, rows))
-                (xsh if k <= 4 else hsh).append(np.repeat(sh, rows))
+                (xm if k <= 4 else hm).append(m)
+                (xsh if k <= 4 else hsh).append(sh)
             bt = self.t(ins[12 + g])
             if bt.dtype != "INT32" or bt.data is None or bt.shape != (n_h,):
                 self._fail(op, "gate bias", bt, f"is {bt.dtype} {list(bt.shape)}; expected "
@@ -460,8 +509,10 @@ class Lowering:
         xm, xsh, hm, hsh = (np.concatenate(v).astype(np.int32) for v in (xm, xsh, hm, hsh))
         zero_bias = np.zeros(4 * n_h, np.int32)
         try:
-            _check_acc("the input-side gate matmul", wq, bias, -qx.zero_point, xsh)
-            _check_acc("the recurrent gate matmul", rq, zero_bias, -zp_h, hsh)
+            check_gate_accumulator("the input-side gate matmul", wq, bias, -qx.zero_point,
+                                   np.repeat(xsh, n_h))
+            check_gate_accumulator("the recurrent gate matmul", rq, zero_bias, -zp_h,
+                                   np.repeat(hsh, n_h))
         except MicroqError as e:
             fail(str(e))
         muls = {}
@@ -481,9 +532,8 @@ class Lowering:
             forget_multiplier=muls["forget"][0], forget_shift=muls["forget"][1],
             update_multiplier=muls["update"][0], update_shift=muls["update"][1],
             output_multiplier=muls["output"][0], output_shift=muls["output"][1],
-            input_weights=wq, recurrent_weights=rq, input_bias=bias, recurrent_bias=zero_bias,
-            input_multiplier=xm, input_shift=xsh, recurrent_multiplier=hm,
-            recurrent_shift=hsh)
+            input_weights=wq, recurrent_weights=rq, input_bias=bias, input_multiplier=xm,
+            input_shift=xsh, recurrent_multiplier=hm, recurrent_shift=hsh)
         # time_major [T, 1, I] is [1, T, I] in memory (batch 1): a free reshape around it
         seq_x, seq_y = x, out
         if xs != (1, steps, n_in):
@@ -516,6 +566,8 @@ HANDLERS = {
     "UNIDIRECTIONAL_SEQUENCE_LSTM": Lowering.lstm,
     "LOGISTIC": Lowering.sigmoid16,
     "TANH": Lowering.sigmoid16,
+    "REVERSE_V2": Lowering.reverse,
+    "CONCATENATION": Lowering.concatenation,
 }
 
 

@@ -41,6 +41,7 @@ _OPTIONS = {
     "RESHAPE": "ReshapeOptions",
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTMOptions",
     "STRIDED_SLICE": "StridedSliceOptions",
+    "CONCATENATION": "ConcatenationOptions",
 }
 
 
@@ -269,6 +270,7 @@ def _read(p: Path, raw: bytes) -> TfModel:
     used += [(i, "the graph's inputs / outputs") for i in inputs + outputs]
     for i, who in used:
         if 0 in tensors[i].shape:
-            raise MicroqError(f"tensor {i} '{tensors[i].name}' used by {who} has an empty shape "
-                              f"{list(tensors[i].shape)}: the file is corrupt")
+            raise MicroqError(f"tensor {i} '{tensors[i].name}' has shape "
+                              f"{list(tensors[i].shape)}, an empty dimension, and {who} uses "
+                              "it: the file is corrupt")
     return TfModel(str(p), tensors, ops, inputs, outputs)
