@@ -410,3 +410,18 @@ def test_ic01_residual_stages_fit_below_34000():
     assert plan.overlap_bound <= plan.arena_size <= 34000
     _, plan = _mlperf_plan("ad01_int8.tflite")
     assert plan.arena_size == plan.lower_bound == 256
+
+
+MLPERF_TFLITE = {"vww01": "vww_96_int8.tflite", "ic01": "pretrainedResnet_quant.tflite",
+                 "kws01": "kws_ref_model.tflite", "sww01": "str_ww_ref_model.tflite",
+                 "ad01": "ad01_int8.tflite"}
+
+
+@pytest.mark.parametrize("key", list(MLPERF_TFLITE))
+def test_mlperf_arena_never_above_the_liveness_bound(key):
+    """Every MLPerf Tiny model: a valid plan, at or below the tensor-granular liveness bound,
+    at or above the overlap-aware bound."""
+    _, plan = _mlperf_plan(MLPERF_TFLITE[key])
+    assert plan.arena_size <= plan.lower_bound
+    if plan.overlaps:
+        assert plan.overlap_bound <= plan.arena_size
