@@ -79,6 +79,15 @@ def rows_chunk_lag(rows: int, cin: int, cout: int, chunk: int = ROWS_CHUNK) -> i
     return lag if lag is not None else 0
 
 
+# The fewest pixels per engine call the planner places a 1x1 variant for: on DSP cores each
+# call widens the filters again, so small steps cost instructions for a few bytes of arena.
+# Measured (M4 DSP instructions, arena), minimum chunk 1 / 8 / 32: kws01 9.91 M 8,384 B /
+# 9.63 M 8,512 B / 8.96 M 10,048 B; vww01 24.89 M 36,872 B / 22.79 M 36,928 B / 21.77 M
+# 37,120 B; sww01 2.68 M 3,624 B / 2.27 M 4,096 B / 2.09 M 6,144 B (the layer-by-layer kernels:
+# kws01 8.72 M, vww01 21.19 M, sww01 2.10 M). Codegen takes the largest chunk the placement
+# allows.
+PW_MIN_CHUNK = 8
+
 # Output rows per chunk of mq_depthwise_conv2d_s8 (MQ_DW_ROWS in mq_conv.c).
 DW_ROWS = 2
 # Rows per step codegen tries for mq_depthwise_conv2d_ordered_s8 before 1 (the planner places
@@ -424,9 +433,10 @@ def variants(g: QGraph, node: QNode) -> list[Variant]:
             return [Variant("mq_conv2d_s8", *room[:2], points=room[2])] if room else []
         rows, cin, cout = fast
         fn = "mq_conv2d_1x1_ordered_s8"
+        c = min(PW_MIN_CHUNK, rows)
         return [Variant("mq_conv2d_s8", rows_chunk_lag(rows, cin, cout), None),
-                Variant(fn, rows_chunk_lag(rows, cin, cout, 1), None, False, 1),
-                Variant(fn, None, rows_chunk_above(rows, cin, cout, 1), True, 1)]
+                Variant(fn, rows_chunk_lag(rows, cin, cout, c), None, False, c),
+                Variant(fn, None, rows_chunk_above(rows, cin, cout, c), True, c)]
     return []
 
 
@@ -448,7 +458,7 @@ def pick_variant(g: QGraph, node: QNode, rel: int) -> Variant | None:
                     return w
             return v
         rows, cin, cout = _conv1x1_rows(g, node)  # type: ignore[misc]
-        for chunk in range(min(ROWS_CHUNK, rows), 0, -1):
+        for chunk in range(min(ROWS_CHUNK, rows), v.chunk - 1, -1):
             w = (Variant(v.fn, None, rows_chunk_above(rows, cin, cout, chunk), True, chunk)
                  if v.reverse else
                  Variant(v.fn, rows_chunk_lag(rows, cin, cout, chunk), None, False, chunk))
