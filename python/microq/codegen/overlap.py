@@ -1,11 +1,10 @@
-"""Which kernel outputs may overlap which of their inputs, and by how much (issue 12).
+"""Which kernel outputs may overlap which of their inputs, and where (issue 12).
 
-The arena planner (plan.py) consults `output_lag` for every node whose input dies at that node.
-It returns D, the largest allowed `output_offset - input_offset` in bytes, when the C kernel as
-written is correct with its output placed at any arena offset <= input_offset + D (any overlap
-that places the output further down in memory than that, including no overlap on the low side,
-is fine too; an output wholly above the input's end never overlaps it). None: the output must not
-overlap that input at all.
+The arena planner (plan.py) consults `output_room` for every node whose input dies at that node.
+It returns a Room over rel = output_offset - input_offset (bytes): any rel <= below, any rel >=
+above, or one of a few single points, at which one of the node's C calls (`variants`) is correct
+with output and input sharing bytes; codegen then emits the call that allows the placed rel
+(`pick_variant`). `output_lag` is the `below` edge alone.
 
 Facts, each checked against c_runtime/src as written (no `restrict` anywhere in the runtime):
 
@@ -15,28 +14,39 @@ Facts, each checked against c_runtime/src as written (no `restrict` anywhere in 
   row-major order for both (contiguous path: one run over all elements; broadcast path: rows in
   order, and an unbroadcast input's odometer offset equals the output's). So out[i] at
   out_start + i is never a byte still to be read (in_start + j, j > i) when out_start <= in_start:
-  D = 0, "in place allowed". A broadcast input is re-read and gets no overlap.
+  below = 0, "in place allowed". A broadcast input is re-read and gets no overlap.
 - lut (mq_lut_s8), requantize (mq_requantize_s8): one loop, output[i] written after input[i] is
-  read: D = 0 on the single input (the lookup table is const).
-- prelu: same walk as add; D = 0 on input 0 (the data) when unbroadcast; alpha gets none.
+  read: below = 0 on the single input (the lookup table is const).
+- prelu: same walk as add; below = 0 on input 0 (the data) when unbroadcast; alpha gets none.
 
 - conv2d on its 1x1 fast path (mq_conv.c: 1x1, stride 1, no padding, one group, same H x W),
-  input 0: mq_rows_s8 loops over filter blocks OUTERMOST (portable 4-filter blocks, DSP filter
-  pairs in mq_pair_rows) and re-reads every row of its call for each block, so no output byte of
-  a call may land on that call's input. mq_conv2d_s8 calls it on chunks of MQ_ROWS_CHUNK rows in
-  increasing order, so the output may overlap the already consumed chunks: D =
-  rows_chunk_lag(rows, cin, cout) (negative: the output starts below the input). Conservative by
-  less than one output row (the last filter block's writes follow its reads).
+  input 0: the engine (mq_rows_s8) is taken to touch a call's rows in any order (it loops over
+  filter blocks outermost and re-reads every row of the call for each block), so no output byte
+  of a call may land on that call's unread input. mq_conv2d_s8 calls it on chunks of
+  MQ_ROWS_CHUNK rows in increasing order: below = rows_chunk_lag(rows, cin, cout).
+  mq_conv2d_1x1_ordered_s8 does the same with chunks of a given size, in increasing order
+  (rows_chunk_lag) or from the last row down (above = rows_chunk_above); the planner places it
+  for chunks of PW_MIN_CHUNK, codegen takes the largest chunk the placement allows. Conservative
+  by less than one output row (the last filter block's writes follow its reads).
 
-- depthwise_conv2d, input 0: mq_depthwise_conv2d_s8 runs chunks of MQ_DW_ROWS output rows in
-  order (channel blocks of 4 outermost inside a chunk, re-reading the chunk's input window for
-  each block; the DSP 2-pixel core stays inside a chunk's row): D = dw_rows_lag, the output ends
-  each chunk below the first input row that chunk reads (about (DW_ROWS + pad) rows of lag).
+- depthwise_conv2d, input 0: mq_depthwise_conv2d_s8 (chunks of DW_ROWS output rows) and
+  mq_depthwise_conv2d_ordered_s8 (chunks of any size, top rows first or bottom rows first with
+  pixels from the right): inside a chunk, channel blocks of 4 outermost, a pixel's (or a DSP
+  two-pixel pass's) taps read before its outputs are written, then the remaining channels pixel
+  by pixel. depthwise_events lists every read and write of that order exactly (the DSP pairing
+  condition replicated); room_from_events turns them into the exact interval edges and
+  safe_points adds the pixel-aligned rels in between where each channel lands on a consumed
+  byte of its own channel (e.g. one row and one pixel above or below for 3x3 pad 1). The room
+  is valid for both builds (portable and DSP).
 
-Not enabled (the C as written forbids it):
+- conv2d on the general path (mq_conv_general: kxk, one group, more than 4 input channels):
+  pixels in order (DSP: two with equal taps share a pass), filter blocks inside a pixel, each
+  reading all taps: conv_events / room_from_events, exact. Not declared for 1x1 strided convs
+  and first layers of <= 4 channels, whose paths may change with the GEMM engine work.
+
+Not enabled (the C as written forbids it or its order is not modelled):
 - fully_connected (one mq_rows_s8 call over all rows, usually one row): no useful overlap.
-- kxk conv and pools: a window of rows around each output row, channel/filter blocks
-  outermost; they would need the same row chunking as depthwise (not done).
+- pools, grouped convs, transpose conv, conv3d.
 """
 
 from __future__ import annotations
