@@ -180,34 +180,50 @@ def room_from_events(
     return int((suf_min[k] - o).min()) - 1, int((suf_max[k] - o).max()) + 1
 
 
-MAX_POINTS = 128  # pixel-aligned points tried next to each side of a kernel's room
+MAX_POINTS = 8  # pixel-aligned points returned at the inner end of each safe run
 
 
 def safe_points(
-    in_bytes: np.ndarray, read_t: np.ndarray, out_bytes: np.ndarray, write_t: np.ndarray,
+    builds: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
     below: int | None, above: int | None, step: int,
 ) -> tuple[int, ...]:
-    """The rels strictly between `below` and `above` that are multiples of `step` (a pixel: a
-    channel-by-channel kernel may overwrite, channel for channel, a pixel it has just finished
-    with) at which no output byte lands on an input byte read after it is written."""
+    """Rels strictly between `below` and `above`, multiples of `step` (a pixel: a kernel going
+    channel block by channel block may overwrite, channel for channel, a pixel it has just
+    finished with), at which no output byte lands on an input byte read after it is written, in
+    every build's events (input byte, read time, output byte, write time). From each edge inward
+    the safe rels usually form one run (the output may move towards the input until its pixels
+    reach ones still to be read): a binary search finds where the run ends and the last
+    MAX_POINTS rels of it are each checked; only checked rels are returned, so a run with gaps
+    costs points, never safety."""
     if below is None or above is None or step <= 0:
         return ()
-    n_in = int(in_bytes.max()) + 1
-    last = np.full(n_in, -1, np.int64)
-    np.maximum.at(last, in_bytes, read_t)
-    w = np.full(int(out_bytes.max()) + 1, -1, np.int64)
-    w[out_bytes] = write_t
-    o = np.arange(w.size)
-    first = (below // step + 1) * step
-    rels = range(first, above, step)
-    if len(rels) > 2 * MAX_POINTS:  # the ones next to each side are the useful ones
-        rels = [*rels[:MAX_POINTS], *rels[-MAX_POINTS:]]
-    points = []
-    for rel in rels:
-        on = (o + rel >= 0) & (o + rel < n_in)
-        if not (last[o[on] + rel] > w[on]).any():
-            points.append(rel)
-    return tuple(points)
+    tables = []
+    for in_bytes, read_t, out_bytes, write_t in builds:
+        last = np.full(int(in_bytes.max()) + 1, -1, np.int64)
+        np.maximum.at(last, in_bytes, read_t)
+        w = np.full(int(out_bytes.max()) + 1, -1, np.int64)
+        w[out_bytes] = write_t
+        tables.append((last, w, np.arange(w.size)))
+
+    def safe(rel: int) -> bool:
+        for last, w, o in tables:
+            on = (o + rel >= 0) & (o + rel < last.size)
+            if (last[o[on] + rel] > w[on]).any():
+                return False
+        return True
+
+    rels = range((below // step + 1) * step, above, step)
+    points: set[int] = set()
+    for side in (rels, rels[::-1]):  # from the lower edge up, from the upper edge down
+        lo, hi = 0, len(side)  # side[:lo] taken safe, side[hi:] not
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if safe(side[mid]):
+                lo = mid + 1
+            else:
+                hi = mid
+        points.update(r for r in side[max(0, lo - MAX_POINTS) : lo] if safe(r))
+    return tuple(sorted(points))
 
 
 def depthwise_events(
@@ -307,8 +323,7 @@ def _depthwise_room_cached(geo, xs, ys, k_hw, reverse: bool, chunk: int, builds=
     lo = [r[1] for r in rooms]
     below, above = (None if None in d else min(d)), (None if None in lo else max(lo))
     step = int(ys[3]) if int(xs[3]) == int(ys[3]) else 0
-    pts = [set(safe_points(*ev, below, above, step)) for ev in events]
-    return below, above, tuple(sorted(set.intersection(*pts)))
+    return below, above, safe_points(events, below, above, step)
 
 
 def conv_events(p, in_shape, out_shape, k_hw: tuple[int, int], dsp: bool):
@@ -366,8 +381,7 @@ def _conv_room_cached(geo, xs, ys, k_hw):
     d, lo = [r[0] for r in rooms], [r[1] for r in rooms]
     below, above = (None if None in d else min(d)), (None if None in lo else max(lo))
     step = int(ys[3]) if int(xs[3]) == int(ys[3]) else 0
-    pts = [set(safe_points(*ev, below, above, step)) for ev in events]
-    return below, above, tuple(sorted(set.intersection(*pts)))
+    return below, above, safe_points(events, below, above, step)
 
 
 def conv_room(g: QGraph, node: QNode):
