@@ -1,11 +1,10 @@
-"""Which kernel outputs may overlap which of their inputs, and by how much (issue 12).
+"""Which kernel outputs may overlap which of their inputs, and where (issue 12).
 
-The arena planner (plan.py) consults `output_lag` for every node whose input dies at that node.
-It returns D, the largest allowed `output_offset - input_offset` in bytes, when the C kernel as
-written is correct with its output placed at any arena offset <= input_offset + D (any overlap
-that places the output further down in memory than that, including no overlap on the low side,
-is fine too; an output wholly above the input's end never overlaps it). None: the output must not
-overlap that input at all.
+The arena planner (plan.py) consults `output_room` for every node whose input dies at that node.
+It returns a Room over rel = output_offset - input_offset (bytes): any rel <= below, any rel >=
+above, or one of a few single points, at which one of the node's C calls (`variants`) is correct
+with output and input sharing bytes; codegen then emits the call that allows the placed rel
+(`pick_variant`). `output_lag` is the `below` edge alone.
 
 Facts, each checked against c_runtime/src as written (no `restrict` anywhere in the runtime):
 
@@ -15,28 +14,39 @@ Facts, each checked against c_runtime/src as written (no `restrict` anywhere in 
   row-major order for both (contiguous path: one run over all elements; broadcast path: rows in
   order, and an unbroadcast input's odometer offset equals the output's). So out[i] at
   out_start + i is never a byte still to be read (in_start + j, j > i) when out_start <= in_start:
-  D = 0, "in place allowed". A broadcast input is re-read and gets no overlap.
+  below = 0, "in place allowed". A broadcast input is re-read and gets no overlap.
 - lut (mq_lut_s8), requantize (mq_requantize_s8): one loop, output[i] written after input[i] is
-  read: D = 0 on the single input (the lookup table is const).
-- prelu: same walk as add; D = 0 on input 0 (the data) when unbroadcast; alpha gets none.
+  read: below = 0 on the single input (the lookup table is const).
+- prelu: same walk as add; below = 0 on input 0 (the data) when unbroadcast; alpha gets none.
 
 - conv2d on its 1x1 fast path (mq_conv.c: 1x1, stride 1, no padding, one group, same H x W),
-  input 0: mq_rows_s8 loops over filter blocks OUTERMOST (portable 4-filter blocks, DSP filter
-  pairs in mq_pair_rows) and re-reads every row of its call for each block, so no output byte of
-  a call may land on that call's input. mq_conv2d_s8 calls it on chunks of MQ_ROWS_CHUNK rows in
-  increasing order, so the output may overlap the already consumed chunks: D =
-  rows_chunk_lag(rows, cin, cout) (negative: the output starts below the input). Conservative by
-  less than one output row (the last filter block's writes follow its reads).
+  input 0: the engine (mq_rows_s8) is taken to touch a call's rows in any order (it loops over
+  filter blocks outermost and re-reads every row of the call for each block), so no output byte
+  of a call may land on that call's unread input. mq_conv2d_s8 calls it on chunks of
+  MQ_ROWS_CHUNK rows in increasing order: below = rows_chunk_lag(rows, cin, cout).
+  mq_conv2d_1x1_ordered_s8 does the same with chunks of a given size, in increasing order
+  (rows_chunk_lag) or from the last row down (above = rows_chunk_above); the planner places it
+  for chunks of PW_MIN_CHUNK, codegen takes the largest chunk the placement allows. Conservative
+  by less than one output row (the last filter block's writes follow its reads).
 
-- depthwise_conv2d, input 0: mq_depthwise_conv2d_s8 runs chunks of MQ_DW_ROWS output rows in
-  order (channel blocks of 4 outermost inside a chunk, re-reading the chunk's input window for
-  each block; the DSP 2-pixel core stays inside a chunk's row): D = dw_rows_lag, the output ends
-  each chunk below the first input row that chunk reads (about (DW_ROWS + pad) rows of lag).
+- depthwise_conv2d, input 0: mq_depthwise_conv2d_s8 (chunks of DW_ROWS output rows) and
+  mq_depthwise_conv2d_ordered_s8 (chunks of any size, top rows first or bottom rows first with
+  pixels from the right): inside a chunk, channel blocks of 4 outermost, a pixel's (or a DSP
+  two-pixel pass's) taps read before its outputs are written, then the remaining channels pixel
+  by pixel. depthwise_events lists every read and write of that order exactly (the DSP pairing
+  condition replicated); room_from_events turns them into the exact interval edges and
+  safe_points adds the pixel-aligned rels in between where each channel lands on a consumed
+  byte of its own channel (e.g. one row and one pixel above or below for 3x3 pad 1). The room
+  is valid for both builds (portable and DSP).
 
-Not enabled (the C as written forbids it):
+- conv2d on the general path (mq_conv_general: kxk, one group, more than 4 input channels):
+  pixels in order (DSP: two with equal taps share a pass), filter blocks inside a pixel, each
+  reading all taps: conv_events / room_from_events, exact. Not declared for 1x1 strided convs
+  and first layers of <= 4 channels, whose paths may change with the GEMM engine work.
+
+Not enabled (the C as written forbids it or its order is not modelled):
 - fully_connected (one mq_rows_s8 call over all rows, usually one row): no useful overlap.
-- kxk conv and pools: a window of rows around each output row, channel/filter blocks
-  outermost; they would need the same row chunking as depthwise (not done).
+- pools, grouped convs, transpose conv, conv3d.
 """
 
 from __future__ import annotations
@@ -72,6 +82,15 @@ def rows_chunk_lag(rows: int, cin: int, cout: int, chunk: int = ROWS_CHUNK) -> i
         lag = d if lag is None else min(lag, d)
     return lag if lag is not None else 0
 
+
+# The fewest pixels per engine call the planner places a 1x1 variant for: on DSP cores each
+# call widens the filters again, so small steps cost instructions for a few bytes of arena.
+# Measured (M4 DSP instructions, arena), minimum chunk 1 / 8 / 32: kws01 9.91 M 8,384 B /
+# 9.63 M 8,512 B / 8.96 M 10,048 B; vww01 24.89 M 36,872 B / 22.79 M 36,928 B / 21.77 M
+# 37,120 B; sww01 2.68 M 3,624 B / 2.27 M 4,096 B / 2.09 M 6,144 B (the layer-by-layer kernels:
+# kws01 8.72 M, vww01 21.19 M, sww01 2.10 M). Codegen takes the largest chunk the placement
+# allows.
+PW_MIN_CHUNK = 8
 
 # Output rows per chunk of mq_depthwise_conv2d_s8 (MQ_DW_ROWS in mq_conv.c).
 DW_ROWS = 2
@@ -155,34 +174,50 @@ def room_from_events(
     return int((suf_min[k] - o).min()) - 1, int((suf_max[k] - o).max()) + 1
 
 
-MAX_POINTS = 128  # pixel-aligned points tried next to each side of a kernel's room
+MAX_POINTS = 8  # pixel-aligned points returned at the inner end of each safe run
 
 
 def safe_points(
-    in_bytes: np.ndarray, read_t: np.ndarray, out_bytes: np.ndarray, write_t: np.ndarray,
+    builds: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
     below: int | None, above: int | None, step: int,
 ) -> tuple[int, ...]:
-    """The rels strictly between `below` and `above` that are multiples of `step` (a pixel: a
-    channel-by-channel kernel may overwrite, channel for channel, a pixel it has just finished
-    with) at which no output byte lands on an input byte read after it is written."""
+    """Rels strictly between `below` and `above`, multiples of `step` (a pixel: a kernel going
+    channel block by channel block may overwrite, channel for channel, a pixel it has just
+    finished with), at which no output byte lands on an input byte read after it is written, in
+    every build's events (input byte, read time, output byte, write time). From each edge inward
+    the safe rels usually form one run (the output may move towards the input until its pixels
+    reach ones still to be read): a binary search finds where the run ends and the last
+    MAX_POINTS rels of it are each checked; only checked rels are returned, so a run with gaps
+    costs points, never safety."""
     if below is None or above is None or step <= 0:
         return ()
-    n_in = int(in_bytes.max()) + 1
-    last = np.full(n_in, -1, np.int64)
-    np.maximum.at(last, in_bytes, read_t)
-    w = np.full(int(out_bytes.max()) + 1, -1, np.int64)
-    w[out_bytes] = write_t
-    o = np.arange(w.size)
-    first = (below // step + 1) * step
-    rels = range(first, above, step)
-    if len(rels) > 2 * MAX_POINTS:  # the ones next to each side are the useful ones
-        rels = [*rels[:MAX_POINTS], *rels[-MAX_POINTS:]]
-    points = []
-    for rel in rels:
-        on = (o + rel >= 0) & (o + rel < n_in)
-        if not (last[o[on] + rel] > w[on]).any():
-            points.append(rel)
-    return tuple(points)
+    tables = []
+    for in_bytes, read_t, out_bytes, write_t in builds:
+        last = np.full(int(in_bytes.max()) + 1, -1, np.int64)
+        np.maximum.at(last, in_bytes, read_t)
+        w = np.full(int(out_bytes.max()) + 1, -1, np.int64)
+        w[out_bytes] = write_t
+        tables.append((last, w, np.arange(w.size)))
+
+    def safe(rel: int) -> bool:
+        for last, w, o in tables:
+            on = (o + rel >= 0) & (o + rel < last.size)
+            if (last[o[on] + rel] > w[on]).any():
+                return False
+        return True
+
+    rels = range((below // step + 1) * step, above, step)
+    points: set[int] = set()
+    for side in (rels, rels[::-1]):  # from the lower edge up, from the upper edge down
+        lo, hi = 0, len(side)  # side[:lo] taken safe, side[hi:] not
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if safe(side[mid]):
+                lo = mid + 1
+            else:
+                hi = mid
+        points.update(r for r in side[max(0, lo - MAX_POINTS) : lo] if safe(r))
+    return tuple(sorted(points))
 
 
 def depthwise_events(
@@ -282,8 +317,7 @@ def _depthwise_room_cached(geo, xs, ys, k_hw, reverse: bool, chunk: int, builds=
     lo = [r[1] for r in rooms]
     below, above = (None if None in d else min(d)), (None if None in lo else max(lo))
     step = int(ys[3]) if int(xs[3]) == int(ys[3]) else 0
-    pts = [set(safe_points(*ev, below, above, step)) for ev in events]
-    return below, above, tuple(sorted(set.intersection(*pts)))
+    return below, above, safe_points(events, below, above, step)
 
 
 def conv_events(p, in_shape, out_shape, k_hw: tuple[int, int], dsp: bool):
@@ -341,8 +375,7 @@ def _conv_room_cached(geo, xs, ys, k_hw):
     d, lo = [r[0] for r in rooms], [r[1] for r in rooms]
     below, above = (None if None in d else min(d)), (None if None in lo else max(lo))
     step = int(ys[3]) if int(xs[3]) == int(ys[3]) else 0
-    pts = [set(safe_points(*ev, below, above, step)) for ev in events]
-    return below, above, tuple(sorted(set.intersection(*pts)))
+    return below, above, safe_points(events, below, above, step)
 
 
 def conv_room(g: QGraph, node: QNode):
@@ -418,9 +451,10 @@ def variants(g: QGraph, node: QNode) -> list[Variant]:
             return [Variant("mq_conv2d_s8", *room[:2], points=room[2])] if room else []
         rows, cin, cout = fast
         fn = "mq_conv2d_1x1_ordered_s8"
+        c = min(PW_MIN_CHUNK, rows)
         return [Variant("mq_conv2d_s8", rows_chunk_lag(rows, cin, cout), None),
-                Variant(fn, rows_chunk_lag(rows, cin, cout, 1), None, False, 1),
-                Variant(fn, None, rows_chunk_above(rows, cin, cout, 1), True, 1)]
+                Variant(fn, rows_chunk_lag(rows, cin, cout, c), None, False, c),
+                Variant(fn, None, rows_chunk_above(rows, cin, cout, c), True, c)]
     return []
 
 
@@ -442,7 +476,7 @@ def pick_variant(g: QGraph, node: QNode, rel: int) -> Variant | None:
                     return w
             return v
         rows, cin, cout = _conv1x1_rows(g, node)  # type: ignore[misc]
-        for chunk in range(min(ROWS_CHUNK, rows), 0, -1):
+        for chunk in range(min(ROWS_CHUNK, rows), v.chunk - 1, -1):
             w = (Variant(v.fn, None, rows_chunk_above(rows, cin, cout, chunk), True, chunk)
                  if v.reverse else
                  Variant(v.fn, rows_chunk_lag(rows, cin, cout, chunk), None, False, chunk))
