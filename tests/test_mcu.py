@@ -106,7 +106,7 @@ def test_kws01_fits_the_microbit_ram(mlperf):
     18,552 B (issue 12)."""
     need_tools(*TOOLS)
     out, _ = mlperf("kws01")
-    ram = mcu.size_report(out, "cortex-m0plus")["ram"]
+    ram = mcu_size.size_report(out, "cortex-m0plus")["ram"]
     assert ram["arena"] <= 8600
     assert ram["total"] <= ram["available"] == 16 * 1024
 

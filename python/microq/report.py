@@ -47,7 +47,11 @@ def summary_json(meta: dict) -> dict:
         "macs": int(sum(l.get("macs", 0) for l in layers)),
         "weight_bytes": int(sum(l.get("weight_bytes", 0) for l in layers)),
         "arena_bytes": int(meta["arena_size"]),
-        "arena_lower_bound": int(meta["lower_bound"]),
+        "arena_lower_bound": int(meta["lower_bound"]),  # liveness: no two tensors share bytes
+        # with outputs written over the inputs they consume (codegen/overlap.py); the liveness
+        # bound where no kernel overlaps
+        "arena_overlap_bound": int(meta.get("overlap_bound", -1)) if meta.get(
+            "overlap_bound", -1) >= 0 else int(meta["lower_bound"]),
         "inputs": meta["inputs"],
         "outputs": meta["outputs"],
     }
@@ -63,8 +67,10 @@ def summary_table(meta: dict) -> str:
         f"layers        {s['layers']}",
         f"MACs          {s['macs']:,}",
         f"flash weights {_kib(s['weight_bytes'])}",
-        f"RAM arena     {_kib(s['arena_bytes'])}  (liveness lower bound "
-        f"{s['arena_lower_bound']:,} B, ratio {ratio:.2f})",
+        f"RAM arena     {_kib(s['arena_bytes'])}  (liveness bound "
+        f"{s['arena_lower_bound']:,} B, ratio {ratio:.2f}"
+        + (f"; overlap-aware bound {s['arena_overlap_bound']:,} B"
+           if s["arena_overlap_bound"] != s["arena_lower_bound"] else "") + ")",
     ]
     return "\n".join(lines)
 

@@ -449,7 +449,8 @@ def _metadata(qgraph, plan, name, command, rounding, summary: Summary, runtime: 
         "command": command,
         "rounding": rounding,
         "arena_size": plan.arena_size,
-        "lower_bound": plan.lower_bound,
+        "lower_bound": plan.lower_bound,  # liveness (no two tensors share bytes)
+        "overlap_bound": plan.overlap_bound,  # -1: no kernel's output overlaps its input
         "macs": summary.macs,
         "weight_bytes": summary.weight_bytes,
         "inputs": [_io_meta(qgraph, t) for t in qgraph.inputs],
