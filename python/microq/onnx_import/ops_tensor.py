@@ -51,7 +51,7 @@ def simple_activation(cx: Ctx) -> None:
         attrs = ir.ActAttrs("gelu_tanh" if approx == "tanh" else "gelu")
     else:
         kinds = {"Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hard_swish",
-                 "Softplus": "softplus"}
+                 "Softplus": "softplus", "Mish": "mish"}
         attrs = ir.ActAttrs(kinds[op])
     _unary(cx, attrs)
 

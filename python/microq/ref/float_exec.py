@@ -154,6 +154,8 @@ def activation(args: list[np.ndarray], a: ir.ActAttrs) -> np.ndarray:
         y = np.where(x > 0, x, a.alpha * np.expm1(np.minimum(x, 0.0)))
     elif k == "softplus":
         y = np.logaddexp(0.0, x)
+    elif k == "mish":
+        y = x * np.tanh(np.logaddexp(0.0, x))
     else:
         raise ValueError(f"unknown activation kind '{k}'")
     return y.astype(np.float32)

@@ -1,0 +1,65 @@
+"""Regressions found by trying small torch models that are not in this repository (issues 8, 13):
+each test builds the ONNX form the exporter wrote with onnx.helper (CI has no torch), compiles
+it, checks the C against the integer reference bit for bit and int8 against onnxruntime."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+from onnx_builders import make_model, run_ort, weights
+
+from microq import api
+from microq.ref.int_exec import run_int
+
+
+def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
+    ref = np.asarray(ref, np.float64)
+    err = float(np.sum((ref - np.asarray(got, np.float64).reshape(ref.shape)) ** 2))
+    return math.inf if err == 0 else 10 * math.log10(float(np.sum(ref**2)) / err)
+
+
+def compile_and_check(tmp_path, model: onnx.ModelProto, x: np.ndarray, n_calib: int = 64):
+    """Compile on x[:n_calib]; on the rest: C == integer reference, returns (qgraph, int8 vs
+    onnxruntime dB)."""
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    out = tmp_path / "net"
+    api.compile_model(path, {"x": x[:n_calib]}, out, name="net")
+    m, qg = api.load(out), api.load_qgraph(out)
+    test = x[n_calib:]
+    q = m.quantize_input("x", test)
+    got = m.run_int8({"x": q})["y"]
+    rounding = m.meta.get("rounding", "double")
+    for i in range(len(test)):
+        ref = run_int(qg, {"x": q[i : i + 1]}, rounding)["y"]
+        assert np.array_equal(got[i : i + 1].reshape(ref.shape), ref), f"sample {i}: C != ref"
+    want = np.concatenate([run_ort(model, {"x": test[i : i + 1]})[0] for i in range(len(test))])
+    return qg, sqnr_db(want, m.dequantize_output("y", got))
+
+
+def _conv_then(act_nodes: list, opset: int) -> onnx.ModelProto:
+    conv = helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1])
+    inits = {"w": weights((8, 3, 3, 3)), "b": weights((8,), seed=7, scale=0.2)}
+    return make_model([conv, *act_nodes], {"x": (1, 3, 6, 6)}, ["y"], inits, opset)
+
+
+@pytest.mark.parametrize("form", ["onnx_mish_op", "torchscript_softplus_tanh_mul"])
+def test_mish_compiles_to_one_lookup_table(tmp_path, form):
+    """nn.Mish: the dynamo exporter writes ONNX Mish (opset 18), TorchScript writes
+    x * Tanh(Softplus(x)); both were refused or split into three int8 layers. Now one LUT."""
+    if form == "onnx_mish_op":
+        nodes, opset = [helper.make_node("Mish", ["c"], ["y"])], 18
+    else:
+        nodes = [helper.make_node("Softplus", ["c"], ["sp"]),
+                 helper.make_node("Tanh", ["sp"], ["th"]),
+                 helper.make_node("Mul", ["c", "th"], ["y"])]
+        opset = 13
+    x = np.random.default_rng(3).standard_normal((96, 3, 6, 6)).astype(np.float32)
+    qg, db = compile_and_check(tmp_path, _conv_then(nodes, opset), x)
+    kernels = [n.kernel for n in qg.nodes]
+    assert kernels.count("lut") == 1 and "mul" not in kernels, kernels
+    assert db >= 35.0, f"Mish int8 vs onnxruntime {db:.1f} dB"
