@@ -63,3 +63,45 @@ def test_mish_compiles_to_one_lookup_table(tmp_path, form):
     kernels = [n.kernel for n in qg.nodes]
     assert kernels.count("lut") == 1 and "mul" not in kernels, kernels
     assert db >= 35.0, f"Mish int8 vs onnxruntime {db:.1f} dB"
+
+
+def _class_token_model(form: str) -> onnx.ModelProto:
+    """Tokens [N, 3, 8] = x @ W; cat([cls, tokens], 1) + pos; as the dynamo exporter writes it
+    (the expanded class token folded into a constant [1, 1, 8]) or as TorchScript does
+    (Expand(cls, [Shape(tokens)[0], 1, 1]); torch writes -1 through Equal/Where)."""
+    inits = {"w": weights((8, 8)), "cls": weights((1, 1, 8), seed=5),
+             "pos": weights((1, 4, 8), seed=6, scale=0.2)}
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["t"])]
+    if form == "dynamo_folded_constant":
+        cls = "cls"
+    else:
+        inits.update(zero=np.array([0], np.int64), ones=np.array([1, 1], np.int64))
+        nodes += [helper.make_node("Shape", ["t"], ["shp"]),
+                  helper.make_node("Gather", ["shp", "zero"], ["n"], axis=0),
+                  helper.make_node("Concat", ["n", "ones"], ["eshape"], axis=0),
+                  helper.make_node("Expand", ["cls", "eshape"], ["cls_b"])]
+        cls = "cls_b"
+    nodes += [helper.make_node("Concat", [cls, "t"], ["c"], axis=1),
+              helper.make_node("Add", ["c", "pos"], ["y"])]
+    return make_model(nodes, {"x": (1, 3, 8)}, ["y"], inits, 17)
+
+
+@pytest.mark.parametrize("form", ["dynamo_folded_constant", "torchscript_expand"])
+def test_vit_class_token_concat_of_a_constant_compiles(tmp_path, form):
+    """A ViT's `torch.cat([cls.expand(B, -1, -1), x], 1)`: the class token is a constant once the
+    batch is 1, and the import check (the float graph on 2 samples) failed on it with 'the
+    imported graph cannot run (ValueError: ... concatenation axis must match exactly ...)'."""
+    from microq.onnx_import import import_onnx
+    from microq.ref.float_exec import run_float, to_physical
+
+    model = _class_token_model(form)
+    x = np.random.default_rng(4).standard_normal((80, 3, 8)).astype(np.float32)
+    path = tmp_path / "float.onnx"
+    onnx.save(model, path)
+    g = import_onnx(path)
+    y = run_float(g, {"x": to_physical(g, "x", x[:5])})["y"]
+    want = np.concatenate([run_ort(model, {"x": x[i : i + 1]})[0] for i in range(5)])
+    np.testing.assert_allclose(y.reshape(want.shape), want, atol=1e-5)
+    qg, db = compile_and_check(tmp_path, model, x)
+    assert "concat" in [n.kernel for n in qg.nodes]
+    assert db >= 30.0, f"class-token concat int8 vs onnxruntime {db:.1f} dB"
