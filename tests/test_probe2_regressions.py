@@ -105,3 +105,36 @@ def test_vit_class_token_concat_of_a_constant_compiles(tmp_path, form):
     qg, db = compile_and_check(tmp_path, model, x)
     assert "concat" in [n.kernel for n in qg.nodes]
     assert db >= 30.0, f"class-token concat int8 vs onnxruntime {db:.1f} dB"
+
+
+@pytest.mark.parametrize("unsqueeze", ["Unsqueeze", "Reshape"])
+def test_squeeze_excite_mul_needs_no_transpose(tmp_path, unsqueeze):
+    """MobileNetV2/V3 squeeze-excite, `x * hardsigmoid(fc(pool(x)).flatten(1))[:, :, None, None]`:
+    the [N, C] scale made [N, C, 1, 1] by Unsqueeze/Reshape was multiplied with the NHWC feature
+    map by transposing the feature map to NCHW and back (two whole-map transposes per block);
+    the scale is now brought to NHWC (a free reshape)."""
+    inits = {"w": weights((8, 3, 3, 3)), "b": weights((8,), seed=7, scale=0.2),
+             "fw": weights((8, 8), seed=8), "fb": weights((8,), seed=9, scale=0.2)}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "fw", "fb"], ["g"], transB=1),
+             helper.make_node("HardSigmoid", ["g"], ["s"], alpha=1 / 6)]
+    if unsqueeze == "Unsqueeze":
+        inits["axes"] = np.array([2, 3], np.int64)
+        nodes.append(helper.make_node("Unsqueeze", ["s", "axes"], ["s4"]))
+    else:
+        inits["shape4"] = np.array([1, 8, 1, 1], np.int64)
+        nodes.append(helper.make_node("Reshape", ["s", "shape4"], ["s4"]))
+    inits["w2"] = weights((4, 8, 1, 1), seed=10)
+    nodes += [helper.make_node("Mul", ["r", "s4"], ["m"]),  # then project and pool: [N, 4]
+              helper.make_node("Conv", ["m", "w2"], ["c2"]),
+              helper.make_node("GlobalAveragePool", ["c2"], ["p2"]),
+              helper.make_node("Flatten", ["p2"], ["y"])]
+    model = make_model(nodes, {"x": (1, 3, 6, 6)}, ["y"], inits, 13)
+    x = np.random.default_rng(5).standard_normal((96, 3, 6, 6)).astype(np.float32)
+    qg, db = compile_and_check(tmp_path, model, x)
+    kernels = [n.kernel for n in qg.nodes]
+    assert "mul" in kernels and "transpose" not in kernels, " ".join(kernels)
+    assert db >= 30.0, f"squeeze-excite int8 vs onnxruntime {db:.1f} dB"

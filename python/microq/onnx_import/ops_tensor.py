@@ -6,7 +6,8 @@ import numpy as np
 
 from microq import ir
 from microq.onnx_import.context import Ctx, Unsupported, axis_of
-from microq.onnx_import.layout import compose, const_to_physical, identity, inverse, permute
+from microq.onnx_import.layout import (LayoutError, compose, const_to_physical, identity,
+                                      inverse, permute)
 
 INF = float("inf")
 
@@ -56,6 +57,22 @@ def simple_activation(cx: Ctx) -> None:
     _unary(cx, attrs)
 
 
+def _same_layout(cx: Ctx, va, vb, ls):
+    """Two same-rank activations in different layouts (an NHWC feature map times a squeeze-excite
+    scale [N, C, 1, 1] made by a Reshape of [N, C]): bring the smaller one into the larger one's
+    layout (a free Reshape when only size-1 axes move) instead of both back to NCHW (two
+    transposes of the whole feature map). Unchanged when that layout cannot hold it."""
+    small = 0 if np.prod(ls[0]) < np.prod(ls[1]) else 1
+    vs, vl = (va, vb) if small == 0 else (vb, va)
+    if vs.hidden or vl.hidden:
+        return va, vb
+    try:
+        vs = cx.b.to_perm(vs, ls[small], vl.perm, cx.source)
+    except LayoutError:
+        return va, vb
+    return (vs, vl) if small == 0 else (vl, vs)
+
+
 def binary(cx: Ctx) -> None:
     op = cx.node.op_type
     ca, cb = cx.const(0), cx.const(1)
@@ -74,6 +91,8 @@ def binary(cx: Ctx) -> None:
                           "batch the model was exported with?)") from None
     if ca is None and cb is None:
         va, vb = cx.value(0), cx.value(1)
+        if va.perm != vb.perm and len(ls[0]) == len(ls[1]):
+            va, vb = _same_layout(cx, va, vb, ls)
         if not (va.perm == vb.perm and len(ls[0]) == len(ls[1])):
             va = cx.b.to_logical(va, ls[0], cx.source)
             vb = cx.b.to_logical(vb, ls[1], cx.source)
