@@ -5,6 +5,7 @@ it, checks the C against the integer reference bit for bit and int8 against onnx
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -138,3 +139,31 @@ def test_squeeze_excite_mul_needs_no_transpose(tmp_path, unsqueeze):
     kernels = [n.kernel for n in qg.nodes]
     assert "mul" in kernels and "transpose" not in kernels, " ".join(kernels)
     assert db >= 30.0, f"squeeze-excite int8 vs onnxruntime {db:.1f} dB"
+
+
+RECURRENT = Path(__file__).resolve().parent / "models" / "recurrent"
+
+
+@pytest.mark.parametrize("fname", ["gru.dynamo.onnx", "gru_stacked.torchscript.onnx"])
+def test_qdq_export_of_a_gru_is_valid_onnx_and_round_trips(tmp_path, fname):
+    """`microq quantize` on a GRU wrote two Q/DQ pairs named '<Y>_QuantizeLinear' on the GRU's Y:
+    the layer's second output (its scratch state) was mapped to the ONNX node's output 0, and
+    onnxruntime refused the file ('two nodes with same node name'). Now the file is valid and
+    compiling it gives the same int8 outputs as compiling the float model."""
+    import onnxruntime as ort
+
+    d = np.load(RECURRENT / "data.npz")
+    calib, x = {"input": d["calib"]}, {"input": d["test"][:40]}
+    qdq = tmp_path / "gru.int8.onnx"
+    api.quantize_to_qdq(RECURRENT / fname, calib, qdq)
+    model = onnx.load(str(qdq))
+    onnx.checker.check_model(model)
+    names = [n.name for n in model.graph.node]
+    assert len(names) == len(set(names)), "duplicate node names"
+    sess = ort.InferenceSession(str(qdq), providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"input": x["input"][:1]})[0].shape == (1, 4)
+    api.compile_model(qdq, None, tmp_path / "from_qdq", name="net")
+    api.compile_model(RECURRENT / fname, calib, tmp_path / "direct", name="net")
+    a = api.run(tmp_path / "direct", x, raw=True)["output"]
+    b = api.run(tmp_path / "from_qdq", x, raw=True)["output"]
+    assert np.array_equal(a, b), "QDQ round trip changed the int8 outputs"
