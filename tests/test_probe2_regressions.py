@@ -182,3 +182,27 @@ def test_qdq_lstm_is_refused_not_compiled_with_a_guessed_cell_range(tmp_path):
     with pytest.raises(MicroqError, match=r"node '.*': LSTM: no calibrated range for its cell"):
         api.compile_model(qdq, None, tmp_path / "net", name="net")
     assert not (tmp_path / "net").exists()
+
+
+def test_unsqueeze_of_a_conv1d_output_keeps_its_layout(tmp_path):
+    """`F.adaptive_avg_pool1d(relu(conv1d(x)), 1).squeeze(-1)` as the dynamo exporter writes it:
+    Unsqueeze(-2) -> ReduceMean(-1, -2) -> Squeeze(-2) -> Squeeze(-1). Inserting the size-1 axis
+    used to move the [N, L, C] bytes to NCL order and back (reshape, transpose, reshape,
+    transpose before the pool); only size-1 axes move, so now it is one free reshape."""
+    inits = {"w": weights((16, 10, 3)), "b": weights((16,), seed=7, scale=0.2),
+             "fw": weights((8, 16), seed=8), "fb": weights((8,), seed=9, scale=0.2),
+             "m2": np.array([-2], np.int64), "m1": np.array([-1], np.int64),
+             "m12": np.array([-1, -2], np.int64)}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Unsqueeze", ["r", "m2"], ["u"]),
+             helper.make_node("ReduceMean", ["u", "m12"], ["p"], keepdims=1),
+             helper.make_node("Squeeze", ["p", "m2"], ["s1"]),
+             helper.make_node("Squeeze", ["s1", "m1"], ["s2"]),
+             helper.make_node("Gemm", ["s2", "fw", "fb"], ["y"], transB=1)]
+    model = make_model(nodes, {"x": (1, 10, 24)}, ["y"], inits, 18)
+    x = np.random.default_rng(6).standard_normal((96, 10, 24)).astype(np.float32)
+    qg, db = compile_and_check(tmp_path, model, x)
+    kernels = [n.kernel for n in qg.nodes]
+    assert "avg_pool" in kernels and "transpose" not in kernels, " ".join(kernels)
+    assert db >= 30.0, f"conv1d + global pool int8 vs onnxruntime {db:.1f} dB"

@@ -186,6 +186,25 @@ def reshape_batch(cx: Ctx, logical: tuple[int, ...], out: tuple[int, ...]
     return None, None
 
 
+def _unit_axes_only(v, logical, out_logical, batch) -> tuple[int, ...] | None:
+    """The output layout of a reshape that only inserts or removes size-1 axes (an Unsqueeze of
+    a Conv1d's [N, C, L] to [N, C, 1, L], a Squeeze) keeping the input's memory order: the data
+    axes in their physical order, the sample axis first; None for any other reshape."""
+    if v.hidden or v.perm == identity(len(v.perm)):
+        return None
+    ins = [i for i, d in enumerate(logical) if d != 1]
+    outs = [j for j, d in enumerate(out_logical) if d != 1]
+    if [logical[i] for i in ins] != [out_logical[j] for j in outs]:
+        return None
+    to_out = dict(zip(ins, outs))
+    data = [to_out[p] for p in v.perm if logical[p] != 1]
+    ones = [j for j, d in enumerate(out_logical) if d == 1]
+    s = batch if batch is not None and out_logical[batch] == 1 else (ones[0] if ones else None)
+    if s is None:
+        return None
+    return (s,) + tuple(j for j in ones if j != s) + tuple(data)
+
+
 def reshape(cx: Ctx) -> None:
     """Reshape, Flatten, Squeeze, Unsqueeze: a reshape of the logical (row-major) data."""
     logical = cx.shape(cx.node.input[0])
@@ -219,6 +238,13 @@ def reshape(cx: Ctx) -> None:
     cx.set_batch(batch, merged=merged)
     if out_logical == logical:
         cx.values[cx.out()] = v  # nothing to do (tf2onnx emits such reshapes)
+        return
+    kept = _unit_axes_only(v, logical, out_logical, batch)
+    if kept is not None:  # only size-1 axes come or go: the bytes stay in their layout
+        shape = permute(out_logical, kept)
+        y = cx.b.add("Reshape", [v.name], cx.out(), shape, ir.ReshapeAttrs(shape), cx.name,
+                     cx.source)
+        cx.set(y, kept)
         return
     v = cx.b.to_row_major(v, logical, cx.source)  # the bytes in logical order, sample first
     s = batch if batch is not None else next(
