@@ -206,3 +206,23 @@ def test_unsqueeze_of_a_conv1d_output_keeps_its_layout(tmp_path):
     kernels = [n.kernel for n in qg.nodes]
     assert "avg_pool" in kernels and "transpose" not in kernels, " ".join(kernels)
     assert db >= 30.0, f"conv1d + global pool int8 vs onnxruntime {db:.1f} dB"
+
+
+def test_patch_embedding_flatten_transpose_needs_no_transpose(tmp_path):
+    """A ViT patch embedding, `conv(x).flatten(2).transpose(1, 2)` then LayerNorm: the NHWC conv
+    output is already token-major [N, H*W, C], yet it was transposed to NCHW for the Reshape and
+    back for the LayerNorm. Merging H and W (consecutive in NHWC too) keeps the layout now."""
+    inits = {"w": weights((8, 1, 4, 4)), "b": weights((8,), seed=7, scale=0.2),
+             "shape": np.array([1, 8, 16], np.int64),
+             "g": (1 + 0.1 * weights((8,), seed=11)).astype(np.float32),
+             "beta": weights((8,), seed=12, scale=0.1)}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], strides=[4, 4]),
+             helper.make_node("Reshape", ["c", "shape"], ["f"]),
+             helper.make_node("Transpose", ["f"], ["t"], perm=[0, 2, 1]),
+             helper.make_node("LayerNormalization", ["t", "g", "beta"], ["y"], axis=-1)]
+    model = make_model(nodes, {"x": (1, 1, 16, 16)}, ["y"], inits, 17)
+    x = np.random.default_rng(7).standard_normal((96, 1, 16, 16)).astype(np.float32)
+    qg, db = compile_and_check(tmp_path, model, x)
+    kernels = [n.kernel for n in qg.nodes]
+    assert "layernorm" in kernels and "transpose" not in kernels, " ".join(kernels)
+    assert db >= 30.0, f"patch embedding int8 vs onnxruntime {db:.1f} dB"

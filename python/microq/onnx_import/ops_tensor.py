@@ -186,18 +186,52 @@ def reshape_batch(cx: Ctx, logical: tuple[int, ...], out: tuple[int, ...]
     return None, None
 
 
+def _axis_groups(a: list[int], b: list[int]) -> list[tuple[list[int], list[int]]] | None:
+    """Row-major reshape of dims a to dims b (no 1s) as groups (a positions, b positions) of
+    equal products, each as small as possible."""
+    groups, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        gi, gj, pa, pb = [i], [j], a[i], b[j]
+        while pa != pb:
+            if pa < pb:
+                i += 1
+                if i == len(a):
+                    return None
+                gi.append(i)
+                pa *= a[i]
+            else:
+                j += 1
+                if j == len(b):
+                    return None
+                gj.append(j)
+                pb *= b[j]
+        groups.append((gi, gj))
+        i, j = i + 1, j + 1
+    return groups if i == len(a) and j == len(b) else None
+
+
 def _unit_axes_only(v, logical, out_logical, batch) -> tuple[int, ...] | None:
-    """The output layout of a reshape that only inserts or removes size-1 axes (an Unsqueeze of
-    a Conv1d's [N, C, L] to [N, C, 1, L], a Squeeze) keeping the input's memory order: the data
-    axes in their physical order, the sample axis first; None for any other reshape."""
+    """The output layout of a reshape that keeps the input's memory order: every run of data
+    axes it merges or splits is consecutive, in order, in the input's physical layout too
+    (an Unsqueeze of a Conv1d's [N, C, L] to [N, C, 1, L]; a patch embedding's NHWC conv output
+    flattened [N, C, H, W] -> [N, C, H*W]). The data axes keep their physical order, the sample
+    axis first; None when the bytes would move."""
     if v.hidden or v.perm == identity(len(v.perm)):
         return None
     ins = [i for i, d in enumerate(logical) if d != 1]
     outs = [j for j, d in enumerate(out_logical) if d != 1]
-    if [logical[i] for i in ins] != [out_logical[j] for j in outs]:
+    groups = _axis_groups([logical[i] for i in ins], [out_logical[j] for j in outs])
+    if groups is None:
         return None
-    to_out = dict(zip(ins, outs))
-    data = [to_out[p] for p in v.perm if logical[p] != 1]
+    phys = [p for p in v.perm if logical[p] != 1]  # data axes in memory order
+    placed = []
+    for gi, gj in groups:
+        axes = [ins[k] for k in gi]
+        at = phys.index(axes[0])
+        if phys[at:at + len(axes)] != axes:
+            return None
+        placed.append((at, [outs[k] for k in gj]))
+    data = [j for _, js in sorted(placed) for j in js]
     ones = [j for j, d in enumerate(out_logical) if d == 1]
     s = batch if batch is not None and out_logical[batch] == 1 else (ones[0] if ones else None)
     if s is None:
@@ -240,7 +274,7 @@ def reshape(cx: Ctx) -> None:
         cx.values[cx.out()] = v  # nothing to do (tf2onnx emits such reshapes)
         return
     kept = _unit_axes_only(v, logical, out_logical, batch)
-    if kept is not None:  # only size-1 axes come or go: the bytes stay in their layout
+    if kept is not None:  # the bytes stay in their layout
         shape = permute(out_logical, kept)
         y = cx.b.add("Reshape", [v.name], cx.out(), shape, ir.ReshapeAttrs(shape), cx.name,
                      cx.source)
