@@ -20,7 +20,7 @@ Op vocabulary (Node.op, inputs, attrs):
                   over the last axis of the kept keys only: masked keys get exactly 0, a row
                   with every key masked is all 0 (an attention mask: causal, attn_mask)
   Activation      x; ActAttrs(kind, ...) elementwise: relu, clip, leaky_relu, sigmoid, tanh,
-                  hard_sigmoid, hard_swish, silu, gelu, gelu_tanh, elu, softplus, ...
+                  hard_sigmoid, hard_swish, silu, gelu, gelu_tanh, elu, softplus, mish, ...
   MatMul          a [..., M, K], b [..., K, N] (or [..., N, K] when transpose_b), both
                   activations with equal batch dims; MatMulAttrs(transpose_b, alpha)
   LayerNorm       x, gamma [C] (const), beta [C] (const); over the last physical axis;

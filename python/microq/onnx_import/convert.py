@@ -44,6 +44,7 @@ CONVERTERS: dict[str, Callable[[Ctx], None]] = {
     "HardSwish": tn.simple_activation,
     "Elu": tn.simple_activation,
     "Softplus": tn.simple_activation,
+    "Mish": tn.simple_activation,
     "Gelu": tn.simple_activation,
     "Add": tn.binary,
     "Sub": tn.binary,

@@ -16,10 +16,11 @@ ROWS: list[tuple[tuple[str, ...], str, str]] = [
      "inference mode; standalone: a per-channel affine (depthwise 1x1)"),
     (("Relu", "Clip"), "the producing layer's output clamp",
      "Clip with constant min/max; standalone (or after an op without a clamp): lookup table"),
-    (("LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Softplus", "Gelu"),
+    (("LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Elu", "Softplus", "Gelu",
+      "Mish"),
      "`mq_lut_s8`",
-     "256-entry int8 table computed offline; also x*Sigmoid(x) (SiLU), Gelu's Erf and Tanh "
-     "forms and ONNX's own function bodies of these ops"),
+     "256-entry int8 table computed offline; also x*Sigmoid(x) (SiLU), x*Tanh(Softplus(x)) "
+     "(Mish), Gelu's Erf and Tanh forms and ONNX's own function bodies of these ops"),
     (("Softmax",), "`mq_softmax_s8`",
      "TFLite Micro's integer softmax; output scale 1/256; any axis but the batch"),
     (("MaxPool", "GlobalMaxPool"), "`mq_max_pool_s8`",

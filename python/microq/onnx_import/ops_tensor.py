@@ -6,8 +6,8 @@ import numpy as np
 
 from microq import ir
 from microq.onnx_import.context import Ctx, Unsupported, axis_of
-from microq.onnx_import.layout import (Value, compose, const_to_physical, identity, inverse,
-                                       permute)
+from microq.onnx_import.layout import (LayoutError, Value, compose, const_to_physical,
+                                       identity, inverse, permute)
 from microq.onnx_import.loader import unbatched_note
 
 INF = float("inf")
@@ -59,9 +59,25 @@ def simple_activation(cx: Ctx) -> None:
         attrs = ir.ActAttrs("gelu_tanh" if approx == "tanh" else "gelu")
     else:
         kinds = {"Sigmoid": "sigmoid", "Tanh": "tanh", "HardSwish": "hard_swish",
-                 "Softplus": "softplus"}
+                 "Softplus": "softplus", "Mish": "mish"}
         attrs = ir.ActAttrs(kinds[op])
     _unary(cx, attrs)
+
+
+def _same_layout(cx: Ctx, va, vb, ls):
+    """Two same-rank activations in different layouts (an NHWC feature map times a squeeze-excite
+    scale [N, C, 1, 1] made by a Reshape of [N, C]): bring the smaller one into the larger one's
+    layout (a free Reshape when only size-1 axes move) instead of both back to NCHW (two
+    transposes of the whole feature map). Unchanged when that layout cannot hold it."""
+    small = 0 if np.prod(ls[0]) < np.prod(ls[1]) else 1
+    vs, vl = (va, vb) if small == 0 else (vb, va)
+    if vs.hidden or vl.hidden:
+        return va, vb
+    try:
+        vs = cx.b.to_perm(vs, ls[small], vl.perm, cx.source)
+    except LayoutError:
+        return va, vb
+    return (vs, vl) if small == 0 else (vl, vs)
 
 
 def binary(cx: Ctx) -> None:
@@ -92,7 +108,9 @@ def binary(cx: Ctx) -> None:
                 va = _hidden_rank(cx, va, ls[0], len(out_logical))
                 vb = _hidden_rank(cx, vb, ls[1], len(out_logical))
             hidden = True
-        elif not (va.perm == vb.perm and len(ls[0]) == len(ls[1])):
+        elif va.perm != vb.perm and len(ls[0]) == len(ls[1]):
+            va, vb = _same_layout(cx, va, vb, ls)
+        if not hidden and not (va.perm == vb.perm and len(ls[0]) == len(ls[1])):
             va = cx.b.to_logical(va, ls[0], cx.source)
             vb = cx.b.to_logical(vb, ls[1], cx.source)
         names, perm = [va.name, vb.name], va.perm
@@ -236,6 +254,59 @@ def reshape_batch(cx: Ctx, logical: tuple[int, ...], out: tuple[int, ...]
     return None, None
 
 
+def _axis_groups(a: list[int], b: list[int]) -> list[tuple[list[int], list[int]]] | None:
+    """Row-major reshape of dims a to dims b (no 1s) as groups (a positions, b positions) of
+    equal products, each as small as possible."""
+    groups, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        gi, gj, pa, pb = [i], [j], a[i], b[j]
+        while pa != pb:
+            if pa < pb:
+                i += 1
+                if i == len(a):
+                    return None
+                gi.append(i)
+                pa *= a[i]
+            else:
+                j += 1
+                if j == len(b):
+                    return None
+                gj.append(j)
+                pb *= b[j]
+        groups.append((gi, gj))
+        i, j = i + 1, j + 1
+    return groups if i == len(a) and j == len(b) else None
+
+
+def _unit_axes_only(v, logical, out_logical, batch) -> tuple[int, ...] | None:
+    """The output layout of a reshape that keeps the input's memory order: every run of data
+    axes it merges or splits is consecutive, in order, in the input's physical layout too
+    (an Unsqueeze of a Conv1d's [N, C, L] to [N, C, 1, L]; a patch embedding's NHWC conv output
+    flattened [N, C, H, W] -> [N, C, H*W]). The data axes keep their physical order, the sample
+    axis first; None when the bytes would move."""
+    if v.hidden or v.perm == identity(len(v.perm)):
+        return None
+    ins = [i for i, d in enumerate(logical) if d != 1]
+    outs = [j for j, d in enumerate(out_logical) if d != 1]
+    groups = _axis_groups([logical[i] for i in ins], [out_logical[j] for j in outs])
+    if groups is None:
+        return None
+    phys = [p for p in v.perm if logical[p] != 1]  # data axes in memory order
+    placed = []
+    for gi, gj in groups:
+        axes = [ins[k] for k in gi]
+        at = phys.index(axes[0])
+        if phys[at:at + len(axes)] != axes:
+            return None
+        placed.append((at, [outs[k] for k in gj]))
+    data = [j for _, js in sorted(placed) for j in js]
+    ones = [j for j, d in enumerate(out_logical) if d == 1]
+    s = batch if batch is not None and out_logical[batch] == 1 else (ones[0] if ones else None)
+    if s is None:
+        return None
+    return (s,) + tuple(j for j in ones if j != s) + tuple(data)
+
+
 def reshape(cx: Ctx) -> None:
     """Reshape, Flatten, Squeeze, Unsqueeze: a reshape of the logical (row-major) data."""
     logical = cx.shape(cx.node.input[0])
@@ -272,6 +343,13 @@ def reshape(cx: Ctx) -> None:
         return
     if [d for d in logical if d != 1] == [d for d in out_logical if d != 1]:
         _size1_reshape(cx, v, logical, out_logical, batch)
+        return
+    kept = _unit_axes_only(v, logical, out_logical, batch)
+    if kept is not None:  # the bytes stay in their layout
+        shape = permute(out_logical, kept)
+        y = cx.b.add("Reshape", [v.name], cx.out(), shape, ir.ReshapeAttrs(shape), cx.name,
+                     cx.source)
+        cx.set(y, kept)
         return
     v = cx.b.to_row_major(v, logical, cx.source)  # the bytes in logical order, sample first
     s = batch if batch is not None else next(

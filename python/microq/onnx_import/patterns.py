@@ -744,6 +744,7 @@ _ELEMENTWISE = {
     "Reciprocal": lambda x, n: 1.0 / x[0],
     "Erf": lambda x, n: _erf(x[0]),
     "Tanh": lambda x, n: np.tanh(x[0]),
+    "Softplus": lambda x, n: np.logaddexp(0.0, x[0]),
     "Sigmoid": lambda x, n: 1.0 / (1.0 + np.exp(-x[0])),
     "Relu": lambda x, n: np.maximum(x[0], 0.0),
     "LeakyRelu": lambda x, n: np.where(x[0] >= 0, x[0], _attr(n, "alpha", 0.01) * x[0]),
@@ -799,6 +800,7 @@ def _smooth_activation(f: np.ndarray, x: np.ndarray, same) -> tuple[str, dict, t
     table = [
         ("HardSwish", {}, x * np.clip(x / 6.0 + 0.5, 0.0, 1.0)),
         ("Softplus", {}, np.logaddexp(0.0, x)),
+        ("Mish", {}, x * np.tanh(np.logaddexp(0.0, x))),
         ("Sigmoid", {}, 1.0 / (1.0 + np.exp(-x))),
         ("Tanh", {}, np.tanh(x)),
         ("Gelu", {}, 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))),

@@ -106,8 +106,8 @@ class _Writer:
         layer implements (the Conv, or the Relu/Clip fused into it). qdq.importer maps it back
         by the same rule. Layout copies (reshape, transpose) share their input's parameters."""
         qn = next((n for n in self.qg.nodes if t in n.outputs), None)
-        if qn is None or qn.kernel in ("reshape", "transpose"):
-            return None
+        if qn is None or qn.kernel in ("reshape", "transpose") or t != qn.outputs[0]:
+            return None  # a later output (a recurrent layer's scratch state) has no ONNX tensor
         o = self.source_tensor(t)
         if o is None or o not in produced or o in self.qg.tensors:
             return None

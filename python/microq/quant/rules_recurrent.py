@@ -110,10 +110,13 @@ def recurrent(qz, node: ir.Node) -> None:
     qz.add_tensor(out, qz.calibrated(out))
     qo = qz.q(out)
     cell_max = 0.0
-    if cell == "lstm" and len(node.outputs) > 1:
-        rng = qz.ranges.get(node.outputs[1])
-        if rng is not None:
-            cell_max = max(abs(float(rng.lo)), abs(float(rng.hi)))
+    if cell == "lstm":
+        rng = qz.ranges.get(node.outputs[1]) if len(node.outputs) > 1 else None
+        if rng is None:  # a QDQ model: no ONNX tensor carries the cell state's range
+            raise MicroqError(f"node '{node.name}': LSTM: no calibrated range for its cell "
+                              "state (a QDQ model has no tensor that carries it); compile the "
+                              "float model with --calib instead")
+        cell_max = max(abs(float(rng.lo)), abs(float(rng.hi)))
     c = qz.g.tensors
     p = recurrent_params(cell, c[w].const, c[r].const, c[wb].const, c[rb].const, qi.scale,
                          qi.zero_point, qo.scale, qo.zero_point, cell_max, qz.rounding,

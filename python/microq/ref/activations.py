@@ -45,6 +45,8 @@ def apply(attrs: ActAttrs, x: np.ndarray) -> np.ndarray:
         return np.where(x >= 0, x, attrs.alpha * (np.exp(np.minimum(x, 0)) - 1.0))
     if k == "softplus":
         return np.logaddexp(0.0, x)
+    if k == "mish":
+        return x * np.tanh(np.logaddexp(0.0, x))
     if k == "identity":
         return x
     raise ValueError(f"unknown activation kind {k!r}")
@@ -52,5 +54,5 @@ def apply(attrs: ActAttrs, x: np.ndarray) -> np.ndarray:
 
 KINDS = (
     "relu", "clip", "leaky_relu", "sigmoid", "tanh", "hard_sigmoid", "hard_swish", "silu",
-    "gelu", "gelu_tanh", "elu", "softplus", "identity",
+    "gelu", "gelu_tanh", "elu", "softplus", "mish", "identity",
 )

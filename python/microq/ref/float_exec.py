@@ -38,6 +38,8 @@ def run_float(
         for i in node.inputs:
             t = graph.tensors[i]
             args.append(t.const if t.is_const else env[i])
+        if node.op == "Concat" and node.attrs.axis != 0:
+            args = _concat_consts_per_sample(node, graph, args)
         ys = OPS[node.op](args, node.attrs)
         for out, y in zip(node.outputs, ys if isinstance(ys, tuple) else (ys,)):
             y = y.astype(np.float32, copy=False)
@@ -45,6 +47,15 @@ def run_float(
             if on_tensor is not None:
                 on_tensor(out, y)
     return {name: env[name] for name in graph.outputs}
+
+
+def _concat_consts_per_sample(node: ir.Node, graph: ir.Graph, args: list) -> list:
+    """A constant Concat input (a ViT's class token, `cls.expand(B, -1, -1)` folded at batch 1)
+    holds one sample's worth: repeat it for every sample of the activations' batch."""
+    n = max((a.shape[0] for i, a in zip(node.inputs, args)
+             if not graph.tensors[i].is_const and a.ndim), default=1)
+    return [np.broadcast_to(a, (n, *a.shape[1:])) if graph.tensors[i].is_const and a.ndim
+            and a.shape[0] == 1 and n != 1 else a for i, a in zip(node.inputs, args)]
 
 
 def _clamp(y: np.ndarray, attrs: object) -> np.ndarray:
