@@ -245,6 +245,273 @@ static MQ_NOINLINE void mq_conv_general(const mq_conv_params *params,
     }
 }
 
+/* Convolutions with at most MQ_FEW_CHANNELS input channels and a receptive field of at most
+ * MQ_COL_MAX taps (KH * KW * C_in) take mq_conv_few_channels. */
+#define MQ_FEW_CHANNELS 4
+#define MQ_COL_MAX 64
+/* Output pixels per pass of mq_conv_few_channels' DSP core. */
+#define MQ_COL_PIXELS 4
+
+/* d[0..n) = s[0..n); four bytes at a time on DSP cores (unaligned word accesses). */
+static inline void mq_copy_s8(int8_t *d, const int8_t *s, int32_t n)
+{
+    int32_t i = 0;
+#if MQ_DSP
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t v = mq_read_s8x4(s + i);
+        __builtin_memcpy(d + i, &v, 4);
+    }
+#endif
+    for (; i < n; ++i) {
+        d[i] = s[i];
+    }
+}
+
+static inline void mq_fill_s8(int8_t *d, int8_t v, int32_t n)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        d[i] = v;
+    }
+}
+
+/* The receptive field of the output pixel whose top-left tap is (y0, x0), padding included, as
+ * one contiguous column of KH * KW * C_in bytes in OHWI tap order, filled up to k4 bytes. Taps
+ * outside the input get `pad` = -input_offset, so that x + input_offset is 0 there: the
+ * reference skips those taps, and a zero term leaves the same sum. */
+static void mq_gather_col(const int8_t *in_batch, const mq_dims *in, const mq_dims *f,
+                          const mq_conv_params *params, int32_t y0, int32_t x0, int32_t k4,
+                          int8_t pad, int8_t *col)
+{
+    const int32_t in_c = in->c;
+    const int32_t run = f->w * in_c;
+    int32_t kx_start, kx_end, ky, kx;
+    int8_t *c = col;
+    mq_tap_range(x0, params->dilation_w, in->w, f->w, &kx_start, &kx_end);
+    for (ky = 0; ky < f->h; ++ky) {
+        const int32_t iy = y0 + ky * params->dilation_h;
+        if (iy < 0 || iy >= in->h) {
+            mq_fill_s8(c, pad, run);
+        } else {
+            const int8_t *row = in_batch + iy * in->w * in_c;
+            mq_fill_s8(c, pad, kx_start * in_c);
+            if (params->dilation_w == 1) {
+                mq_copy_s8(c + kx_start * in_c, row + (x0 + kx_start) * in_c,
+                           (kx_end - kx_start) * in_c);
+            } else {
+                for (kx = kx_start; kx < kx_end; ++kx) {
+                    mq_copy_s8(c + kx * in_c, row + (x0 + kx * params->dilation_w) * in_c, in_c);
+                }
+            }
+            mq_fill_s8(c + kx_end * in_c, pad, run - kx_end * in_c);
+        }
+        c += run;
+    }
+    mq_fill_s8(c, pad, k4 - f->h * run);
+}
+
+/* The filters of mq_conv_few_channels against gathered columns. */
+typedef struct {
+    const int8_t *filter;
+    const int32_t *bias;
+    const int32_t *multiplier;
+    const int32_t *shift;
+    int32_t out_c;
+    int32_t depth; /* KH * KW * C_in */
+    int32_t k4;    /* depth rounded up to a multiple of 4: the columns' length */
+    int32_t input_offset;
+    int32_t output_offset;
+    int32_t act_min;
+    int32_t act_max;
+} mq_cols_job;
+
+/* y[0..out_c) = the outputs of one gathered column (odd pixels of mq_conv_few_channels): four
+ * filters at a time without DSP (mq_dot_1x4), two with it (mq_dot_1x2). */
+static void mq_col_1(const mq_cols_job *j, const int8_t *col, int8_t *y)
+{
+    const int32_t depth = j->depth;
+    const int32_t block = MQ_DSP ? 2 : 4;
+    int32_t oc = 0;
+    int32_t f;
+    for (; oc + block <= j->out_c; oc += block) {
+        const int8_t *w = j->filter + oc * depth;
+        int32_t acc[4];
+        for (f = 0; f < block; ++f) {
+            acc[f] = j->bias ? j->bias[oc + f] : 0;
+        }
+        if (MQ_DSP) {
+            mq_dot_1x2(col, w, w + depth, depth, j->input_offset, acc);
+        } else {
+            mq_dot_1x4(col, w, depth, depth, j->input_offset, acc);
+        }
+        for (f = 0; f < block; ++f) {
+            const mq_rq q = mq_rq_channel(j->multiplier[oc + f], j->shift[oc + f]);
+            y[oc + f] = mq_rq_out(&q, acc[f], j->output_offset, j->act_min, j->act_max);
+        }
+    }
+    for (; oc < j->out_c; ++oc) {
+        const mq_rq q = mq_rq_channel(j->multiplier[oc], j->shift[oc]);
+        y[oc] = mq_rq_out(&q, mq_dot_1x1(col, j->filter + oc * depth, depth, j->input_offset,
+                                         j->bias ? j->bias[oc] : 0),
+                          j->output_offset, j->act_min, j->act_max);
+    }
+}
+
+#if MQ_DSP
+/* Four columns (k4 bytes apart) widened once for every filter: per group of 4 taps and for
+ * column p = 0..3 the words (x_p[0], x_p[2]), (x_p[1], x_p[3]) with input_offset added (padded
+ * taps become 0), at buf[8 q + 2 p], the pairing SXTB16 / SXTB16-ror-8 gives a filter word. */
+static void mq_widen_4cols(const int8_t *cols, int32_t k4, int32_t input_offset, uint32_t *buf)
+{
+    const uint32_t off2 = mq_offset2(input_offset);
+    int32_t p, q;
+    for (p = 0; p < MQ_COL_PIXELS; ++p) {
+        const int8_t *c = cols + p * k4;
+        uint32_t *b = buf + 2 * p;
+        for (q = 0; q < k4; q += 4) {
+            const uint32_t v = mq_read_s8x4(c + q);
+            b[0] = __sxtab16(off2, v);
+            b[1] = mq_sxtab16_ror8(off2, v);
+            b += 2 * MQ_COL_PIXELS;
+        }
+    }
+}
+
+/* Outputs y + p * out_c (p = 0..3) of four columns widened by mq_widen_4cols, one filter at a
+ * time: per group of 4 taps one filter load, two SXTB16 and eight SMLAD for 16 MACs, the
+ * accumulators in registers, and one requantization set-up per four outputs. */
+static MQ_NOINLINE void mq_cols_4x1(const mq_cols_job *j, const uint32_t *wide, const int8_t *cols,
+                                    int8_t *y)
+{
+    const int32_t out_c = j->out_c;
+    const int32_t depth = j->depth;
+    const int32_t k4 = j->k4;
+    /* A filter reads whole groups of 4 while they stay inside the filter array (past its own
+     * taps it reads the next filter and meets zero column entries); the last filter(s) stop
+     * before a partial group and finish tap by tap. */
+    const int32_t last_whole = out_c * depth - k4; /* the last oc * depth reading k4 bytes */
+    const int8_t *w = j->filter;
+    int32_t oc;
+    for (oc = 0; oc < out_c; ++oc, w += depth) {
+        const int32_t b = j->bias ? j->bias[oc] : 0;
+        const int32_t taps = oc * depth <= last_whole ? k4 : depth & ~3;
+        const uint32_t *xw = wide;
+        const uint32_t *end = wide + 2 * taps; /* 8 words per 4 taps */
+        const int8_t *wp = w;
+        int32_t a0 = b;
+        int32_t a1 = b;
+        int32_t a2 = b;
+        int32_t a3 = b;
+        mq_rq q;
+        while (xw != end) {
+            const uint32_t wv = mq_read_s8x4(wp);
+            const uint32_t we = __sxtb16(wv);
+            const uint32_t wo = mq_sxtb16_ror8(wv);
+            a0 = (int32_t)__smlad(xw[0], we, (uint32_t)a0);
+            a0 = (int32_t)__smlad(xw[1], wo, (uint32_t)a0);
+            a1 = (int32_t)__smlad(xw[2], we, (uint32_t)a1);
+            a1 = (int32_t)__smlad(xw[3], wo, (uint32_t)a1);
+            a2 = (int32_t)__smlad(xw[4], we, (uint32_t)a2);
+            a2 = (int32_t)__smlad(xw[5], wo, (uint32_t)a2);
+            a3 = (int32_t)__smlad(xw[6], we, (uint32_t)a3);
+            a3 = (int32_t)__smlad(xw[7], wo, (uint32_t)a3);
+            xw += 2 * MQ_COL_PIXELS;
+            wp += 4;
+        }
+        if (taps != k4) {
+            const int32_t off = j->input_offset;
+            int32_t k;
+            for (k = taps; k < depth; ++k) {
+                const int32_t wk = w[k];
+                a0 += ((int32_t)cols[k] + off) * wk;
+                a1 += ((int32_t)cols[k4 + k] + off) * wk;
+                a2 += ((int32_t)cols[2 * k4 + k] + off) * wk;
+                a3 += ((int32_t)cols[3 * k4 + k] + off) * wk;
+            }
+        }
+        q = mq_rq_channel(j->multiplier[oc], j->shift[oc]);
+        if (q.e_minus_1 >= 0) {
+            mq_pair_out(a0, a1, &q, j->output_offset, j->act_min, j->act_max, y + oc, out_c);
+            mq_pair_out(a2, a3, &q, j->output_offset, j->act_min, j->act_max,
+                        y + oc + 2 * out_c, out_c);
+        } else {
+            y[oc] = mq_rq_out(&q, a0, j->output_offset, j->act_min, j->act_max);
+            y[out_c + oc] = mq_rq_out(&q, a1, j->output_offset, j->act_min, j->act_max);
+            y[2 * out_c + oc] = mq_rq_out(&q, a2, j->output_offset, j->act_min, j->act_max);
+            y[3 * out_c + oc] = mq_rq_out(&q, a3, j->output_offset, j->act_min, j->act_max);
+        }
+    }
+}
+#endif
+
+/* Convolutions with few input channels (first layers: 1-4 channels): each output pixel's whole
+ * receptive field is gathered into one contiguous column (mq_gather_col), so the dot products
+ * run over all KH * KW * C_in taps at once instead of runs of 1-12 bytes per tap row. On DSP
+ * cores four pixels' columns are widened to int16 once (mq_widen_4cols) and shared by every
+ * filter (mq_cols_4x1); the pixels left over, and every pixel without DSP, take one column
+ * against 2 or 4 filters (mq_col_1). Pixels are grouped in output order across row ends. One
+ * group, depth <= MQ_COL_MAX; arguments checked by mq_conv2d_s8. */
+static MQ_NOINLINE void mq_conv_few_channels(const mq_conv_params *params,
+                                             const mq_per_channel_quant *quant,
+                                             const mq_dims *input_dims, const int8_t *input,
+                                             const mq_dims *filter_dims, const int8_t *filter,
+                                             const int32_t *bias, const mq_dims *output_dims,
+                                             int8_t *output)
+{
+    const int32_t out_c = filter_dims->n;
+    const int32_t out_w = output_dims->w;
+    const int32_t pixels = output_dims->h * out_w;
+    const int32_t depth = filter_dims->h * filter_dims->w * input_dims->c;
+    const int32_t k4 = (depth + 3) & ~3;
+    const int8_t pad = (int8_t)-params->input_offset; /* input_offset in [-127, 128] */
+    int8_t cols[MQ_COL_PIXELS * MQ_COL_MAX];
+#if MQ_DSP
+    uint32_t wide[MQ_COL_PIXELS * MQ_COL_MAX / 2];
+#endif
+    mq_cols_job job;
+    int32_t n, p, i;
+    job.filter = filter;
+    job.bias = bias;
+    job.multiplier = quant->multiplier;
+    job.shift = quant->shift;
+    job.out_c = out_c;
+    job.depth = depth;
+    job.k4 = k4;
+    job.input_offset = params->input_offset;
+    job.output_offset = params->output_offset;
+    job.act_min = params->act_min;
+    job.act_max = params->act_max;
+    for (n = 0; n < input_dims->n; ++n) {
+        const int8_t *in_batch = input + n * input_dims->h * input_dims->w * input_dims->c;
+        int8_t *out_batch = output + n * pixels * out_c;
+        int32_t oy = 0;
+        int32_t ox = 0;
+        for (p = 0; p < pixels;) {
+            /* Four pixels at once on DSP cores, else one. */
+            const int32_t group = MQ_DSP && pixels - p >= MQ_COL_PIXELS ? MQ_COL_PIXELS : 1;
+            for (i = 0; i < group; ++i) {
+                mq_gather_col(in_batch, input_dims, filter_dims, params,
+                              oy * params->stride_h - params->pad_top,
+                              ox * params->stride_w - params->pad_left, k4, pad, cols + i * k4);
+                if (++ox == out_w) {
+                    ox = 0;
+                    ++oy;
+                }
+            }
+#if MQ_DSP
+            if (group == MQ_COL_PIXELS) {
+                mq_widen_4cols(cols, k4, params->input_offset, wide);
+                mq_cols_4x1(&job, wide, cols, out_batch + p * out_c);
+                p += MQ_COL_PIXELS;
+                continue;
+            }
+#endif
+            mq_col_1(&job, cols, out_batch + p * out_c);
+            ++p;
+        }
+    }
+}
+
 /* Rows per call of the 1x1 fast path (codegen/overlap.py ROWS_CHUNK must match). */
 #define MQ_ROWS_CHUNK 256
 /* Output rows per chunk of the depthwise kernel (codegen/overlap.py DW_ROWS must match). */
@@ -297,6 +564,11 @@ mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant 
         return MQ_OK;
     }
 
+    if (groups == 1 && in_c <= MQ_FEW_CHANNELS && k_h * k_w * in_c <= MQ_COL_MAX) {
+        mq_conv_few_channels(params, quant, input_dims, input, filter_dims, filter, bias,
+                             output_dims, output);
+        return MQ_OK;
+    }
     mq_conv_general(params, quant, input_dims, input, filter_dims, filter, bias, output_dims,
                     output);
     return MQ_OK;
