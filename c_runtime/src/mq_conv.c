@@ -252,6 +252,14 @@ static MQ_NOINLINE void mq_conv_general(const mq_conv_params *params,
 /* Output pixels per pass of mq_conv_few_channels' DSP core. */
 #define MQ_COL_PIXELS 4
 
+/* gcc turns the short copy and fill loops of mq_gather_col into memcpy / memset calls (loop
+ * distribution), which cost more than the 1-12 byte runs they move. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define MQ_NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define MQ_NO_LIBCALLS
+#endif
+
 /* d[0..n) = s[0..n); four bytes at a time on DSP cores (unaligned word accesses). */
 static inline void mq_copy_s8(int8_t *d, const int8_t *s, int32_t n)
 {
@@ -279,33 +287,52 @@ static inline void mq_fill_s8(int8_t *d, int8_t v, int32_t n)
  * one contiguous column of KH * KW * C_in bytes in OHWI tap order, filled up to k4 bytes. Taps
  * outside the input get `pad` = -input_offset, so that x + input_offset is 0 there: the
  * reference skips those taps, and a zero term leaves the same sum. */
-static void mq_gather_col(const int8_t *in_batch, const mq_dims *in, const mq_dims *f,
-                          const mq_conv_params *params, int32_t y0, int32_t x0, int32_t k4,
-                          int8_t pad, int8_t *col)
+static MQ_NOINLINE MQ_NO_LIBCALLS void mq_gather_col(const int8_t *in_batch, const mq_dims *in,
+                                                     const mq_dims *f,
+                                                     const mq_conv_params *params, int32_t y0,
+                                                     int32_t x0, int32_t k4, int8_t pad,
+                                                     int8_t *col)
 {
     const int32_t in_c = in->c;
-    const int32_t run = f->w * in_c;
+    const int32_t k_w = f->w;
+    const int32_t run = k_w * in_c;
+    const int32_t row_bytes = in->w * in_c;
+    const int32_t dil_h = params->dilation_h;
+    const int32_t dil_w = params->dilation_w;
     int32_t kx_start, kx_end, ky, kx;
     int8_t *c = col;
-    mq_tap_range(x0, params->dilation_w, in->w, f->w, &kx_start, &kx_end);
-    for (ky = 0; ky < f->h; ++ky) {
-        const int32_t iy = y0 + ky * params->dilation_h;
-        if (iy < 0 || iy >= in->h) {
-            mq_fill_s8(c, pad, run);
-        } else {
-            const int8_t *row = in_batch + iy * in->w * in_c;
-            mq_fill_s8(c, pad, kx_start * in_c);
-            if (params->dilation_w == 1) {
-                mq_copy_s8(c + kx_start * in_c, row + (x0 + kx_start) * in_c,
-                           (kx_end - kx_start) * in_c);
+    mq_tap_range(x0, dil_w, in->w, k_w, &kx_start, &kx_end);
+    if (kx_start == 0 && kx_end == k_w && dil_w == 1) {
+        /* Every tap column inside: a tap row is one run of the input row. */
+        for (ky = 0; ky < f->h; ++ky) {
+            const int32_t iy = y0 + ky * dil_h;
+            if (iy >= 0 && iy < in->h) {
+                mq_copy_s8(c, in_batch + iy * row_bytes + x0 * in_c, run);
             } else {
-                for (kx = kx_start; kx < kx_end; ++kx) {
-                    mq_copy_s8(c + kx * in_c, row + (x0 + kx * params->dilation_w) * in_c, in_c);
-                }
+                mq_fill_s8(c, pad, run);
             }
-            mq_fill_s8(c + kx_end * in_c, pad, run - kx_end * in_c);
+            c += run;
         }
-        c += run;
+    } else {
+        for (ky = 0; ky < f->h; ++ky) {
+            const int32_t iy = y0 + ky * dil_h;
+            if (iy < 0 || iy >= in->h) {
+                mq_fill_s8(c, pad, run);
+            } else {
+                const int8_t *r = in_batch + iy * row_bytes;
+                mq_fill_s8(c, pad, kx_start * in_c);
+                if (dil_w == 1) {
+                    mq_copy_s8(c + kx_start * in_c, r + (x0 + kx_start) * in_c,
+                               (kx_end - kx_start) * in_c);
+                } else {
+                    for (kx = kx_start; kx < kx_end; ++kx) {
+                        mq_copy_s8(c + kx * in_c, r + (x0 + kx * dil_w) * in_c, in_c);
+                    }
+                }
+                mq_fill_s8(c + kx_end * in_c, pad, run - kx_end * in_c);
+            }
+            c += run;
+        }
     }
     mq_fill_s8(c, pad, k4 - f->h * run);
 }
@@ -377,69 +404,125 @@ static void mq_widen_4cols(const int8_t *cols, int32_t k4, int32_t input_offset,
     }
 }
 
-/* Outputs y + p * out_c (p = 0..3) of four columns widened by mq_widen_4cols, one filter at a
- * time: per group of 4 taps one filter load, two SXTB16 and eight SMLAD for 16 MACs, the
- * accumulators in registers, and one requantization set-up per four outputs. */
+/* acc[p] += sum over the taps [xw, end) of column p (p = 0..3, widened by mq_widen_4cols)
+ * times filter w. Per group of 4 taps: one filter load, two SXTB16, two LDM of four widened
+ * words and eight SMLAD for 16 MACs (inline assembly: gcc loads the eight words one by one and
+ * spills). end > xw. */
+static inline void mq_dot_4cols(const uint32_t *xw, const uint32_t *end, const int8_t *w,
+                                int32_t *acc)
+{
+    int32_t a0 = acc[0];
+    int32_t a1 = acc[1];
+    int32_t a2 = acc[2];
+    int32_t a3 = acc[3];
+    uint32_t wv, we;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr %[wv], [%[w]], #4\n\t"
+        "ldm %[xw]!, {r8, r9, r10, r11}\n\t"
+        "sxtb16 %[we], %[wv]\n\t"
+        "sxtb16 %[wv], %[wv], ror #8\n\t"
+        "smlad %[a0], r8, %[we], %[a0]\n\t"
+        "smlad %[a0], r9, %[wv], %[a0]\n\t"
+        "smlad %[a1], r10, %[we], %[a1]\n\t"
+        "smlad %[a1], r11, %[wv], %[a1]\n\t"
+        "ldm %[xw]!, {r8, r9, r10, r11}\n\t"
+        "smlad %[a2], r8, %[we], %[a2]\n\t"
+        "smlad %[a2], r9, %[wv], %[a2]\n\t"
+        "smlad %[a3], r10, %[we], %[a3]\n\t"
+        "smlad %[a3], r11, %[wv], %[a3]\n\t"
+        "cmp %[xw], %[end]\n\t"
+        "bne 1b\n\t"
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [xw] "+r"(xw),
+          [w] "+r"(w), [wv] "=&r"(wv), [we] "=&r"(we)
+        : [end] "r"(end)
+        : "r8", "r9", "r10", "r11", "cc", "memory");
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* Filters per block of mq_cols_4x1: their accumulators wait in a 4 x MQ_COLS_BLOCK buffer for
+ * the requantization loop (which then has the registers to itself). */
+#define MQ_COLS_BLOCK 8
+
+/* y[f + p * out_c] (p = 0..3) = the requantized acc[4 f + p] of channel f, f < nf. The
+ * constants are arguments (locals), so that the int8 stores cannot make the compiler reload
+ * them. */
+static void mq_cols_out(const int32_t *acc, int32_t nf, const int32_t *multiplier,
+                        const int32_t *shift, int32_t output_offset, int32_t act_min,
+                        int32_t act_max, int8_t *y, int32_t out_c)
+{
+    const int8_t *end = y + nf;
+    while (y != end) {
+        const mq_rq q = mq_rq_channel(*multiplier++, *shift++);
+        if (q.e_minus_1 >= 0) {
+            mq_pair_out(acc[0], acc[1], &q, output_offset, act_min, act_max, y, out_c);
+            mq_pair_out(acc[2], acc[3], &q, output_offset, act_min, act_max, y + 2 * out_c,
+                        out_c);
+        } else {
+            y[0] = mq_rq_out(&q, acc[0], output_offset, act_min, act_max);
+            y[out_c] = mq_rq_out(&q, acc[1], output_offset, act_min, act_max);
+            y[2 * out_c] = mq_rq_out(&q, acc[2], output_offset, act_min, act_max);
+            y[3 * out_c] = mq_rq_out(&q, acc[3], output_offset, act_min, act_max);
+        }
+        acc += 4;
+        ++y;
+    }
+}
+
+/* Outputs y + p * out_c (p = 0..3) of four columns widened by mq_widen_4cols, for every filter:
+ * in blocks of MQ_COLS_BLOCK filters, first all dot products (mq_dot_4cols), then all
+ * requantizations (mq_cols_out: one constant set-up per four outputs). */
 static MQ_NOINLINE void mq_cols_4x1(const mq_cols_job *j, const uint32_t *wide, const int8_t *cols,
                                     int8_t *y)
 {
     const int32_t out_c = j->out_c;
     const int32_t depth = j->depth;
     const int32_t k4 = j->k4;
-    /* A filter reads whole groups of 4 while they stay inside the filter array (past its own
-     * taps it reads the next filter and meets zero column entries); the last filter(s) stop
-     * before a partial group and finish tap by tap. */
-    const int32_t last_whole = out_c * depth - k4; /* the last oc * depth reading k4 bytes */
+    const int32_t *const bias = j->bias;
     const int8_t *w = j->filter;
-    int32_t oc;
-    for (oc = 0; oc < out_c; ++oc, w += depth) {
-        const int32_t b = j->bias ? j->bias[oc] : 0;
-        const int32_t taps = oc * depth <= last_whole ? k4 : depth & ~3;
-        const uint32_t *xw = wide;
-        const uint32_t *end = wide + 2 * taps; /* 8 words per 4 taps */
-        const int8_t *wp = w;
-        int32_t a0 = b;
-        int32_t a1 = b;
-        int32_t a2 = b;
-        int32_t a3 = b;
-        mq_rq q;
-        while (xw != end) {
-            const uint32_t wv = mq_read_s8x4(wp);
-            const uint32_t we = __sxtb16(wv);
-            const uint32_t wo = mq_sxtb16_ror8(wv);
-            a0 = (int32_t)__smlad(xw[0], we, (uint32_t)a0);
-            a0 = (int32_t)__smlad(xw[1], wo, (uint32_t)a0);
-            a1 = (int32_t)__smlad(xw[2], we, (uint32_t)a1);
-            a1 = (int32_t)__smlad(xw[3], wo, (uint32_t)a1);
-            a2 = (int32_t)__smlad(xw[4], we, (uint32_t)a2);
-            a2 = (int32_t)__smlad(xw[5], wo, (uint32_t)a2);
-            a3 = (int32_t)__smlad(xw[6], we, (uint32_t)a3);
-            a3 = (int32_t)__smlad(xw[7], wo, (uint32_t)a3);
-            xw += 2 * MQ_COL_PIXELS;
-            wp += 4;
-        }
-        if (taps != k4) {
-            const int32_t off = j->input_offset;
-            int32_t k;
-            for (k = taps; k < depth; ++k) {
-                const int32_t wk = w[k];
-                a0 += ((int32_t)cols[k] + off) * wk;
-                a1 += ((int32_t)cols[k4 + k] + off) * wk;
-                a2 += ((int32_t)cols[2 * k4 + k] + off) * wk;
-                a3 += ((int32_t)cols[3 * k4 + k] + off) * wk;
+    /* Filters that read whole groups of 4 stay inside the filter array (past its own taps a
+     * filter reads the next one and meets zero column entries): oc * depth + k4 <= out_c *
+     * depth. The last filter(s) stop before a partial group and finish tap by tap. */
+    const int32_t last_whole = out_c * depth - k4;
+    int32_t w_at = 0; /* w - j->filter */
+    const uint32_t *wide_end = wide + 2 * k4; /* 8 words per 4 taps */
+    int32_t acc[4 * MQ_COLS_BLOCK];
+    int32_t o0, f, nf;
+    for (o0 = 0; o0 < out_c; o0 += nf) {
+        int32_t *a = acc;
+        nf = out_c - o0 < MQ_COLS_BLOCK ? out_c - o0 : MQ_COLS_BLOCK;
+        for (f = 0; f < nf; ++f) {
+            const int32_t b = bias ? bias[o0 + f] : 0;
+            a[0] = b;
+            a[1] = b;
+            a[2] = b;
+            a[3] = b;
+            if (w_at <= last_whole) {
+                mq_dot_4cols(wide, wide_end, w, a);
+            } else {
+                const int32_t off = j->input_offset;
+                const int32_t taps = depth & ~3;
+                int32_t k;
+                if (taps > 0) {
+                    mq_dot_4cols(wide, wide + 2 * taps, w, a);
+                }
+                for (k = taps; k < depth; ++k) {
+                    const int32_t wk = w[k];
+                    a[0] += ((int32_t)cols[k] + off) * wk;
+                    a[1] += ((int32_t)cols[k4 + k] + off) * wk;
+                    a[2] += ((int32_t)cols[2 * k4 + k] + off) * wk;
+                    a[3] += ((int32_t)cols[3 * k4 + k] + off) * wk;
+                }
             }
+            w += depth;
+            w_at += depth;
+            a += 4;
         }
-        q = mq_rq_channel(j->multiplier[oc], j->shift[oc]);
-        if (q.e_minus_1 >= 0) {
-            mq_pair_out(a0, a1, &q, j->output_offset, j->act_min, j->act_max, y + oc, out_c);
-            mq_pair_out(a2, a3, &q, j->output_offset, j->act_min, j->act_max,
-                        y + oc + 2 * out_c, out_c);
-        } else {
-            y[oc] = mq_rq_out(&q, a0, j->output_offset, j->act_min, j->act_max);
-            y[out_c + oc] = mq_rq_out(&q, a1, j->output_offset, j->act_min, j->act_max);
-            y[2 * out_c + oc] = mq_rq_out(&q, a2, j->output_offset, j->act_min, j->act_max);
-            y[3 * out_c + oc] = mq_rq_out(&q, a3, j->output_offset, j->act_min, j->act_max);
-        }
+        mq_cols_out(acc, nf, j->multiplier + o0, j->shift + o0, j->output_offset, j->act_min,
+                    j->act_max, y + o0, out_c);
     }
 }
 #endif
