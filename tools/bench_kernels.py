@@ -35,7 +35,7 @@ from microq.runtime import profile
 RUNTIME = Path(__file__).resolve().parents[1] / "c_runtime"
 RUNTIME_FILES = ("include/mq_types.h", "include/mq_requant.h", "include/mq_conv.h",
                  "include/mq_fc.h", "include/mq_elementwise.h", "include/mq_softmax.h",
-                 "src/mq_conv.c", "src/mq_fc.c", "src/mq_elementwise.c", "src/mq_softmax.c",
+                 "src/mq_conv.c", "src/mq_fc.c", "src/mq_gemm.c", "src/mq_elementwise.c", "src/mq_softmax.c",
                  "src/mq_requant.c", "include/mq_groupnorm.h", "src/mq_groupnorm.c",
                  "src/mq_isqrt.c", "src/mq_transpose_conv.c", "src/mq_conv3d.c",
                  "src/mq_resize.c")

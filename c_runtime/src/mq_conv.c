@@ -8,6 +8,7 @@
  */
 #include "mq_conv.h"
 #include "mq_dsp.h"
+#include "mq_gemm.h"
 #include "mq_requant.h"
 
 /* Kernel taps k in [*k_start, *k_end) with 0 <= origin + k * dilation < size. Computed once per
@@ -447,6 +448,13 @@ static inline void mq_dot_4cols(const uint32_t *xw, const uint32_t *end, const i
  * the requantization loop (which then has the registers to itself). */
 #define MQ_COLS_BLOCK 8
 
+/* mq_rq_out out of line, for channels off mq_mbqm_fast (rare: shift > -2). */
+static MQ_NOINLINE int8_t mq_rq_out_any(const mq_rq *q, int32_t acc, int32_t output_offset,
+                                        int32_t act_min, int32_t act_max)
+{
+    return mq_rq_out(q, acc, output_offset, act_min, act_max);
+}
+
 /* y[f + p * out_c] (p = 0..3) = the requantized acc[4 f + p] of channel f, f < nf. The
  * constants are arguments (locals), so that the int8 stores cannot make the compiler reload
  * them. */
@@ -462,10 +470,10 @@ static void mq_cols_out(const int32_t *acc, int32_t nf, const int32_t *multiplie
             mq_pair_out(acc[2], acc[3], &q, output_offset, act_min, act_max, y + 2 * out_c,
                         out_c);
         } else {
-            y[0] = mq_rq_out(&q, acc[0], output_offset, act_min, act_max);
-            y[out_c] = mq_rq_out(&q, acc[1], output_offset, act_min, act_max);
-            y[2 * out_c] = mq_rq_out(&q, acc[2], output_offset, act_min, act_max);
-            y[3 * out_c] = mq_rq_out(&q, acc[3], output_offset, act_min, act_max);
+            int32_t p;
+            for (p = 0; p < MQ_COL_PIXELS; ++p) {
+                y[p * out_c] = mq_rq_out_any(&q, acc[p], output_offset, act_min, act_max);
+            }
         }
         acc += 4;
         ++y;

@@ -7,6 +7,7 @@
  */
 #include "mq_dsp.h"
 #include "mq_fc.h"
+#include "mq_gemm.h"
 
 mq_status mq_fully_connected_s8(const mq_fc_params *params, const mq_per_channel_quant *quant,
                                 const mq_dims *input_dims, const int8_t *input,

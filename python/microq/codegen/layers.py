@@ -667,8 +667,8 @@ EMITTERS: dict[str, Callable[[Ctx, QNode], LayerCode]] = {
 
 # runtime family -> the C sources it needs (headers come from #include lines)
 FAMILY_SOURCES: dict[str, tuple[str, ...]] = {
-    "mq_conv": ("mq_conv.c",),
-    "mq_fc": ("mq_fc.c",),
+    "mq_conv": ("mq_conv.c", "mq_gemm.c"),
+    "mq_fc": ("mq_fc.c", "mq_gemm.c"),
     "mq_pool": ("mq_pool.c",),
     "mq_elementwise": ("mq_elementwise.c", "mq_requant.c"),
     "mq_softmax": ("mq_softmax.c",),
