@@ -648,9 +648,26 @@ mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant 
         int32_t r0;
         for (r0 = 0; r0 < rows; r0 += MQ_ROWS_CHUNK) {
             const int32_t n = rows - r0 < MQ_ROWS_CHUNK ? rows - r0 : MQ_ROWS_CHUNK;
-            mq_rows_s8(input + r0 * in_c, n, in_c, filter, bias, out_c, params->input_offset, 0,
-                       params->output_offset, params->act_min, params->act_max,
-                       quant->multiplier, quant->shift, output + r0 * out_c);
+            mq_rows_s8(input + r0 * in_c, n, in_c, in_c, filter, bias, out_c,
+                       params->input_offset, 0, params->output_offset, params->act_min,
+                       params->act_max, quant->multiplier, quant->shift, output + r0 * out_c);
+        }
+        return MQ_OK;
+    }
+    if (k_h == 1 && k_w == 1 && groups == 1 && params->pad_top == 0 && params->pad_left == 0 &&
+        (out_h - 1) * params->stride_h < in_h && (out_w - 1) * params->stride_w < in_w) {
+        /* Strided 1x1 without padding: each output row is one row-engine call on the input
+         * pixels stride_w apart, read in place (no im2col copy). The output must not overlap
+         * the input (codegen/overlap.py gives this case no lag). */
+        int32_t n, oy;
+        for (n = 0; n < batch; ++n) {
+            for (oy = 0; oy < out_h; ++oy) {
+                mq_rows_s8(input + ((n * in_h + oy * params->stride_h) * in_w) * in_c, out_w, in_c,
+                           params->stride_w * in_c, filter, bias, out_c, params->input_offset, 0,
+                           params->output_offset, params->act_min, params->act_max,
+                           quant->multiplier, quant->shift,
+                           output + ((n * out_h + oy) * out_w) * out_c);
+            }
         }
         return MQ_OK;
     }

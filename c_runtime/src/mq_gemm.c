@@ -130,6 +130,7 @@ typedef struct {
     int8_t *y;          /* its output: out + r * out_c + o */
     int32_t row_pairs;
     int32_t depth;      /* a multiple of 4 */
+    int32_t x_step;     /* bytes from one row to the next */
     int32_t out_c;
     int32_t b0;         /* bias + input_offset * sum(w), per filter */
     int32_t b1;
@@ -185,7 +186,7 @@ static MQ_NOINLINE void mq_pair_rows(const mq_pair_job *j)
         acc[1] = j->b1;
         acc[2] = j->b0;
         acc[3] = j->b1;
-        const int8_t *xp1 = xp + depth;
+        const int8_t *xp1 = xp + j->x_step;
         while (xp != end) {
             mq_pair_quad(xp, xp1, ww, acc);
             ww += 4;
@@ -194,7 +195,7 @@ static MQ_NOINLINE void mq_pair_rows(const mq_pair_job *j)
         }
         mq_pair_out(acc[0], acc[2], &j->q0, j->output_offset, j->act_min, j->act_max, y, out_c);
         mq_pair_out(acc[1], acc[3], &j->q1, j->output_offset, j->act_min, j->act_max, y + 1, out_c);
-        x += 2 * depth;
+        x += 2 * j->x_step;
         y += 2 * out_c;
     }
 }
@@ -262,7 +263,7 @@ static inline void mq_row_s8(const int8_t *x, int32_t depth, const int8_t *w, co
  * filter_offset * sum_k (x[r, k] + input_offset) per row (exact). Two rows by two filters at a
  * time; odd tails use the narrower cores. On DSP cores a row pair is widened to int16 once
  * (mq_widen_2rows) and shared by all filter pairs. */
-void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, const int8_t *w,
+void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, int32_t x_step, const int8_t *w,
                 const int32_t *bias, int32_t out_c, int32_t input_offset, int32_t filter_offset,
                 int32_t output_offset, int32_t act_min, int32_t act_max,
                 const int32_t *multiplier, const int32_t *shift, int8_t *out)
@@ -285,6 +286,7 @@ void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, const int8_t *w,
         j.ww = wide;
         j.row_pairs = rows / 2;
         j.depth = depth;
+        j.x_step = x_step;
         j.out_c = out_c;
         j.output_offset = output_offset;
         j.act_min = act_min;
@@ -304,7 +306,7 @@ void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, const int8_t *w,
                     int32_t acc[2];
                     acc[0] = bias ? bias[o] : 0;
                     acc[1] = bias ? bias[o + 1] : 0;
-                    mq_dot_1x2(x + (rows - 1) * depth, w + o * depth, w + (o + 1) * depth,
+                    mq_dot_1x2(x + (rows - 1) * x_step, w + o * depth, w + (o + 1) * depth,
                                depth, input_offset, acc);
                     out[(rows - 1) * out_c + o] =
                         mq_rq_out(&j.q0, acc[0], output_offset, act_min, act_max);
@@ -316,7 +318,7 @@ void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, const int8_t *w,
             for (r = 0; r < rows; ++r) {
                 for (i = 0; i < nf; ++i) {
                     const mq_rq *q = i == 0 ? &j.q0 : &j.q1;
-                    const int32_t acc = mq_dot_1x1(x + r * depth, w + (o + i) * depth, depth,
+                    const int32_t acc = mq_dot_1x1(x + r * x_step, w + (o + i) * depth, depth,
                                                    input_offset, bias ? bias[o + i] : 0);
                     out[r * out_c + o + i] = mq_rq_out(q, acc, output_offset, act_min, act_max);
                 }
@@ -346,7 +348,7 @@ void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, const int8_t *w,
                 acc[1] = b[1];
                 acc[2] = b[2];
                 acc[3] = b[3];
-                mq_dot_1x4(x + r * depth, w + o * depth, depth, depth, input_offset, acc);
+                mq_dot_1x4(x + r * x_step, w + o * depth, depth, depth, input_offset, acc);
                 if (fast) {
                     y[0] = mq_rq_out_fast(&q[0], acc[0], output_offset, act_min, act_max);
                     y[1] = mq_rq_out_fast(&q[1], acc[1], output_offset, act_min, act_max);
@@ -362,7 +364,7 @@ void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, const int8_t *w,
         for (; o < out_c; ++o) {
             const mq_rq q = mq_rq_channel(multiplier[o], shift[o]);
             for (r = 0; r < rows; ++r) {
-                const int32_t acc = mq_dot_1x1(x + r * depth, w + o * depth, depth, input_offset,
+                const int32_t acc = mq_dot_1x1(x + r * x_step, w + o * depth, depth, input_offset,
                                                bias ? bias[o] : 0);
                 out[r * out_c + o] = mq_rq_out(&q, acc, output_offset, act_min, act_max);
             }
@@ -371,15 +373,15 @@ void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, const int8_t *w,
     }
 #endif
     for (r = 0; r < rows; r += 2) {
-        const int8_t *x0 = x + r * depth;
+        const int8_t *x0 = x + r * x_step;
         const int32_t nr = rows - r >= 2 ? 2 : 1;
-        const int8_t *x1 = x0 + (nr - 1) * depth;
+        const int8_t *x1 = x0 + (nr - 1) * x_step;
         int32_t extra[2] = {0, 0};
         if (!MQ_DSP || nr == 1 || out_c < 2) {
             /* Single rows, and every row on cores without DSP (whose few registers cannot
              * hold a 2x2 block), use the 1x4 core. */
             for (i = 0; i < nr; ++i) {
-                const int8_t *xi = x0 + i * depth;
+                const int8_t *xi = x0 + i * x_step;
                 mq_row_s8(xi, depth, w, bias, out_c, input_offset,
                           filter_offset != 0 ? filter_offset * mq_dot_sum(xi, depth, input_offset)
                                              : 0,
@@ -396,7 +398,7 @@ void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, const int8_t *w,
 #endif
         if (filter_offset != 0) {
             for (i = 0; i < nr; ++i) {
-                extra[i] = filter_offset * mq_dot_sum(x0 + i * depth, depth, input_offset);
+                extra[i] = filter_offset * mq_dot_sum(x0 + i * x_step, depth, input_offset);
             }
         }
         for (o = 0; o < out_c; o += 2) {
