@@ -165,6 +165,29 @@ static inline void mq_pair_quad(const int8_t *x0, const int8_t *x1, const uint32
     acc[3] = (int32_t)__smlad(x1o, wv, (uint32_t)acc[3]);
 }
 
+/* acc[0..1] (one row by the widened filter pair of mq_pair_rows, input offset folded into the
+ * bias) += x . w: the odd last row of mq_pair_rows' caller. */
+static MQ_NOINLINE void mq_pair_row1(const int8_t *x, const uint32_t *ww, int32_t depth,
+                                     int32_t *acc)
+{
+    const int8_t *end = x + depth;
+    int32_t a0 = acc[0];
+    int32_t a1 = acc[1];
+    while (x != end) {
+        const uint32_t xv = mq_read_s8x4(x);
+        const uint32_t xe = __sxtb16(xv);
+        const uint32_t xo = mq_sxtb16_ror8(xv);
+        a0 = (int32_t)__smlad(xe, ww[0], (uint32_t)a0);
+        a0 = (int32_t)__smlad(xo, ww[1], (uint32_t)a0);
+        a1 = (int32_t)__smlad(xe, ww[2], (uint32_t)a1);
+        a1 = (int32_t)__smlad(xo, ww[3], (uint32_t)a1);
+        ww += 4;
+        x += 4;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+}
+
 /* Filter pairs outermost: the pair's widening, bias and requantization set-up are done once and
  * every row pair then costs one 2x2 pass (two row loads widened by SXTB16, four widened filter
  * words, eight SMLAD per 16 MACs) and four requantizations. The input offset is folded into the
@@ -173,6 +196,7 @@ static inline void mq_pair_quad(const int8_t *x0, const int8_t *x1, const uint32
 static MQ_NOINLINE void mq_pair_rows(const mq_pair_job *j)
 {
     const int32_t depth = j->depth;
+    const int32_t x_step = j->x_step;
     const int32_t out_c = j->out_c;
     const int8_t *x = j->x;
     int8_t *y = j->y;
@@ -186,7 +210,7 @@ static MQ_NOINLINE void mq_pair_rows(const mq_pair_job *j)
         acc[1] = j->b1;
         acc[2] = j->b0;
         acc[3] = j->b1;
-        const int8_t *xp1 = xp + j->x_step;
+        const int8_t *xp1 = xp + x_step;
         while (xp != end) {
             mq_pair_quad(xp, xp1, ww, acc);
             ww += 4;
@@ -195,7 +219,7 @@ static MQ_NOINLINE void mq_pair_rows(const mq_pair_job *j)
         }
         mq_pair_out(acc[0], acc[2], &j->q0, j->output_offset, j->act_min, j->act_max, y, out_c);
         mq_pair_out(acc[1], acc[3], &j->q1, j->output_offset, j->act_min, j->act_max, y + 1, out_c);
-        x += 2 * j->x_step;
+        x += 2 * x_step;
         y += 2 * out_c;
     }
 }
@@ -257,6 +281,59 @@ static inline void mq_row_s8(const int8_t *x, int32_t depth, const int8_t *w, co
     }
 }
 
+#if !MQ_DSP
+/* mq_rows_s8 without DSP and without a filter offset, its own function so that its registers are
+ * not shared with the other paths (ARMv6-M spills otherwise). */
+static MQ_NOINLINE void mq_rows_1x4(const int8_t *x, int32_t rows, int32_t depth, int32_t x_step,
+                                    const int8_t *w, const int32_t *bias, int32_t out_c,
+                                    int32_t input_offset, int32_t output_offset, int32_t act_min,
+                                    int32_t act_max, const int32_t *multiplier,
+                                    const int32_t *shift, int8_t *out)
+{
+    int32_t r, o, i;
+    /* Blocks of four filters outermost, so that their bias and requantization set-up are
+     * done once for every row (mq_dot_1x4 per row); the last out_c % 4 filters one by
+     * one. */
+    for (o = 0; o + 4 <= out_c; o += 4) {
+        int32_t b[4];
+        mq_rq q[4];
+        int fast = 1;
+        for (i = 0; i < 4; ++i) {
+            b[i] = bias ? bias[o + i] : 0;
+            q[i] = mq_rq_channel(multiplier[o + i], shift[o + i]);
+            fast = fast && q[i].e_minus_1 >= 0;
+        }
+        for (r = 0; r < rows; ++r) {
+            int8_t *y = out + r * out_c + o;
+            int32_t acc[4];
+            acc[0] = b[0];
+            acc[1] = b[1];
+            acc[2] = b[2];
+            acc[3] = b[3];
+            mq_dot_1x4(x + r * x_step, w + o * depth, depth, depth, input_offset, acc);
+            if (fast) {
+                y[0] = mq_rq_out_fast(&q[0], acc[0], output_offset, act_min, act_max);
+                y[1] = mq_rq_out_fast(&q[1], acc[1], output_offset, act_min, act_max);
+                y[2] = mq_rq_out_fast(&q[2], acc[2], output_offset, act_min, act_max);
+                y[3] = mq_rq_out_fast(&q[3], acc[3], output_offset, act_min, act_max);
+            } else {
+                for (i = 0; i < 4; ++i) {
+                    y[i] = mq_rq_out(&q[i], acc[i], output_offset, act_min, act_max);
+                }
+            }
+        }
+    }
+    for (; o < out_c; ++o) {
+        const mq_rq q = mq_rq_channel(multiplier[o], shift[o]);
+        for (r = 0; r < rows; ++r) {
+            const int32_t acc = mq_dot_1x1(x + r * x_step, w + o * depth, depth, input_offset,
+                                           bias ? bias[o] : 0);
+            out[r * out_c + o] = mq_rq_out(&q, acc, output_offset, act_min, act_max);
+        }
+    }
+}
+#endif
+
 /* out[r, o] = clamp(output_offset + MBQM(bias[o] + sum_k (x[r, k] + input_offset) *
  * (w[o, k] + filter_offset))) for rows x [rows, depth] and filters w [out_c, depth]: the
  * fully connected layer and the 1x1 convolution. A non-zero filter_offset adds
@@ -304,10 +381,9 @@ void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, int32_t x_step, co
                 mq_pair_rows(&j);
                 if (rows & 1) {
                     int32_t acc[2];
-                    acc[0] = bias ? bias[o] : 0;
-                    acc[1] = bias ? bias[o + 1] : 0;
-                    mq_dot_1x2(x + (rows - 1) * x_step, w + o * depth, w + (o + 1) * depth,
-                               depth, input_offset, acc);
+                    acc[0] = j.b0;
+                    acc[1] = j.b1;
+                    mq_pair_row1(x + (rows - 1) * x_step, wide, depth, acc);
                     out[(rows - 1) * out_c + o] =
                         mq_rq_out(&j.q0, acc[0], output_offset, act_min, act_max);
                     out[(rows - 1) * out_c + o + 1] =
@@ -329,46 +405,8 @@ void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, int32_t x_step, co
 #endif
 #if !MQ_DSP
     if (filter_offset == 0) {
-        /* Blocks of four filters outermost, so that their bias and requantization set-up are
-         * done once for every row (mq_dot_1x4 per row); the last out_c % 4 filters one by
-         * one. */
-        for (o = 0; o + 4 <= out_c; o += 4) {
-            int32_t b[4];
-            mq_rq q[4];
-            int fast = 1;
-            for (i = 0; i < 4; ++i) {
-                b[i] = bias ? bias[o + i] : 0;
-                q[i] = mq_rq_channel(multiplier[o + i], shift[o + i]);
-                fast = fast && q[i].e_minus_1 >= 0;
-            }
-            for (r = 0; r < rows; ++r) {
-                int8_t *y = out + r * out_c + o;
-                int32_t acc[4];
-                acc[0] = b[0];
-                acc[1] = b[1];
-                acc[2] = b[2];
-                acc[3] = b[3];
-                mq_dot_1x4(x + r * x_step, w + o * depth, depth, depth, input_offset, acc);
-                if (fast) {
-                    y[0] = mq_rq_out_fast(&q[0], acc[0], output_offset, act_min, act_max);
-                    y[1] = mq_rq_out_fast(&q[1], acc[1], output_offset, act_min, act_max);
-                    y[2] = mq_rq_out_fast(&q[2], acc[2], output_offset, act_min, act_max);
-                    y[3] = mq_rq_out_fast(&q[3], acc[3], output_offset, act_min, act_max);
-                } else {
-                    for (i = 0; i < 4; ++i) {
-                        y[i] = mq_rq_out(&q[i], acc[i], output_offset, act_min, act_max);
-                    }
-                }
-            }
-        }
-        for (; o < out_c; ++o) {
-            const mq_rq q = mq_rq_channel(multiplier[o], shift[o]);
-            for (r = 0; r < rows; ++r) {
-                const int32_t acc = mq_dot_1x1(x + r * x_step, w + o * depth, depth, input_offset,
-                                               bias ? bias[o] : 0);
-                out[r * out_c + o] = mq_rq_out(&q, acc, output_offset, act_min, act_max);
-            }
-        }
+        mq_rows_1x4(x, rows, depth, x_step, w, bias, out_c, input_offset, output_offset, act_min,
+                    act_max, multiplier, shift, out);
         return;
     }
 #endif
