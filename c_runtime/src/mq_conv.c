@@ -284,6 +284,22 @@ static inline void mq_fill_s8(int8_t *d, int8_t v, int32_t n)
     }
 }
 
+/* mq_gather_col for a pixel whose taps are all inside the input and tap columns contiguous
+ * (dilation_w 1): `rows` runs of `run` bytes, `stride` bytes apart, then `pad` up to k4. */
+static MQ_NOINLINE MQ_NO_LIBCALLS void mq_gather_inside(const int8_t *src, int32_t rows,
+                                                        int32_t run, int32_t stride, int32_t k4,
+                                                        int8_t pad, int8_t *col)
+{
+    int8_t *c = col;
+    int32_t r;
+    for (r = 0; r < rows; ++r) {
+        mq_copy_s8(c, src, run);
+        src += stride;
+        c += run;
+    }
+    mq_fill_s8(c, pad, k4 - rows * run);
+}
+
 /* The receptive field of the output pixel whose top-left tap is (y0, x0), padding included, as
  * one contiguous column of KH * KW * C_in bytes in OHWI tap order, filled up to k4 bytes. Taps
  * outside the input get `pad` = -input_offset, so that x + input_offset is 0 there: the
@@ -555,6 +571,12 @@ static MQ_NOINLINE void mq_conv_few_channels(const mq_conv_params *params,
     const int32_t depth = filter_dims->h * filter_dims->w * input_dims->c;
     const int32_t k4 = (depth + 3) & ~3;
     const int8_t pad = (int8_t)-params->input_offset; /* input_offset in [-127, 128] */
+    /* Pixels whose top-left tap (y0, x0) is in [0, y_last] x [0, x_last] have every tap inside
+     * the input; with dilation_w 1 (else x_last = -1) their tap rows are runs of `run` bytes. */
+    const int32_t y_last = input_dims->h - 1 - (filter_dims->h - 1) * params->dilation_h;
+    const int32_t x_last = params->dilation_w == 1 ? input_dims->w - filter_dims->w : -1;
+    const int32_t run = filter_dims->w * input_dims->c;
+    const int32_t row_step = params->dilation_h * input_dims->w * input_dims->c;
     int8_t cols[MQ_COL_PIXELS * MQ_COL_MAX];
 #if MQ_DSP
     uint32_t wide[MQ_COL_PIXELS * MQ_COL_MAX / 2];
@@ -581,9 +603,15 @@ static MQ_NOINLINE void mq_conv_few_channels(const mq_conv_params *params,
             /* Four pixels at once on DSP cores, else one. */
             const int32_t group = MQ_DSP && pixels - p >= MQ_COL_PIXELS ? MQ_COL_PIXELS : 1;
             for (i = 0; i < group; ++i) {
-                mq_gather_col(in_batch, input_dims, filter_dims, params,
-                              oy * params->stride_h - params->pad_top,
-                              ox * params->stride_w - params->pad_left, k4, pad, cols + i * k4);
+                const int32_t y0 = oy * params->stride_h - params->pad_top;
+                const int32_t x0 = ox * params->stride_w - params->pad_left;
+                if (y0 >= 0 && y0 <= y_last && x0 >= 0 && x0 <= x_last) {
+                    mq_gather_inside(in_batch + (y0 * input_dims->w + x0) * input_dims->c,
+                                     filter_dims->h, run, row_step, k4, pad, cols + i * k4);
+                } else {
+                    mq_gather_col(in_batch, input_dims, filter_dims, params, y0, x0, k4, pad,
+                                  cols + i * k4);
+                }
                 if (++ox == out_w) {
                     ox = 0;
                     ++oy;
