@@ -36,7 +36,10 @@ Facts, each checked against c_runtime/src as written (no `restrict` anywhere in 
 Not enabled (the C as written forbids it):
 - fully_connected (one mq_rows_s8 call over all rows, usually one row): no useful overlap.
 - kxk conv and pools: a window of rows around each output row, channel/filter blocks
-  outermost; they would need the same row chunking as depthwise (not done).
+  outermost; they would need the same row chunking as depthwise (not done). This includes the
+  few-input-channel path (mq_conv_few_channels: groups of 4 output pixels, each reading its
+  whole receptive field) and the strided 1x1 conv (mq_rows_s8 once per output row, reading the
+  input in place, filter blocks outermost): no overlap.
 """
 
 from __future__ import annotations
