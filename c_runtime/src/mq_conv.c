@@ -577,9 +577,11 @@ static MQ_NOINLINE void mq_conv_few_channels(const mq_conv_params *params,
     const int32_t x_last = params->dilation_w == 1 ? input_dims->w - filter_dims->w : -1;
     const int32_t run = filter_dims->w * input_dims->c;
     const int32_t row_step = params->dilation_h * input_dims->w * input_dims->c;
-    int8_t cols[MQ_COL_PIXELS * MQ_COL_MAX];
 #if MQ_DSP
+    int8_t cols[MQ_COL_PIXELS * MQ_COL_MAX];
     uint32_t wide[MQ_COL_PIXELS * MQ_COL_MAX / 2];
+#else
+    int8_t cols[MQ_COL_MAX]; /* one pixel at a time */
 #endif
     mq_cols_job job;
     int32_t n, p, i;
