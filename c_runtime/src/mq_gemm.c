@@ -193,10 +193,15 @@ static MQ_NOINLINE void mq_pair_row1(const int8_t *x, const uint32_t *ww, int32_
  * words, eight SMLAD per 16 MACs) and four requantizations. The input offset is folded into the
  * bias, sum_k (x[k] + input_offset) w[k] = sum_k x[k] w[k] + input_offset sum_k w[k], exact
  * as a 1x1 / fully connected row has no padding. */
-static MQ_NOINLINE void mq_pair_rows(const mq_pair_job *j)
+#if defined(__GNUC__)
+#define MQ_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define MQ_ALWAYS_INLINE inline
+#endif
+
+static MQ_ALWAYS_INLINE void mq_pair_rows_at(const mq_pair_job *j, int32_t x_step)
 {
     const int32_t depth = j->depth;
-    const int32_t x_step = j->x_step;
     const int32_t out_c = j->out_c;
     const int8_t *x = j->x;
     int8_t *y = j->y;
@@ -222,6 +227,18 @@ static MQ_NOINLINE void mq_pair_rows(const mq_pair_job *j)
         x += 2 * x_step;
         y += 2 * out_c;
     }
+}
+
+/* mq_pair_rows_at for contiguous rows (x_step = depth: the end of a row is the start of the
+ * next, one register less in the loop) and for rows x_step apart (strided 1x1 convolution). */
+static MQ_NOINLINE void mq_pair_rows(const mq_pair_job *j)
+{
+    mq_pair_rows_at(j, j->depth);
+}
+
+static MQ_NOINLINE void mq_pair_rows_strided(const mq_pair_job *j)
+{
+    mq_pair_rows_at(j, j->x_step);
 }
 #endif /* MQ_DSP */
 
@@ -378,7 +395,11 @@ void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, int32_t x_step, co
                 j.b0 = (bias ? bias[o] : 0) + input_offset * sum[0];
                 j.b1 = (bias ? bias[o + 1] : 0) + input_offset * sum[1];
                 j.y = out + o;
-                mq_pair_rows(&j);
+                if (x_step == depth) {
+                    mq_pair_rows(&j);
+                } else {
+                    mq_pair_rows_strided(&j);
+                }
                 if (rows & 1) {
                     int32_t acc[2];
                     acc[0] = j.b0;
