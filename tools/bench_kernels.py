@@ -35,7 +35,7 @@ from microq.runtime import profile
 RUNTIME = Path(__file__).resolve().parents[1] / "c_runtime"
 RUNTIME_FILES = ("include/mq_types.h", "include/mq_requant.h", "include/mq_conv.h",
                  "include/mq_fc.h", "include/mq_elementwise.h", "include/mq_softmax.h",
-                 "src/mq_conv.c", "src/mq_fc.c", "src/mq_elementwise.c", "src/mq_softmax.c",
+                 "src/mq_conv.c", "src/mq_fc.c", "src/mq_gemm.c", "src/mq_elementwise.c", "src/mq_softmax.c",
                  "src/mq_requant.c", "include/mq_groupnorm.h", "src/mq_groupnorm.c",
                  "src/mq_isqrt.c", "src/mq_transpose_conv.c", "src/mq_conv3d.c",
                  "src/mq_resize.c")
@@ -313,6 +313,45 @@ def bench_layers() -> dict[str, Layer]:
     }
 
 
+def _pads(layer: Layer, pad_top: int, pad_left: int, out_hw: tuple[int, int]) -> Layer:
+    """layer with TensorFlow SAME-style asymmetric padding: top/left given, the output size
+    implying the bottom/right."""
+    from dataclasses import replace
+
+    p = replace(layer.params, pad_top=pad_top, pad_left=pad_left)
+    return Layer(layer.name, layer.kind, p, layer.in_shape, (*out_hw, layer.out_shape[2]))
+
+
+def first_layers() -> dict[str, Layer]:
+    """The MLPerf Tiny first layers (few input channels, issue 11) and strided 1x1 convs, sized
+    to fit the M0+'s 16 KiB (vww01's and ic01's at a quarter of their input area; per-MAC
+    figures depend on the shape, not the area, apart from the border share)."""
+    rng = np.random.default_rng(2)
+    return {
+        "kws01 L0": _pads(conv_layer(rng, "conv 10x4 s2 49x10x1->25x5x64 (pad 4,1)", (49, 10), 1,
+                                     64, (10, 4), stride=2), 4, 1, (25, 5)),
+        "ic01 L0": conv_layer(rng, "conv 3x3 16x16x3->16 pad1", (16, 16), 3, 16, (3, 3), pad=1),
+        "vww01 L0": _pads(conv_layer(rng, "conv 3x3 s2 48x48x3->24x24x8 (pad 0,0)", (48, 48), 3,
+                                     8, (3, 3), stride=2), 0, 0, (24, 24)),
+        "1x1 s2": conv_layer(rng, "conv1x1 s2 16x16x32->8x8x64", (16, 16), 32, 64, (1, 1),
+                             stride=2),
+    }
+
+
+def measure_first(work: Path) -> list[dict]:
+    """Instructions per MAC of first_layers()."""
+    rows = []
+    for key, layer in first_layers().items():
+        folder = kernel_folder([layer], work / re.sub(r"\W", "_", "first " + key))
+        row = {"kernel": key, "shape": layer.name, "elements": layer.macs}
+        for tgt, dsp in RUNS:
+            r = profile.profile(folder, tgt, dsp=dsp)
+            row[f"{tgt}{' dsp' if dsp else ' portable'}"] = round(
+                r["layers"][0]["instructions"] / layer.macs, 2)
+        rows.append(row)
+    return rows
+
+
 def add_layer(name: str, n: int) -> Layer:
     """A residual add with TFLite's int8 parameters (input scales 0.05 and 0.05, output 0.08)."""
     s1, s2, so = 0.05, 0.05, 0.08
@@ -454,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = measure(work)
         ew = measure_elementwise(work)
         sp = measure_spatial(work)
+        fl = measure_first(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("Instructions per MAC on the emulated core (QEMU TCG plugin, gcc 12 -O2); ratio < 1 "
@@ -463,8 +503,11 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_elementwise(ew))
     print("\nSpatial kernels, instructions per MAC (per output element for resize):\n")
     print(markdown_elementwise(sp).replace("| elements |", "| MACs |"))
+    print("\nFew-input-channel first layers and strided 1x1, instructions per MAC:\n")
+    print(markdown_elementwise(fl).replace("| elements |", "| MACs |"))
     if args.json:
-        args.json.write_text(json.dumps({"per_mac": rows, "per_element": ew, "spatial": sp},
+        args.json.write_text(json.dumps({"per_mac": rows, "per_element": ew, "spatial": sp,
+                                         "first_layers": fl},
                                         indent=2) + "\n")
     return 0
 

@@ -8,6 +8,7 @@
  */
 #include "mq_conv.h"
 #include "mq_dsp.h"
+#include "mq_gemm.h"
 #include "mq_requant.h"
 
 /* Kernel taps k in [*k_start, *k_end) with 0 <= origin + k * dilation < size. Computed once per
@@ -245,6 +246,393 @@ static MQ_NOINLINE void mq_conv_general(const mq_conv_params *params,
     }
 }
 
+/* Convolutions with at most MQ_FEW_CHANNELS input channels and a receptive field of at most
+ * MQ_COL_MAX taps (KH * KW * C_in) take mq_conv_few_channels. */
+#define MQ_FEW_CHANNELS 4
+#define MQ_COL_MAX 64
+/* Output pixels per pass of mq_conv_few_channels' DSP core. */
+#define MQ_COL_PIXELS 4
+
+/* gcc turns the short copy and fill loops of mq_gather_col into memcpy / memset calls (loop
+ * distribution), which cost more than the 1-12 byte runs they move. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define MQ_NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define MQ_NO_LIBCALLS
+#endif
+
+/* d[0..n) = s[0..n); four bytes at a time on DSP cores (unaligned word accesses). */
+static inline void mq_copy_s8(int8_t *d, const int8_t *s, int32_t n)
+{
+    int32_t i = 0;
+#if MQ_DSP
+    for (; i + 4 <= n; i += 4) {
+        const uint32_t v = mq_read_s8x4(s + i);
+        __builtin_memcpy(d + i, &v, 4);
+    }
+#endif
+    for (; i < n; ++i) {
+        d[i] = s[i];
+    }
+}
+
+static inline void mq_fill_s8(int8_t *d, int8_t v, int32_t n)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i) {
+        d[i] = v;
+    }
+}
+
+/* mq_gather_col for a pixel whose taps are all inside the input and tap columns contiguous
+ * (dilation_w 1): `rows` runs of `run` bytes, `stride` bytes apart, then `pad` up to k4. */
+static MQ_NOINLINE MQ_NO_LIBCALLS void mq_gather_inside(const int8_t *src, int32_t rows,
+                                                        int32_t run, int32_t stride, int32_t k4,
+                                                        int8_t pad, int8_t *col)
+{
+    int8_t *c = col;
+    int32_t r;
+    for (r = 0; r < rows; ++r) {
+        mq_copy_s8(c, src, run);
+        src += stride;
+        c += run;
+    }
+    mq_fill_s8(c, pad, k4 - rows * run);
+}
+
+/* The receptive field of the output pixel whose top-left tap is (y0, x0), padding included, as
+ * one contiguous column of KH * KW * C_in bytes in OHWI tap order, filled up to k4 bytes. Taps
+ * outside the input get `pad` = -input_offset, so that x + input_offset is 0 there: the
+ * reference skips those taps, and a zero term leaves the same sum. */
+static MQ_NOINLINE MQ_NO_LIBCALLS void mq_gather_col(const int8_t *in_batch, const mq_dims *in,
+                                                     const mq_dims *f,
+                                                     const mq_conv_params *params, int32_t y0,
+                                                     int32_t x0, int32_t k4, int8_t pad,
+                                                     int8_t *col)
+{
+    const int32_t in_c = in->c;
+    const int32_t k_w = f->w;
+    const int32_t run = k_w * in_c;
+    const int32_t row_bytes = in->w * in_c;
+    const int32_t dil_h = params->dilation_h;
+    const int32_t dil_w = params->dilation_w;
+    int32_t kx_start, kx_end, ky, kx;
+    int8_t *c = col;
+    mq_tap_range(x0, dil_w, in->w, k_w, &kx_start, &kx_end);
+    if (kx_start == 0 && kx_end == k_w && dil_w == 1) {
+        /* Every tap column inside: a tap row is one run of the input row. */
+        for (ky = 0; ky < f->h; ++ky) {
+            const int32_t iy = y0 + ky * dil_h;
+            if (iy >= 0 && iy < in->h) {
+                mq_copy_s8(c, in_batch + iy * row_bytes + x0 * in_c, run);
+            } else {
+                mq_fill_s8(c, pad, run);
+            }
+            c += run;
+        }
+    } else {
+        for (ky = 0; ky < f->h; ++ky) {
+            const int32_t iy = y0 + ky * dil_h;
+            if (iy < 0 || iy >= in->h) {
+                mq_fill_s8(c, pad, run);
+            } else {
+                const int8_t *r = in_batch + iy * row_bytes;
+                mq_fill_s8(c, pad, kx_start * in_c);
+                if (dil_w == 1) {
+                    mq_copy_s8(c + kx_start * in_c, r + (x0 + kx_start) * in_c,
+                               (kx_end - kx_start) * in_c);
+                } else {
+                    for (kx = kx_start; kx < kx_end; ++kx) {
+                        mq_copy_s8(c + kx * in_c, r + (x0 + kx * dil_w) * in_c, in_c);
+                    }
+                }
+                mq_fill_s8(c + kx_end * in_c, pad, run - kx_end * in_c);
+            }
+            c += run;
+        }
+    }
+    mq_fill_s8(c, pad, k4 - f->h * run);
+}
+
+/* The filters of mq_conv_few_channels against gathered columns. */
+typedef struct {
+    const int8_t *filter;
+    const int32_t *bias;
+    const int32_t *multiplier;
+    const int32_t *shift;
+    int32_t out_c;
+    int32_t depth; /* KH * KW * C_in */
+    int32_t k4;    /* depth rounded up to a multiple of 4: the columns' length */
+    int32_t input_offset;
+    int32_t output_offset;
+    int32_t act_min;
+    int32_t act_max;
+} mq_cols_job;
+
+/* y[0..out_c) = the outputs of one gathered column (odd pixels of mq_conv_few_channels): four
+ * filters at a time without DSP (mq_dot_1x4), two with it (mq_dot_1x2). */
+static void mq_col_1(const mq_cols_job *j, const int8_t *col, int8_t *y)
+{
+    const int32_t depth = j->depth;
+    const int32_t block = MQ_DSP ? 2 : 4;
+    int32_t oc = 0;
+    int32_t f;
+    for (; oc + block <= j->out_c; oc += block) {
+        const int8_t *w = j->filter + oc * depth;
+        int32_t acc[4];
+        for (f = 0; f < block; ++f) {
+            acc[f] = j->bias ? j->bias[oc + f] : 0;
+        }
+        if (MQ_DSP) {
+            mq_dot_1x2(col, w, w + depth, depth, j->input_offset, acc);
+        } else {
+            mq_dot_1x4(col, w, depth, depth, j->input_offset, acc);
+        }
+        for (f = 0; f < block; ++f) {
+            const mq_rq q = mq_rq_channel(j->multiplier[oc + f], j->shift[oc + f]);
+            y[oc + f] = mq_rq_out(&q, acc[f], j->output_offset, j->act_min, j->act_max);
+        }
+    }
+    for (; oc < j->out_c; ++oc) {
+        const mq_rq q = mq_rq_channel(j->multiplier[oc], j->shift[oc]);
+        y[oc] = mq_rq_out(&q, mq_dot_1x1(col, j->filter + oc * depth, depth, j->input_offset,
+                                         j->bias ? j->bias[oc] : 0),
+                          j->output_offset, j->act_min, j->act_max);
+    }
+}
+
+#if MQ_DSP
+/* Four columns (k4 bytes apart) widened once for every filter: per group of 4 taps and for
+ * column p = 0..3 the words (x_p[0], x_p[2]), (x_p[1], x_p[3]) with input_offset added (padded
+ * taps become 0), at buf[8 q + 2 p], the pairing SXTB16 / SXTB16-ror-8 gives a filter word. */
+static void mq_widen_4cols(const int8_t *cols, int32_t k4, int32_t input_offset, uint32_t *buf)
+{
+    const uint32_t off2 = mq_offset2(input_offset);
+    int32_t p, q;
+    for (p = 0; p < MQ_COL_PIXELS; ++p) {
+        const int8_t *c = cols + p * k4;
+        uint32_t *b = buf + 2 * p;
+        for (q = 0; q < k4; q += 4) {
+            const uint32_t v = mq_read_s8x4(c + q);
+            b[0] = __sxtab16(off2, v);
+            b[1] = mq_sxtab16_ror8(off2, v);
+            b += 2 * MQ_COL_PIXELS;
+        }
+    }
+}
+
+/* acc[p] += sum over the taps [xw, end) of column p (p = 0..3, widened by mq_widen_4cols)
+ * times filter w. Per group of 4 taps: one filter load, two SXTB16, two LDM of four widened
+ * words and eight SMLAD for 16 MACs (inline assembly: gcc loads the eight words one by one and
+ * spills). end > xw. */
+static inline void mq_dot_4cols(const uint32_t *xw, const uint32_t *end, const int8_t *w,
+                                int32_t *acc)
+{
+    int32_t a0 = acc[0];
+    int32_t a1 = acc[1];
+    int32_t a2 = acc[2];
+    int32_t a3 = acc[3];
+    uint32_t wv, we;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr %[wv], [%[w]], #4\n\t"
+        "ldm %[xw]!, {r8, r9, r10, r11}\n\t"
+        "sxtb16 %[we], %[wv]\n\t"
+        "sxtb16 %[wv], %[wv], ror #8\n\t"
+        "smlad %[a0], r8, %[we], %[a0]\n\t"
+        "smlad %[a0], r9, %[wv], %[a0]\n\t"
+        "smlad %[a1], r10, %[we], %[a1]\n\t"
+        "smlad %[a1], r11, %[wv], %[a1]\n\t"
+        "ldm %[xw]!, {r8, r9, r10, r11}\n\t"
+        "smlad %[a2], r8, %[we], %[a2]\n\t"
+        "smlad %[a2], r9, %[wv], %[a2]\n\t"
+        "smlad %[a3], r10, %[we], %[a3]\n\t"
+        "smlad %[a3], r11, %[wv], %[a3]\n\t"
+        "cmp %[xw], %[end]\n\t"
+        "bne 1b\n\t"
+        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [xw] "+r"(xw),
+          [w] "+r"(w), [wv] "=&r"(wv), [we] "=&r"(we)
+        : [end] "r"(end)
+        : "r8", "r9", "r10", "r11", "cc", "memory");
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* Filters per block of mq_cols_4x1: their accumulators wait in a 4 x MQ_COLS_BLOCK buffer for
+ * the requantization loop (which then has the registers to itself). */
+#define MQ_COLS_BLOCK 8
+
+/* mq_rq_out out of line, for channels off mq_mbqm_fast (rare: shift > -2). */
+static MQ_NOINLINE int8_t mq_rq_out_any(const mq_rq *q, int32_t acc, int32_t output_offset,
+                                        int32_t act_min, int32_t act_max)
+{
+    return mq_rq_out(q, acc, output_offset, act_min, act_max);
+}
+
+/* y[f + p * out_c] (p = 0..3) = the requantized acc[4 f + p] of channel f, f < nf. The
+ * constants are arguments (locals), so that the int8 stores cannot make the compiler reload
+ * them. */
+static void mq_cols_out(const int32_t *acc, int32_t nf, const int32_t *multiplier,
+                        const int32_t *shift, int32_t output_offset, int32_t act_min,
+                        int32_t act_max, int8_t *y, int32_t out_c)
+{
+    const int8_t *end = y + nf;
+    while (y != end) {
+        const mq_rq q = mq_rq_channel(*multiplier++, *shift++);
+        if (q.e_minus_1 >= 0) {
+            mq_pair_out(acc[0], acc[1], &q, output_offset, act_min, act_max, y, out_c);
+            mq_pair_out(acc[2], acc[3], &q, output_offset, act_min, act_max, y + 2 * out_c,
+                        out_c);
+        } else {
+            int32_t p;
+            for (p = 0; p < MQ_COL_PIXELS; ++p) {
+                y[p * out_c] = mq_rq_out_any(&q, acc[p], output_offset, act_min, act_max);
+            }
+        }
+        acc += 4;
+        ++y;
+    }
+}
+
+/* Outputs y + p * out_c (p = 0..3) of four columns widened by mq_widen_4cols, for every filter:
+ * in blocks of MQ_COLS_BLOCK filters, first all dot products (mq_dot_4cols), then all
+ * requantizations (mq_cols_out: one constant set-up per four outputs). */
+static MQ_NOINLINE void mq_cols_4x1(const mq_cols_job *j, const uint32_t *wide, const int8_t *cols,
+                                    int8_t *y)
+{
+    const int32_t out_c = j->out_c;
+    const int32_t depth = j->depth;
+    const int32_t k4 = j->k4;
+    const int32_t *const bias = j->bias;
+    const int8_t *w = j->filter;
+    /* Filters that read whole groups of 4 stay inside the filter array (past its own taps a
+     * filter reads the next one and meets zero column entries): oc * depth + k4 <= out_c *
+     * depth. The last filter(s) stop before a partial group and finish tap by tap. */
+    const int32_t last_whole = out_c * depth - k4;
+    int32_t w_at = 0; /* w - j->filter */
+    const uint32_t *wide_end = wide + 2 * k4; /* 8 words per 4 taps */
+    int32_t acc[4 * MQ_COLS_BLOCK];
+    int32_t o0, f, nf;
+    for (o0 = 0; o0 < out_c; o0 += nf) {
+        int32_t *a = acc;
+        nf = out_c - o0 < MQ_COLS_BLOCK ? out_c - o0 : MQ_COLS_BLOCK;
+        for (f = 0; f < nf; ++f) {
+            const int32_t b = bias ? bias[o0 + f] : 0;
+            a[0] = b;
+            a[1] = b;
+            a[2] = b;
+            a[3] = b;
+            if (w_at <= last_whole) {
+                mq_dot_4cols(wide, wide_end, w, a);
+            } else {
+                const int32_t off = j->input_offset;
+                const int32_t taps = depth & ~3;
+                int32_t k;
+                if (taps > 0) {
+                    mq_dot_4cols(wide, wide + 2 * taps, w, a);
+                }
+                for (k = taps; k < depth; ++k) {
+                    const int32_t wk = w[k];
+                    a[0] += ((int32_t)cols[k] + off) * wk;
+                    a[1] += ((int32_t)cols[k4 + k] + off) * wk;
+                    a[2] += ((int32_t)cols[2 * k4 + k] + off) * wk;
+                    a[3] += ((int32_t)cols[3 * k4 + k] + off) * wk;
+                }
+            }
+            w += depth;
+            w_at += depth;
+            a += 4;
+        }
+        mq_cols_out(acc, nf, j->multiplier + o0, j->shift + o0, j->output_offset, j->act_min,
+                    j->act_max, y + o0, out_c);
+    }
+}
+#endif
+
+/* Convolutions with few input channels (first layers: 1-4 channels): each output pixel's whole
+ * receptive field is gathered into one contiguous column (mq_gather_col), so the dot products
+ * run over all KH * KW * C_in taps at once instead of runs of 1-12 bytes per tap row. On DSP
+ * cores four pixels' columns are widened to int16 once (mq_widen_4cols) and shared by every
+ * filter (mq_cols_4x1); the pixels left over, and every pixel without DSP, take one column
+ * against 2 or 4 filters (mq_col_1). Pixels are grouped in output order across row ends. One
+ * group, depth <= MQ_COL_MAX; arguments checked by mq_conv2d_s8. */
+static MQ_NOINLINE void mq_conv_few_channels(const mq_conv_params *params,
+                                             const mq_per_channel_quant *quant,
+                                             const mq_dims *input_dims, const int8_t *input,
+                                             const mq_dims *filter_dims, const int8_t *filter,
+                                             const int32_t *bias, const mq_dims *output_dims,
+                                             int8_t *output)
+{
+    const int32_t out_c = filter_dims->n;
+    const int32_t out_w = output_dims->w;
+    const int32_t pixels = output_dims->h * out_w;
+    const int32_t depth = filter_dims->h * filter_dims->w * input_dims->c;
+    const int32_t k4 = (depth + 3) & ~3;
+    const int8_t pad = (int8_t)-params->input_offset; /* input_offset in [-127, 128] */
+    /* Pixels whose top-left tap (y0, x0) is in [0, y_last] x [0, x_last] have every tap inside
+     * the input; with dilation_w 1 (else x_last = -1) their tap rows are runs of `run` bytes. */
+    const int32_t y_last = input_dims->h - 1 - (filter_dims->h - 1) * params->dilation_h;
+    const int32_t x_last = params->dilation_w == 1 ? input_dims->w - filter_dims->w : -1;
+    const int32_t run = filter_dims->w * input_dims->c;
+    const int32_t row_step = params->dilation_h * input_dims->w * input_dims->c;
+#if MQ_DSP
+    int8_t cols[MQ_COL_PIXELS * MQ_COL_MAX];
+    uint32_t wide[MQ_COL_PIXELS * MQ_COL_MAX / 2];
+#else
+    int8_t cols[MQ_COL_MAX]; /* one pixel at a time */
+#endif
+    mq_cols_job job;
+    int32_t n, p, i;
+    job.filter = filter;
+    job.bias = bias;
+    job.multiplier = quant->multiplier;
+    job.shift = quant->shift;
+    job.out_c = out_c;
+    job.depth = depth;
+    job.k4 = k4;
+    job.input_offset = params->input_offset;
+    job.output_offset = params->output_offset;
+    job.act_min = params->act_min;
+    job.act_max = params->act_max;
+    for (n = 0; n < input_dims->n; ++n) {
+        const int8_t *in_batch = input + n * input_dims->h * input_dims->w * input_dims->c;
+        int8_t *out_batch = output + n * pixels * out_c;
+        int32_t oy = 0;
+        int32_t ox = 0;
+        for (p = 0; p < pixels;) {
+            /* Four pixels at once on DSP cores, else one. */
+            const int32_t group = MQ_DSP && pixels - p >= MQ_COL_PIXELS ? MQ_COL_PIXELS : 1;
+            for (i = 0; i < group; ++i) {
+                const int32_t y0 = oy * params->stride_h - params->pad_top;
+                const int32_t x0 = ox * params->stride_w - params->pad_left;
+                if (y0 >= 0 && y0 <= y_last && x0 >= 0 && x0 <= x_last) {
+                    mq_gather_inside(in_batch + (y0 * input_dims->w + x0) * input_dims->c,
+                                     filter_dims->h, run, row_step, k4, pad, cols + i * k4);
+                } else {
+                    mq_gather_col(in_batch, input_dims, filter_dims, params, y0, x0, k4, pad,
+                                  cols + i * k4);
+                }
+                if (++ox == out_w) {
+                    ox = 0;
+                    ++oy;
+                }
+            }
+#if MQ_DSP
+            if (group == MQ_COL_PIXELS) {
+                mq_widen_4cols(cols, k4, params->input_offset, wide);
+                mq_cols_4x1(&job, wide, cols, out_batch + p * out_c);
+                p += MQ_COL_PIXELS;
+                continue;
+            }
+#endif
+            mq_col_1(&job, cols, out_batch + p * out_c);
+            ++p;
+        }
+    }
+}
+
 /* Rows per call of the 1x1 fast path (codegen/overlap.py ROWS_CHUNK must match). */
 #define MQ_ROWS_CHUNK 256
 /* Output rows per chunk of the depthwise kernel (codegen/overlap.py DW_ROWS must match). */
@@ -290,13 +678,35 @@ mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant 
         int32_t r0;
         for (r0 = 0; r0 < rows; r0 += MQ_ROWS_CHUNK) {
             const int32_t n = rows - r0 < MQ_ROWS_CHUNK ? rows - r0 : MQ_ROWS_CHUNK;
-            mq_rows_s8(input + r0 * in_c, n, in_c, filter, bias, out_c, params->input_offset, 0,
-                       params->output_offset, params->act_min, params->act_max,
-                       quant->multiplier, quant->shift, output + r0 * out_c);
+            mq_rows_s8(input + r0 * in_c, n, in_c, in_c, filter, bias, out_c,
+                       params->input_offset, 0, params->output_offset, params->act_min,
+                       params->act_max, quant->multiplier, quant->shift, output + r0 * out_c);
+        }
+        return MQ_OK;
+    }
+    if (k_h == 1 && k_w == 1 && groups == 1 && params->pad_top == 0 && params->pad_left == 0 &&
+        (out_h - 1) * params->stride_h < in_h && (out_w - 1) * params->stride_w < in_w) {
+        /* Strided 1x1 without padding: each output row is one row-engine call on the input
+         * pixels stride_w apart, read in place (no im2col copy). The output must not overlap
+         * the input (codegen/overlap.py gives this case no lag). */
+        int32_t n, oy;
+        for (n = 0; n < batch; ++n) {
+            for (oy = 0; oy < out_h; ++oy) {
+                mq_rows_s8(input + ((n * in_h + oy * params->stride_h) * in_w) * in_c, out_w, in_c,
+                           params->stride_w * in_c, filter, bias, out_c, params->input_offset, 0,
+                           params->output_offset, params->act_min, params->act_max,
+                           quant->multiplier, quant->shift,
+                           output + ((n * out_h + oy) * out_w) * out_c);
+            }
         }
         return MQ_OK;
     }
 
+    if (groups == 1 && in_c <= MQ_FEW_CHANNELS && k_h * k_w * in_c <= MQ_COL_MAX) {
+        mq_conv_few_channels(params, quant, input_dims, input, filter_dims, filter, bias,
+                             output_dims, output);
+        return MQ_OK;
+    }
     mq_conv_general(params, quant, input_dims, input, filter_dims, filter, bias, output_dims,
                     output);
     return MQ_OK;
@@ -658,7 +1068,7 @@ mq_status mq_conv2d_1x1_ordered_s8(const mq_order *order, const mq_conv_params *
     for (done = 0; done < rows;) {
         const int32_t n = rows - done < order->chunk ? rows - done : order->chunk;
         const int32_t r0 = order->reverse ? rows - done - n : done;
-        mq_rows_s8(input + r0 * in_c, n, in_c, filter, bias, out_c, params->input_offset, 0,
+        mq_rows_s8(input + r0 * in_c, n, in_c, in_c, filter, bias, out_c, params->input_offset, 0,
                    params->output_offset, params->act_min, params->act_max, quant->multiplier,
                    quant->shift, output + r0 * out_c);
         done += n;

@@ -7,6 +7,7 @@
  */
 #include "mq_dsp.h"
 #include "mq_fc.h"
+#include "mq_gemm.h"
 
 mq_status mq_fully_connected_s8(const mq_fc_params *params, const mq_per_channel_quant *quant,
                                 const mq_dims *input_dims, const int8_t *input,
@@ -33,7 +34,7 @@ mq_status mq_fully_connected_s8(const mq_fc_params *params, const mq_per_channel
         return MQ_ERR_ARG;
     }
 
-    mq_rows_s8(input, rows, depth, filter, bias, out_c, params->input_offset,
+    mq_rows_s8(input, rows, depth, depth, filter, bias, out_c, params->input_offset,
                params->filter_offset, params->output_offset, params->act_min, params->act_max,
                quant->multiplier, quant->shift, output);
     return MQ_OK;

@@ -248,8 +248,8 @@ KERNELS: dict[str, KernelDef] = dict([
 # runtime family -> the C sources it needs (its header is include/<family>.h; the headers it
 # includes come with it)
 FAMILIES: dict[str, tuple[str, ...]] = {
-    "mq_conv": ("mq_conv.c",),
-    "mq_fc": ("mq_fc.c",),
+    "mq_conv": ("mq_conv.c", "mq_gemm.c"),
+    "mq_fc": ("mq_fc.c", "mq_gemm.c"),
     "mq_pool": ("mq_pool.c",),
     "mq_elementwise": ("mq_elementwise.c", "mq_requant.c"),
     "mq_softmax": ("mq_softmax.c",),

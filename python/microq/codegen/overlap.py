@@ -47,6 +47,9 @@ Facts, each checked against c_runtime/src as written (no `restrict` anywhere in 
 Not enabled (the C as written forbids it or its order is not modelled):
 - fully_connected (one mq_rows_s8 call over all rows, usually one row): no useful overlap.
 - pools, grouped convs, transpose conv, conv3d.
+- the few-input-channel conv path (mq_conv_few_channels: groups of 4 output pixels, each
+  reading its whole receptive field) and the strided 1x1 conv (mq_rows_s8 once per output row,
+  reading the input in place, filter blocks outermost).
 """
 
 from __future__ import annotations
