@@ -147,6 +147,8 @@ def layer_errors(graph, qg, feeds: dict[str, np.ndarray], rounding: str = "doubl
                     for a in node.inputs]
             got = deq(t, ints[t])
             alone = OPS[node.op](args, node.attrs)
+            if isinstance(alone, tuple):  # LSTM / GRU: (y, state); the layer's output is y
+                alone = alone[0]
             iso.setdefault(t, Stats()).add(alone, got, f"layer output '{t}'")
             cum.setdefault(t, Stats()).add(float_sample(t, i, got), got, f"layer output '{t}'")
     rows = []
