@@ -316,3 +316,28 @@ def test_compare_reports_the_layers_of_a_recurrent_model(compiled, data, fname, 
     rec = next(r for r in rep.layers if r.kernel in ("lstm", "gru"))
     assert rec.isolated.sqnr_db > 20, rec.isolated.sqnr_db
     assert all(s.sqnr_db > 20 for s in rep.outputs.values())
+
+
+def test_sequence_first_lstm_with_a_dynamic_batch_compiles(tmp_path):
+    """nn.LSTM(batch_first=False) exported as torch does it by default, input [T, N, F] with
+    dynamic_axes {1: 'N'} (TorchScript, opset 17): N is the batch (fixed to 1), the static T > 1
+    keeps the input batch-less, one sample is the whole [T, 1, F]. It used to be refused ('only
+    dim 0 may be dynamic'). C == reference, >= 30 dB against onnxruntime (measured 43.4 dB), and
+    compare runs (its input check reads N as 1)."""
+    from test_ops_e2e import assert_bit_exact, compile_onnx, run_both, sqnr_db
+
+    from microq.compare import run_onnxruntime
+
+    path = DIR / "seqfirst" / "lstm_dynamic_n.torchscript.onnx"
+    x = np.random.default_rng(0).standard_normal((40, 20, 1, 10)).astype(np.float32)
+    c = compile_onnx(path, {"x": x[:32]}, tmp_path / "c")
+    assert c.host.meta["inputs"][0]["logical_shape"] == [20, 1, 10]
+    got, ref, deq = run_both(c, {"x": x[32:]})
+    for k in got:
+        assert_bit_exact(got[k], ref[k], f"output '{k}'")
+        want = run_onnxruntime(path, {"x": x[32:]})[k]
+        assert sqnr_db(want, deq[k]) >= 30, sqnr_db(want, deq[k])
+    npz = tmp_path / "x.npz"
+    np.savez(npz, x=x[32:])
+    rep = api.compare(path, tmp_path / "c", npz)
+    assert any(r.kernel == "lstm" for r in rep.layers)

@@ -93,7 +93,9 @@ def check_model_matches(model, onnx_model, model_dir, qg) -> None:
     def dims(vi) -> tuple:
         d = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param or "?"
                   for d in vi.type.tensor_type.shape.dim)
-        return d if d and isinstance(d[0], int) and d[0] > 1 else d[1:]  # data.sample_shape
+        if d and isinstance(d[0], int) and d[0] > 1:  # batch-less (data.sample_shape); a
+            return tuple(x if isinstance(x, int) else 1 for x in d)  # [T, N, F]'s N is 1
+        return d[1:]
 
     have = {i.name: dims(i) for i in onnx_model.graph.input if i.name not in consts}
     want = {k: sample_shape(qg.logical_shapes[k]) for k in qg.inputs}

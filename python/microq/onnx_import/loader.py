@@ -302,12 +302,15 @@ def fix_batch(model: onnx.ModelProto, path: str) -> tuple[int, dict[str, int]]:
     """The batch rule (as onnx2c): a symbolic/dynamic dim 0 of a graph input is the batch and
     becomes 1; a static dim 0 of 1 is the batch; a static dim 0 > 1 is data, and that input is
     compiled with its shape exactly as given, without a batch axis (every axis is data). Any
-    other symbolic dim is an error naming the input. Nothing else is touched: shape inference
+    other symbolic dim is an error naming the input, except one dynamic dim after a static dim 0
+    > 1 ([T, N, F], a sequence-first recurrent model's dynamic batch): it becomes 1 and the input
+    stays batch-less (the sample is [T, 1, F]). Nothing else is touched: shape inference
     computes every other shape, graph outputs included. Returns (the exported batch: 1 when
     static, 0 when dynamic; {input without a batch axis: its dim 0})."""
     inits = {i.name for i in model.graph.initializer}
     exported: set[int] = set()
     unbatched: dict[str, int] = {}
+    seq_batch: dict[str, int] = {}  # input -> its dynamic batch axis > 0 (sequence first)
     for inp in model.graph.input:
         if inp.name in inits:
             continue
@@ -324,6 +327,14 @@ def fix_batch(model: onnx.ModelProto, path: str) -> tuple[int, dict[str, int]]:
                     f"{path}: input '{inp.name}' has a dimension {i} of size 0 (shape "
                     f"{[x.dim_value if x.HasField('dim_value') else x.dim_param for x in dims]})"
                     ": an empty tensor, nothing to compute; export with a non-empty input size")
+            elif (not d.HasField("dim_value") or d.dim_value < 0) and inp.name in unbatched \
+                    and not seq_batch.get(inp.name):
+                # [T, N, F] as torch exports a sequence-first model (nn.LSTM/GRU with
+                # batch_first=False) with a dynamic batch: N is the batch, fixed to 1; T (a static
+                # dim 0 > 1) keeps the input batch-less, the sample is the whole [T, 1, F]
+                seq_batch[inp.name] = i
+                d.ClearField("dim_param")
+                d.dim_value = 1
             elif not d.HasField("dim_value") or d.dim_value < 0:
                 name = d.dim_param or "?"
                 raise MicroqError(
