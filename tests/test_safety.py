@@ -880,7 +880,7 @@ def test_compile_cli_says_how_many_user_files_it_kept(demo_dir, tmp_path) -> Non
     (out / "main.c").write_text("int main(void) { return 0; }\n")
     (out / "build").mkdir()
     (out / "build" / "libnet.a").write_bytes(b"!<arch>\n")
-    r = _cli("compile", DEMO, "--calib", CALIB, "-o", out, "--name", "net")
+    r = _cli("compile", DEMO, "--calib", CALIB, "-o", out, "--name", "net", "--no-size")
     assert r.returncode == 0, r.stderr
     assert f"kept 2 files of yours in {out}/: build/, main.c" in r.stdout
     assert (out / "main.c").is_file() and (out / "build" / "libnet.a").is_file()
