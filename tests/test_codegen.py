@@ -213,8 +213,26 @@ def passthrough_graph() -> qir.QGraph:
     return b.g
 
 
+LONG_NAME = "block/" * 20 + "out"
+
+
+def clash_graph() -> qir.QGraph:
+    """Tensor names that sanitize to one C identifier ("a/b", "a.b", "a_b"), a non-ASCII one,
+    one longer than the identifier limit and one that is only punctuation."""
+    b = Builder("clash", 5)
+    x = b.input("in put", (1, 6, 6, 3))
+    t1 = b.conv(x, "a/b", 4, 3, pad=1)
+    t2 = b.conv(x, "a.b", 4, 1)
+    t = b.add("add", t1, t2, "a_b", (1, 6, 6, 4))
+    t = b.conv(t, LONG_NAME, 4, 3)
+    t = b.lut(t, "gr\u00fc\u00dfe")
+    b.g.outputs.append(b.requantize(t, "/-/"))
+    return b.g
+
+
 GRAPHS = {
     "chain": chain_graph,
+    "clash": clash_graph,
     "data": data_graph,
     "multi": multi_graph,
     "passthrough": passthrough_graph,
@@ -311,6 +329,54 @@ def test_host_run_equals_int_exec(emitted):
             )
     # not constant: the test would not notice a kernel that writes nothing
     assert any(len(np.unique(v)) > 1 for v in got.values())
+
+
+def test_call_sites_name_buffers_after_their_tensors(tmp_path):
+    """invoke passes each activation as a t_<sanitized name> pointer declared once, after a
+    comment with the real name; clashing names get _2, _3 in plan order; no call site spells
+    an arena offset."""
+    import re
+
+    from microq.names import is_c_identifier
+
+    g = clash_graph()
+    out = tmp_path / g.name
+    _emit(g, out)
+    src = (out / "clash.c").read_text()
+    decls = re.findall(r"^    (?:const )?int8_t \*const (\w+) = (.+);$", src, re.M)
+    names = [n for n, _ in decls]
+    assert names == ["t_in_put", "t_a_b", "t_a_b_2", "t_a_b_3", ("t_" + "block_" * 8)[:48],
+                     "t_gr_e", "t"], names
+    assert all(is_c_identifier(n) and len(n) <= 48 for n in names)
+    assert dict(decls)["t_in_put"] == "inputs[0]" and dict(decls)["t"] == "outputs[0]"
+    assert all(re.fullmatch(r"arena \+ B\d+_OFFSET", v) for n, v in decls[1:-1])
+    for real, n in [("a/b", "t_a_b"), ("a.b", "t_a_b_2"), ("a_b", "t_a_b_3"), ("/-/", "t")]:
+        assert re.search(rf'/\* "{re.escape(real)}" \([^)]*\) \*/\n    [^\n]* {n} = ', src), real
+    body = src[src.index("{", src.index("_invoke_multi_with(")):]
+    calls = [line for line in body.splitlines() if "status = " in line]
+    assert calls and not any("arena" in line or "inputs[" in line for line in calls)
+    for n in names:  # every declared pointer is used
+        assert len(re.findall(rf"\b{n}\b", body)) >= 2, n
+
+
+def test_weight_arrays_carry_shape_and_layout_comments(tmp_path):
+    g = chain_graph()
+    out = tmp_path / g.name
+    _emit(g, out)
+    text = (out / "chain_weights.c").read_text()
+    conv = next(n for n in g.nodes if n.kernel == "conv2d")
+    shape = "".join(f"[{d}]" for d in conv.params.filter.shape)
+    assert f"/* filter {shape} int8_t: OHWI, per-channel scales */\nconst int8_t chain_L0_filter[" \
+        in text
+    assert "/* filter [1][3][3][8] int8_t: 1HWO, O = C_in * ch_mult, per-channel scales */" in text
+    assert "/* filter [10][8] int8_t: [out][in], per-channel scales */" in text
+    assert "/* multiplier [8] int32_t: per output channel, Q31 M" in text
+    assert "/* table [256] int8_t */" in text
+    # every array has a comment right above it
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("const "):
+            assert lines[i - 1].endswith("*/"), line
 
 
 def test_summary_and_metadata(emitted):
@@ -425,10 +491,9 @@ def test_kernel_error_status_is_reported(tmp_path):
     _emit(g, out)
     src = out / "chain.c"
     # an impossible stride makes the conv kernel refuse its arguments
-    text = src.read_text().replace(
-        ".stride_h = 1, .stride_w = 1", ".stride_h = 0, .stride_w = 1", 1
-    )
-    src.write_text(text)
+    text = src.read_text()
+    assert "    .stride_h = 1,\n" in text  # one field a line (cformat.struct_def)
+    src.write_text(text.replace("    .stride_h = 1,\n", "    .stride_h = 0,\n", 1))
     model = HostModel.load(out)
     with pytest.raises(MicroqError, match="MQ_ERR"):
         model.run_int8(_random_feeds(g, 1, seed=0))

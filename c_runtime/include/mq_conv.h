@@ -18,7 +18,7 @@ typedef struct {
     int32_t output_offset; /* +output zero point, in [-128, 127] */
     int32_t act_min;       /* output clamp, quantized domain */
     int32_t act_max;
-    int32_t ch_mult;       /* depthwise only: output channels per input channel */
+    int32_t ch_mult; /* depthwise only: output channels per input channel */
 } mq_conv_params;
 
 /* 2-D convolution, per-channel requantization.
@@ -28,9 +28,9 @@ typedef struct {
  * @param output_dims [N, OH, OW, C_out]
  * 1-D convolution is the case H = KH = 1. */
 mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant *quant,
-                       const mq_dims *input_dims, const int8_t *input,
-                       const mq_dims *filter_dims, const int8_t *filter, const int32_t *bias,
-                       const mq_dims *output_dims, int8_t *output);
+                       const mq_dims *input_dims, const int8_t *input, const mq_dims *filter_dims,
+                       const int8_t *filter, const int32_t *bias, const mq_dims *output_dims,
+                       int8_t *output);
 
 /* Depthwise 2-D convolution: output channel oc reads input channel oc / ch_mult.
  * @param input_dims  [N, H, W, C_in]

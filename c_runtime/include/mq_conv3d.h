@@ -41,8 +41,8 @@ typedef struct {
  * @param output_dims [N, OD, OH, OW, C_out]
  * The accumulator bound is the conv's (mq_conv.c): |term| < 2^15. */
 mq_status mq_conv3d_s8(const mq_conv3d_params *params, const mq_per_channel_quant *quant,
-                       const mq_dims5 *input_dims, const int8_t *input,
-                       const mq_dims5 *filter_dims, const int8_t *filter, const int32_t *bias,
-                       const mq_dims5 *output_dims, int8_t *output);
+                       const mq_dims5 *input_dims, const int8_t *input, const mq_dims5 *filter_dims,
+                       const int8_t *filter, const int32_t *bias, const mq_dims5 *output_dims,
+                       int8_t *output);
 
 #endif /* MQ_CONV3D_H */

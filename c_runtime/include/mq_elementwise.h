@@ -70,8 +70,8 @@ typedef struct {
     int32_t act_max;
 } mq_prelu_params;
 
-mq_status mq_prelu_s8(const mq_prelu_params *params, const mq_broadcast *bcast,
-                      const int8_t *input, const int8_t *alpha, int8_t *output);
+mq_status mq_prelu_s8(const mq_prelu_params *params, const mq_broadcast *bcast, const int8_t *input,
+                      const int8_t *alpha, int8_t *output);
 
 /* out[i] = table[in[i] + 128]. Any elementwise function of one int8 input. */
 mq_status mq_lut_s8(const int8_t *table, int32_t size, const int8_t *input, int8_t *output);

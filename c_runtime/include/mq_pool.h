@@ -9,7 +9,7 @@ typedef struct {
     int32_t stride_w;
     int32_t pad_top;
     int32_t pad_left;
-    int32_t pad_bottom;        /* used only when count_include_pad != 0 */
+    int32_t pad_bottom; /* used only when count_include_pad != 0 */
     int32_t pad_right;
     int32_t count_include_pad; /* avg: 0 = divide by in-image taps (TFLite); 1 = by taps inside
                                   the padded input (ONNX count_include_pad=1) */

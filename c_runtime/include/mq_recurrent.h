@@ -21,12 +21,12 @@ typedef struct {
     int32_t cell_shift;    /* LSTM: cell state int16 = c * 2^cell_shift, 0..15 */
     int32_t output_multiplier;
     int32_t output_shift;
-    const int8_t *input_weights;       /* [gates * hidden, input] */
-    const int8_t *recurrent_weights;   /* [gates * hidden, hidden] */
-    const int32_t *input_bias;         /* [gates * hidden] */
-    const int32_t *recurrent_bias;     /* [gates * hidden] */
-    const int32_t *input_multiplier;   /* [gates * hidden] */
-    const int32_t *input_shift;        /* [gates * hidden] */
+    const int8_t *input_weights;     /* [gates * hidden, input] */
+    const int8_t *recurrent_weights; /* [gates * hidden, hidden] */
+    const int32_t *input_bias;       /* [gates * hidden] */
+    const int32_t *recurrent_bias;   /* [gates * hidden] */
+    const int32_t *input_multiplier; /* [gates * hidden] */
+    const int32_t *input_shift;      /* [gates * hidden] */
     const int32_t *recurrent_multiplier;
     const int32_t *recurrent_shift;
     const int16_t *sigmoid_table; /* [MQ_RECURRENT_LUT_SIZE] */
@@ -67,11 +67,11 @@ typedef struct {
     int32_t update_shift;
     int32_t output_multiplier;
     int32_t output_shift;
-    const int8_t *input_weights;     /* [4 * hidden, input] */
-    const int8_t *recurrent_weights; /* [4 * hidden, hidden] */
-    const int32_t *input_bias;       /* [4 * hidden] */
-    const int32_t *input_multiplier; /* [4], one per gate */
-    const int32_t *input_shift;      /* [4] */
+    const int8_t *input_weights;         /* [4 * hidden, input] */
+    const int8_t *recurrent_weights;     /* [4 * hidden, hidden] */
+    const int32_t *input_bias;           /* [4 * hidden] */
+    const int32_t *input_multiplier;     /* [4], one per gate */
+    const int32_t *input_shift;          /* [4] */
     const int32_t *recurrent_multiplier; /* [4] */
     const int32_t *recurrent_shift;      /* [4] */
 } mq_lstm_tfl_params;
@@ -82,9 +82,7 @@ mq_status mq_lstm_tfl_s8(const mq_lstm_tfl_params *params, int32_t steps, const 
 
 /* TFLite's int16 Logistic / Tanh of n values (x * 3 << left_shift, or (3x + round) >>
  * -left_shift when negative; Q3.12 input at left_shift 0), Q0.15 out: the kernel's own. */
-mq_status mq_tfl_sigmoid_s16(const int16_t *input, int16_t *output, int32_t n,
-                             int32_t left_shift);
-mq_status mq_tfl_tanh_s16(const int16_t *input, int16_t *output, int32_t n,
-                          int32_t left_shift);
+mq_status mq_tfl_sigmoid_s16(const int16_t *input, int16_t *output, int32_t n, int32_t left_shift);
+mq_status mq_tfl_tanh_s16(const int16_t *input, int16_t *output, int32_t n, int32_t left_shift);
 
 #endif /* MQ_RECURRENT_H */

@@ -20,28 +20,26 @@
  * rounded to 16 bits, one rounding half up), clamped to [act_min, act_max] within int16.
  * Shapes as mq_conv2d_s8 / mq_depthwise_conv2d_s8; bias [C_out] int64 or NULL. */
 mq_status mq_conv2d_s16(const mq_conv_params *params, const mq_per_channel_quant *quant,
-                        const mq_dims *input_dims, const int16_t *input,
-                        const mq_dims *filter_dims, const int8_t *filter, const int64_t *bias,
-                        const mq_dims *output_dims, int16_t *output);
-mq_status mq_depthwise_conv2d_s16(const mq_conv_params *params,
-                                  const mq_per_channel_quant *quant, const mq_dims *input_dims,
-                                  const int16_t *input, const mq_dims *filter_dims,
-                                  const int8_t *filter, const int64_t *bias,
-                                  const mq_dims *output_dims, int16_t *output);
+                        const mq_dims *input_dims, const int16_t *input, const mq_dims *filter_dims,
+                        const int8_t *filter, const int64_t *bias, const mq_dims *output_dims,
+                        int16_t *output);
+mq_status mq_depthwise_conv2d_s16(const mq_conv_params *params, const mq_per_channel_quant *quant,
+                                  const mq_dims *input_dims, const int16_t *input,
+                                  const mq_dims *filter_dims, const int8_t *filter,
+                                  const int64_t *bias, const mq_dims *output_dims, int16_t *output);
 /* input [rows, K] (input_dims n = rows, c = K), filter [out, K], output [rows, out]. */
 mq_status mq_fully_connected_s16(const mq_fc_params *params, const mq_per_channel_quant *quant,
                                  const mq_dims *input_dims, const int16_t *input,
                                  const mq_dims *filter_dims, const int8_t *filter,
-                                 const int64_t *bias, const mq_dims *output_dims,
-                                 int16_t *output);
+                                 const int64_t *bias, const mq_dims *output_dims, int16_t *output);
 
 /* int16 ADD / SUB (left_shift 15) and MUL (output_shift <= 0) with numpy broadcasting. */
-mq_status mq_add_s16(const mq_add_params *params, const mq_broadcast *bcast,
-                     const int16_t *input1, const int16_t *input2, int16_t *output);
-mq_status mq_sub_s16(const mq_add_params *params, const mq_broadcast *bcast,
-                     const int16_t *input1, const int16_t *input2, int16_t *output);
-mq_status mq_mul_s16(const mq_mul_params *params, const mq_broadcast *bcast,
-                     const int16_t *input1, const int16_t *input2, int16_t *output);
+mq_status mq_add_s16(const mq_add_params *params, const mq_broadcast *bcast, const int16_t *input1,
+                     const int16_t *input2, int16_t *output);
+mq_status mq_sub_s16(const mq_add_params *params, const mq_broadcast *bcast, const int16_t *input1,
+                     const int16_t *input2, int16_t *output);
+mq_status mq_mul_s16(const mq_mul_params *params, const mq_broadcast *bcast, const int16_t *input1,
+                     const int16_t *input2, int16_t *output);
 
 typedef struct {
     int32_t input_multiplier;
@@ -61,8 +59,8 @@ typedef struct {
 } mq_sigmoid_s16_params;
 
 /* Logistic / tanh of size int16 values, output Q0.15 (scale 2^-15). In place allowed. */
-mq_status mq_logistic_s16(const mq_sigmoid_s16_params *params, int32_t size,
-                          const int16_t *input, int16_t *output);
+mq_status mq_logistic_s16(const mq_sigmoid_s16_params *params, int32_t size, const int16_t *input,
+                          int16_t *output);
 mq_status mq_tanh_s16(const mq_sigmoid_s16_params *params, int32_t size, const int16_t *input,
                       int16_t *output);
 
@@ -102,10 +100,9 @@ mq_status mq_requantize_s16_s16(const mq_requantize_params *params, int32_t size
 mq_status mq_layernorm_s16(const mq_layernorm_params *params, const mq_per_channel_quant *quant,
                            const int32_t *bias, int32_t rows, int32_t row_size,
                            const int16_t *input, int16_t *output);
-mq_status mq_layernorm_s16_s8(const mq_layernorm_params *params,
-                              const mq_per_channel_quant *quant, const int32_t *bias,
-                              int32_t rows, int32_t row_size, const int16_t *input,
-                              int8_t *output);
+mq_status mq_layernorm_s16_s8(const mq_layernorm_params *params, const mq_per_channel_quant *quant,
+                              const int32_t *bias, int32_t rows, int32_t row_size,
+                              const int16_t *input, int8_t *output);
 
 /* Exported for tests: TFLite's MultiplyByQuantizedMultiplier(int64_t, int32_t, int). */
 int32_t mq_mbqm64(int64_t acc, int32_t multiplier, int32_t shift);

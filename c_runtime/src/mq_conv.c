@@ -36,8 +36,8 @@ static int mq_dims_positive(const mq_dims *d)
 static int mq_conv_params_ok(const mq_conv_params *p, const mq_per_channel_quant *q)
 {
     return p->stride_h > 0 && p->stride_w > 0 && p->dilation_h > 0 && p->dilation_w > 0 &&
-           p->pad_top >= 0 && p->pad_left >= 0 && p->act_min >= -128 &&
-           p->act_min <= p->act_max && p->act_max <= 127 && q->multiplier && q->shift;
+           p->pad_top >= 0 && p->pad_left >= 0 && p->act_min >= -128 && p->act_min <= p->act_max &&
+           p->act_max <= 127 && q->multiplier && q->shift;
 }
 
 /* The taps of one output pixel that lie inside the input: rows x cols taps, each a run of `run`
@@ -219,15 +219,16 @@ static MQ_NOINLINE void mq_conv_general(const mq_conv_params *params,
                     if (pt.rows > 0 && pt.cols > 0) {
                         pt.x = in_batch +
                                ((y0 + ky_start * params->dilation_h) * in_w + x0 +
-                                kx_start * params->dilation_w) * in_c + g * f_c;
+                                kx_start * params->dilation_w) *
+                                   in_c +
+                               g * f_c;
                         pt.w = filter + oc * filter_size + (ky_start * k_w + kx_start) * f_c;
                         if (pixels == 2 && filters == 2 && pt.cols == 1) {
-                            mq_patch_2x2(pt.x, params->stride_w * in_c, pt.w, filter_size,
-                                         pt.rows, pt.run, pt.x_row, pt.w_row,
-                                         params->input_offset, acc);
+                            mq_patch_2x2(pt.x, params->stride_w * in_c, pt.w, filter_size, pt.rows,
+                                         pt.run, pt.x_row, pt.w_row, params->input_offset, acc);
                         } else {
-                            mq_patch_dot(&pt, pixels, params->stride_w * in_c, filters,
-                                         filter_size, params->input_offset, acc);
+                            mq_patch_dot(&pt, pixels, params->stride_w * in_c, filters, filter_size,
+                                         params->input_offset, acc);
                         }
                     }
                     for (f = 0; f < filters; ++f) {
@@ -305,9 +306,8 @@ static MQ_NOINLINE MQ_NO_LIBCALLS void mq_gather_inside(const int8_t *src, int32
  * outside the input get `pad` = -input_offset, so that x + input_offset is 0 there: the
  * reference skips those taps, and a zero term leaves the same sum. */
 static MQ_NOINLINE MQ_NO_LIBCALLS void mq_gather_col(const int8_t *in_batch, const mq_dims *in,
-                                                     const mq_dims *f,
-                                                     const mq_conv_params *params, int32_t y0,
-                                                     int32_t x0, int32_t k4, int8_t pad,
+                                                     const mq_dims *f, const mq_conv_params *params,
+                                                     int32_t y0, int32_t x0, int32_t k4, int8_t pad,
                                                      int8_t *col)
 {
     const int32_t in_c = in->c;
@@ -395,8 +395,9 @@ static void mq_col_1(const mq_cols_job *j, const int8_t *col, int8_t *y)
     }
     for (; oc < j->out_c; ++oc) {
         const mq_rq q = mq_rq_channel(j->multiplier[oc], j->shift[oc]);
-        y[oc] = mq_rq_out(&q, mq_dot_1x1(col, j->filter + oc * depth, depth, j->input_offset,
-                                         j->bias ? j->bias[oc] : 0),
+        y[oc] = mq_rq_out(&q,
+                          mq_dot_1x1(col, j->filter + oc * depth, depth, j->input_offset,
+                                     j->bias ? j->bias[oc] : 0),
                           j->output_offset, j->act_min, j->act_max);
     }
 }
@@ -433,27 +434,26 @@ static inline void mq_dot_4cols(const uint32_t *xw, const uint32_t *end, const i
     int32_t a2 = acc[2];
     int32_t a3 = acc[3];
     uint32_t wv, we;
-    __asm__ volatile(
-        "1:\n\t"
-        "ldr %[wv], [%[w]], #4\n\t"
-        "ldm %[xw]!, {r8, r9, r10, r11}\n\t"
-        "sxtb16 %[we], %[wv]\n\t"
-        "sxtb16 %[wv], %[wv], ror #8\n\t"
-        "smlad %[a0], r8, %[we], %[a0]\n\t"
-        "smlad %[a0], r9, %[wv], %[a0]\n\t"
-        "smlad %[a1], r10, %[we], %[a1]\n\t"
-        "smlad %[a1], r11, %[wv], %[a1]\n\t"
-        "ldm %[xw]!, {r8, r9, r10, r11}\n\t"
-        "smlad %[a2], r8, %[we], %[a2]\n\t"
-        "smlad %[a2], r9, %[wv], %[a2]\n\t"
-        "smlad %[a3], r10, %[we], %[a3]\n\t"
-        "smlad %[a3], r11, %[wv], %[a3]\n\t"
-        "cmp %[xw], %[end]\n\t"
-        "bne 1b\n\t"
-        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [xw] "+r"(xw),
-          [w] "+r"(w), [wv] "=&r"(wv), [we] "=&r"(we)
-        : [end] "r"(end)
-        : "r8", "r9", "r10", "r11", "cc", "memory");
+    __asm__ volatile("1:\n\t"
+                     "ldr %[wv], [%[w]], #4\n\t"
+                     "ldm %[xw]!, {r8, r9, r10, r11}\n\t"
+                     "sxtb16 %[we], %[wv]\n\t"
+                     "sxtb16 %[wv], %[wv], ror #8\n\t"
+                     "smlad %[a0], r8, %[we], %[a0]\n\t"
+                     "smlad %[a0], r9, %[wv], %[a0]\n\t"
+                     "smlad %[a1], r10, %[we], %[a1]\n\t"
+                     "smlad %[a1], r11, %[wv], %[a1]\n\t"
+                     "ldm %[xw]!, {r8, r9, r10, r11}\n\t"
+                     "smlad %[a2], r8, %[we], %[a2]\n\t"
+                     "smlad %[a2], r9, %[wv], %[a2]\n\t"
+                     "smlad %[a3], r10, %[we], %[a3]\n\t"
+                     "smlad %[a3], r11, %[wv], %[a3]\n\t"
+                     "cmp %[xw], %[end]\n\t"
+                     "bne 1b\n\t"
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [xw] "+r"(xw),
+                       [w] "+r"(w), [wv] "=&r"(wv), [we] "=&r"(we)
+                     : [end] "r"(end)
+                     : "r8", "r9", "r10", "r11", "cc", "memory");
     acc[0] = a0;
     acc[1] = a1;
     acc[2] = a2;
@@ -483,8 +483,7 @@ static void mq_cols_out(const int32_t *acc, int32_t nf, const int32_t *multiplie
         const mq_rq q = mq_rq_channel(*multiplier++, *shift++);
         if (q.e_minus_1 >= 0) {
             mq_pair_out(acc[0], acc[1], &q, output_offset, act_min, act_max, y, out_c);
-            mq_pair_out(acc[2], acc[3], &q, output_offset, act_min, act_max, y + 2 * out_c,
-                        out_c);
+            mq_pair_out(acc[2], acc[3], &q, output_offset, act_min, act_max, y + 2 * out_c, out_c);
         } else {
             int32_t p;
             for (p = 0; p < MQ_COL_PIXELS; ++p) {
@@ -511,7 +510,7 @@ static MQ_NOINLINE void mq_cols_4x1(const mq_cols_job *j, const uint32_t *wide, 
      * filter reads the next one and meets zero column entries): oc * depth + k4 <= out_c *
      * depth. The last filter(s) stop before a partial group and finish tap by tap. */
     const int32_t last_whole = out_c * depth - k4;
-    int32_t w_at = 0; /* w - j->filter */
+    int32_t w_at = 0;                         /* w - j->filter */
     const uint32_t *wide_end = wide + 2 * k4; /* 8 words per 4 taps */
     int32_t acc[4 * MQ_COLS_BLOCK];
     int32_t o0, f, nf;
@@ -639,9 +638,9 @@ static MQ_NOINLINE void mq_conv_few_channels(const mq_conv_params *params,
 #define MQ_DW_ROWS 2
 
 mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant *quant,
-                       const mq_dims *input_dims, const int8_t *input,
-                       const mq_dims *filter_dims, const int8_t *filter, const int32_t *bias,
-                       const mq_dims *output_dims, int8_t *output)
+                       const mq_dims *input_dims, const int8_t *input, const mq_dims *filter_dims,
+                       const int8_t *filter, const int32_t *bias, const mq_dims *output_dims,
+                       int8_t *output)
 {
     int32_t batch, groups, f_c, in_h, in_w, in_c, k_h, k_w, out_h, out_w, out_c;
 
@@ -678,9 +677,9 @@ mq_status mq_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant 
         int32_t r0;
         for (r0 = 0; r0 < rows; r0 += MQ_ROWS_CHUNK) {
             const int32_t n = rows - r0 < MQ_ROWS_CHUNK ? rows - r0 : MQ_ROWS_CHUNK;
-            mq_rows_s8(input + r0 * in_c, n, in_c, in_c, filter, bias, out_c,
-                       params->input_offset, 0, params->output_offset, params->act_min,
-                       params->act_max, quant->multiplier, quant->shift, output + r0 * out_c);
+            mq_rows_s8(input + r0 * in_c, n, in_c, in_c, filter, bias, out_c, params->input_offset,
+                       0, params->output_offset, params->act_min, params->act_max,
+                       quant->multiplier, quant->shift, output + r0 * out_c);
         }
         return MQ_OK;
     }
@@ -758,8 +757,7 @@ static inline void mq_dw_4ch(const int8_t *x, const int8_t *w, int32_t rows, int
 }
 
 /* One tap of four channels: a[j] += (x[j] + input_offset) * w[j]. */
-static inline void mq_dw_tap4(const int8_t *x, const int8_t *w, int32_t input_offset,
-                              int32_t *a)
+static inline void mq_dw_tap4(const int8_t *x, const int8_t *w, int32_t input_offset, int32_t *a)
 {
 #if MQ_DSP
     const uint32_t off2 = mq_offset2(input_offset);
@@ -809,25 +807,25 @@ static void mq_dw_4ch_3col(const int8_t *x, const int8_t *w, int32_t rows, int32
 
 #if MQ_DSP
 /* One tap of four channels for two pixels: the filter word is widened once for both. */
-#define MQ_DW_TAP2(xa, xb, wq)                                                                  \
-    do {                                                                                       \
-        const uint32_t wv_ = mq_read_s8x4(wq);                                                 \
-        const uint32_t we_ = __sxtb16(wv_);                                                    \
-        const uint32_t wo_ = mq_sxtb16_ror8(wv_);                                              \
-        uint32_t xv_ = mq_read_s8x4(xa);                                                       \
-        uint32_t xe_ = __sxtab16(off2, xv_);                                                   \
-        uint32_t xo_ = mq_sxtab16_ror8(off2, xv_);                                             \
-        a0 = __smlabb((int32_t)xe_, (int32_t)we_, a0);                                         \
-        a2 = __smlatt((int32_t)xe_, (int32_t)we_, a2);                                         \
-        a1 = __smlabb((int32_t)xo_, (int32_t)wo_, a1);                                         \
-        a3 = __smlatt((int32_t)xo_, (int32_t)wo_, a3);                                         \
-        xv_ = mq_read_s8x4(xb);                                                                \
-        xe_ = __sxtab16(off2, xv_);                                                            \
-        xo_ = mq_sxtab16_ror8(off2, xv_);                                                      \
-        b0 = __smlabb((int32_t)xe_, (int32_t)we_, b0);                                         \
-        b2 = __smlatt((int32_t)xe_, (int32_t)we_, b2);                                         \
-        b1 = __smlabb((int32_t)xo_, (int32_t)wo_, b1);                                         \
-        b3 = __smlatt((int32_t)xo_, (int32_t)wo_, b3);                                         \
+#define MQ_DW_TAP2(xa, xb, wq)                                                                     \
+    do {                                                                                           \
+        const uint32_t wv_ = mq_read_s8x4(wq);                                                     \
+        const uint32_t we_ = __sxtb16(wv_);                                                        \
+        const uint32_t wo_ = mq_sxtb16_ror8(wv_);                                                  \
+        uint32_t xv_ = mq_read_s8x4(xa);                                                           \
+        uint32_t xe_ = __sxtab16(off2, xv_);                                                       \
+        uint32_t xo_ = mq_sxtab16_ror8(off2, xv_);                                                 \
+        a0 = __smlabb((int32_t)xe_, (int32_t)we_, a0);                                             \
+        a2 = __smlatt((int32_t)xe_, (int32_t)we_, a2);                                             \
+        a1 = __smlabb((int32_t)xo_, (int32_t)wo_, a1);                                             \
+        a3 = __smlatt((int32_t)xo_, (int32_t)wo_, a3);                                             \
+        xv_ = mq_read_s8x4(xb);                                                                    \
+        xe_ = __sxtab16(off2, xv_);                                                                \
+        xo_ = mq_sxtab16_ror8(off2, xv_);                                                          \
+        b0 = __smlabb((int32_t)xe_, (int32_t)we_, b0);                                             \
+        b2 = __smlatt((int32_t)xe_, (int32_t)we_, b2);                                             \
+        b1 = __smlabb((int32_t)xo_, (int32_t)wo_, b1);                                             \
+        b3 = __smlatt((int32_t)xo_, (int32_t)wo_, b3);                                             \
     } while (0)
 
 /* mq_dw_4ch_3col for two neighbouring output pixels (stride and dilation 1, so that tap
@@ -865,12 +863,12 @@ static MQ_NOINLINE void mq_dw_3col_2px(const int8_t *x, const int8_t *w, int32_t
 }
 #endif
 
-static inline int8_t mq_dw_out1(int32_t acc, const mq_rq *q, int32_t output_offset,
-                                int32_t act_min, int32_t act_max)
+static inline int8_t mq_dw_out1(int32_t acc, const mq_rq *q, int32_t output_offset, int32_t act_min,
+                                int32_t act_max)
 {
-    return (int8_t)mq_clamp(
-        mq_mbqm_fast(acc, q->multiplier, q->round_hi, q->e_minus_1) + output_offset, act_min,
-        act_max);
+    return (int8_t)mq_clamp(mq_mbqm_fast(acc, q->multiplier, q->round_hi, q->e_minus_1) +
+                                output_offset,
+                            act_min, act_max);
 }
 
 /* Four channels of one output pixel; their requantization constants are set up by the caller
@@ -901,8 +899,7 @@ mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_chan
 
     if (!params || !quant || !input_dims || !input || !filter_dims || !filter || !output_dims ||
         !output || !mq_conv_params_ok(params, quant) || !mq_dims_positive(input_dims) ||
-        !mq_dims_positive(filter_dims) || !mq_dims_positive(output_dims) ||
-        params->ch_mult <= 0) {
+        !mq_dims_positive(filter_dims) || !mq_dims_positive(output_dims) || params->ch_mult <= 0) {
         return MQ_ERR_ARG;
     }
     batch = input_dims->n;
@@ -950,7 +947,7 @@ mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_chan
                         int32_t kx_start, kx_end;
                         int32_t acc[8];
                         mq_tap_range(x0, params->dilation_w, in_w, k_w, &kx_start, &kx_end);
-    #if MQ_DSP
+#if MQ_DSP
                         if (k_w == 3 && params->stride_w == 1 && params->dilation_w == 1 &&
                             x0 >= 0 && x0 + 3 < in_w && ox + 1 < out_w && ky_end > ky_start) {
                             /* Two pixels with all three tap columns share one pass. */
@@ -958,11 +955,12 @@ mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_chan
                                 acc[j] = b[j];
                                 acc[4 + j] = b[j];
                             }
-                            mq_dw_3col_2px(in_batch + ((y0 + ky_start * params->dilation_h) * in_w +
-                                                       x0) * in_c + ic,
-                                           filter + ky_start * 3 * out_c + ic, ky_end - ky_start,
-                                           params->dilation_h * in_w * in_c, 3 * out_c, out_c,
-                                           params->input_offset, acc);
+                            mq_dw_3col_2px(
+                                in_batch +
+                                    ((y0 + ky_start * params->dilation_h) * in_w + x0) * in_c + ic,
+                                filter + ky_start * 3 * out_c + ic, ky_end - ky_start,
+                                params->dilation_h * in_w * in_c, 3 * out_c, out_c,
+                                params->input_offset, acc);
                             mq_dw_out4(acc, q, fast, params->output_offset, params->act_min,
                                        params->act_max, y);
                             mq_dw_out4(acc + 4, q, fast, params->output_offset, params->act_min,
@@ -971,15 +969,15 @@ mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_chan
                             ++ox;
                             continue;
                         }
-    #endif
+#endif
                         acc[0] = b[0];
                         acc[1] = b[1];
                         acc[2] = b[2];
                         acc[3] = b[3];
                         if (ky_end > ky_start && kx_end > kx_start) {
-                            const int32_t first =
-                                ((y0 + ky_start * params->dilation_h) * in_w + x0 +
-                                 kx_start * params->dilation_w) * in_c;
+                            const int32_t first = ((y0 + ky_start * params->dilation_h) * in_w +
+                                                   x0 + kx_start * params->dilation_w) *
+                                                  in_c;
                             const int8_t *xp = in_batch + first + ic;
                             const int8_t *wp = filter + (ky_start * k_w + kx_start) * out_c + ic;
                             if (MQ_DSP && kx_end - kx_start == 3) {
@@ -1049,8 +1047,8 @@ mq_status mq_conv2d_1x1_ordered_s8(const mq_order *order, const mq_conv_params *
 {
     int32_t rows, in_c, out_c, done;
 
-    if (!order || order->chunk <= 0 || !params || !quant || !input_dims || !input ||
-        !filter_dims || !filter || !output_dims || !output || !mq_conv_params_ok(params, quant) ||
+    if (!order || order->chunk <= 0 || !params || !quant || !input_dims || !input || !filter_dims ||
+        !filter || !output_dims || !output || !mq_conv_params_ok(params, quant) ||
         !mq_dims_positive(input_dims) || !mq_dims_positive(filter_dims) ||
         !mq_dims_positive(output_dims)) {
         return MQ_ERR_ARG;
@@ -1087,8 +1085,8 @@ mq_status mq_depthwise_conv2d_ordered_s8(const mq_order *order, const mq_conv_pa
     int32_t n, done, ic, c4;
     int reverse;
 
-    if (!order || order->chunk <= 0 || !params || !quant || !input_dims || !input ||
-        !filter_dims || !filter || !output_dims || !output || !mq_conv_params_ok(params, quant) ||
+    if (!order || order->chunk <= 0 || !params || !quant || !input_dims || !input || !filter_dims ||
+        !filter || !output_dims || !output || !mq_conv_params_ok(params, quant) ||
         !mq_dims_positive(input_dims) || !mq_dims_positive(filter_dims) ||
         !mq_dims_positive(output_dims) || params->ch_mult <= 0) {
         return MQ_ERR_ARG;
@@ -1148,11 +1146,12 @@ mq_status mq_depthwise_conv2d_ordered_s8(const mq_order *order, const mq_conv_pa
                                 acc[t] = b[t];
                                 acc[4 + t] = b[t];
                             }
-                            mq_dw_3col_2px(in_batch + ((y0 + ky_start * params->dilation_h) * in_w +
-                                                       fx0) * in_c + ic,
-                                           filter + ky_start * 3 * out_c + ic, ky_end - ky_start,
-                                           params->dilation_h * in_w * in_c, 3 * out_c, out_c,
-                                           params->input_offset, acc);
+                            mq_dw_3col_2px(
+                                in_batch +
+                                    ((y0 + ky_start * params->dilation_h) * in_w + fx0) * in_c + ic,
+                                filter + ky_start * 3 * out_c + ic, ky_end - ky_start,
+                                params->dilation_h * in_w * in_c, 3 * out_c, out_c,
+                                params->input_offset, acc);
                             mq_dw_out4(acc, q, fast, params->output_offset, params->act_min,
                                        params->act_max, y_row + first * out_c);
                             mq_dw_out4(acc + 4, q, fast, params->output_offset, params->act_min,
@@ -1166,9 +1165,9 @@ mq_status mq_depthwise_conv2d_ordered_s8(const mq_order *order, const mq_conv_pa
                             acc[t] = b[t];
                         }
                         if (ky_end > ky_start && kx_end > kx_start) {
-                            const int32_t first_tap =
-                                ((y0 + ky_start * params->dilation_h) * in_w + x0 +
-                                 kx_start * params->dilation_w) * in_c;
+                            const int32_t first_tap = ((y0 + ky_start * params->dilation_h) * in_w +
+                                                       x0 + kx_start * params->dilation_w) *
+                                                      in_c;
                             const int8_t *xp = in_batch + first_tap + ic;
                             const int8_t *wp = filter + (ky_start * k_w + kx_start) * out_c + ic;
                             if (MQ_DSP && kx_end - kx_start == 3) {

@@ -12,8 +12,7 @@ static int params_ok(const mq_conv3d_params *p)
 {
     return p->stride_d > 0 && p->stride_h > 0 && p->stride_w > 0 && p->dilation_d > 0 &&
            p->dilation_h > 0 && p->dilation_w > 0 && p->pad_front >= 0 && p->pad_top >= 0 &&
-           p->pad_left >= 0 && p->act_min >= -128 && p->act_min <= p->act_max &&
-           p->act_max <= 127;
+           p->pad_left >= 0 && p->act_min >= -128 && p->act_min <= p->act_max && p->act_max <= 127;
 }
 
 /* acc[j] += the in-input taps of the output voxel whose window starts at (d0, y0, x0), for
@@ -54,9 +53,9 @@ static void tap_sums(const mq_conv3d_params *p, const mq_dims5 *in, const int8_t
 }
 
 mq_status mq_conv3d_s8(const mq_conv3d_params *params, const mq_per_channel_quant *quant,
-                       const mq_dims5 *input_dims, const int8_t *input,
-                       const mq_dims5 *filter_dims, const int8_t *filter, const int32_t *bias,
-                       const mq_dims5 *output_dims, int8_t *output)
+                       const mq_dims5 *input_dims, const int8_t *input, const mq_dims5 *filter_dims,
+                       const int8_t *filter, const int32_t *bias, const mq_dims5 *output_dims,
+                       int8_t *output)
 {
     int32_t f_c, groups, out_per_group, n, od, oy, ox, oc, j, nf;
     int32_t acc[4];
@@ -87,19 +86,17 @@ mq_status mq_conv3d_s8(const mq_conv3d_params *params, const mq_per_channel_quan
                         for (j = 0; j < nf; ++j) {
                             acc[j] = bias ? bias[oc + j] : 0;
                         }
-                        tap_sums(params, input_dims, volume + (oc / out_per_group) * f_c,
-                                 filter_dims,
-                                 filter + oc * filter_dims->d * filter_dims->h * filter_dims->w *
-                                              f_c,
-                                 od * params->stride_d - params->pad_front,
-                                 oy * params->stride_h - params->pad_top,
-                                 ox * params->stride_w - params->pad_left, nf, acc);
+                        tap_sums(
+                            params, input_dims, volume + (oc / out_per_group) * f_c, filter_dims,
+                            filter + oc * filter_dims->d * filter_dims->h * filter_dims->w * f_c,
+                            od * params->stride_d - params->pad_front,
+                            oy * params->stride_h - params->pad_top,
+                            ox * params->stride_w - params->pad_left, nf, acc);
                         for (j = 0; j < nf; ++j) {
-                            const int32_t y = mq_mbqm(acc[j], quant->multiplier[oc + j],
-                                                      quant->shift[oc + j]) +
-                                              params->output_offset;
-                            output[oc + j] =
-                                (int8_t)mq_clamp(y, params->act_min, params->act_max);
+                            const int32_t y =
+                                mq_mbqm(acc[j], quant->multiplier[oc + j], quant->shift[oc + j]) +
+                                params->output_offset;
+                            output[oc + j] = (int8_t)mq_clamp(y, params->act_min, params->act_max);
                         }
                     }
                     output += output_dims->c;

@@ -96,8 +96,8 @@ static inline int32_t mq_rq_apply(const mq_rq *q, int32_t x)
                              : mq_mbqm(x, q->multiplier, q->shift);
 }
 
-static inline int8_t mq_rq_out(const mq_rq *q, int32_t acc, int32_t output_offset,
-                               int32_t act_min, int32_t act_max)
+static inline int8_t mq_rq_out(const mq_rq *q, int32_t acc, int32_t output_offset, int32_t act_min,
+                               int32_t act_max)
 {
     return (int8_t)mq_clamp(mq_rq_apply(q, acc) + output_offset, act_min, act_max);
 }
@@ -106,9 +106,9 @@ static inline int8_t mq_rq_out(const mq_rq *q, int32_t acc, int32_t output_offse
 static inline int8_t mq_rq_out_fast(const mq_rq *q, int32_t acc, int32_t output_offset,
                                     int32_t act_min, int32_t act_max)
 {
-    return (int8_t)mq_clamp(
-        mq_mbqm_fast(acc, q->multiplier, q->round_hi, q->e_minus_1) + output_offset, act_min,
-        act_max);
+    return (int8_t)mq_clamp(mq_mbqm_fast(acc, q->multiplier, q->round_hi, q->e_minus_1) +
+                                output_offset,
+                            act_min, act_max);
 }
 
 /* sum_k (x[k] + input_offset). */

@@ -50,8 +50,7 @@ static mq_status check_mul_params(const mq_mul_params *p)
      * would saturate every non-zero product anyway. */
     if (!offset_ok(p->input1_offset) || !offset_ok(p->input2_offset) ||
         !offset_ok(p->output_offset) || !shift_ok(p->output_shift) || p->output_shift > 12 ||
-        p->output_multiplier < 0 ||
-        p->act_min > p->act_max) {
+        p->output_multiplier < 0 || p->act_min > p->act_max) {
         return MQ_ERR_ARG;
     }
     return MQ_OK;
@@ -59,8 +58,8 @@ static mq_status check_mul_params(const mq_mul_params *p)
 
 /* ADD / SUB over one run: the parameters are copied to locals and the three multipliers set up
  * once (mq_rq), so the loop body is three multiply-shifts and the clamp. */
-static void add_row(const mq_add_params *p, const int8_t *in1, int32_t stride1,
-                    const int8_t *in2, int32_t stride2, int8_t *out, int32_t n, int32_t negate)
+static void add_row(const mq_add_params *p, const int8_t *in1, int32_t stride1, const int8_t *in2,
+                    int32_t stride2, int8_t *out, int32_t n, int32_t negate)
 {
     const mq_rq q1 = mq_rq_channel(p->input1_multiplier, p->input1_shift);
     const mq_rq q2 = mq_rq_channel(p->input2_multiplier, p->input2_shift);
@@ -104,10 +103,9 @@ static void prelu_row(const mq_prelu_params *p, const int8_t *in1, int32_t strid
     int32_t i;
     for (i = 0; i < n; ++i) {
         const int32_t v = (int32_t)in1[i * stride1] + p->input_offset;
-        const int32_t r =
-            v >= 0 ? mq_mbqm(v, p->output_multiplier_1, p->output_shift_1)
-                   : mq_mbqm(v * ((int32_t)in2[i * stride2] + p->alpha_offset),
-                             p->output_multiplier_2, p->output_shift_2);
+        const int32_t r = v >= 0 ? mq_mbqm(v, p->output_multiplier_1, p->output_shift_1)
+                                 : mq_mbqm(v * ((int32_t)in2[i * stride2] + p->alpha_offset),
+                                           p->output_multiplier_2, p->output_shift_2);
         out[i] = (int8_t)mq_clamp(r + p->output_offset, p->act_min, p->act_max);
     }
 }
@@ -282,8 +280,8 @@ mq_status mq_minimum_s8(const mq_add_params *params, const mq_broadcast *bcast,
     return minmax(params, bcast, input1, input2, output, MQ_EW_MIN);
 }
 
-mq_status mq_prelu_s8(const mq_prelu_params *params, const mq_broadcast *bcast,
-                      const int8_t *input, const int8_t *alpha, int8_t *output)
+mq_status mq_prelu_s8(const mq_prelu_params *params, const mq_broadcast *bcast, const int8_t *input,
+                      const int8_t *alpha, int8_t *output)
 {
     mq_ew_kernel k;
     const mq_prelu_params *p = params;

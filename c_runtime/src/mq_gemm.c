@@ -66,8 +66,7 @@ static MQ_NOINLINE void mq_dot_2x2_wide(const uint32_t *xw, const int8_t *w0, in
 
 /* One row widened once for every filter pair: per group of 4 bytes the words (x[0], x[2]),
  * (x[1], x[3]) with input_offset added. */
-static inline void mq_widen_row(const int8_t *x, int32_t quads, int32_t input_offset,
-                                uint32_t *buf)
+static inline void mq_widen_row(const int8_t *x, int32_t quads, int32_t input_offset, uint32_t *buf)
 {
     const uint32_t off2 = mq_offset2(input_offset);
     int32_t q;
@@ -129,10 +128,10 @@ typedef struct {
     const uint32_t *ww; /* the filter pair widened by mq_widen_2filters */
     int8_t *y;          /* its output: out + r * out_c + o */
     int32_t row_pairs;
-    int32_t depth;      /* a multiple of 4 */
-    int32_t x_step;     /* bytes from one row to the next */
+    int32_t depth;  /* a multiple of 4 */
+    int32_t x_step; /* bytes from one row to the next */
     int32_t out_c;
-    int32_t b0;         /* bias + input_offset * sum(w), per filter */
+    int32_t b0; /* bias + input_offset * sum(w), per filter */
     int32_t b1;
     int32_t output_offset;
     int32_t act_min;
@@ -343,8 +342,8 @@ static MQ_NOINLINE void mq_rows_1x4(const int8_t *x, int32_t rows, int32_t depth
     for (; o < out_c; ++o) {
         const mq_rq q = mq_rq_channel(multiplier[o], shift[o]);
         for (r = 0; r < rows; ++r) {
-            const int32_t acc = mq_dot_1x1(x + r * x_step, w + o * depth, depth, input_offset,
-                                           bias ? bias[o] : 0);
+            const int32_t acc =
+                mq_dot_1x1(x + r * x_step, w + o * depth, depth, input_offset, bias ? bias[o] : 0);
             out[r * out_c + o] = mq_rq_out(&q, acc, output_offset, act_min, act_max);
         }
     }
@@ -359,8 +358,8 @@ static MQ_NOINLINE void mq_rows_1x4(const int8_t *x, int32_t rows, int32_t depth
  * (mq_widen_2rows) and shared by all filter pairs. */
 void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, int32_t x_step, const int8_t *w,
                 const int32_t *bias, int32_t out_c, int32_t input_offset, int32_t filter_offset,
-                int32_t output_offset, int32_t act_min, int32_t act_max,
-                const int32_t *multiplier, const int32_t *shift, int8_t *out)
+                int32_t output_offset, int32_t act_min, int32_t act_max, const int32_t *multiplier,
+                const int32_t *shift, int8_t *out)
 {
     int32_t r, o, i;
 #if MQ_DSP
@@ -444,8 +443,8 @@ void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, int32_t x_step, co
                 mq_row_s8(xi, depth, w, bias, out_c, input_offset,
                           filter_offset != 0 ? filter_offset * mq_dot_sum(xi, depth, input_offset)
                                              : 0,
-                          output_offset, act_min, act_max, multiplier, shift,
-                          out + (r + i) * out_c, row_wide);
+                          output_offset, act_min, act_max, multiplier, shift, out + (r + i) * out_c,
+                          row_wide);
             }
             continue;
         }
@@ -508,4 +507,3 @@ void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, int32_t x_step, co
         }
     }
 }
-

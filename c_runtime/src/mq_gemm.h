@@ -12,7 +12,7 @@
  * Defined in mq_gemm.c. */
 void mq_rows_s8(const int8_t *x, int32_t rows, int32_t depth, int32_t x_step, const int8_t *w,
                 const int32_t *bias, int32_t out_c, int32_t input_offset, int32_t filter_offset,
-                int32_t output_offset, int32_t act_min, int32_t act_max,
-                const int32_t *multiplier, const int32_t *shift, int8_t *out);
+                int32_t output_offset, int32_t act_min, int32_t act_max, const int32_t *multiplier,
+                const int32_t *shift, int8_t *out);
 
 #endif /* MQ_GEMM_H */

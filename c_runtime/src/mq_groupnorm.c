@@ -36,10 +36,9 @@ mq_status mq_groupnorm_s8(const mq_groupnorm_params *params, const mq_per_channe
         return MQ_ERR_ARG;
     }
     width = channels / params->groups;
-    if (spatial > MQ_GROUPNORM_MAX_COUNT / width || params->var_bits < 0 ||
-        params->var_bits > 16 || params->var_bits % 2 != 0 || params->eps < 0 ||
-        params->eps > ((int64_t)1 << 61) || params->act_min < -128 ||
-        params->act_min > params->act_max || params->act_max > 127) {
+    if (spatial > MQ_GROUPNORM_MAX_COUNT / width || params->var_bits < 0 || params->var_bits > 16 ||
+        params->var_bits % 2 != 0 || params->eps < 0 || params->eps > ((int64_t)1 << 61) ||
+        params->act_min < -128 || params->act_min > params->act_max || params->act_max > 127) {
         return MQ_ERR_ARG;
     }
     count = spatial * width;

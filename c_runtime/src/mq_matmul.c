@@ -52,10 +52,10 @@ mq_status mq_batch_matmul_s8(const mq_batch_matmul_params *params, const mq_dims
 
     for (b = 0; b < output_dims->n; ++b) {
         for (h = 0; h < output_dims->h; ++h) {
-            const int32_t lhs_mat = (lhs_dims->n == 1 ? 0 : b) * lhs_dims->h +
-                                    (lhs_dims->h == 1 ? 0 : h);
-            const int32_t rhs_mat = (rhs_dims->n == 1 ? 0 : b) * rhs_dims->h +
-                                    (rhs_dims->h == 1 ? 0 : h);
+            const int32_t lhs_mat =
+                (lhs_dims->n == 1 ? 0 : b) * lhs_dims->h + (lhs_dims->h == 1 ? 0 : h);
+            const int32_t rhs_mat =
+                (rhs_dims->n == 1 ? 0 : b) * rhs_dims->h + (rhs_dims->h == 1 ? 0 : h);
             const int8_t *a = lhs + lhs_mat * rows * depth;
             const int8_t *m = rhs + rhs_mat * cols * depth;
             for (i = 0; i < rows; ++i) {

@@ -154,8 +154,8 @@ mq_status mq_avg_pool_s8(const mq_pool_params *params, const mq_dims *input_dims
                     for (c = 0; c < block; ++c) {
                         /* Only in-image taps carry the offset; padded taps add 0. */
                         const int32_t s = sum[c] + taps * params->input_offset;
-                        const int32_t avg = s > 0 ? (s + count / 2) / count
-                                                  : (s - count / 2) / count;
+                        const int32_t avg =
+                            s > 0 ? (s + count / 2) / count : (s - count / 2) / count;
                         output[c0 + c] = (int8_t)mq_clamp(avg + params->output_offset,
                                                           params->act_min, params->act_max);
                     }

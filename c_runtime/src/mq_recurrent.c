@@ -57,8 +57,8 @@ static int32_t gate(const mq_recurrent_params *p, int32_t row, const int8_t *x, 
 
 /* The four LSTM gate pre-activations of unit j (rows j + g * hidden): one pass over x and h
  * feeds the four rows (mq_dot_1x4: each load shared, SMLAD on the DSP cores). */
-static void lstm_gates(const mq_recurrent_params *p, int32_t j, const int8_t *x,
-                       const int8_t *h, int32_t *pre)
+static void lstm_gates(const mq_recurrent_params *p, int32_t j, const int8_t *x, const int8_t *h,
+                       int32_t *pre)
 {
     const int32_t hs = p->hidden_size;
     int32_t ax[4], ah[4];
@@ -67,19 +67,19 @@ static void lstm_gates(const mq_recurrent_params *p, int32_t j, const int8_t *x,
         ax[g] = p->input_bias[g * hs + j];
         ah[g] = p->recurrent_bias[g * hs + j];
     }
-    mq_dot_1x4(x, p->input_weights + (size_t)j * (size_t)p->input_size,
-               hs * p->input_size, p->input_size, p->input_offset, ax);
+    mq_dot_1x4(x, p->input_weights + (size_t)j * (size_t)p->input_size, hs * p->input_size,
+               p->input_size, p->input_offset, ax);
     if (h != NULL) {
-        mq_dot_1x4(h, p->recurrent_weights + (size_t)j * (size_t)hs, hs * hs, hs,
-                   p->hidden_offset, ah);
+        mq_dot_1x4(h, p->recurrent_weights + (size_t)j * (size_t)hs, hs * hs, hs, p->hidden_offset,
+                   ah);
     }
     for (g = 0; g < 4; ++g) {
         const int32_t row = g * hs + j;
         const int32_t a = mq_clamp(mq_mbqm(ax[g], p->input_multiplier[row], p->input_shift[row]),
                                    -PART_LIMIT, PART_LIMIT);
-        const int32_t b = mq_clamp(
-            mq_mbqm(ah[g], p->recurrent_multiplier[row], p->recurrent_shift[row]), -PART_LIMIT,
-            PART_LIMIT);
+        const int32_t b =
+            mq_clamp(mq_mbqm(ah[g], p->recurrent_multiplier[row], p->recurrent_shift[row]),
+                     -PART_LIMIT, PART_LIMIT);
         pre[g] = sat16(a + b);
     }
 }
@@ -130,9 +130,10 @@ mq_status mq_lstm_s8(const mq_recurrent_params *params, int32_t steps, const int
             } else {
                 tin = sat16(c * ((int32_t)1 << (GATE_FRAC - cs)));
             }
-            y[j] = (int8_t)mq_clamp(
-                mq_mbqm(og * lut16(params->tanh_table, tin), params->output_multiplier,
-                        params->output_shift) + params->output_offset, -128, 127);
+            y[j] = (int8_t)mq_clamp(mq_mbqm(og * lut16(params->tanh_table, tin),
+                                            params->output_multiplier, params->output_shift) +
+                                        params->output_offset,
+                                    -128, 127);
         }
     }
     return MQ_OK;
@@ -165,8 +166,8 @@ static void gru_reset_first_step(const mq_recurrent_params *p, const int8_t *x, 
         n = lut16(p->tanh_table, sat16(xn + hn));
         hnew = mq_rdbpot((32768 - z) * n + z * (int32_t)state[j], 15);
         state[j] = (int16_t)hnew;
-        y[j] = (int8_t)mq_clamp(mq_mbqm(hnew, p->output_multiplier, p->output_shift) +
-                                p->output_offset, -128, 127);
+        y[j] = (int8_t)mq_clamp(
+            mq_mbqm(hnew, p->output_multiplier, p->output_shift) + p->output_offset, -128, 127);
     }
 }
 
@@ -200,9 +201,9 @@ mq_status mq_gru_s8(const mq_recurrent_params *params, int32_t steps, const int8
             const int32_t n = lut16(params->tanh_table, sat16(xn + mq_rdbpot(r * hn, 15)));
             const int32_t hnew = mq_rdbpot((32768 - z) * n + z * (int32_t)state[j], 15);
             state[j] = (int16_t)hnew;
-            y[j] = (int8_t)mq_clamp(
-                mq_mbqm(hnew, params->output_multiplier, params->output_shift) +
-                params->output_offset, -128, 127);
+            y[j] = (int8_t)mq_clamp(mq_mbqm(hnew, params->output_multiplier, params->output_shift) +
+                                        params->output_offset,
+                                    -128, 127);
         }
     }
     return MQ_OK;
@@ -273,8 +274,7 @@ static int32_t tfl_tanh(int32_t x, int32_t left_shift)
     return (v >= 0 ? r - (1 << 23) + (1 << 7) : -r + (1 << 23) + (1 << 7) - 1) >> 8;
 }
 
-mq_status mq_tfl_sigmoid_s16(const int16_t *input, int16_t *output, int32_t n,
-                             int32_t left_shift)
+mq_status mq_tfl_sigmoid_s16(const int16_t *input, int16_t *output, int32_t n, int32_t left_shift)
 {
     int32_t k;
     if (input == NULL || output == NULL || n < 0 || left_shift < -14 || left_shift > 12) {
@@ -310,11 +310,11 @@ static void tfl_gates(const mq_lstm_tfl_params *p, int32_t j, const int8_t *x, c
         ax[g] = p->input_bias[g * hs + j];
         ah[g] = 0;
     }
-    mq_dot_1x4(x, p->input_weights + (size_t)j * (size_t)p->input_size,
-               hs * p->input_size, p->input_size, p->input_offset, ax);
+    mq_dot_1x4(x, p->input_weights + (size_t)j * (size_t)p->input_size, hs * p->input_size,
+               p->input_size, p->input_offset, ax);
     if (h != NULL) {
-        mq_dot_1x4(h, p->recurrent_weights + (size_t)j * (size_t)hs, hs * hs, hs,
-                   p->hidden_offset, ah);
+        mq_dot_1x4(h, p->recurrent_weights + (size_t)j * (size_t)hs, hs * hs, hs, p->hidden_offset,
+                   ah);
     }
     for (g = 0; g < 4; ++g) {
         pre[g] = sat16(sat16(mq_mbqm(ax[g], p->input_multiplier[g], p->input_shift[g])) +
@@ -330,8 +330,8 @@ mq_status mq_lstm_tfl_s8(const mq_lstm_tfl_params *params, int32_t steps, const 
     if (p == NULL || input == NULL || output == NULL || state == NULL || steps <= 0 ||
         p->input_size <= 0 || p->hidden_size <= 0 || p->input_weights == NULL ||
         p->recurrent_weights == NULL || p->input_bias == NULL || p->input_multiplier == NULL ||
-        p->input_shift == NULL || p->recurrent_multiplier == NULL || p->recurrent_shift == NULL || p->cell_shift < 0 ||
-        p->cell_shift > 29 || p->cell_clip < 0 || p->cell_clip > 32767) {
+        p->input_shift == NULL || p->recurrent_multiplier == NULL || p->recurrent_shift == NULL ||
+        p->cell_shift < 0 || p->cell_shift > 29 || p->cell_clip < 0 || p->cell_clip > 32767) {
         return MQ_ERR_ARG;
     }
     hs = p->hidden_size;
@@ -350,16 +350,17 @@ mq_status mq_lstm_tfl_s8(const mq_lstm_tfl_params *params, int32_t steps, const 
             og = tfl_sigmoid(pre[1], 0);
             fg = tfl_sigmoid(pre[2], 0);
             cg = tfl_tanh(pre[3], 0);
-            c = sat16(sat16(mq_mbqm(fg * (int32_t)state[j], p->forget_multiplier,
-                                            p->forget_shift)) +
-                              sat16(mq_mbqm(ig * cg, p->update_multiplier, p->update_shift)));
+            c = sat16(
+                sat16(mq_mbqm(fg * (int32_t)state[j], p->forget_multiplier, p->forget_shift)) +
+                sat16(mq_mbqm(ig * cg, p->update_multiplier, p->update_shift)));
             if (p->cell_clip > 0) {
                 c = mq_clamp(c, -p->cell_clip, p->cell_clip);
             }
             state[j] = (int16_t)c;
-            y[j] = (int8_t)mq_clamp(
-                mq_mbqm(tfl_tanh(c, GATE_FRAC - p->cell_shift) * og, p->output_multiplier,
-                        p->output_shift) + p->output_offset, -128, 127);
+            y[j] = (int8_t)mq_clamp(mq_mbqm(tfl_tanh(c, GATE_FRAC - p->cell_shift) * og,
+                                            p->output_multiplier, p->output_shift) +
+                                        p->output_offset,
+                                    -128, 127);
         }
     }
     return MQ_OK;

@@ -6,8 +6,7 @@
  * (-128 for max, 127 for min). */
 #include "mq_reduce.h"
 
-static mq_status reduce(const mq_reduce_params *p, const int8_t *input, int8_t *output,
-                        int is_min)
+static mq_status reduce(const mq_reduce_params *p, const int8_t *input, int8_t *output, int is_min)
 {
     int32_t out_stride[MQ_MAX_DIMS];
     int32_t idx[MQ_MAX_DIMS] = {0};

@@ -21,8 +21,8 @@ static int taps_ok(const mq_resize_taps *t, int32_t count, int32_t size, int bil
         if (t->lo[i] < 0 || t->lo[i] >= size) {
             return 0;
         }
-        if (bilinear && (t->hi[i] < 0 || t->hi[i] >= size || t->frac[i] < 0 ||
-                         t->frac[i] > MQ_RESIZE_ONE)) {
+        if (bilinear &&
+            (t->hi[i] < 0 || t->hi[i] >= size || t->frac[i] < 0 || t->frac[i] > MQ_RESIZE_ONE)) {
             return 0;
         }
     }

@@ -79,8 +79,7 @@ static int dims_ok(const mq_dims *d)
     return d->n > 0 && d->h > 0 && d->w > 0 && d->c > 0;
 }
 
-static int16_t finish(int64_t acc, const mq_per_channel_quant *q, int32_t c, int32_t lo,
-                      int32_t hi)
+static int16_t finish(int64_t acc, const mq_per_channel_quant *q, int32_t c, int32_t lo, int32_t hi)
 {
     return (int16_t)mq_clamp(mq_mbqm64(acc, q->multiplier[c], q->shift[c]), lo, hi);
 }
@@ -88,18 +87,18 @@ static int16_t finish(int64_t acc, const mq_per_channel_quant *q, int32_t c, int
 static mq_status conv_args(const mq_conv_params *p, const mq_dims *in, const mq_dims *f,
                            const mq_dims *out)
 {
-    if (!dims_ok(in) || !dims_ok(f) || !dims_ok(out) || in->n != out->n ||
-        p->stride_h < 1 || p->stride_w < 1 || p->dilation_h < 1 || p->dilation_w < 1 ||
-        p->pad_top < 0 || p->pad_left < 0 || !act_ok(p->act_min, p->act_max)) {
+    if (!dims_ok(in) || !dims_ok(f) || !dims_ok(out) || in->n != out->n || p->stride_h < 1 ||
+        p->stride_w < 1 || p->dilation_h < 1 || p->dilation_w < 1 || p->pad_top < 0 ||
+        p->pad_left < 0 || !act_ok(p->act_min, p->act_max)) {
         return MQ_ERR_ARG;
     }
     return MQ_OK;
 }
 
 mq_status mq_conv2d_s16(const mq_conv_params *params, const mq_per_channel_quant *quant,
-                        const mq_dims *input_dims, const int16_t *input,
-                        const mq_dims *filter_dims, const int8_t *filter, const int64_t *bias,
-                        const mq_dims *output_dims, int16_t *output)
+                        const mq_dims *input_dims, const int16_t *input, const mq_dims *filter_dims,
+                        const int8_t *filter, const int64_t *bias, const mq_dims *output_dims,
+                        int16_t *output)
 {
     const mq_dims *in = input_dims;
     const mq_dims *f = filter_dims;
@@ -153,18 +152,17 @@ mq_status mq_conv2d_s16(const mq_conv_params *params, const mq_per_channel_quant
     return MQ_OK;
 }
 
-mq_status mq_depthwise_conv2d_s16(const mq_conv_params *params,
-                                  const mq_per_channel_quant *quant, const mq_dims *input_dims,
-                                  const int16_t *input, const mq_dims *filter_dims,
-                                  const int8_t *filter, const int64_t *bias,
-                                  const mq_dims *output_dims, int16_t *output)
+mq_status mq_depthwise_conv2d_s16(const mq_conv_params *params, const mq_per_channel_quant *quant,
+                                  const mq_dims *input_dims, const int16_t *input,
+                                  const mq_dims *filter_dims, const int8_t *filter,
+                                  const int64_t *bias, const mq_dims *output_dims, int16_t *output)
 {
     const mq_dims *in = input_dims;
     const mq_dims *f = filter_dims;
     const mq_dims *o = output_dims;
     int32_t b, oy, ox, oc, ky, kx;
-    if (conv_args(params, in, f, o) != MQ_OK || f->n != 1 || f->c != o->c ||
-        params->ch_mult < 1 || in->c * params->ch_mult != o->c || !quant_ok(quant, o->c)) {
+    if (conv_args(params, in, f, o) != MQ_OK || f->n != 1 || f->c != o->c || params->ch_mult < 1 ||
+        in->c * params->ch_mult != o->c || !quant_ok(quant, o->c)) {
         return MQ_ERR_ARG;
     }
     for (b = 0; b < o->n; ++b) {
@@ -185,9 +183,10 @@ mq_status mq_depthwise_conv2d_s16(const mq_conv_params *params,
                             if (ix < 0 || ix >= in->w) {
                                 continue;
                             }
-                            acc += (int32_t)input[(((int64_t)b * in->h + iy) * in->w + ix) *
-                                                      in->c + ic] *
-                                   (int32_t)filter[((int64_t)ky * f->w + kx) * f->c + oc];
+                            acc +=
+                                (int32_t)
+                                    input[(((int64_t)b * in->h + iy) * in->w + ix) * in->c + ic] *
+                                (int32_t)filter[((int64_t)ky * f->w + kx) * f->c + oc];
                         }
                     }
                     if (bias != NULL) {
@@ -205,8 +204,7 @@ mq_status mq_depthwise_conv2d_s16(const mq_conv_params *params,
 mq_status mq_fully_connected_s16(const mq_fc_params *params, const mq_per_channel_quant *quant,
                                  const mq_dims *input_dims, const int16_t *input,
                                  const mq_dims *filter_dims, const int8_t *filter,
-                                 const int64_t *bias, const mq_dims *output_dims,
-                                 int16_t *output)
+                                 const int64_t *bias, const mq_dims *output_dims, int16_t *output)
 {
     const int32_t rows = input_dims->n * input_dims->h * input_dims->w;
     const int32_t k = input_dims->c;
@@ -254,8 +252,8 @@ static int bcast_ok(const mq_broadcast *b)
     return 1;
 }
 
-static int16_t binary_one(mq_s16_op op, const mq_add_params *a, const mq_mul_params *m,
-                          int32_t x1, int32_t x2)
+static int16_t binary_one(mq_s16_op op, const mq_add_params *a, const mq_mul_params *m, int32_t x1,
+                          int32_t x2)
 {
     int32_t v;
     if (op == MQ_S16_MUL) {
@@ -265,12 +263,11 @@ static int16_t binary_one(mq_s16_op op, const mq_add_params *a, const mq_mul_par
     {
         /* |x| <= 2^15, left_shift <= 15: the shifted inputs fit int32 and each rescaled one
          * is below 2^30 (multipliers smaller than one), so the sum cannot overflow. */
-        const int32_t s1 = mq_mbqm((int32_t)((uint32_t)x1 << a->left_shift),
-                                   a->input1_multiplier, a->input1_shift);
-        const int32_t s2 = mq_mbqm((int32_t)((uint32_t)x2 << a->left_shift),
-                                   a->input2_multiplier, a->input2_shift);
-        v = mq_mbqm(op == MQ_S16_SUB ? s1 - s2 : s1 + s2, a->output_multiplier,
-                    a->output_shift);
+        const int32_t s1 = mq_mbqm((int32_t)((uint32_t)x1 << a->left_shift), a->input1_multiplier,
+                                   a->input1_shift);
+        const int32_t s2 = mq_mbqm((int32_t)((uint32_t)x2 << a->left_shift), a->input2_multiplier,
+                                   a->input2_shift);
+        v = mq_mbqm(op == MQ_S16_SUB ? s1 - s2 : s1 + s2, a->output_multiplier, a->output_shift);
         return (int16_t)mq_clamp(v, a->act_min, a->act_max);
     }
 }
@@ -313,16 +310,15 @@ static mq_status add_args(const mq_add_params *p)
 {
     if (p->input1_offset != 0 || p->input2_offset != 0 || p->output_offset != 0 ||
         p->left_shift < 0 || p->left_shift > 15 || !shift_le0(p->input1_shift) ||
-        !shift_le0(p->input2_shift) || !shift_le0(p->output_shift) ||
-        p->input1_multiplier < 0 || p->input2_multiplier < 0 || p->output_multiplier < 0 ||
-        !act_ok(p->act_min, p->act_max)) {
+        !shift_le0(p->input2_shift) || !shift_le0(p->output_shift) || p->input1_multiplier < 0 ||
+        p->input2_multiplier < 0 || p->output_multiplier < 0 || !act_ok(p->act_min, p->act_max)) {
         return MQ_ERR_ARG;
     }
     return MQ_OK;
 }
 
-mq_status mq_add_s16(const mq_add_params *params, const mq_broadcast *bcast,
-                     const int16_t *input1, const int16_t *input2, int16_t *output)
+mq_status mq_add_s16(const mq_add_params *params, const mq_broadcast *bcast, const int16_t *input1,
+                     const int16_t *input2, int16_t *output)
 {
     if (add_args(params) != MQ_OK) {
         return MQ_ERR_ARG;
@@ -330,8 +326,8 @@ mq_status mq_add_s16(const mq_add_params *params, const mq_broadcast *bcast,
     return binary_s16(MQ_S16_ADD, params, NULL, bcast, input1, input2, output);
 }
 
-mq_status mq_sub_s16(const mq_add_params *params, const mq_broadcast *bcast,
-                     const int16_t *input1, const int16_t *input2, int16_t *output)
+mq_status mq_sub_s16(const mq_add_params *params, const mq_broadcast *bcast, const int16_t *input1,
+                     const int16_t *input2, int16_t *output)
 {
     if (add_args(params) != MQ_OK) {
         return MQ_ERR_ARG;
@@ -339,13 +335,13 @@ mq_status mq_sub_s16(const mq_add_params *params, const mq_broadcast *bcast,
     return binary_s16(MQ_S16_SUB, params, NULL, bcast, input1, input2, output);
 }
 
-mq_status mq_mul_s16(const mq_mul_params *params, const mq_broadcast *bcast,
-                     const int16_t *input1, const int16_t *input2, int16_t *output)
+mq_status mq_mul_s16(const mq_mul_params *params, const mq_broadcast *bcast, const int16_t *input1,
+                     const int16_t *input2, int16_t *output)
 {
     /* |x1 * x2| <= 2^30: no left shift, so MBQM's input stays in int32. */
-    if (params->input1_offset != 0 || params->input2_offset != 0 ||
-        params->output_offset != 0 || !shift_le0(params->output_shift) ||
-        params->output_multiplier < 0 || !act_ok(params->act_min, params->act_max)) {
+    if (params->input1_offset != 0 || params->input2_offset != 0 || params->output_offset != 0 ||
+        !shift_le0(params->output_shift) || params->output_multiplier < 0 ||
+        !act_ok(params->act_min, params->act_max)) {
         return MQ_ERR_ARG;
     }
     return binary_s16(MQ_S16_MUL, NULL, params, bcast, input1, input2, output);
@@ -408,8 +404,8 @@ mq_status mq_softmax_s16(const mq_softmax_s16_params *params, int32_t rows, int3
         for (c = 0; c < row_size; ++c) {
             /* diff in [-65535, 0]; input_left_shift <= 15 keeps diff << shift in int32 */
             const int32_t scaled =
-                mq_mbqm((int32_t)x[c] - max_v, params->input_multiplier,
-                        params->input_left_shift) + 32767;
+                mq_mbqm((int32_t)x[c] - max_v, params->input_multiplier, params->input_left_shift) +
+                32767;
             y[c] = lut_lookup(mq_clamp(scaled, MQ_S16_MIN, MQ_S16_MAX), params->exp_lut);
             sum += y[c]; /* <= 65536 * 32767 < 2^31 */
         }
@@ -454,8 +450,8 @@ static int32_t sigmoid_input(int32_t x, int32_t m, int32_t ls)
     return (x * m + round) >> ls;
 }
 
-mq_status mq_logistic_s16(const mq_sigmoid_s16_params *params, int32_t size,
-                          const int16_t *input, int16_t *output)
+mq_status mq_logistic_s16(const mq_sigmoid_s16_params *params, int32_t size, const int16_t *input,
+                          int16_t *output)
 {
     int32_t m, ls, i;
     if (size < 0 || sigmoid_args(params, &m, &ls) != MQ_OK) {
@@ -564,17 +560,16 @@ mq_status mq_requantize_s16_s16(const mq_requantize_params *params, int32_t size
 
 /* ---- LayerNorm with an int16 input -------------------------------------------------------- */
 
-static mq_status layernorm_s16(const mq_layernorm_params *params,
-                               const mq_per_channel_quant *quant, const int32_t *bias,
-                               int32_t rows, int32_t row_size, const int16_t *input,
-                               int16_t *out16, int8_t *out8)
+static mq_status layernorm_s16(const mq_layernorm_params *params, const mq_per_channel_quant *quant,
+                               const int32_t *bias, int32_t rows, int32_t row_size,
+                               const int16_t *input, int16_t *out16, int8_t *out8)
 {
     const int32_t bias_max = (int32_t)1 << 30;
     const int32_t lo = out8 != NULL ? -128 : MQ_S16_MIN;
     const int32_t hi = out8 != NULL ? 127 : MQ_S16_MAX;
     int32_t r, c;
-    if (!params || !quant || !quant->multiplier || !quant->shift || !bias || !input ||
-        rows < 0 || row_size < 1 || row_size > MQ_LAYERNORM_S16_MAX_ROW || params->eps < 0 ||
+    if (!params || !quant || !quant->multiplier || !quant->shift || !bias || !input || rows < 0 ||
+        row_size < 1 || row_size > MQ_LAYERNORM_S16_MAX_ROW || params->eps < 0 ||
         params->eps > ((int64_t)1 << 61) || params->act_min < lo ||
         params->act_min > params->act_max || params->act_max > hi) {
         return MQ_ERR_ARG;
@@ -605,8 +600,9 @@ static mq_status layernorm_s16(const mq_layernorm_params *params,
             /* |n * inv| < 2^58; |z| <= sqrt(C) 2^20 < 2^27 */
             const int32_t z = (int32_t)((n * inv + round) >> norm_shift);
             const int32_t acc = mq_mbqm(z, quant->multiplier[c], quant->shift[c]) + bias[c];
-            const int32_t v = mq_clamp(mq_rdbpot(acc, MQ_LAYERNORM_S16_OUT_BITS) +
-                                       params->output_offset, params->act_min, params->act_max);
+            const int32_t v =
+                mq_clamp(mq_rdbpot(acc, MQ_LAYERNORM_S16_OUT_BITS) + params->output_offset,
+                         params->act_min, params->act_max);
             if (out8 != NULL) {
                 out8[(int64_t)r * row_size + c] = (int8_t)v;
             } else {
@@ -627,10 +623,9 @@ mq_status mq_layernorm_s16(const mq_layernorm_params *params, const mq_per_chann
     return layernorm_s16(params, quant, bias, rows, row_size, input, output, NULL);
 }
 
-mq_status mq_layernorm_s16_s8(const mq_layernorm_params *params,
-                              const mq_per_channel_quant *quant, const int32_t *bias,
-                              int32_t rows, int32_t row_size, const int16_t *input,
-                              int8_t *output)
+mq_status mq_layernorm_s16_s8(const mq_layernorm_params *params, const mq_per_channel_quant *quant,
+                              const int32_t *bias, int32_t rows, int32_t row_size,
+                              const int16_t *input, int8_t *output)
 {
     if (output == NULL) {
         return MQ_ERR_ARG;
@@ -644,11 +639,11 @@ static mq_status pool_s16(const mq_pool_params *p, const mq_dims *in, const int1
                           const mq_dims *f, const mq_dims *out, int16_t *output, int average)
 {
     int32_t n, oy, ox, ky, kx, c;
-    if (!p || !in || !input || !f || !out || !output || in->n <= 0 || in->h <= 0 ||
-        in->w <= 0 || in->c <= 0 || out->h <= 0 || out->w <= 0 || f->h <= 0 || f->w <= 0 ||
-        p->stride_h <= 0 || p->stride_w <= 0 || out->n != in->n || out->c != in->c ||
-        !act_ok(p->act_min, p->act_max) || p->input_offset != 0 || p->output_offset != 0 ||
-        p->pad_top < 0 || p->pad_left < 0 || p->pad_top >= f->h || p->pad_left >= f->w ||
+    if (!p || !in || !input || !f || !out || !output || in->n <= 0 || in->h <= 0 || in->w <= 0 ||
+        in->c <= 0 || out->h <= 0 || out->w <= 0 || f->h <= 0 || f->w <= 0 || p->stride_h <= 0 ||
+        p->stride_w <= 0 || out->n != in->n || out->c != in->c || !act_ok(p->act_min, p->act_max) ||
+        p->input_offset != 0 || p->output_offset != 0 || p->pad_top < 0 || p->pad_left < 0 ||
+        p->pad_top >= f->h || p->pad_left >= f->w ||
         (out->h - 1) * p->stride_h - p->pad_top >= in->h ||
         (out->w - 1) * p->stride_w - p->pad_left >= in->w || f->h * f->w > 65536 ||
         (p->count_include_pad && (p->pad_bottom < 0 || p->pad_right < 0))) {
@@ -665,10 +660,10 @@ static mq_status pool_s16(const mq_pool_params *p, const mq_dims *in, const int1
                 const int32_t kx1 = in->w - x0 < f->w ? in->w - x0 : f->w;
                 int32_t count = (ky1 - ky0) * (kx1 - kx0);
                 if (p->count_include_pad) {
-                    const int32_t hy = (y0 + f->h < in->h + p->pad_bottom ? y0 + f->h
-                                                                          : in->h + p->pad_bottom);
-                    const int32_t hx = (x0 + f->w < in->w + p->pad_right ? x0 + f->w
-                                                                         : in->w + p->pad_right);
+                    const int32_t hy =
+                        (y0 + f->h < in->h + p->pad_bottom ? y0 + f->h : in->h + p->pad_bottom);
+                    const int32_t hx =
+                        (x0 + f->w < in->w + p->pad_right ? x0 + f->w : in->w + p->pad_right);
                     count = (hy - y0) * (hx - x0);
                 }
                 for (c = 0; c < in->c; ++c) {

@@ -37,17 +37,16 @@ static int32_t sat_shl(int32_t x, int32_t e)
  * with x = a + 1/8. */
 static int32_t exp_on_interval_between_negative_one_quarter_and_0_excl(int32_t a)
 {
-    const int32_t constant_term = 1895147668;     /* exp(-1/8) */
-    const int32_t constant_1_over_3 = 715827883;  /* 1/3 */
-    const int32_t x = a + ((int32_t)1 << 28);     /* a + 1/8, in [-1/8, 1/8) */
+    const int32_t constant_term = 1895147668;    /* exp(-1/8) */
+    const int32_t constant_1_over_3 = 715827883; /* 1/3 */
+    const int32_t x = a + ((int32_t)1 << 28);    /* a + 1/8, in [-1/8, 1/8) */
     const int32_t x2 = mq_srdhm(x, x);
     const int32_t x3 = mq_srdhm(x2, x);
     const int32_t x4 = mq_srdhm(x2, x2);
     const int32_t x4_over_4 = mq_rdbpot(x4, 2);
     const int32_t x4_over_24_plus_x3_over_6_plus_x2_over_2 =
         mq_rdbpot(mq_srdhm(x4_over_4 + x3, constant_1_over_3) + x2, 1);
-    return constant_term +
-           mq_srdhm(constant_term, x + x4_over_24_plus_x3_over_6_plus_x2_over_2);
+    return constant_term + mq_srdhm(constant_term, x + x4_over_24_plus_x3_over_6_plus_x2_over_2);
 }
 
 /* exp(a) for a <= 0: a is Q5.26, the result Q0.31. a = -(k/4) - r with r in (0, 1/4]: the
@@ -170,8 +169,7 @@ static void softmax_row(const mq_softmax_params *params, int32_t row_size, const
         const int32_t diff = (int32_t)input[c] - max_in_row;
         int32_t out = -128;
         if (diff >= params->diff_min) {
-            const int32_t e =
-                cached ? exps[c] : exp_on_negative_values(rescale_diff(params, diff));
+            const int32_t e = cached ? exps[c] : exp_on_negative_values(rescale_diff(params, diff));
             const int32_t prob = mq_srdhm(shifted_scale, e);
             /* exponent > 31 only when sum >= 2^28 (exps summing to >= 512): then
              * prob < 2^31 is below half of 2^exponent and rounds to 0. */
@@ -233,8 +231,7 @@ static void softmax_row_masked(const mq_softmax_params *params, int32_t row_size
         const int32_t diff = (int32_t)input[c] - max_in_row;
         int32_t out = -128;
         if (mask[c] && diff >= params->diff_min) {
-            const int32_t e =
-                cached ? exps[c] : exp_on_negative_values(rescale_diff(params, diff));
+            const int32_t e = cached ? exps[c] : exp_on_negative_values(rescale_diff(params, diff));
             const int32_t prob = mq_srdhm(shifted_scale, e);
             /* exponent > 31 only when sum >= 2^28 (exps summing to >= 512): then
              * prob < 2^31 is below half of 2^exponent and rounds to 0. */
@@ -249,8 +246,7 @@ static int params_ok(const mq_softmax_params *params, int32_t rows, int32_t row_
 {
     /* The diff_min test is what keeps rescale_diff inside int32 (see there). */
     return !(rows < 0 || row_size < 0 || row_size > 4095 || params->input_left_shift < 0 ||
-             params->input_left_shift > MQ_SOFTMAX_MAX_LEFT_SHIFT ||
-             params->input_multiplier < 0 ||
+             params->input_left_shift > MQ_SOFTMAX_MAX_LEFT_SHIFT || params->input_multiplier < 0 ||
              (params->diff_min < 0 &&
               (int64_t)params->diff_min * ((int64_t)1 << params->input_left_shift) < INT32_MIN));
 }
@@ -284,7 +280,7 @@ mq_status mq_softmax_masked_s8(const mq_softmax_params *params, int32_t rows, in
     }
     for (r = 0; r < rows; ++r) {
         softmax_row_masked(params, row_size, mask + m * row_size, input + r * row_size,
-                    output + r * row_size);
+                           output + r * row_size);
         m = m + 1 == mask_rows ? 0 : m + 1;
     }
     return MQ_OK;

@@ -36,8 +36,7 @@ static void tap_sums(const mq_conv_params *p, const mq_dims *in, const int8_t *x
             continue;
         }
         for (kx = 0; kx < f->w; ++kx) {
-            const int32_t ix =
-                source_index(ox, p->pad_left, kx, p->dilation_w, p->stride_w, in->w);
+            const int32_t ix = source_index(ox, p->pad_left, kx, p->dilation_w, p->stride_w, in->w);
             const int8_t *x;
             const int8_t *w;
             if (ix < 0) {
@@ -90,12 +89,11 @@ mq_status mq_transpose_conv2d_s8(const mq_conv_params *params, const mq_per_chan
                         acc[j] = bias ? bias[oc + j] : 0;
                     }
                     tap_sums(params, input_dims, image + (oc / out_per_group) * f_c, filter_dims,
-                             filter + oc * filter_dims->h * filter_dims->w * f_c, oy, ox, nf,
-                             acc);
+                             filter + oc * filter_dims->h * filter_dims->w * f_c, oy, ox, nf, acc);
                     for (j = 0; j < nf; ++j) {
-                        const int32_t y = mq_mbqm(acc[j], quant->multiplier[oc + j],
-                                                  quant->shift[oc + j]) +
-                                          params->output_offset;
+                        const int32_t y =
+                            mq_mbqm(acc[j], quant->multiplier[oc + j], quant->shift[oc + j]) +
+                            params->output_offset;
                         output[oc + j] = (int8_t)mq_clamp(y, params->act_min, params->act_max);
                     }
                 }

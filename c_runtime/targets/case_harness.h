@@ -4,8 +4,8 @@
  * buffer against the recorded results and releases the buffers with mq_case_end.
  *
  * case_harness.c implements these for two platforms:
- * - the host (MQ_CASES_HOST, set where __arm__ is not): malloc'd buffers of exactly the recorded size (so AddressSanitizer sees any
- *   access past them), reports with stdio;
+ * - the host (MQ_CASES_HOST, set where __arm__ is not): malloc'd buffers of exactly the recorded
+ * size (so AddressSanitizer sees any access past them), reports with stdio;
  * - otherwise an emulated Cortex-M: buffers from a static scratch area, reports through
  *   semihosting (mq_semihost.h).
  * Output: one line per failed check, then "microq cases: <run> run, <failed> failed". The

@@ -22,8 +22,14 @@
 #define STACK_PAINT_MAX_BYTES (64u * 1024u)
 
 /* 4-byte aligned: a 16x8 model reads and writes its I/O as int16 (M0+ faults unaligned) */
-static union { int8_t b[MQ_MODEL_INPUT_BYTES]; int32_t align; } g_in_u;
-static union { int8_t b[MQ_MODEL_OUTPUT_BYTES]; int32_t align; } g_out_u;
+static union {
+    int8_t b[MQ_MODEL_INPUT_BYTES];
+    int32_t align;
+} g_in_u;
+static union {
+    int8_t b[MQ_MODEL_OUTPUT_BYTES];
+    int32_t align;
+} g_out_u;
 #define g_in g_in_u.b
 #define g_out g_out_u.b
 static const int32_t k_input_sizes[MQ_MODEL_NUM_INPUTS] = MQ_MODEL_INPUT_SIZES;

@@ -64,8 +64,7 @@ int main(int argc, char **argv)
         }
         status = MQ_MODEL_INVOKE((const int8_t *const *)inputs, outputs);
         if (status != 0) {
-            fprintf(stderr, "microq: the model returned status %d on sample %ld\n", status,
-                    sample);
+            fprintf(stderr, "microq: the model returned status %d on sample %ld\n", status, sample);
             return 3;
         }
         for (k = 0; k < MQ_MODEL_NUM_OUTPUTS; ++k) {

@@ -21,3 +21,14 @@ MCU_TARGET_NAMES = ("cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cor
 TARGET_NAMES = ("host", *MCU_TARGET_NAMES)
 BOARD_NAMES = ("stm32f411", "stm32l4r5", "nrf52840", "rp2040", "esp32c3", "microbit",
                "microbit-v1")
+
+
+def identifier_from(text: str, prefix: str, max_len: int = 48) -> str:
+    """`prefix` + `text` made a C identifier: every run of characters other than ASCII letters
+    and digits becomes one '_' (leading/trailing ones dropped), cut to `max_len` characters.
+    Not unique by itself: the caller resolves collisions. Checked with is_c_identifier."""
+    body = re.sub(r"[^A-Za-z0-9]+", "_", str(text)).strip("_")
+    name = (prefix + body)[:max_len].rstrip("_") or prefix.rstrip("_") or "t"
+    if not is_c_identifier(name):
+        raise ValueError(f"internal error: {name!r} is not a C identifier")
+    return name

@@ -46,8 +46,7 @@ typedef void (*qemu_plugin_vcpu_udata_cb_t)(unsigned int vcpu_index, void *userd
 typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void *userdata);
 
 void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_tb_trans_cb_t cb);
-void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb,
-                                          qemu_plugin_vcpu_udata_cb_t cb,
+void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb, qemu_plugin_vcpu_udata_cb_t cb,
                                           enum qemu_plugin_cb_flags flags, void *userdata);
 size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
 struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
@@ -59,8 +58,7 @@ void qemu_plugin_register_vcpu_insn_exec_inline(struct qemu_plugin_insn *insn,
 void qemu_plugin_register_vcpu_insn_exec_cb(struct qemu_plugin_insn *insn,
                                             qemu_plugin_vcpu_udata_cb_t cb,
                                             enum qemu_plugin_cb_flags flags, void *userdata);
-void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb,
-                                    void *userdata);
+void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *userdata);
 
 __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 
@@ -82,21 +80,22 @@ enum {
     C_BARRIER,    /* DMB, DSB, ISB */
     C_NOT_BRANCH_END,
     C_B = C_NOT_BRANCH_END, /* B (unconditional, direct) */
-    C_BL,         /* BL */
-    C_BCOND,      /* B<cond> */
-    C_CBZ,        /* CBZ, CBNZ */
-    C_BX,         /* BX, BLX (register) */
-    C_PC_ALU,     /* MOV PC / ADD PC (data processing into the PC) */
-    C_POP_PC,     /* POP / LDM including the PC */
-    C_LDR_PC,     /* LDR PC */
-    C_TBB,        /* TBB, TBH */
+    C_BL,                   /* BL */
+    C_BCOND,                /* B<cond> */
+    C_CBZ,                  /* CBZ, CBNZ */
+    C_BX,                   /* BX, BLX (register) */
+    C_PC_ALU,               /* MOV PC / ADD PC (data processing into the PC) */
+    C_POP_PC,               /* POP / LDM including the PC */
+    C_LDR_PC,               /* LDR PC */
+    C_TBB,                  /* TBB, TBH */
     N_CLASSES
 };
 #define N_BRANCH (N_CLASSES - C_NOT_BRANCH_END)
 
 static const char *const CLASS_NAMES[N_CLASSES] = {
-    "alu", "mul", "div", "load", "load_pipe", "store_imm", "store_reg", "store_pipe", "lsd",
-    "lsm", "barrier", "b", "bl", "bcond", "cbz", "bx", "pc_alu", "pop_pc", "ldr_pc", "tbb",
+    "alu",        "mul", "div",    "load",    "load_pipe", "store_imm", "store_reg",
+    "store_pipe", "lsd", "lsm",    "barrier", "b",         "bl",        "bcond",
+    "cbz",        "bx",  "pc_alu", "pop_pc",  "ldr_pc",    "tbb",
 };
 
 struct insn_class {
@@ -199,8 +198,8 @@ static int dest16(unsigned hw)
 /* Registers written by a 32-bit data processing or multiply instruction. */
 static int dest32(unsigned hw1, unsigned hw2)
 {
-    if ((hw1 & 0xFE00u) == 0xEA00u || ((hw1 & 0xF800u) == 0xF000u && !(hw2 & 0x8000u))
-        || (hw1 & 0xFF00u) == 0xFA00u || (hw1 & 0xFF80u) == 0xFB00u) {
+    if ((hw1 & 0xFE00u) == 0xEA00u || ((hw1 & 0xF800u) == 0xF000u && !(hw2 & 0x8000u)) ||
+        (hw1 & 0xFF00u) == 0xFA00u || (hw1 & 0xFF80u) == 0xFB00u) {
         return reg_mask((hw2 >> 8) & 0xFu);
     }
     if ((hw1 & 0xFF80u) == 0xFB80u) { /* long multiply: RdLo and RdHi; divide: Rd */
@@ -347,7 +346,7 @@ static struct insn_class classify(const struct qemu_plugin_insn *insn)
  * images): the class of the instruction at p (2 or 4 bytes), before the pipelining rule;
  * *regs, *addr_regs and *dest as in struct insn_class. */
 __attribute__((visibility("default"))) int mq_classify(const unsigned char *p, unsigned size,
-                                                      int *regs, int *addr_regs, int *dest)
+                                                       int *regs, int *addr_regs, int *dest)
 {
     struct insn_class c = classify_bytes(p, size);
     *regs = c.regs;
@@ -466,9 +465,8 @@ static void on_exit(qemu_plugin_id_t id, void *userdata)
     fclose(g_log);
 }
 
-__attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t id,
-                                                               const qemu_info_t *info, int argc,
-                                                               char **argv)
+__attribute__((visibility("default"))) int
+qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int argc, char **argv)
 {
     const char *out = NULL;
     int i;

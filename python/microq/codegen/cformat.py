@@ -91,6 +91,13 @@ def wrap_items(items: list[str], indent: str = INDENT, width: int = WIDTH) -> li
     return lines
 
 
+# clang-format would lay long constant lists out in aligned columns; the generated data tables
+# keep the packed layout between these markers (the code around them is formatted as
+# clang-format writes it, .clang-format at the repository root)
+FORMAT_OFF = "/* clang-format off */"
+FORMAT_ON = "/* clang-format on */"
+
+
 def array_def(qual: str, cname: str, data: np.ndarray) -> str:
     """`qual int8_t cname[N] = {...};` from an int8/int32 array (flattened row-major)."""
     data = np.asarray(data)
@@ -107,12 +114,14 @@ def array_decl(cname: str, data: np.ndarray) -> str:
 
 
 def struct_def(ctype: str, cname: str, fields: list[tuple[str, str]]) -> str:
-    """`static const ctype cname = {.a = 1, ...};` with designated initializers."""
+    """`static const ctype cname = {.a = 1, ...};` with designated initializers: on one line
+    when it fits, else one field a line with a trailing comma (as clang-format keeps it)."""
     items = [f".{k} = {v}" for k, v in fields]
     one = f"static const {ctype} {cname} = {{" + ", ".join(items) + "};"
     if len(one) <= WIDTH:
         return one + "\n"
-    return f"static const {ctype} {cname} = {{\n" + "\n".join(wrap_items(items)) + "\n};\n"
+    body = "".join(f"{INDENT}{item},\n" for item in items)
+    return f"static const {ctype} {cname} = {{\n" + body + "};\n"
 
 
 def dims_def(cname: str, dims: tuple[int, int, int, int]) -> str:
@@ -120,7 +129,11 @@ def dims_def(cname: str, dims: tuple[int, int, int, int]) -> str:
 
 
 def small_array_def(cname: str, values: list[int]) -> str:
-    return f"static const int32_t {cname}[{len(values)}] = {{{', '.join(map(c_int, values))}}};\n"
+    one = f"static const int32_t {cname}[{len(values)}] = {{{', '.join(map(c_int, values))}}};"
+    if len(one) <= WIDTH:
+        return one + "\n"
+    return f"{FORMAT_OFF}\n{array_def('static const', cname, np.asarray(values, np.int32))}" \
+        f"{FORMAT_ON}\n"
 
 
 def nhwc(shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -171,24 +184,46 @@ def split_args(args: str) -> list[str]:
     return parts + [cur.strip()] if cur.strip() else parts
 
 
-def wrap_call(prefix: str, call: str, indent: int, width: int = WIDTH) -> list[str]:
-    """`prefix` + `fn(args);` packed to `width` columns (counting `indent`), continuation lines
-    aligned after the open parenthesis, as clang-format does."""
-    one = f"{prefix}{call};"
-    if indent + len(one) <= width:
-        return [one]
-    fn, args = call.split("(", 1)
-    items = split_args(args[:-1])
-    head = f"{prefix}{fn}("
-    pad = " " * len(head)
+def _pack(head: str, pad: str, items: list[str], end: str, indent: int, width: int) -> list[str]:
+    """items after `head`, packed into lines of `width` columns, continuation lines `pad`."""
     lines, cur = [], head
     for i, item in enumerate(items):
-        piece = item + (", " if i < len(items) - 1 else ");")
+        piece = item + (", " if i < len(items) - 1 else ")" + end)
         if cur not in (head, pad) and indent + len(cur) + len(piece.rstrip()) > width:
             lines.append(cur.rstrip())
             cur = pad
         cur += piece
     return lines + [cur]
+
+
+def wrap_call(prefix: str, call: str, indent: int, width: int = WIDTH, end: str = ";",
+              decl: bool = False) -> list[str]:
+    """`prefix` + `fn(args)` + `end` within `width` columns (counting `indent`), laid out as
+    clang-format (.clang-format) lays it out: the fewest lines among (1) one line, (2) a break
+    after the '=' of `prefix` and the call on one line, (3) arguments packed and aligned after
+    the open parenthesis, (4) a break after the parenthesis and arguments packed 4 columns in;
+    on a tie the earlier of these. A declaration (`decl`) takes (3) whenever it fits."""
+    one = f"{prefix}{call}{end}"
+    if indent + len(one) <= width:
+        return [one]
+    cands = []
+    if prefix.rstrip().endswith("=") and indent + len(INDENT + call + end) <= width:
+        cands.append([prefix.rstrip(), INDENT + call + end])
+    fn, args = call.split("(", 1)
+    items = split_args(args[:-1])
+    head = f"{prefix}{fn}("
+    if indent + len(head) + len(items[0]) + 1 <= width:
+        cands.append(_pack(head, " " * len(head), items, end, indent, width))
+        if decl:
+            return cands[-1]
+    cands.append([head] + _pack(INDENT, INDENT, items, end, indent, width))
+    return min(cands, key=len)  # min keeps the first of equally short ones
+
+
+def open_comment_lines(text: str, width: int = WIDTH) -> list[str]:
+    """comment_lines without its closing: a block comment that goes on (" *" lines, " */")."""
+    lines = comment_lines(text, "", width)
+    return lines[:-1] if len(lines) > 1 else [lines[0][: -len(" */")]]
 
 
 def comment_lines(text: str, indent: str = "", width: int = WIDTH) -> list[str]:

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import MicroqError
+from ..names import identifier_from
 from ..qir import QGraph
 from . import cformat as cf
 from . import swap
@@ -172,22 +173,63 @@ def emit(
     return replace(summary, kept=tuple(kept))
 
 
-def _pointer(qgraph: QGraph, plan: Plan, consts: dict[str, str]):
-    def ptr(tensor: str) -> str:
-        b = plan.buffer(tensor)
-        if b.home == "arena":
-            return _arena_ptr(plan, b)
-        if b.home == "input":
-            return f"inputs[{b.index}]"
-        if b.home == "output":
-            return f"outputs[{b.index}]"
-        return consts[b.root]
+def tensor_names(plan: Plan) -> dict[str, str]:
+    """The C name of every tensor that is not a constant: "t_" + its name made an ASCII
+    identifier (names.identifier_from), unique in plan order (a clash gets _2, _3, ...), so
+    the same model always gives the same names. The prefix keeps them clear of keywords, the
+    runtime's mq_*, the layer statics L*_ and invoke's own locals."""
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for b in plan.buffers:
+        if b.home == "const":
+            continue
+        for t in b.tensors:
+            base = identifier_from(t, "t_")
+            cand, k = base, 2
+            while cand in taken:
+                cand, k = f"{base}_{k}", k + 1
+            taken.add(cand)
+            names[t] = cand
+    return names
 
-    return ptr
 
+class _Pointers:
+    """tensor name -> its C expression in invoke: the named pointer of an activation (declared
+    by declarations(), only for the tensors some call used) or a constant's array."""
 
-def _arena_ptr(plan: Plan, buffer) -> str:
-    return f"(arena + B{plan.arena_buffers().index(buffer)}_OFFSET)"
+    def __init__(self, plan: Plan, consts: dict[str, str]) -> None:
+        self.plan, self.consts = plan, consts
+        self.names = tensor_names(plan)
+        self.used: set[str] = set()
+
+    def __call__(self, tensor: str) -> str:
+        b = self.plan.buffer(tensor)
+        if b.home == "const":
+            return self.consts[b.root]
+        self.used.add(tensor)
+        return self.names[tensor]
+
+    def declarations(self) -> list[str]:
+        """One `T *const t_x = ...;` per used tensor, in plan order, each after a comment
+        with the tensor's real name (escaped)."""
+        arena = self.plan.arena_buffers()
+        out: list[str] = []
+        for b in self.plan.buffers:
+            for t in b.tensors:
+                if t not in self.used:
+                    continue
+                if b.home == "arena":
+                    k = arena.index(b)
+                    what, decl = f"B{k}", f"int8_t *const {self.names[t]} = arena + B{k}_OFFSET;"
+                elif b.home == "input":
+                    what = f"input {b.index}"
+                    decl = f"const int8_t *const {self.names[t]} = inputs[{b.index}];"
+                else:
+                    what = f"output {b.index}"
+                    decl = f"int8_t *const {self.names[t]} = outputs[{b.index}];"
+                out += cf.comment_lines(f'"{t}" ({what})', "    ")
+                out.append("    " + decl)
+        return out + [""] if out else out
 
 
 def _render(qgraph: QGraph, plan: Plan, name: str, command: str, rounding: str, out_dir: Path,
@@ -195,7 +237,8 @@ def _render(qgraph: QGraph, plan: Plan, name: str, command: str, rounding: str, 
     up = name.upper()
     const_roots = [b.root for b in plan.buffers if b.home == "const"]
     consts = {t: f"{name}_const{i}" for i, t in enumerate(const_roots)}
-    ctx = Ctx(qgraph, name, _pointer(qgraph, plan, consts))
+    ptr = _Pointers(plan, consts)
+    ctx = Ctx(qgraph, name, ptr)
     ctx.overlaps = {
         (plan.buffers[i].root, plan.buffers[j].root): rel for i, j, rel in plan.overlaps
     }
@@ -214,6 +257,7 @@ def _render(qgraph: QGraph, plan: Plan, name: str, command: str, rounding: str, 
                 arr = np.asarray(qgraph.tensors[b.root].const).astype(
                     np.int16 if wide else np.int8)
                 code.weights.append((consts[b.root], arr))
+                code.notes[consts[b.root]] = f'constant tensor "{b.root}", row-major'
 
     layers = tuple(
         LayerSummary(n.name, n.kernel, c.summary, c.macs, c.weight_bytes, tuple(n.source))
@@ -231,9 +275,10 @@ def _render(qgraph: QGraph, plan: Plan, name: str, command: str, rounding: str, 
     families = sorted({c.family for c in codes if c.family})
     files: dict[str, bytes] = {}
     files[f"{name}.h"] = _header(qgraph, plan, name, up, command, rounding).encode()
-    files[f"{name}.c"] = _source(qgraph, plan, name, up, command, codes, families, consts).encode()
+    files[f"{name}.c"] = _source(qgraph, plan, name, up, command, codes, families, ptr).encode()
     files[f"{name}_weights.h"] = _weights_header(name, up, codes).encode()
-    files[f"{name}_weights.c"] = _weights_source(name, command, codes).encode()
+    files[f"{name}_weights.c"] = _weights_source(name, command, codes,
+                                                  qgraph.nodes).encode()
     used = _runtime_files(families)
     files[f"{name}.json"] = _metadata(qgraph, plan, name, command, rounding, summary,
                                       runtime, sorted(used), layout).encode()
@@ -249,13 +294,10 @@ def _render(qgraph: QGraph, plan: Plan, name: str, command: str, rounding: str, 
 
 
 def _banner(name: str, command: str, what: str) -> str:
-    lines = [
-        (
-            f'/* {what} of model "{cf.comment_text(name)}", generated by microq '
-            f"{__version__}. Do not edit."
-        ),
-        f" * Command: {cf.comment_text(command) or '(library call)'}",
-    ]
+    lines = cf.open_comment_lines(f'{what} of model "{name}", generated by microq '
+                                  f"{__version__}. Do not edit.")
+    cmd = cf.open_comment_lines(f"Command: {command or '(library call)'}")
+    lines += [" *" + cmd[0][2:], *cmd[1:]]
     return "\n".join(lines) + "\n"
 
 
@@ -281,7 +323,7 @@ def _io_lines(qgraph: QGraph, up: str, kind: str, names: list[str], single: bool
 def _layout_comment(qgraph: QGraph, kind: str, k: int, t: str) -> list[str]:
     qt = qgraph.tensors[t]
     phys = list(qt.shape)
-    lines = [f' * {kind} {k} "{cf.comment_text(t)}": {qt.dtype} {phys}, row-major.']
+    lines = _doc(f'{kind} {k} "{t}": {qt.dtype} {phys}, row-major.')
     if qt.dtype == "int16":
         lines.append(" *   int16 (16x8): pass a 2-byte aligned int16_t buffer cast to int8_t *.")
     perm = qgraph.input_perm.get(t)
@@ -314,8 +356,8 @@ def _header(qgraph, plan, name, up, command, rounding) -> str:
         doc.append(" * Build every .c of this folder with -DMQ_SINGLE_ROUNDING=1.")
     doc += [
         " *",
-        f" * {name}_invoke_multi takes one pointer per input/output, in the order above;",
-        " * it returns 0 on success, else the first non-zero kernel status (mq_status).",
+        *_doc(f"{name}_invoke_multi takes one pointer per input/output, in the order above; "
+              "it returns 0 on success, else the first non-zero kernel status (mq_status)."),
         *_arena_api_doc(name, up),
         " */",
     ]
@@ -328,14 +370,14 @@ def _header(qgraph, plan, name, up, command, rounding) -> str:
     body += _io_lines(qgraph, up, "OUTPUT", qgraph.outputs, single)
     body.append("")
     if single:
-        body.append(f"int {name}_invoke(const int8_t *input, int8_t *output);")
-    body.append(f"int {name}_invoke_multi(const int8_t *const *inputs, int8_t *const *outputs);")
+        body += _proto(f"{name}_invoke", SINGLE_ARGS)
+    body += _proto(f"{name}_invoke_multi", MULTI_ARGS)
     body += _arena_api_decls(name, up, single)
     body += ["", f"#endif /* {guard} */", ""]
     return "\n".join(doc + body)
 
 
-def _source(qgraph, plan, name, up, command, codes, families, consts) -> str:
+def _source(qgraph, plan, name, up, command, codes, families, ptr) -> str:
     out = [_banner(name, command, "Inference code").rstrip("\n"), " */", ""]
     out += [f'#include "{name}.h"', f'#include "{name}_weights.h"']
     out += [f'#include "{f}.h"' for f in families] + ['#include "mq_types.h"', ""]
@@ -343,12 +385,9 @@ def _source(qgraph, plan, name, up, command, codes, families, consts) -> str:
     if arena:
         out.append("/* Arena offsets (bytes); lifetimes are layer steps, inclusive. */")
         for k, b in enumerate(arena):
-            names = ", ".join(f'"{cf.comment_text(t)}"' for t in b.tensors)
-            line = f"#define B{k}_OFFSET {b.offset} /* {b.size} B, L{b.first}-L{b.last}: {names} */"
-            if len(line) > cf.WIDTH:
-                out += cf.comment_lines(f"B{k}: {names}")
-                line = f"#define B{k}_OFFSET {b.offset} /* {b.size} B, L{b.first}-L{b.last} */"
-            out.append(line)
+            names = ", ".join(f'"{t}"' for t in b.tensors)
+            out += cf.comment_lines(f"B{k}: {b.size} B, L{b.first}-L{b.last}: {names}")
+            out.append(f"#define B{k}_OFFSET {b.offset}")
         out += ["", *_static_arena(up), ""]
     for i, (node, code) in enumerate(zip(qgraph.nodes, codes)):
         if code.statics:
@@ -365,24 +404,29 @@ def _source(qgraph, plan, name, up, command, codes, families, consts) -> str:
             "}",
             "",
         ]
-    out.append(f"int {name}_invoke_multi_with(int8_t *arena, const int8_t *const *inputs,")
-    out.append(f"{' ' * len(f'int {name}_invoke_multi_with(')}int8_t *const *outputs)")
+    out += _proto(f"{name}_invoke_multi_with", MULTI_WITH_ARGS, "")
     out.append("{")
     if any(c.family for c in codes):
         out += ["    mq_status status;", ""]
     out += _arena_check(bool(arena))
-    for i, (node, code) in enumerate(zip(qgraph.nodes, codes)):
-        src = f" <- ONNX: {', '.join(node.source)}" if node.source else ""
-        out += cf.comment_lines(f'L{i} {code.summary} "{node.name}"{src}', "    ")
-        out += ["    " + line for line in code.call] + [""]
+    copies = []
     for k, t in plan.copies:
-        src = _pointer(qgraph, plan, consts)(t)
+        src = ptr(t)
         size = int(np.prod(qgraph.tensors[t].shape, dtype=np.int64))
         size *= 2 if qgraph.tensors[t].dtype == "int16" else 1  # bytes
-        out.append(
-            f'    /* output {k} "{cf.comment_text(t)}" shares its memory with another tensor */'
-        )
-        out.append(f"    copy_s8({src}, outputs[{k}], {size});")
+        copies += cf.comment_lines(f'output {k} "{t}" shares its memory with another tensor',
+                                   "    ")
+        copies.append(f"    copy_s8({src}, outputs[{k}], {size});")
+    out += ptr.declarations()  # after the arena check: no pointer arithmetic on a NULL arena
+    # the calls keep codegen's layout (cformat.wrap_call): see .clang-format
+    calls = []
+    for i, (node, code) in enumerate(zip(qgraph.nodes, codes)):
+        src = f" <- ONNX: {', '.join(node.source)}" if node.source else ""
+        calls += cf.comment_lines(f'L{i} {code.summary} "{node.name}"{src}', "    ")
+        calls += ["    " + line for line in code.call] + [""]
+    calls += copies
+    if calls:
+        out += [f"    {cf.FORMAT_OFF}", *calls, f"    {cf.FORMAT_ON}"]
     if not any(c.family for c in codes) and not plan.copies:
         out += ["    (void)inputs;", "    (void)outputs;"]
     out += ["    return 0;", "}", ""]
@@ -407,18 +451,27 @@ def _weights_header(name: str, up: str, codes) -> str:
     return "\n".join(out)
 
 
-def _weights_source(name: str, command: str, codes) -> str:
+def _weights_source(name: str, command: str, codes, nodes) -> str:
     out = [
         _banner(name, command, "Weights").rstrip("\n"),
         " */",
         "",
         f'#include "{name}_weights.h"',
         "",
+        cf.FORMAT_OFF,
+        "",
     ]
-    for i, code in enumerate(codes):
+    for i, (node, code) in enumerate(zip(nodes, codes)):
+        if code.weights:
+            out += cf.comment_lines(f'L{i} {code.summary} "{node.name}"') + [""]
         for cname, arr in code.weights:
+            what = cname[len(f"{name}_L{i}_"):] if cname.startswith(f"{name}_L{i}_") else cname
+            dims = "".join(f"[{int(d)}]" for d in np.shape(arr)) or "[1]"
+            note = code.notes.get(cname)
+            out += cf.comment_lines(f"{what} {dims} {cf.CTYPES[np.asarray(arr).dtype]}"
+                                    + (f": {note}" if note else ""))
             out.append(cf.array_def("const", cname, arr))
-    return "\n".join(out)
+    return "\n".join(out + [cf.FORMAT_ON, ""])
 
 
 def _io_meta(qgraph: QGraph, t: str) -> dict:
@@ -559,33 +612,55 @@ def _check_no_clash(out_dir: Path, keep: list[str], files: dict[str, bytes]) -> 
 
 
 # --- the arena API: a caller-supplied arena, a placeable or omitted static one ---------------
+def _doc(text: str) -> list[str]:
+    """`text` as lines of an open block comment (" * ..."), wrapped at 100 columns."""
+    lines = cf.open_comment_lines(text)
+    return [" *" + lines[0][2:], *lines[1:]]
+
+
 def _arena_api_doc(name: str, up: str) -> list[str]:
-    return [
-        " *",
-        f" * The activations live in an arena of {up}_ARENA_SIZE bytes. {name}_invoke and",
-        f" * {name}_invoke_multi use a static one in {name}.c; place it with",
-        f' * -D{up}_ARENA_SECTION=\'".sram2"\' (gcc/clang section attribute), or define',
-        f" * {up}_NO_STATIC_ARENA and pass your own to the _with forms: at least",
-        f" * {up}_ARENA_SIZE bytes, 4-byte aligned (NULL or misaligned: MQ_ERR_ARG). No state",
-        " * is kept between calls, so calls with different arenas are independent; models",
-        " * that never run at the same time can share one arena of the largest size.",
-    ]
+    return [" *", *_doc(
+        f"The activations live in an arena of {up}_ARENA_SIZE bytes. {name}_invoke and "
+        f"{name}_invoke_multi use a static one in {name}.c; place it with "
+        f'-D{up}_ARENA_SECTION=\'".sram2"\' (gcc/clang section attribute), or define '
+        f"{up}_NO_STATIC_ARENA and pass your own to the _with forms: at least "
+        f"{up}_ARENA_SIZE bytes, 4-byte aligned (NULL or misaligned: MQ_ERR_ARG). No state "
+        "is kept between calls, so calls with different arenas are independent; models "
+        "that never run at the same time can share one arena of the largest size.")]
+
+
+MULTI_ARGS = "const int8_t *const *inputs, int8_t *const *outputs"
+MULTI_WITH_ARGS = "int8_t *arena, " + MULTI_ARGS
+SINGLE_ARGS = "const int8_t *input, int8_t *output"
+SINGLE_WITH_ARGS = "int8_t *arena, " + SINGLE_ARGS
+
+
+def _proto(fn: str, args: str, end: str = ";") -> list[str]:
+    """`int fn(args)` + end, wrapped as clang-format wraps it (a model name may be 64 long)."""
+    return cf.wrap_call("", f"int {fn}({args})", 0, end=end, decl=True)
 
 
 def _arena_api_decls(name: str, up: str, single: bool) -> list[str]:
     out = []
     if single:
-        out.append(f"int {name}_invoke_with(int8_t *arena, const int8_t *input, int8_t *output);")
-    out.append(f"int {name}_invoke_multi_with(int8_t *arena, const int8_t *const *inputs,")
-    out.append(f"{' ' * len(f'int {name}_invoke_multi_with(')}int8_t *const *outputs);")
+        out += _proto(f"{name}_invoke_with", SINGLE_WITH_ARGS)
+    out += _proto(f"{name}_invoke_multi_with", MULTI_WITH_ARGS)
     return out
+
+
+def _define(macro: str, value: str) -> list[str]:
+    """`#define macro value`, continued on a second line as clang-format does when too long."""
+    line = f"#define {macro} {value}"
+    if len(line) <= cf.WIDTH:
+        return [line]
+    return [f"#define {macro}".ljust(cf.WIDTH - 1) + "\\", cf.INDENT + value]
 
 
 def _static_arena(up: str) -> list[str]:
     return [
         f"#if !defined({up}_NO_STATIC_ARENA)",
         f"#if defined({up}_ARENA_SECTION) && defined(__GNUC__)",
-        f"#define {up}_ARENA_PLACEMENT __attribute__((section({up}_ARENA_SECTION)))",
+        *_define(f"{up}_ARENA_PLACEMENT", f"__attribute__((section({up}_ARENA_SECTION)))"),
         "#else",
         f"#define {up}_ARENA_PLACEMENT",
         "#endif",
@@ -614,7 +689,7 @@ def _arena_wrappers(name: str, up: str, has_arena: bool, single: bool) -> list[s
     out = []
     if single:
         out += [
-            f"int {name}_invoke_with(int8_t *arena, const int8_t *input, int8_t *output)",
+            *_proto(f"{name}_invoke_with", SINGLE_WITH_ARGS, ""),
             "{",
             "    const int8_t *inputs[1];",
             "    int8_t *outputs[1];",
@@ -628,7 +703,7 @@ def _arena_wrappers(name: str, up: str, has_arena: bool, single: bool) -> list[s
     guard = [f"#if !defined({up}_NO_STATIC_ARENA)"] if has_arena else []
     out += guard
     out += [
-        f"int {name}_invoke_multi(const int8_t *const *inputs, int8_t *const *outputs)",
+        *_proto(f"{name}_invoke_multi", MULTI_ARGS, ""),
         "{",
         f"    return {name}_invoke_multi_with({static}, inputs, outputs);",
         "}",
@@ -636,7 +711,7 @@ def _arena_wrappers(name: str, up: str, has_arena: bool, single: bool) -> list[s
     ]
     if single:
         out += [
-            f"int {name}_invoke(const int8_t *input, int8_t *output)",
+            *_proto(f"{name}_invoke", SINGLE_ARGS, ""),
             "{",
             f"    return {name}_invoke_with({static}, input, output);",
             "}",

@@ -72,6 +72,8 @@ class LayerCode:
     weights: list[tuple[str, np.ndarray]] = field(default_factory=list)  # NAME_weights.c
     call: list[str] = field(default_factory=list)  # statements of invoke
     macs: int = 0
+    # weight array name -> its layout note for the comment above it in NAME_weights.c
+    notes: dict[str, str] = field(default_factory=dict)
 
     @property
     def weight_bytes(self) -> int:
@@ -84,6 +86,28 @@ def _layer(ctx: Ctx, node: QNode, summary: str) -> LayerCode:
     macs = kernel_macs(node.kernel, [ctx.shape(t) for t in node.inputs],
                        [ctx.shape(t) for t in node.outputs], node.params)
     return LayerCode(summary, k.family, macs=macs)
+
+
+# the filter layout of each conv-family kernel (c_runtime/include/mq_conv.h and siblings)
+FILTER_LAYOUTS = {
+    "conv2d": "OHWI",
+    "depthwise_conv2d": "1HWO, O = C_in * ch_mult",
+    "transpose_conv2d": "OHWI, not flipped",
+    "conv3d": "ODHWI",
+    "conv2d_s16": "OHWI",
+    "depthwise_conv2d_s16": "1HWO, O = C_in * ch_mult",
+    "fully_connected_s16": "[out][in]",
+}
+
+
+def note_filter_quant(ctx: Ctx, code: LayerCode, layout: str, channels: int) -> None:
+    """Layout notes of a filter and its bias / multiplier / shift arrays."""
+    scope = "per output channel" if channels > 1 else "per tensor"
+    code.notes[ctx.weight("filter")] = ", ".join(
+        x for x in (layout, f"{'per-channel' if channels > 1 else 'per-tensor'} scales") if x)
+    code.notes[ctx.weight("bias")] = f"{scope}, in accumulator units (input x filter scale)"
+    code.notes[ctx.weight("multiplier")] = f"{scope}, Q31 M: rescale by M * 2^(shift - 31)"
+    code.notes[ctx.weight("shift")] = f"{scope}, requantization exponents (see multiplier)"
 
 
 def _fields(params: object, names: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -105,10 +129,8 @@ def _i8(a) -> np.ndarray:
 
 
 def _quant_def(ctx: Ctx) -> str:
-    return (
-        f"static const mq_per_channel_quant {ctx.sym('quant')} = "
-        f"{{{ctx.weight('multiplier')}, {ctx.weight('shift')}}};\n"
-    )
+    return struct_def("mq_per_channel_quant", ctx.sym("quant"),
+                      [("multiplier", ctx.weight("multiplier")), ("shift", ctx.weight("shift"))])
 
 
 def _stride_text(sh: int, sw: int) -> str:
@@ -129,6 +151,7 @@ def _conv_family_call(ctx: Ctx, node: QNode, code: LayerCode, fn: str, struct: s
         code.weights += [(ctx.weight("bias"), _i32(p.bias))]
     code.weights += [(ctx.weight("multiplier"), _i32(p.multiplier))]
     code.weights += [(ctx.weight("shift"), _i32(p.shift))]
+    note_filter_quant(ctx, code, FILTER_LAYOUTS.get(node.kernel, ""), len(p.multiplier))
     code.statics += [
         struct_def(struct, ctx.sym("params"), _fields(p, fields)),
         _quant_def(ctx),
@@ -188,6 +211,7 @@ def _fully_connected(ctx: Ctx, node: QNode) -> LayerCode:
         code.weights += [(ctx.weight("bias"), _i32(p.bias))]
     code.weights += [(ctx.weight("multiplier"), _i32(p.multiplier))]
     code.weights += [(ctx.weight("shift"), _i32(p.shift))]
+    note_filter_quant(ctx, code, "[out][in]", len(p.multiplier))
     code.statics += [
         struct_def("mq_fc_params", ctx.sym("params"), _fields(p, FC_FIELDS)),
         _quant_def(ctx),

@@ -13,7 +13,7 @@ from .cformat import broadcast_fields, c_int, dims_def, nhwc, struct_def
 from .layers import (ADD_FIELDS, CONV_FIELDS, FC_FIELDS, MUL_FIELDS, POOL_FIELDS,
                      REQUANT_FIELDS, Ctx,
                      LayerCode, _checked, _dims4_def, _fields, _i8, _i32, _quant_def, _size,
-                     _stride_text)
+                     _stride_text, FILTER_LAYOUTS, note_filter_quant)
 
 FAMILY = "mq_s16"
 
@@ -46,12 +46,13 @@ def _i64(a) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(a, dtype=np.int64))
 
 
-def _weights(ctx: Ctx, code: LayerCode, p) -> str:
+def _weights(ctx: Ctx, code: LayerCode, p, node_kernel: str = "") -> str:
     code.weights += [(ctx.weight("filter"), _i8(p.filter))]
     if p.bias is not None:
         code.weights += [(ctx.weight("bias"), _i64(p.bias))]
     code.weights += [(ctx.weight("multiplier"), _i32(p.multiplier))]
     code.weights += [(ctx.weight("shift"), _i32(p.shift))]
+    note_filter_quant(ctx, code, FILTER_LAYOUTS.get(node_kernel, ""), len(p.multiplier))
     return ctx.weight("bias") if p.bias is not None else "NULL"
 
 
@@ -63,7 +64,7 @@ def _conv(ctx: Ctx, node: QNode) -> LayerCode:
     filt = _i8(p.filter)
     kh, kw = int(filt.shape[1]), int(filt.shape[2])
     code = LayerCode(f"{node.kernel} {kh}x{kw} {_stride_text(p.stride_h, p.stride_w)}", FAMILY)
-    bias = _weights(ctx, code, p)
+    bias = _weights(ctx, code, p, node.kernel)
     code.statics += [
         struct_def("mq_conv_params", ctx.sym("params"), _fields(p, CONV_FIELDS)),
         _quant_def(ctx),
@@ -90,7 +91,7 @@ def _fully_connected(ctx: Ctx, node: QNode) -> LayerCode:
     n_out, k = int(filt.shape[0]), int(filt.shape[1])
     rows = int(np.prod(ctx.shape(x)[:-1], dtype=np.int64))
     code = LayerCode(f"fully_connected_s16 {k}->{n_out}", FAMILY)
-    bias = _weights(ctx, code, p)
+    bias = _weights(ctx, code, p, node.kernel)
     code.statics += [
         struct_def("mq_fc_params", ctx.sym("params"), _fields(p, FC_FIELDS)),
         _quant_def(ctx),

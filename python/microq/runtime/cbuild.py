@@ -84,13 +84,18 @@ def _compile(modname, files, include_dirs, cdef, preamble, defines, out: Path) -
 
     ffi = cffi.FFI()
     ffi.cdef(cdef)
+    # each .c through the object cache (_object: keyed by its bytes, the headers it includes
+    # and the flags), so a runtime file shared by many model folders compiles once
+    incs = [Path(i).resolve() for i in include_dirs]
+    cmd = [host_cc(), *CFLAGS, *[f"-D{k}={v}" for k, v in sorted(defines.items())]]
+    objs = [_object(f, cmd, incs) for f in files if f.suffix == ".c"]
     ffi.set_source(
         modname,
         preamble,
-        sources=[str(f) for f in files if f.suffix == ".c"],
-        include_dirs=[str(Path(i).resolve()) for i in include_dirs],
+        include_dirs=[str(i) for i in incs],
         define_macros=list(defines.items()),
         extra_compile_args=CFLAGS,
+        extra_objects=[str(o) for o in objs],
     )
     tmp = Path(tempfile.mkdtemp(prefix=modname, dir=cache_dir()))
     try:
