@@ -9,6 +9,7 @@ onnxruntime reference runs the static-batch model N samples at a time."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -89,3 +90,28 @@ def test_static_dim0_reaching_no_per_image_op_stays_data():
     m = make_model(n, {"x": (4, 3, 8)}, ["y"], {"w": weights((8, 5))}, batch=4)
     g = import_onnx(m)
     assert g.logical_shapes["x"] == (4, 3, 8) and g.logical_shapes["y"] == (4, 3, 5)
+
+
+FIXTURES = Path(__file__).resolve().parent / "models" / "static_batch"
+
+
+@pytest.mark.parametrize("tag", ["torchscript", "dynamo"])
+def test_torch_export_from_a_batch_of_4_images_compiles_like_batch_1(tag, tmp_path):
+    """torch.onnx.export(cnn, images[:4]) (tools/export_static_batch_fixtures.py, a Reshape
+    [4, -1] from x.view(x.size(0), -1)): the same C kernels, arena and weights as the batch-1
+    export of the same weights, the same int8 codes on the same samples, C == reference, and
+    >= 30 dB against onnxruntime on the static-batch model."""
+    x = np.load(FIXTURES / "cnn.npz")["input"]
+    one = compile_onnx(FIXTURES / f"cnn1.{tag}.onnx", {"input": x[:32]}, tmp_path / "c1")
+    with pytest.warns(UserWarning, match="input 'input' was exported with a static batch of 4"):
+        four = compile_onnx(FIXTURES / f"cnn4.{tag}.onnx", {"input": x[:32]}, tmp_path / "c4")
+    m1, m4 = (json.loads((tmp_path / c / "net.json").read_text()) for c in ("c1", "c4"))
+    assert m4["arena_size"] == m1["arena_size"] and m4["weight_bytes"] == m1["weight_bytes"]
+    assert [n.kernel for n in four.qgraph.nodes] == [n.kernel for n in one.qgraph.nodes]
+    assert [n.kernel for n in four.qgraph.nodes].count("conv2d") == 2
+    got, ref, deq = run_both(four, {"input": x[32:]})
+    assert_bit_exact(got["output"], ref["output"], "output 'output'")
+    np.testing.assert_array_equal(got["output"], run_both(one, {"input": x[32:]})[0]["output"])
+    want = run_onnxruntime(FIXTURES / f"cnn4.{tag}.onnx", {"input": x[32:]})["output"]
+    assert deq["output"].shape == want.shape == (16, 10)
+    assert sqnr_db(want, deq["output"]) >= 30
