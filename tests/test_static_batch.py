@@ -9,6 +9,8 @@ onnxruntime reference runs the static-batch model N samples at a time."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +79,8 @@ def test_static_batch_compare_and_run_take_samples(tmp_path):
     with pytest.warns(UserWarning, match="static batch of 4"):
         api.compile_model(tmp_path / "b4.onnx", {"x": x}, tmp_path / "c", name="net")
     assert api.run(tmp_path / "c", {"x": x})["y"].shape == (9, 10)
-    rep = api.compare(tmp_path / "b4.onnx", tmp_path / "c", tmp_path / "d.npz")
+    with pytest.warns(UserWarning, match="static batch of 4"):
+        rep = api.compare(tmp_path / "b4.onnx", tmp_path / "c", tmp_path / "d.npz")
     assert rep.samples == 9 and rep.to_json()["outputs"]["y"]["sqnr_db"] >= 30
 
 
@@ -115,3 +118,23 @@ def test_torch_export_from_a_batch_of_4_images_compiles_like_batch_1(tag, tmp_pa
     want = run_onnxruntime(FIXTURES / f"cnn4.{tag}.onnx", {"input": x[32:]})["output"]
     assert deq["output"].shape == want.shape == (16, 10)
     assert sqnr_db(want, deq["output"]) >= 30
+
+
+def test_cli_compile_run_compare_on_a_static_batch_model(tmp_path):
+    """`microq compile / run / compare` on cnn4 with an .npz of single [3, 8, 8] images: the
+    warning names the input, run gives one row per image, compare runs onnxruntime 4 at a time."""
+    path, data = FIXTURES / "cnn4.dynamo.onnx", FIXTURES / "cnn.npz"
+
+    def microq(*args):
+        r = subprocess.run([sys.executable, "-m", "microq", *map(str, args)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        return r
+
+    r = microq("compile", path, "--calib", data, "-o", tmp_path / "c", "--no-size")
+    assert "input 'input' was exported with a static batch of 4: microq compiles one " \
+           "sample" in r.stderr
+    microq("run", tmp_path / "c", "--input", data, "-o", tmp_path / "y.npz")
+    assert np.load(tmp_path / "y.npz")["output"].shape == (48, 10)
+    rep = json.loads(microq("compare", path, tmp_path / "c", "--data", data, "--json").stdout)
+    assert rep["samples"] == 48 and rep["outputs"]["output"]["sqnr_db"] >= 30

@@ -125,6 +125,29 @@ def test_conv_on_a_static_n_of_images_reads_n_as_the_batch(tmp_path):
     assert sqnr_db(want, deq["y"]) >= 30
 
 
+def test_conv_on_images_a_reshape_made_of_data_runs_per_image(tmp_path):
+    """Where the per-image unroll is still needed: a static [2, 24] (data: its axis 0 reaches
+    no per-image op) reshaped into 4 signals [4, 3, 4] for a Conv1d. Those 4 are data made by
+    the Reshape, not a batch of the input, so the Conv runs once per signal (4 conv kernels),
+    C == reference, >= 30 dB against onnxruntime."""
+    n = [helper.make_node("Reshape", ["x", "s"], ["r"]),
+         helper.make_node("Conv", ["r", "w", "b"], ["y"], pads=[1, 1])]
+    inits = {"s": np.array([4, 3, 4], np.int64), "w": weights((5, 3, 3)), "b": weights((5,), 2)}
+    m = make_model(n, {"x": (2, 24)}, ["y"], inits, batch=2)
+    onnx.save(m, tmp_path / "m.onnx")
+    x = np.random.default_rng(5).normal(size=(40, 2, 24)).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"runs 4 times, once per image"):
+        c = compile_onnx(tmp_path / "m.onnx", {"x": x[:32]}, tmp_path / "c")
+    assert c.qgraph.logical_shapes["x"] == (2, 24)
+    assert [n.kernel for n in c.qgraph.nodes].count("conv2d") == 4
+    got, ref, deq = run_both(c, {"x": x[32:]})
+    assert_bit_exact(got["y"], ref["y"], "output 'y'")
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = np.stack([sess.run(None, {"x": xi})[0] for xi in x[32:]])
+    assert deq["y"].shape == want.shape == (8, 4, 5, 4)
+    assert sqnr_db(want, deq["y"]) >= 30
+
+
 def test_op_that_needs_a_batch_names_the_rule():
     """A static [4, 60] (data: it reaches no per-image op at axis 0) reshaped to 20 signals
     [20, 3, 4] for a Conv1d: 20 images of data (more than the 16 run one by one); the message
