@@ -2,7 +2,8 @@
 1), a static dim 0 of 1 is the batch, a static dim 0 > 1 is data. A model without a batch axis
 ([49, 10] frames, a static [2, 3, 4]) compiles with its shapes exactly as given: Split/Softmax/
 Concat on axis 0 are ordinary ops, one sample is the whole input tensor (calibration, run,
-compare, NAME.json), and what needs a batch says which rule left the tensor without one.
+compare, NAME.json), and what needs a batch says which rule left the tensor without one. A
+static dim 0 that reaches a per-image op at axis 0 is the batch (tests/test_static_batch.py).
 
 Fixtures: tests/models/static (tools/export_static_fixtures.py, both torch exporters, static
 shapes). Claims per model: C == ref.int_exec bit for bit, >= 30 dB SQNR against onnxruntime

@@ -26,7 +26,8 @@ class Prepared:
     consts: dict[str, np.ndarray]  # initializers, Constant nodes and folded subgraphs
     shapes: dict[str, tuple[int, ...]]  # logical (ONNX) shape of every known tensor
     nodes: list[onnx.NodeProto]  # nodes left after folding, topologically sorted
-    # the batch size the inputs were exported with: 1 when static, 0 when dynamic
+    # the batch size the inputs were exported with: 1 when static, 0 when dynamic, N for a
+    # static N > 1 read as the batch (static_batches)
     exported_batch: int = 0
     # graph inputs without a batch axis (a static dim 0 > 1 is data): name -> that dim 0
     unbatched: dict[str, int] = field(default_factory=dict)
@@ -297,7 +298,9 @@ def empty_outputs(prep: Prepared, names: list[str]) -> list[tuple[str, str, str]
 
 
 BATCH_RULE = ("a dynamic dim 0 is the batch (fixed to 1), a static dim 0 of 1 is the batch, a "
-              "static dim 0 > 1 is data: the model has no batch axis there")
+              "static dim 0 > 1 is data: the model has no batch axis there, unless it reaches "
+              "a per-image op (Conv, pools, Instance/GroupNorm, Resize) at axis 0: then it is "
+              "the batch (fixed to 1)")
 
 
 def unbatched_note(prep: Prepared) -> str:
