@@ -138,3 +138,30 @@ def test_cli_compile_run_compare_on_a_static_batch_model(tmp_path):
     assert np.load(tmp_path / "y.npz")["output"].shape == (48, 10)
     rep = json.loads(microq("compare", path, tmp_path / "c", "--data", data, "--json").stdout)
     assert rep["samples"] == 48 and rep["outputs"]["output"]["sqnr_db"] >= 30
+
+
+def test_static_dim0_that_a_later_op_mixes_falls_back_to_data(tmp_path):
+    """[3, 2, 6, 6] -> Conv -> Softmax over axis 0: the Conv would make 3 the batch, but the
+    Softmax mixes the 3, so it is data after all (the batch reading is refused, the data
+    reading compiles): the Conv runs per image, one sample is the whole [3, 2, 6, 6] tensor,
+    C == reference, >= 30 dB against onnxruntime; no 'static batch' warning."""
+    import warnings
+
+    n = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+         helper.make_node("Softmax", ["c"], ["y"], axis=0)]
+    inits = {"w": weights((4, 2, 3, 3), scale=0.3), "b": weights((4,), 2)}
+    m = make_model(n, {"x": (3, 2, 6, 6)}, ["y"], inits, batch=3)
+    onnx.save(m, tmp_path / "m.onnx")
+    x = np.random.default_rng(6).normal(size=(40, 3, 2, 6, 6)).astype(np.float32)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        c = compile_onnx(tmp_path / "m.onnx", {"x": x[:32]}, tmp_path / "c")
+    text = [str(w.message) for w in said]
+    assert not any("static batch" in t for t in text), text
+    assert any("runs 3 times, once per image" in t for t in text), text
+    assert c.qgraph.logical_shapes["x"] == (3, 2, 6, 6)
+    got, ref, deq = run_both(c, {"x": x[32:]})
+    assert_bit_exact(got["y"], ref["y"], "output 'y'")
+    want = run_onnxruntime(tmp_path / "m.onnx", {"x": x[32:]})["y"]
+    assert deq["y"].shape == want.shape == (8, 3, 4, 6, 6)
+    assert sqnr_db(want, deq["y"]) >= 30

@@ -31,6 +31,8 @@ class Prepared:
     exported_batch: int = 0
     # graph inputs without a batch axis (a static dim 0 > 1 is data): name -> that dim 0
     unbatched: dict[str, int] = field(default_factory=dict)
+    # graph inputs whose static dim 0 > 1 was read as the batch (static_batches): name -> N
+    static_batch: dict[str, int] = field(default_factory=dict)
 
 
 def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
@@ -70,8 +72,9 @@ def opset_of(model: onnx.ModelProto, path: str) -> int:
     return opset
 
 
-def prepare(model: onnx.ModelProto, path: str) -> Prepared:
-    """Inline functions, fix the batch to 1, infer shapes and fold every constant subgraph."""
+def prepare(model: onnx.ModelProto, path: str, static_batch: bool = True) -> Prepared:
+    """Inline functions, fix the batch to 1, infer shapes and fold every constant subgraph.
+    static_batch=False reads every static dim 0 > 1 as data (static_batches skipped)."""
     from microq.onnx_import.fold import fold_constants
 
     opset = opset_of(model, path)
@@ -80,12 +83,8 @@ def prepare(model: onnx.ModelProto, path: str) -> Prepared:
         model = onnx.inliner.inline_local_functions(model)
     check_tensors(model, path)
     check_arity(model, path, opset)
-    batched, reshapes = static_batches(model)
+    batched, reshapes = static_batches(model) if static_batch else ({}, set())
     exported, unbatched = fix_batch(model, path, batched)
-    for name, n in batched.items():
-        warnings.warn(f"{path}: input '{name}' was exported with a static batch of {n}: "
-                      "microq compiles one sample; export with batch 1 or a dynamic batch to "
-                      "silence this")
     if exported > 1:  # the static batch baked into Reshape constants is the batch too
         unbatch_reshapes(model, exported, reshapes)
     model = infer(model, path)
@@ -116,7 +115,7 @@ def prepare(model: onnx.ModelProto, path: str) -> Prepared:
             )
     nodes = live_nodes(nodes, outputs)
     return Prepared(rebuilt, path, opset, consts, static_shapes(rebuilt), nodes, exported,
-                    unbatched)
+                    unbatched, batched)
 
 
 def live_nodes(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
@@ -301,6 +300,14 @@ BATCH_RULE = ("a dynamic dim 0 is the batch (fixed to 1), a static dim 0 of 1 is
               "static dim 0 > 1 is data: the model has no batch axis there, unless it reaches "
               "a per-image op (Conv, pools, Instance/GroupNorm, Resize) at axis 0: then it is "
               "the batch (fixed to 1)")
+
+
+def warn_static_batch(prep: Prepared) -> None:
+    """The one-line warning for each input whose static dim 0 > 1 was read as the batch."""
+    for name, n in prep.static_batch.items():
+        warnings.warn(f"{prep.path}: input '{name}' was exported with a static batch of {n}: "
+                      "microq compiles one sample; export with batch 1 or a dynamic batch to "
+                      "silence this")
 
 
 def unbatched_note(prep: Prepared) -> str:
