@@ -406,6 +406,8 @@ def static_batches(model: onnx.ModelProto) -> tuple[dict[str, int], set[str]]:
             if (node.op_type in PER_IMAGE and x in reach and len(shapes.get(x, ())) >= 3
                     and shapes[x][0] == n):
                 found[name] = n
+            if node.op_type in ("Shape", "Size"):  # [4] of a rank-4 shape is not the batch
+                continue
             if node.op_type == "Transpose":
                 perm = [a.ints for a in node.attribute if a.name == "perm"]
                 if perm and list(perm[0])[:1] != [0]:
