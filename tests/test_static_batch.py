@@ -112,6 +112,14 @@ def test_torch_export_from_a_batch_of_4_images_compiles_like_batch_1(tag, tmp_pa
     assert m4["arena_size"] == m1["arena_size"] and m4["weight_bytes"] == m1["weight_bytes"]
     assert [n.kernel for n in four.qgraph.nodes] == [n.kernel for n in one.qgraph.nodes]
     assert [n.kernel for n in four.qgraph.nodes].count("conv2d") == 2
+    # the very same folder: every generated file byte for byte (C, weights, NAME.json)
+    files = sorted(p.relative_to(tmp_path / "c1") for p in (tmp_path / "c1").rglob("*")
+                   if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "c4") for p in (tmp_path / "c4").rglob("*")
+                           if p.is_file())
+    differ = [str(f) for f in files
+              if (tmp_path / "c1" / f).read_bytes() != (tmp_path / "c4" / f).read_bytes()]
+    assert not differ, differ
     got, ref, deq = run_both(four, {"input": x[32:]})
     assert_bit_exact(got["output"], ref["output"], "output 'output'")
     np.testing.assert_array_equal(got["output"], run_both(one, {"input": x[32:]})[0]["output"])
