@@ -2,7 +2,8 @@
 1), a static dim 0 of 1 is the batch, a static dim 0 > 1 is data. A model without a batch axis
 ([49, 10] frames, a static [2, 3, 4]) compiles with its shapes exactly as given: Split/Softmax/
 Concat on axis 0 are ordinary ops, one sample is the whole input tensor (calibration, run,
-compare, NAME.json), and what needs a batch says which rule left the tensor without one.
+compare, NAME.json), and what needs a batch says which rule left the tensor without one. A
+static dim 0 that reaches a per-image op at axis 0 is the batch (tests/test_static_batch.py).
 
 Fixtures: tests/models/static (tools/export_static_fixtures.py, both torch exporters, static
 shapes). Claims per model: C == ref.int_exec bit for bit, >= 30 dB SQNR against onnxruntime
@@ -102,37 +103,65 @@ def test_static_2x3x4_split_softmax_concat_on_axis_0(tmp_path):
     assert agree >= 0.95, agree
 
 
-def test_conv_on_a_static_n_of_images_runs_per_image(tmp_path):
-    """Conv + InstanceNorm on a static [3, 2, 6, 6]: axis 0 is data (3 images), each image runs
-    the layers once (weights repeated), C == reference, >= 30 dB against onnxruntime."""
+def test_conv_on_a_static_n_of_images_reads_n_as_the_batch(tmp_path):
+    """Conv + InstanceNorm on a static [3, 2, 6, 6]: a per-image op with 3 at axis 0, so 3 is the
+    batch (fixed to 1, with a warning), not 3 images unrolled with copied weights: one conv2d,
+    samples of [2, 6, 6], C == reference, >= 30 dB against onnxruntime run 3 at a time."""
     n = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
          helper.make_node("InstanceNormalization", ["c", "g", "be"], ["y"])]
     inits = {"w": weights((4, 2, 3, 3)), "b": weights((4,), 2), "g": weights((4,), 3) + 1,
              "be": weights((4,), 4)}
     m = make_model(n, {"x": (3, 2, 6, 6)}, ["y"], inits, batch=3)
     onnx.save(m, tmp_path / "m.onnx")
-    x = np.random.default_rng(4).normal(size=(12, 3, 2, 6, 6)).astype(np.float32)
-    with pytest.warns(UserWarning, match=r"runs 3 times, once per image .* static dim 0 of 3"):
-        c = compile_onnx(tmp_path / "m.onnx", {"x": x[:8]}, tmp_path / "c")
-    assert [n.kernel for n in c.qgraph.nodes].count("conv2d") == 3
-    got, ref, deq = run_both(c, {"x": x[8:]})
+    x = np.random.default_rng(4).normal(size=(36, 2, 6, 6)).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"input 'x' was exported with a static batch of 3"):
+        c = compile_onnx(tmp_path / "m.onnx", {"x": x[:24]}, tmp_path / "c")
+    assert [n.kernel for n in c.qgraph.nodes].count("conv2d") == 1
+    assert c.qgraph.logical_shapes["x"] == (1, 2, 6, 6)
+    got, ref, deq = run_both(c, {"x": x[24:]})
     assert_bit_exact(got["y"], ref["y"], "output 'y'")
     sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    want = np.stack([sess.run(None, {"x": xi})[0] for xi in x[8:]])
-    assert deq["y"].shape == want.shape == (4, 3, 4, 6, 6)
+    want = np.concatenate([sess.run(None, {"x": x[i : i + 3]})[0] for i in range(24, 36, 3)])
+    assert deq["y"].shape == want.shape == (12, 4, 6, 6)
+    assert sqnr_db(want, deq["y"]) >= 30
+
+
+def test_conv_on_images_a_reshape_made_of_data_runs_per_image(tmp_path):
+    """Where the per-image unroll is still needed: a static [2, 24] (data: its axis 0 reaches
+    no per-image op) reshaped into 4 signals [4, 3, 4] for a Conv1d. Those 4 are data made by
+    the Reshape, not a batch of the input, so the Conv runs once per signal (4 conv kernels),
+    C == reference, >= 30 dB against onnxruntime."""
+    n = [helper.make_node("Reshape", ["x", "s"], ["r"]),
+         helper.make_node("Conv", ["r", "w", "b"], ["y"], pads=[1, 1])]
+    inits = {"s": np.array([4, 3, 4], np.int64), "w": weights((5, 3, 3)), "b": weights((5,), 2)}
+    m = make_model(n, {"x": (2, 24)}, ["y"], inits, batch=2)
+    onnx.save(m, tmp_path / "m.onnx")
+    x = np.random.default_rng(5).normal(size=(40, 2, 24)).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"runs 4 times, once per image"):
+        c = compile_onnx(tmp_path / "m.onnx", {"x": x[:32]}, tmp_path / "c")
+    assert c.qgraph.logical_shapes["x"] == (2, 24)
+    assert [n.kernel for n in c.qgraph.nodes].count("conv2d") == 4
+    got, ref, deq = run_both(c, {"x": x[32:]})
+    assert_bit_exact(got["y"], ref["y"], "output 'y'")
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = np.stack([sess.run(None, {"x": xi})[0] for xi in x[32:]])
+    assert deq["y"].shape == want.shape == (8, 4, 5, 4)
     assert sqnr_db(want, deq["y"]) >= 30
 
 
 def test_op_that_needs_a_batch_names_the_rule():
-    """Conv on a static [20, 3, 8, 8]: 20 images of data (more than the 16 run one by one); the
-    message says which rule applied and what to do, not 'merged by a Reshape' or 'invalid'."""
-    n = [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])]
-    m = make_model(n, {"x": (20, 3, 8, 8)}, ["y"], {"w": weights((4, 3, 3, 3))}, batch=20)
+    """A static [4, 60] (data: it reaches no per-image op at axis 0) reshaped to 20 signals
+    [20, 3, 4] for a Conv1d: 20 images of data (more than the 16 run one by one); the message
+    says which rule applied and what to do, not 'merged by a Reshape' or 'invalid'."""
+    n = [helper.make_node("Reshape", ["x", "s"], ["r"]),
+         helper.make_node("Conv", ["r", "w"], ["y"], pads=[1, 1])]
+    inits = {"s": np.array([20, 3, 4], np.int64), "w": weights((4, 3, 3))}
+    m = make_model(n, {"x": (4, 60)}, ["y"], inits, batch=4)
     _, problems = convert_with_problems(m)
     assert len(problems) == 1, problems
     why = problems[0][2]
-    assert "input 'x' has a static dim 0 of 20" in why and "not a batch" in why, why
-    assert "batch of 1 or a dynamic batch" in why and "Reshape" not in why, why
+    assert "input 'x' has a static dim 0 of 4" in why and "not a batch" in why, why
+    assert "batch of 1 or a dynamic batch" in why, why
 
 
 def test_dynamic_and_static_1_dim0_stay_the_batch():

@@ -14,7 +14,9 @@ Slice starts), when it is a parameter of the op (inputs 1.. of Conv, Gemm, Batch
 LayerNormalization, Clip, Pad, PRelu, LSTM, ...) or a scalar. The other float inputs stay
 activations. The inputs go through microq's batch rule like any model's: a static dim 0 of 1 is
 the batch, a static dim 0 > 1 is data (an input [3, 4, 5] has no batch axis; the test is one
-sample, the whole tensor). Each applicable test is compiled (calibrated on its own inputs), run
+sample, the whole tensor) unless it reaches a per-image op (Conv, pools, BatchNorm on 3-D+,
+Instance/GroupNorm, Resize) at axis 0: then it is the batch (BatchNormalization's [2, 3, 4, 5]
+is 2 samples of [3, 4, 5]). Each applicable test is compiled (calibrated on its own inputs), run
 with the integer reference executor (the executable spec the generated C equals bit for bit;
 --c builds and runs the C on the host instead) and scored by SQNR against the test's expected
 outputs; only output 0 is kept of ops whose other outputs are optional statistics
@@ -219,7 +221,8 @@ def ideal_int8(model: onnx.ModelProto, feeds: dict, outs: dict, qg
 
 def run_test(model: onnx.ModelProto, feeds: dict, outs: dict, use_c: bool, tmp: Path):
     """('ok', db, ideal_db) or ('refused', reason). Each input is one sample, the batch rule of
-    any model: a test input [1, ...] has a batch of 1, one [3, 4, 5] no batch axis at all."""
+    any model: a test input [1, ...] has a batch of 1, one [3, 4, 5] no batch axis at all,
+    one [2, 3, 4, 5] to a BatchNormalization a static batch of 2 (two samples)."""
     path = tmp / "model.onnx"
     onnx.save(model, str(path))
     if not feeds:
@@ -247,11 +250,16 @@ def run_test(model: onnx.ModelProto, feeds: dict, outs: dict, use_c: bool, tmp: 
             t = qg.tensors[k].q
             q[k] = np.clip(np.round(x / np.float32(t.scale)) + t.zero_point, -128,
                            127).astype(np.int8)
-        ys = run_int(qg, q, res.meta.get("rounding", "double"))
+        # one sample at a time (a static dim 0 > 1 that reaches a per-image op is the batch:
+        # loader.static_batches, so a test input [2, 3, 4, 5] to BatchNorm is 2 samples)
+        n = len(next(iter(q.values())))
+        rounding = res.meta.get("rounding", "double")
+        runs = [run_int(qg, {k: v[i : i + 1] for k, v in q.items()}, rounding) for i in range(n)]
         got = {}
         for k in outs:
             t = qg.tensors[k].q
-            got[k] = ((ys[k].astype(np.float64) - t.zero_point) * t.scale).astype(np.float32)
+            y = np.concatenate([r[k] for r in runs])
+            got[k] = ((y.astype(np.float64) - t.zero_point) * t.scale).astype(np.float32)
     dbs = []
     for k, ref in outs.items():
         if got[k].size != ref.size:

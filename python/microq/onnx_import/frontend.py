@@ -4,13 +4,14 @@ unsupported nodes: import_onnx raises, inspect lists them)."""
 from __future__ import annotations
 
 import os
+import warnings
 
 import onnx
 
 from microq import ir
 from microq.onnx_import.convert import convert, onnx_node_names
 from microq.onnx_import.fuse import fuse
-from microq.onnx_import.loader import empty_outputs, load_onnx, prepare
+from microq.onnx_import.loader import empty_outputs, load_onnx, prepare, warn_static_batch
 
 
 def convert_with_problems(
@@ -25,6 +26,19 @@ def convert_with_problems(
         model = load_onnx(path)
     prep = prepare(model, path)
     graph, problems = convert(prep)
+    if problems and prep.static_batch:
+        # a static dim 0 > 1 read as the batch (it reaches a per-image op) that the graph also
+        # mixes (a Softmax or Concat over it, ...): read as data instead, per-image ops then
+        # run once per image (ops_unbatched.per_image), if that compiles
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            prep2 = prepare(model, path, static_batch=False)
+            graph2, problems2 = convert(prep2)
+        if not problems2:
+            prep, graph, problems = prep2, graph2, problems2
+            for w in said:  # the per-image notes of the reading kept
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    warn_static_batch(prep)
     bad = {n for n, _, _ in problems}
     problems += [p for p in empty_outputs(prep, onnx_node_names(prep.nodes)) if p[0] not in bad]
     fuse(graph)

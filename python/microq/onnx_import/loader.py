@@ -26,10 +26,13 @@ class Prepared:
     consts: dict[str, np.ndarray]  # initializers, Constant nodes and folded subgraphs
     shapes: dict[str, tuple[int, ...]]  # logical (ONNX) shape of every known tensor
     nodes: list[onnx.NodeProto]  # nodes left after folding, topologically sorted
-    # the batch size the inputs were exported with: 1 when static, 0 when dynamic
+    # the batch size the inputs were exported with: 1 when static, 0 when dynamic, N for a
+    # static N > 1 read as the batch (static_batches)
     exported_batch: int = 0
     # graph inputs without a batch axis (a static dim 0 > 1 is data): name -> that dim 0
     unbatched: dict[str, int] = field(default_factory=dict)
+    # graph inputs whose static dim 0 > 1 was read as the batch (static_batches): name -> N
+    static_batch: dict[str, int] = field(default_factory=dict)
 
 
 def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
@@ -69,8 +72,9 @@ def opset_of(model: onnx.ModelProto, path: str) -> int:
     return opset
 
 
-def prepare(model: onnx.ModelProto, path: str) -> Prepared:
-    """Inline functions, fix the batch to 1, infer shapes and fold every constant subgraph."""
+def prepare(model: onnx.ModelProto, path: str, static_batch: bool = True) -> Prepared:
+    """Inline functions, fix the batch to 1, infer shapes and fold every constant subgraph.
+    static_batch=False reads every static dim 0 > 1 as data (static_batches skipped)."""
     from microq.onnx_import.fold import fold_constants
 
     opset = opset_of(model, path)
@@ -79,7 +83,10 @@ def prepare(model: onnx.ModelProto, path: str) -> Prepared:
         model = onnx.inliner.inline_local_functions(model)
     check_tensors(model, path)
     check_arity(model, path, opset)
-    exported, unbatched = fix_batch(model, path)
+    batched, reshapes = static_batches(model) if static_batch else ({}, set())
+    exported, unbatched = fix_batch(model, path, batched)
+    if exported > 1:  # the static batch baked into Reshape constants is the batch too
+        unbatch_reshapes(model, exported, reshapes)
     model = infer(model, path)
     limit = size_limit(model)
     check_sizes(model, path, static_shapes(model), limit)
@@ -108,7 +115,7 @@ def prepare(model: onnx.ModelProto, path: str) -> Prepared:
             )
     nodes = live_nodes(nodes, outputs)
     return Prepared(rebuilt, path, opset, consts, static_shapes(rebuilt), nodes, exported,
-                    unbatched)
+                    unbatched, batched)
 
 
 def live_nodes(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
@@ -290,7 +297,17 @@ def empty_outputs(prep: Prepared, names: list[str]) -> list[tuple[str, str, str]
 
 
 BATCH_RULE = ("a dynamic dim 0 is the batch (fixed to 1), a static dim 0 of 1 is the batch, a "
-              "static dim 0 > 1 is data: the model has no batch axis there")
+              "static dim 0 > 1 is data: the model has no batch axis there, unless it reaches "
+              "a per-image op (Conv, pools, Instance/GroupNorm, Resize) at axis 0: then it is "
+              "the batch (fixed to 1)")
+
+
+def warn_static_batch(prep: Prepared) -> None:
+    """The one-line warning for each input whose static dim 0 > 1 was read as the batch."""
+    for name, n in prep.static_batch.items():
+        warnings.warn(f"{prep.path}: input '{name}' was exported with a static batch of {n}: "
+                      "microq compiles one sample; export with batch 1 or a dynamic batch to "
+                      "silence this")
 
 
 def unbatched_note(prep: Prepared) -> str:
@@ -298,7 +315,8 @@ def unbatched_note(prep: Prepared) -> str:
     return ", ".join(f"input '{k}' has a static dim 0 of {d}" for k, d in prep.unbatched.items())
 
 
-def fix_batch(model: onnx.ModelProto, path: str) -> tuple[int, dict[str, int]]:
+def fix_batch(model: onnx.ModelProto, path: str, batched: dict[str, int] | None = None
+              ) -> tuple[int, dict[str, int]]:
     """The batch rule (as onnx2c): a symbolic/dynamic dim 0 of a graph input is the batch and
     becomes 1; a static dim 0 of 1 is the batch; a static dim 0 > 1 is data, and that input is
     compiled with its shape exactly as given, without a batch axis (every axis is data). Any
@@ -306,7 +324,10 @@ def fix_batch(model: onnx.ModelProto, path: str) -> tuple[int, dict[str, int]]:
     > 1 ([T, N, F], a sequence-first recurrent model's dynamic batch): it becomes 1 and the input
     stays batch-less (the sample is [T, 1, F]). Nothing else is touched: shape inference
     computes every other shape, graph outputs included. Returns (the exported batch: 1 when
-    static, 0 when dynamic; {input without a batch axis: its dim 0})."""
+    static, 0 when dynamic; {input without a batch axis: its dim 0}). `batched` (from
+    static_batches) names inputs whose static dim 0 > 1 is nevertheless the batch: the
+    graph applies a per-image op to it; they are fixed to 1 too and the exported batch is N."""
+    batched = batched or {}
     inits = {i.name for i in model.graph.initializer}
     exported: set[int] = set()
     unbatched: dict[str, int] = {}
@@ -316,7 +337,10 @@ def fix_batch(model: onnx.ModelProto, path: str) -> tuple[int, dict[str, int]]:
             continue
         dims = inp.type.tensor_type.shape.dim
         for i, d in enumerate(dims):
-            if i == 0 and d.HasField("dim_value") and d.dim_value != 1:
+            if i == 0 and inp.name in batched:
+                exported.add(batched[inp.name])
+                d.dim_value = 1
+            elif i == 0 and d.HasField("dim_value") and d.dim_value != 1:
                 unbatched[inp.name] = int(d.dim_value)  # > 1 (data); 0 is refused as empty
             elif i == 0:
                 exported.add(d.dim_value if d.HasField("dim_value") else 0)
@@ -348,6 +372,96 @@ def fix_batch(model: onnx.ModelProto, path: str) -> tuple[int, dict[str, int]]:
         if out.type.HasField("tensor_type"):
             out.type.tensor_type.ClearField("shape")
     return (exported.pop() if len(exported) == 1 else 0), unbatched
+
+
+# Ops that compute one image (or one 1-D / 3-D signal) of an [N, C, ...] tensor at a time: an
+# input whose static dim 0 > 1 reaches one of them in that position is a batch of images.
+PER_IMAGE = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool",
+             "GlobalMaxPool", "LpPool", "GlobalLpPool", "InstanceNormalization",
+             "GroupNormalization", "Resize", "BatchNormalization")
+
+
+def static_batches(model: onnx.ModelProto) -> tuple[dict[str, int], set[str]]:
+    """Graph inputs with a static dim 0 = N > 1 that are a batch after all: the graph applies
+    a per-image op (PER_IMAGE, on a rank >= 3 tensor) to a tensor whose axis 0 is that input's
+    axis 0 (N there), e.g. torch.onnx.export(model, images[:8]). Axis 0 is followed from the
+    input through every node whose output still has N at axis 0 (a Transpose that moves axis 0
+    away, a Reshape or Concat that changes it, ends it). Returns ({input: N}, the outputs of the
+    Reshapes that keep N at axis 0 downstream of such an input: their constant target's N is
+    the batch too); every other static dim 0 > 1 stays data (the ONNX node tests' [2, 3, 4]
+    with Softmax on axis 0)."""
+    g = model.graph
+    inits = {i.name for i in g.initializer}
+    cands: dict[str, int] = {}
+    for inp in g.input:
+        dims = inp.type.tensor_type.shape.dim
+        if inp.name in inits or not dims or not dims[0].HasField("dim_value"):
+            continue
+        if dims[0].dim_value > 1:
+            cands[inp.name] = int(dims[0].dim_value)
+    if not cands or not any(n.op_type in PER_IMAGE for n in g.node):
+        return {}, set()
+    try:
+        shapes = static_shapes(shape_inference.infer_shapes(model, data_prop=True))
+    except Exception:  # noqa: BLE001 - the real inference after fix_batch reports it
+        return {}, set()
+    found: dict[str, int] = {}
+    reshapes: set[str] = set()
+    for name, n in cands.items():
+        reach, mine = {name}, set()
+        for node in g.node:
+            ins = [i for i in node.input if i in reach]
+            if not ins:
+                continue
+            x = node.input[0] if node.input else ""
+            if (node.op_type in PER_IMAGE and x in reach and len(shapes.get(x, ())) >= 3
+                    and shapes[x][0] == n):
+                found[name] = n
+            if node.op_type in ("Shape", "Size"):  # [4] of a rank-4 shape is not the batch
+                continue
+            if node.op_type == "Transpose":
+                perm = [a.ints for a in node.attribute if a.name == "perm"]
+                if perm and list(perm[0])[:1] != [0]:
+                    continue
+            for o in node.output:
+                if o and shapes.get(o, ())[:1] == (n,):
+                    reach.add(o)
+                    if node.op_type == "Reshape" and x in reach:
+                        mine.add(o)
+        if name in found:
+            reshapes |= mine
+    return found, reshapes
+
+
+def unbatch_reshapes(model: onnx.ModelProto, batch: int, reshapes: set[str]) -> bool:
+    """A model exported with a static batch B > 1 bakes B into its Reshape constants ([B, -1],
+    [B, 12]): in the Reshapes `reshapes` (named by output; static_batches found B at axis 0 of
+    their input and output) a constant target's leading B becomes 1. True if any did."""
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    consts = {n.output[0]: n for n in g.node if n.op_type == "Constant" and n.attribute
+              and n.attribute[0].name == "value"}
+    changed = False
+    for node in g.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.output[0] not in reshapes:
+            continue
+        src = inits.get(node.input[1])
+        tensor = src if src is not None else (
+            consts[node.input[1]].attribute[0].t if node.input[1] in consts else None)
+        if tensor is None:
+            continue
+        target = numpy_helper.to_array(tensor).astype(np.int64)
+        if target.ndim != 1 or not len(target) or int(target[0]) != batch:
+            continue
+        fixed = numpy_helper.from_array(np.concatenate([[1], target[1:]]).astype(np.int64),
+                                        tensor.name)
+        tensor.CopyFrom(fixed)
+        changed = True
+    if changed:
+        del g.value_info[:]
+        for out in g.output:
+            out.type.tensor_type.ClearField("shape")
+    return changed
 
 
 # Ops whose output has its input's shape but that onnx's shape inference leaves untyped (function

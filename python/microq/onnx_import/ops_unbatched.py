@@ -4,7 +4,9 @@ sample: MatMul of two activations, LayerNormalization over more than the last ax
 ReduceMean over any axes. The sample is then a leading 1 of every IR tensor (a hidden Value,
 see layout); a tensor that has a size-1 axis, or a batch, goes to ops_attention unchanged.
 Per-image ops (Conv, pooling, ConvTranspose, Instance/GroupNorm, Resize) on a static [N, C, ...]
-run once per image (per_image).
+run once per image (per_image) only where that N is data made inside the graph (a Reshape or
+Transpose of a batch-less input): an input whose own static dim 0 reaches such an op at axis 0
+is a batch (loader.static_batches) and compiles one sample, without copies.
 """
 
 from __future__ import annotations
@@ -138,8 +140,9 @@ def reduce_mean(cx: Ctx) -> None:
 
 
 # Ops that compute one image (or one 1-D / 3-D signal) of an [N, C, ...] input at a time: with
-# a static N > 1 that is data (no batch axis) they run once per image, slices of axis 0, the
-# results concatenated back. Each copy holds its own weights (N x the flash of one).
+# a static N > 1 that is data (no batch axis: N made by a Reshape/Transpose of a batch-less
+# input; an input's own N there is the batch, loader.static_batches) they run once per image,
+# slices of axis 0, the results concatenated back. Each copy holds its own weights.
 PER_IMAGE = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool",
              "GlobalMaxPool", "InstanceNormalization", "GroupNormalization", "Resize")
 MAX_IMAGES = 16
