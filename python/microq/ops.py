@@ -262,9 +262,9 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "mq_resize": ("mq_resize.c",),
     "mq_transpose_conv": ("mq_transpose_conv.c",),
     "mq_conv3d": ("mq_conv3d.c",),
-    "mq_recurrent": ("mq_recurrent.c",),
+    "mq_recurrent": ("mq_recurrent.c", "mq_sigmoid_table.c"),
     "mq_unary": ("mq_unary.c",),
-    "mq_s16": ("mq_s16.c", "mq_isqrt.c"),
+    "mq_s16": ("mq_s16.c", "mq_isqrt.c", "mq_sigmoid_table.c"),
 }
 
 
