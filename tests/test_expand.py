@@ -1,0 +1,121 @@
+"""ONNX Expand of an activation to a constant shape (onnx_import/ops_expand.py): lowered to a free
+Reshape for new leading axes and a Concat of copies per repeated size-1 axis, one quantization
+(no requantize). Hand-built models, one C build for all cases: C == the numpy integer reference
+bit for bit, and the dequantized int8 output >= 30 dB SQNR against onnxruntime. Plus the
+refusals: along the batch axis, a shape that does not broadcast."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+from onnx_builders import make_model, weights
+from test_ops_e2e import assert_bit_exact, compile_onnx, run_both, sqnr_db
+
+from microq.compare import run_onnxruntime
+from microq.errors import MicroqError
+from microq.onnx_import import import_onnx
+
+SQNR_MIN = 30.0
+I64 = np.int64
+
+
+def _shape(*d):
+    return np.array(d, I64)
+
+
+def _cases_model() -> onnx.ModelProto:
+    """Input [N, 4, 6]; one graph output per case."""
+    nodes = [
+        # new leading axes: [N, 4, 6] -> [3, N, 4, 6] (the batch moves to axis 1)
+        helper.make_node("Expand", ["input", "s_lead"], ["expand_lead"]),
+        # a middle size-1 axis, with a lower-rank shape (bidirectional broadcast):
+        # [N, 4, 1, 6] x [4, 3, 6] -> [N, 4, 3, 6]
+        helper.make_node("Reshape", ["input", "r_mid"], ["x_mid"]),
+        helper.make_node("Expand", ["x_mid", "s_mid"], ["expand_middle"]),
+        # two axes: [N, 1, 24, 1] -> [N, 2, 24, 3]
+        helper.make_node("Reshape", ["input", "r_two"], ["x_two"]),
+        helper.make_node("Expand", ["x_two", "s_two"], ["expand_two_axes"]),
+        # a no-op: [N, 4, 6] x [1, 1, 6]
+        helper.make_node("Expand", ["input", "s_noop"], ["expand_noop"]),
+        # GQA's head repeat: [N, 2, 1, 4, 3] -> [N, 2, 3, 4, 3] -> [N, 6, 4, 3], then the
+        # scores of K against itself (MatMul of two activations) and a Softmax
+        helper.make_node("Reshape", ["input", "r_kv"], ["kv"]),
+        helper.make_node("Expand", ["kv", "s_kv"], ["kv_rep"]),
+        helper.make_node("Reshape", ["kv_rep", "r_heads"], ["k_heads"]),
+        helper.make_node("Transpose", ["k_heads"], ["k_t"], perm=[0, 1, 3, 2]),
+        helper.make_node("MatMul", ["k_heads", "k_t"], ["scores"]),
+        helper.make_node("Softmax", ["scores"], ["expand_gqa"], axis=-1),
+        # an Expand feeding a Conv (NHWC layout after a row-major copy): [N, 4, 1, 6] ->
+        # [N, 4, 3, 6] -> Conv 3x3
+        helper.make_node("Expand", ["x_mid", "s_conv"], ["x_conv"]),
+        helper.make_node("Conv", ["x_conv", "w", "b"], ["expand_conv"], pads=[1, 1, 1, 1]),
+    ]
+    inits = {
+        "s_lead": _shape(3, 1, 4, 6),
+        "r_mid": _shape(0, 4, 1, 6), "s_mid": _shape(4, 3, 6),
+        "r_two": _shape(0, 1, 24, 1), "s_two": _shape(1, 2, 24, 3),
+        "s_noop": _shape(1, 1, 6),
+        "r_kv": _shape(0, 2, 1, 4, 3), "s_kv": _shape(1, 2, 3, 4, 3), "r_heads": _shape(0, 6, 4, 3),
+        "s_conv": _shape(1, 4, 3, 6),
+        "w": weights((5, 4, 3, 3), seed=3), "b": weights((5,), seed=4),
+    }
+    outs = ["expand_lead", "expand_middle", "expand_two_axes", "expand_noop", "expand_gqa",
+            "expand_conv"]
+    return make_model(nodes, {"input": (1, 4, 6)}, outs, inits, opset=13)
+
+
+CASES = ["expand_lead", "expand_middle", "expand_two_axes", "expand_noop", "expand_gqa",
+         "expand_conv"]
+
+
+def _data(n: int, seed: int) -> dict[str, np.ndarray]:
+    return {"input": np.random.default_rng(seed).standard_normal((n, 4, 6)).astype(np.float32)}
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("expand")
+    onnx.save(_cases_model(), d / "expand.onnx")
+    c = compile_onnx(d / "expand.onnx", _data(32, 0), d / "net")
+    data = _data(16, 1)
+    return c, (*run_both(c, data), run_onnxruntime(c.model, data))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_expand_c_equals_reference_and_float(outputs, case):
+    _, (got, ref, deq, flt) = outputs
+    assert_bit_exact(got[case], ref[case], case)
+    db = sqnr_db(flt[case], deq[case])
+    assert db >= SQNR_MIN, f"{case}: int8 vs float SQNR {db:.1f} dB < {SQNR_MIN} dB"
+
+
+def test_expand_is_a_copy_without_requantize(outputs):
+    """The repeats are Concats of one tensor with its own quantization: no requantize node and
+    no new scale (the Concat output shares its input's)."""
+    c, _ = outputs
+    kernels = [n.kernel for n in c.qgraph.nodes]
+    assert "concat" in kernels, kernels
+    assert "requantize" not in kernels, kernels
+
+
+def _single(x_shape, shape, batch="N", opset=13) -> onnx.ModelProto:
+    node = helper.make_node("Expand", ["input", "shape"], ["y"], name="expand_node")
+    return make_model([node], {"input": x_shape}, ["y"], {"shape": np.array(shape, I64)},
+                      opset=opset, batch=batch)
+
+
+def test_expand_along_the_batch_axis_is_refused(tmp_path):
+    p = tmp_path / "m.onnx"
+    onnx.save(_single((1, 4), [3, 4], batch=1), p)
+    with pytest.raises(MicroqError, match=r"expand_node.*along the batch axis.*replicate"):
+        import_onnx(str(p))
+
+
+def test_expand_to_a_shape_that_does_not_broadcast_names_the_node(tmp_path):
+    p = tmp_path / "m.onnx"
+    model = _single((1, 4, 6), [1, 3, 6])
+    onnx.save(model, p)
+    with pytest.raises(MicroqError, match=r"expand_node.*do not broadcast.*invalid"):
+        import_onnx(str(p))
