@@ -22,6 +22,7 @@ from test_ops_e2e import assert_bit_exact, compile_onnx, run_both, sqnr_db
 from microq.compare import run_onnxruntime
 from microq.errors import MicroqError
 from microq.onnx_import import import_onnx
+from microq.ref.float_exec import run_float, to_physical
 
 SQNR_MIN = 30.0
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
@@ -194,3 +195,41 @@ def test_node_suite_gqa_and_expand_c_scores_like_the_reference(node_suite):
         assert ref[name]["status"] == c[name]["status"] == "ok", (ref[name], c[name])
         assert ref[name]["db"] == c[name]["db"], (name, ref[name]["db"], c[name]["db"])
         assert ref[name]["db"] >= SQNR_MIN, (name, ref[name]["db"])
+
+
+def _random_expand_case(rng: np.random.Generator):
+    """(model, x shape): [N, ...] -> optional Transpose of the data axes -> Expand to a random
+    broadcastable constant shape (new leading axes, repeated size-1 axes, a lower-rank shape,
+    1s where x is larger) -> Relu."""
+    rank = int(rng.integers(2, 5))
+    x_shape = (1,) + tuple(int(d) for d in rng.choice([1, 1, 2, 3], rank - 1))
+    perm = [0] + [int(p) + 1 for p in rng.permutation(rank - 1)]
+    t_shape = tuple(x_shape[p] for p in perm)
+    target = [1] + [int(rng.choice([1, 2, 3])) if d == 1 else int(rng.choice([1, d]))
+                    for d in t_shape[1:]]
+    lead = [int(d) for d in rng.choice([1, 2, 3], int(rng.integers(0, 3)))]
+    if not lead and rng.random() < 0.5:
+        target = target[1:]  # a lower-rank shape: x's batch axis is not in it
+    target = lead + target
+    nodes = [helper.make_node("Transpose", ["input"], ["t"], perm=perm),
+             helper.make_node("Expand", ["t", "shape"], ["e"]),
+             helper.make_node("Relu", ["e"], ["output"])]
+    model = make_model(nodes, {"input": x_shape}, ["output"],
+                       {"shape": np.array(target, I64)}, opset=13)
+    return model, x_shape
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_random_expand_float_ir_equals_onnxruntime(tmp_path, seed):
+    """The lowering itself (Reshape + Concat of copies, through any input layout) against
+    onnxruntime on the float IR, on random shapes: exact (copies only)."""
+    rng = np.random.default_rng(1000 + seed)
+    model, x_shape = _random_expand_case(rng)
+    p = tmp_path / "m.onnx"
+    onnx.save(model, p)
+    x = rng.standard_normal((3,) + x_shape[1:]).astype(np.float32)
+    want = run_onnxruntime(p, {"input": x})["output"]
+    g = import_onnx(str(p))
+    got = run_float(g, {"input": to_physical(g, "input", x)})["output"]
+    assert got.size == want.size and got.shape[0] == len(x), (got.shape, want.shape)
+    np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))
