@@ -10,6 +10,7 @@ from microq import ir
 from microq.onnx_import import ops_attention as att
 from microq.onnx_import import ops_conv3d as c3
 from microq.onnx_import import ops_convtranspose as ct
+from microq.onnx_import import ops_expand as ex
 from microq.onnx_import import ops_resize as rs
 from microq.onnx_import import ops_minmax as mm
 from microq.onnx_import import ops_norm as nm
@@ -51,6 +52,7 @@ CONVERTERS: dict[str, Callable[[Ctx], None]] = {
     "Mul": tn.binary,
     "Div": tn.binary,
     "Concat": tn.concat,
+    "Expand": ex.expand,  # a Reshape + Concats of copies
     "Reshape": tn.reshape,
     "Flatten": tn.reshape,
     "Squeeze": tn.reshape,

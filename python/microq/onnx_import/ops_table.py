@@ -32,6 +32,11 @@ ROWS: list[tuple[tuple[str, ...], str, str]] = [
      "two activations or with a constant, numpy broadcasting; Div by a constant; fused Relu/Clip"),
     (("Concat",), "`mq_concat_s8` (+ `mq_requantize_s8` where input scales differ)",
      "any axis but the batch"),
+    (("Expand",), "`mq_concat_s8` (copies of one tensor, no requantize)",
+     "an activation to a constant shape, numpy broadcasting (also a lower-rank shape): new "
+     "leading axes are free, each repeated size-1 axis a Concat of copies (ONNX's Attention "
+     "function body and dynamo's GQA head repeat); not along the batch axis; a constant is "
+     "folded"),
     (("Reshape", "Flatten", "Squeeze", "Unsqueeze"),
      "nothing: the output aliases its input's memory",
      "the batch axis is tracked through them; a transpose is inserted only when NCHW vs NHWC "
