@@ -3,9 +3,9 @@ Reshape for new leading axes and a Concat of copies per repeated size-1 axis, on
 (no requantize). Hand-built models, one C build for all cases: C == the numpy integer reference
 bit for bit, and the dequantized int8 output >= 30 dB SQNR against onnxruntime. Plus the
 refusals: along the batch axis, a shape that does not broadcast. And torch's exports of
-grouped-query attention (tests/models/expand, made by tools/export_expand_fixtures.py): dynamo at opset 18 of
-F.scaled_dot_product_attention(enable_gqa=True), whose K/V head repeat is Unsqueeze -> Expand ->
-Reshape, and Llama's repeat_kv by hand from both exporters."""
+grouped-query attention (tests/models/expand, made by tools/export_expand_fixtures.py):
+dynamo at opset 18 of F.scaled_dot_product_attention(enable_gqa=True), whose K/V head repeat
+is Unsqueeze -> Expand -> Reshape, and Llama's repeat_kv by hand from both exporters."""
 
 from __future__ import annotations
 
