@@ -2,9 +2,10 @@
 Reshape for new leading axes and a Concat of copies per repeated size-1 axis, one quantization
 (no requantize). Hand-built models, one C build for all cases: C == the numpy integer reference
 bit for bit, and the dequantized int8 output >= 30 dB SQNR against onnxruntime. Plus the
-refusals: along the batch axis, a shape that does not broadcast. And torch's dynamo export of
-F.scaled_dot_product_attention(enable_gqa=True) at opset 18 (tests/models/expand, made by
-tools/export_expand_fixtures.py), whose K/V head repeat is Unsqueeze -> Expand -> Reshape."""
+refusals: along the batch axis, a shape that does not broadcast. And torch's exports of
+grouped-query attention (tests/models/expand, made by tools/export_expand_fixtures.py):
+dynamo at opset 18 of F.scaled_dot_product_attention(enable_gqa=True), whose K/V head repeat
+is Unsqueeze -> Expand -> Reshape, and Llama's repeat_kv by hand from both exporters."""
 
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ from microq.ref.float_exec import run_float, to_physical
 SQNR_MIN = 30.0
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 GQA_DIR = Path(__file__).resolve().parent / "models" / "expand"
-# int8 vs onnxruntime on the 16 held-out samples, measured: sdpa_gqa 39.9 dB, sdpa_gqa_causal
-# 35.8 dB (the C output == run_int on every sample).
-GQA_FILES = ["sdpa_gqa.dynamo.onnx", "sdpa_gqa_causal.dynamo.onnx"]
+# int8 vs onnxruntime on the 16 held-out samples, measured (dB): sdpa_gqa 39.9, sdpa_gqa_causal
+# 35.8, repeat_kv 40.8 (both exporters); the C output == run_int on every sample.
+GQA_FILES = {"sdpa_gqa.dynamo.onnx": 18, "sdpa_gqa_causal.dynamo.onnx": 18,
+             "repeat_kv.dynamo.onnx": 18, "repeat_kv.torchscript.onnx": 17}
 GQA_CALIB = 48
 I64 = np.int64
 
@@ -134,11 +136,14 @@ def test_expand_to_a_shape_that_does_not_broadcast_names_the_node(tmp_path):
         import_onnx(str(p))
 
 
-@pytest.mark.parametrize("fname", GQA_FILES)
-def test_dynamo_opset18_gqa_sdpa_compiles_c_equals_reference(tmp_path, fname):
+@pytest.mark.parametrize("fname", sorted(GQA_FILES))
+def test_exported_gqa_compiles_c_equals_reference(tmp_path, fname):
+    """torch's GQA head repeat (F.sdpa(enable_gqa=True), dynamo opset 18; Llama's repeat_kv,
+    both exporters) compiles through Expand: C == run_int, >= 30 dB vs onnxruntime."""
     path = GQA_DIR / fname
     m = onnx.load(str(path))
-    assert next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) == 18
+    opset = next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
+    assert opset == GQA_FILES[fname], (fname, opset)
     assert sum(n.op_type == "Expand" for n in m.graph.node) >= 2, "K and V heads repeated"
     x = np.load(GQA_DIR / f"{fname.split('.')[0]}.npz")["input"]
     c = compile_onnx(path, {"input": x[:GQA_CALIB]}, tmp_path / "net")

@@ -1,11 +1,13 @@
 """Tool (outside the package): export the GQA fixtures of tests/models/expand/.
 
 F.scaled_dot_product_attention(enable_gqa=True) (4 query heads, 2 key/value heads, on Linear
-q, k, v; the model class of tools/export_attention_fixtures.py) exported by torch's dynamo
-exporter at opset 18, which repeats the K/V heads with Unsqueeze -> Expand -> Reshape, and by
-the TorchScript exporter at opset 17 when it can. Causal and unmasked. Each file is checked
-with onnx.checker and onnxruntime against torch (< 1e-4); <name>.npz holds "input" float32
-[64, T, C] (the first 48 calibrate, the last 16 are measured). README.md there is rewritten.
+q, k, v; the model class of tools/export_attention_fixtures.py), causal and unmasked, and
+Llama's hand-written repeat_kv (k[:, :, None].expand(...).reshape(...)), exported by torch's
+dynamo exporter at opset 18, which repeats the K/V heads with Unsqueeze -> Expand -> Reshape,
+and by the TorchScript exporter at opset 17 when it can (not F.sdpa with enable_gqa). Each
+file is checked with onnx.checker and onnxruntime against torch (< 1e-4); <name>.npz holds
+"input" float32 [64, T, C] (the first 48 calibrate, the last 16 are measured). README.md
+there is rewritten.
 Needs torch (not a dependency of microq).
 """
 
@@ -18,17 +20,45 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from export_attention_fixtures import (C, N_SAMPLES, SEED, T, SdpaMasked,  # noqa: E402
                                        export_checked, tokens)
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "models" / "expand"
+
+
+class RepeatKV(nn.Module):
+    """Llama's GQA by hand: k[:, :, None].expand(b, kv, rep, t, d).reshape(b, h, t, d), then
+    softmax(q k^T / sqrt(d)) v; 4 q heads, 2 kv heads."""
+
+    def __init__(self, heads: int = 4, kv_heads: int = 2) -> None:
+        super().__init__()
+        self.heads, self.kv_heads = heads, kv_heads
+        d = C // heads
+        self.q = nn.Linear(C, C)
+        self.k = nn.Linear(C, kv_heads * d)
+        self.v = nn.Linear(C, kv_heads * d)
+        self.proj = nn.Linear(C, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        d, rep = c // self.heads, self.heads // self.kv_heads
+        q = self.q(x).reshape(b, t, self.heads, d).transpose(1, 2)
+        k, v = (m(x).reshape(b, t, self.kv_heads, d).transpose(1, 2) for m in (self.k, self.v))
+        k, v = (z[:, :, None].expand(b, self.kv_heads, rep, t, d).reshape(b, self.heads, t, d)
+                for z in (k, v))
+        a = (q @ k.transpose(-2, -1) * d ** -0.5).softmax(-1)
+        return self.proj((a @ v).transpose(1, 2).reshape(b, t, c))
+
 MODELS = {
     "sdpa_gqa": (lambda: SdpaMasked(heads=4, kv_heads=2),
                  "F.sdpa(enable_gqa=True): 4 q heads, 2 kv heads"),
     "sdpa_gqa_causal": (lambda: SdpaMasked(causal=True, heads=4, kv_heads=2),
                         "F.sdpa(is_causal=True, enable_gqa=True): 4 q heads, 2 kv heads"),
+    "repeat_kv": (RepeatKV, "Llama's repeat_kv: k[:, :, None].expand(...).reshape(...), "
+                  "4 q heads, 2 kv heads"),
 }
 VARIANTS = [("dynamo", True, 18), ("torchscript", False, 17)]
 

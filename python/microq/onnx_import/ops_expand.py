@@ -52,8 +52,13 @@ def expand(cx: Ctx) -> None:
     if k_out is not None and k_out in grow:
         raise Unsupported(f"Expand of {list(logical)} to {list(out)} along the batch axis (axis "
                           f"{k}) would replicate the sample; microq compiles one sample at a "
-                          "time")
+                          "time (a shape holding the batch size of the export: export with a "
+                          "dynamic batch)")
     m_out = None if m is None else m + lead
+    if m_out is not None and m_out in grow:
+        raise Unsupported(f"Expand of {list(logical)} to {list(out)} along axis {m}, into which "
+                          "a Reshape merged the batch, would replicate the sample; microq "
+                          "compiles one sample at a time")
     if not grow:  # only leading 1s (or nothing): a reshape of the same bytes
         v = cx.value(0, hidden=True)
         if not lead:
