@@ -361,3 +361,31 @@ def test_mask_before_a_softmax_over_another_axis_is_refused(tmp_path):
     with pytest.raises(MicroqError, match=r"node 'add_mask' adds the constant attention mask "
                                           r"'mask' \(-inf entries\) but its result is not only"):
         api.compile_model(tmp_path / "m.onnx", calib, tmp_path / "out", name="net")
+
+
+def test_inf_mask_constant_that_does_not_reach_a_softmax_is_refused_as_a_mask(tmp_path):
+    """A 0 / -inf mask constant combined with a mask given as a graph input (Add(m, causal),
+    then Add(scores, .) before the Softmax, as ONNX's Attention function bodies do): refused
+    saying the -inf constant is a mask microq compiles only right before a Softmax; it said
+    'contains NaN or Inf; fix the model's weights', which is not the advice for a mask."""
+    rng = np.random.default_rng(4)
+    causal = np.where(np.tril(np.ones((4, 4), bool)), 0, -np.inf).astype(np.float32)
+    inits = [numpy_helper.from_array(rng.standard_normal((6, 4)).astype(np.float32), "W"),
+             numpy_helper.from_array(causal, "causal")]
+    nodes = [helper.make_node("MatMul", ["input", "W"], ["s"], name="scores"),
+             helper.make_node("Add", ["m", "causal"], ["mc"], name="combine_masks"),
+             helper.make_node("Add", ["s", "mc"], ["sm"], name="add_mask"),
+             helper.make_node("Softmax", ["sm"], ["output"], axis=-1, name="softmax")]
+    vi = helper.make_tensor_value_info
+    g = helper.make_graph(nodes, "g", [vi("input", TensorProto.FLOAT, ["N", 4, 6]),
+                                       vi("m", TensorProto.FLOAT, ["N", 4, 4])],
+                          [vi("output", TensorProto.FLOAT, ["N", 4, 4])], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]),
+              str(tmp_path / "m.onnx"))
+    calib = {"input": rng.standard_normal((8, 4, 6)).astype(np.float32),
+             "m": np.zeros((8, 4, 4), np.float32)}
+    with pytest.raises(MicroqError) as e:
+        api.compile_model(tmp_path / "m.onnx", calib, tmp_path / "out", name="net")
+    msg = str(e.value)
+    assert "-inf" in msg and "Softmax" in msg and "fix the model's weights" not in msg, msg
+    assert not (tmp_path / "out").exists()

@@ -447,7 +447,17 @@ def check_finite_weights(graph: ir.Graph) -> None:
     check_additive_masks(graph)
     for t in graph.tensors.values():
         if t.const is not None and not np.all(np.isfinite(t.const)):
-            raise MicroqError(f"constant '{t.name}' contains NaN or Inf; fix the model's weights")
+            c = t.const
+            users = [n for n in graph.nodes if t.name in n.inputs]
+            where = f" (used by {', '.join(repr(n.name) for n in users[:3])})" if users else ""
+            if not np.isnan(c).any() and not np.isposinf(c).any():  # -inf only: a mask
+                raise MicroqError(
+                    f"constant '{t.name}'{where} holds -inf entries, an attention mask that "
+                    "does not reach a Softmax directly: microq compiles a 0 / -inf mask only "
+                    "as Add(scores, mask) or Where(mask, scores, -inf) right before a Softmax "
+                    "over the last axis")
+            raise MicroqError(f"constant '{t.name}'{where} contains NaN or +Inf; fix the "
+                              "model's weights")
 
 
 __all__ = ["quantize", "params_from_range", "quantize_weights_per_channel", "check_finite_weights",
