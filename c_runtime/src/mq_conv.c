@@ -889,20 +889,26 @@ static inline void mq_dw_out4(const int32_t *acc, const mq_rq *q, int fast, int3
     }
 }
 
-mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant *quant,
-                                 const mq_dims *input_dims, const int8_t *input,
-                                 const mq_dims *filter_dims, const int8_t *filter,
-                                 const int32_t *bias, const mq_dims *output_dims, int8_t *output)
+/* Depthwise conv in chunks of `chunk` output rows, forward or (reverse) last row and last pixel
+ * first. Multiplier 1: groups of four channels outermost inside a chunk, so that a group's
+ * bias and requantization set-up are done once for the chunk's pixels. The planner's overlap
+ * facts (codegen/overlap.py) rely on a chunk's input and output rows being touched only while
+ * it runs, in this order. The plain call is the forward order with MQ_DW_ROWS rows (reverse
+ * folded to 0 at compile time); the ordered variant passes its mq_order. */
+static MQ_ALWAYS_INLINE mq_status mq_dw_rows(
+    int reverse, int32_t chunk, const mq_conv_params *params, const mq_per_channel_quant *quant,
+    const mq_dims *input_dims, const int8_t *input, const mq_dims *filter_dims,
+    const int8_t *filter, const int32_t *bias, const mq_dims *output_dims, int8_t *output)
 {
-    int32_t batch, in_h, in_w, in_c, ch_mult, k_h, k_w, out_h, out_w, out_c;
-    int32_t n, oy, ox, ic, m, c4, oy0, oy1;
+    int32_t in_h, in_w, in_c, ch_mult, k_h, k_w, out_h, out_w, out_c;
+    int32_t n, done, ic, c4;
 
-    if (!params || !quant || !input_dims || !input || !filter_dims || !filter || !output_dims ||
-        !output || !mq_conv_params_ok(params, quant) || !mq_dims_positive(input_dims) ||
-        !mq_dims_positive(filter_dims) || !mq_dims_positive(output_dims) || params->ch_mult <= 0) {
+    if (chunk <= 0 || !params || !quant || !input_dims || !input || !filter_dims || !filter ||
+        !output_dims || !output || !mq_conv_params_ok(params, quant) ||
+        !mq_dims_positive(input_dims) || !mq_dims_positive(filter_dims) ||
+        !mq_dims_positive(output_dims) || params->ch_mult <= 0) {
         return MQ_ERR_ARG;
     }
-    batch = input_dims->n;
     in_h = input_dims->h;
     in_w = input_dims->w;
     in_c = input_dims->c;
@@ -913,72 +919,76 @@ mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_chan
     out_w = output_dims->w;
     out_c = output_dims->c;
     if (filter_dims->n != 1 || filter_dims->c != out_c || in_c * ch_mult != out_c ||
-        output_dims->n != batch) {
+        output_dims->n != input_dims->n) {
         return MQ_ERR_ARG;
     }
-
-    /* Chunks of MQ_DW_ROWS output rows in increasing order (the planner's overlap lag,
-     * codegen/overlap.py dw_rows_lag, relies on a chunk's input and output rows being touched
-     * only while it runs). Inside a chunk, multiplier 1: groups of four channels outermost, so
-     * that a group's bias and requantization set-up are done once for the chunk's pixels. */
     c4 = ch_mult == 1 ? in_c & ~3 : 0;
-    for (n = 0; n < batch; ++n) {
+    for (n = 0; n < input_dims->n; ++n) {
         const int8_t *in_batch = input + n * in_h * in_w * in_c;
         int8_t *out_batch = output + n * out_h * out_w * out_c;
-        for (oy0 = 0; oy0 < out_h; oy0 = oy1) {
-            oy1 = out_h - oy0 < MQ_DW_ROWS ? out_h : oy0 + MQ_DW_ROWS;
+        for (done = 0; done < out_h;) {
+            const int32_t rows = out_h - done < chunk ? out_h - done : chunk;
+            const int32_t oy0 = reverse ? out_h - done - rows : done;
+            int32_t i, j;
+            done += rows;
             for (ic = 0; ic < c4; ic += 4) {
                 int32_t b[4];
                 mq_rq q[4];
-                int32_t j;
                 int fast = 1;
                 for (j = 0; j < 4; ++j) {
                     b[j] = bias ? bias[ic + j] : 0;
                     q[j] = mq_rq_channel(quant->multiplier[ic + j], quant->shift[ic + j]);
                     fast = fast && q[j].e_minus_1 >= 0;
                 }
-                for (oy = oy0; oy < oy1; ++oy) {
+                for (i = 0; i < rows; ++i) {
+                    const int32_t oy = reverse ? oy0 + rows - 1 - i : oy0 + i;
                     const int32_t y0 = oy * params->stride_h - params->pad_top;
+                    int8_t *y_row = out_batch + oy * out_w * out_c + ic;
+                    /* the pixel being written: walks the row in the step's order */
+                    int8_t *yp = reverse ? y_row + (out_w - 1) * out_c : y_row;
                     int32_t ky_start, ky_end;
-                    int8_t *y = out_batch + oy * out_w * out_c + ic;
                     mq_tap_range(y0, params->dilation_h, in_h, k_h, &ky_start, &ky_end);
-                    for (ox = 0; ox < out_w; ++ox) {
+                    for (j = 0; j < out_w; ++j) {
+                        const int32_t ox = reverse ? out_w - 1 - j : j;
                         const int32_t x0 = ox * params->stride_w - params->pad_left;
-                        int32_t kx_start, kx_end;
+                        int32_t kx_start, kx_end, t;
                         int32_t acc[8];
-                        mq_tap_range(x0, params->dilation_w, in_w, k_w, &kx_start, &kx_end);
 #if MQ_DSP
+                        /* The pair (first, first + 1): this pixel and the next one in the
+                         * step's order. */
+                        const int32_t first = reverse ? ox - 1 : ox;
+                        const int32_t fx0 = first * params->stride_w - params->pad_left;
                         if (k_w == 3 && params->stride_w == 1 && params->dilation_w == 1 &&
-                            x0 >= 0 && x0 + 3 < in_w && ox + 1 < out_w && ky_end > ky_start) {
-                            /* Two pixels with all three tap columns share one pass. */
-                            for (j = 0; j < 4; ++j) {
-                                acc[j] = b[j];
-                                acc[4 + j] = b[j];
+                            first >= 0 && first + 1 < out_w && fx0 >= 0 && fx0 + 3 < in_w &&
+                            ky_end > ky_start) {
+                            for (t = 0; t < 4; ++t) {
+                                acc[t] = b[t];
+                                acc[4 + t] = b[t];
                             }
                             mq_dw_3col_2px(
                                 in_batch +
-                                    ((y0 + ky_start * params->dilation_h) * in_w + x0) * in_c + ic,
+                                    ((y0 + ky_start * params->dilation_h) * in_w + fx0) * in_c + ic,
                                 filter + ky_start * 3 * out_c + ic, ky_end - ky_start,
                                 params->dilation_h * in_w * in_c, 3 * out_c, out_c,
                                 params->input_offset, acc);
                             mq_dw_out4(acc, q, fast, params->output_offset, params->act_min,
-                                       params->act_max, y);
+                                       params->act_max, reverse ? yp - out_c : yp);
                             mq_dw_out4(acc + 4, q, fast, params->output_offset, params->act_min,
-                                       params->act_max, y + out_c);
-                            y += 2 * out_c;
-                            ++ox;
+                                       params->act_max, reverse ? yp : yp + out_c);
+                            yp += reverse ? -2 * out_c : 2 * out_c;
+                            ++j;
                             continue;
                         }
 #endif
-                        acc[0] = b[0];
-                        acc[1] = b[1];
-                        acc[2] = b[2];
-                        acc[3] = b[3];
+                        mq_tap_range(x0, params->dilation_w, in_w, k_w, &kx_start, &kx_end);
+                        for (t = 0; t < 4; ++t) {
+                            acc[t] = b[t];
+                        }
                         if (ky_end > ky_start && kx_end > kx_start) {
-                            const int32_t first = ((y0 + ky_start * params->dilation_h) * in_w +
-                                                   x0 + kx_start * params->dilation_w) *
-                                                  in_c;
-                            const int8_t *xp = in_batch + first + ic;
+                            const int32_t first_tap = ((y0 + ky_start * params->dilation_h) * in_w +
+                                                       x0 + kx_start * params->dilation_w) *
+                                                      in_c;
+                            const int8_t *xp = in_batch + first_tap + ic;
                             const int8_t *wp = filter + (ky_start * k_w + kx_start) * out_c + ic;
                             if (MQ_DSP && kx_end - kx_start == 3) {
                                 mq_dw_4ch_3col(xp, wp, ky_end - ky_start,
@@ -993,27 +1003,28 @@ mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_chan
                             }
                         }
                         mq_dw_out4(acc, q, fast, params->output_offset, params->act_min,
-                                   params->act_max, y);
-                        y += out_c;
+                                   params->act_max, yp);
+                        yp += reverse ? -out_c : out_c;
                     }
                 }
             }
-            for (oy = oy0; c4 < in_c && oy < oy1; ++oy) {
+            for (i = 0; c4 < in_c && i < rows; ++i) {
+                const int32_t oy = reverse ? oy0 + rows - 1 - i : oy0 + i;
                 const int32_t y0 = oy * params->stride_h - params->pad_top;
                 int32_t ky_start, ky_end;
                 mq_tap_range(y0, params->dilation_h, in_h, k_h, &ky_start, &ky_end);
-                for (ox = 0; ox < out_w; ++ox) {
+                for (j = 0; j < out_w; ++j) {
+                    const int32_t ox = reverse ? out_w - 1 - j : j;
                     const int32_t x0 = ox * params->stride_w - params->pad_left;
-                    int32_t kx_start, kx_end;
+                    int32_t kx_start, kx_end, m;
                     int8_t *y = out_batch + (oy * out_w + ox) * out_c + c4;
                     mq_tap_range(x0, params->dilation_w, in_w, k_w, &kx_start, &kx_end);
-                    /* Output channels are ic * ch_mult + m, so the rest of the pixel is written in
-                     * order; each channel walks its taps with a stride of in_c / out_c bytes. */
                     for (ic = c4; ic < in_c; ++ic) {
                         for (m = 0; m < ch_mult; ++m) {
                             const int32_t oc = ic * ch_mult + m;
                             int32_t acc = bias ? bias[oc] : 0;
                             int32_t ky, kx;
+                            mq_rq q;
                             for (ky = ky_start; ky < ky_end; ++ky) {
                                 const int32_t iy = y0 + ky * params->dilation_h;
                                 const int8_t *x_row = in_batch + iy * in_w * in_c + ic;
@@ -1024,7 +1035,7 @@ mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_chan
                                            (int32_t)w_row[kx * out_c];
                                 }
                             }
-                            const mq_rq q = mq_rq_channel(quant->multiplier[oc], quant->shift[oc]);
+                            q = mq_rq_channel(quant->multiplier[oc], quant->shift[oc]);
                             *y++ = mq_rq_out(&q, acc, params->output_offset, params->act_min,
                                              params->act_max);
                         }
@@ -1034,6 +1045,15 @@ mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_chan
         }
     }
     return MQ_OK;
+}
+
+mq_status mq_depthwise_conv2d_s8(const mq_conv_params *params, const mq_per_channel_quant *quant,
+                                 const mq_dims *input_dims, const int8_t *input,
+                                 const mq_dims *filter_dims, const int8_t *filter,
+                                 const int32_t *bias, const mq_dims *output_dims, int8_t *output)
+{
+    return mq_dw_rows(0, MQ_DW_ROWS, params, quant, input_dims, input, filter_dims, filter, bias,
+                      output_dims, output);
 }
 
 /* --- Overlap variants (issue 12): the same results in a stated order, so that the planner may
@@ -1081,147 +1101,9 @@ mq_status mq_depthwise_conv2d_ordered_s8(const mq_order *order, const mq_conv_pa
                                          const int32_t *bias, const mq_dims *output_dims,
                                          int8_t *output)
 {
-    int32_t in_h, in_w, in_c, ch_mult, k_h, k_w, out_h, out_w, out_c;
-    int32_t n, done, ic, c4;
-    int reverse;
-
-    if (!order || order->chunk <= 0 || !params || !quant || !input_dims || !input || !filter_dims ||
-        !filter || !output_dims || !output || !mq_conv_params_ok(params, quant) ||
-        !mq_dims_positive(input_dims) || !mq_dims_positive(filter_dims) ||
-        !mq_dims_positive(output_dims) || params->ch_mult <= 0) {
+    if (!order) {
         return MQ_ERR_ARG;
     }
-    in_h = input_dims->h;
-    in_w = input_dims->w;
-    in_c = input_dims->c;
-    ch_mult = params->ch_mult;
-    k_h = filter_dims->h;
-    k_w = filter_dims->w;
-    out_h = output_dims->h;
-    out_w = output_dims->w;
-    out_c = output_dims->c;
-    if (filter_dims->n != 1 || filter_dims->c != out_c || in_c * ch_mult != out_c ||
-        output_dims->n != input_dims->n) {
-        return MQ_ERR_ARG;
-    }
-    reverse = order->reverse != 0;
-    c4 = ch_mult == 1 ? in_c & ~3 : 0;
-    for (n = 0; n < input_dims->n; ++n) {
-        const int8_t *in_batch = input + n * in_h * in_w * in_c;
-        int8_t *out_batch = output + n * out_h * out_w * out_c;
-        for (done = 0; done < out_h;) {
-            const int32_t rows = out_h - done < order->chunk ? out_h - done : order->chunk;
-            const int32_t oy0 = reverse ? out_h - done - rows : done;
-            int32_t i, j;
-            done += rows;
-            for (ic = 0; ic < c4; ic += 4) {
-                int32_t b[4];
-                mq_rq q[4];
-                int fast = 1;
-                for (j = 0; j < 4; ++j) {
-                    b[j] = bias ? bias[ic + j] : 0;
-                    q[j] = mq_rq_channel(quant->multiplier[ic + j], quant->shift[ic + j]);
-                    fast = fast && q[j].e_minus_1 >= 0;
-                }
-                for (i = 0; i < rows; ++i) {
-                    const int32_t oy = reverse ? oy0 + rows - 1 - i : oy0 + i;
-                    const int32_t y0 = oy * params->stride_h - params->pad_top;
-                    int8_t *y_row = out_batch + oy * out_w * out_c + ic;
-                    int32_t ky_start, ky_end;
-                    mq_tap_range(y0, params->dilation_h, in_h, k_h, &ky_start, &ky_end);
-                    for (j = 0; j < out_w; ++j) {
-                        const int32_t ox = reverse ? out_w - 1 - j : j;
-                        const int32_t x0 = ox * params->stride_w - params->pad_left;
-                        int32_t kx_start, kx_end, t;
-                        int32_t acc[8];
-#if MQ_DSP
-                        /* The pair (first, first + 1): this pixel and the next one in the
-                         * step's order. */
-                        const int32_t first = reverse ? ox - 1 : ox;
-                        const int32_t fx0 = first * params->stride_w - params->pad_left;
-                        if (k_w == 3 && params->stride_w == 1 && params->dilation_w == 1 &&
-                            first >= 0 && first + 1 < out_w && fx0 >= 0 && fx0 + 3 < in_w &&
-                            ky_end > ky_start) {
-                            for (t = 0; t < 4; ++t) {
-                                acc[t] = b[t];
-                                acc[4 + t] = b[t];
-                            }
-                            mq_dw_3col_2px(
-                                in_batch +
-                                    ((y0 + ky_start * params->dilation_h) * in_w + fx0) * in_c + ic,
-                                filter + ky_start * 3 * out_c + ic, ky_end - ky_start,
-                                params->dilation_h * in_w * in_c, 3 * out_c, out_c,
-                                params->input_offset, acc);
-                            mq_dw_out4(acc, q, fast, params->output_offset, params->act_min,
-                                       params->act_max, y_row + first * out_c);
-                            mq_dw_out4(acc + 4, q, fast, params->output_offset, params->act_min,
-                                       params->act_max, y_row + (first + 1) * out_c);
-                            ++j;
-                            continue;
-                        }
-#endif
-                        mq_tap_range(x0, params->dilation_w, in_w, k_w, &kx_start, &kx_end);
-                        for (t = 0; t < 4; ++t) {
-                            acc[t] = b[t];
-                        }
-                        if (ky_end > ky_start && kx_end > kx_start) {
-                            const int32_t first_tap = ((y0 + ky_start * params->dilation_h) * in_w +
-                                                       x0 + kx_start * params->dilation_w) *
-                                                      in_c;
-                            const int8_t *xp = in_batch + first_tap + ic;
-                            const int8_t *wp = filter + (ky_start * k_w + kx_start) * out_c + ic;
-                            if (MQ_DSP && kx_end - kx_start == 3) {
-                                mq_dw_4ch_3col(xp, wp, ky_end - ky_start,
-                                               params->dilation_h * in_w * in_c,
-                                               params->dilation_w * in_c, k_w * out_c, out_c,
-                                               params->input_offset, acc);
-                            } else {
-                                mq_dw_4ch(xp, wp, ky_end - ky_start, kx_end - kx_start,
-                                          params->dilation_h * in_w * in_c,
-                                          params->dilation_w * in_c, k_w * out_c, out_c,
-                                          params->input_offset, acc);
-                            }
-                        }
-                        mq_dw_out4(acc, q, fast, params->output_offset, params->act_min,
-                                   params->act_max, y_row + ox * out_c);
-                    }
-                }
-            }
-            for (i = 0; c4 < in_c && i < rows; ++i) {
-                const int32_t oy = reverse ? oy0 + rows - 1 - i : oy0 + i;
-                const int32_t y0 = oy * params->stride_h - params->pad_top;
-                int32_t ky_start, ky_end;
-                mq_tap_range(y0, params->dilation_h, in_h, k_h, &ky_start, &ky_end);
-                for (j = 0; j < out_w; ++j) {
-                    const int32_t ox = reverse ? out_w - 1 - j : j;
-                    const int32_t x0 = ox * params->stride_w - params->pad_left;
-                    int32_t kx_start, kx_end, m;
-                    int8_t *y = out_batch + (oy * out_w + ox) * out_c + c4;
-                    mq_tap_range(x0, params->dilation_w, in_w, k_w, &kx_start, &kx_end);
-                    for (ic = c4; ic < in_c; ++ic) {
-                        for (m = 0; m < ch_mult; ++m) {
-                            const int32_t oc = ic * ch_mult + m;
-                            int32_t acc = bias ? bias[oc] : 0;
-                            int32_t ky, kx;
-                            mq_rq q;
-                            for (ky = ky_start; ky < ky_end; ++ky) {
-                                const int32_t iy = y0 + ky * params->dilation_h;
-                                const int8_t *x_row = in_batch + iy * in_w * in_c + ic;
-                                const int8_t *w_row = filter + ky * k_w * out_c + oc;
-                                for (kx = kx_start; kx < kx_end; ++kx) {
-                                    const int32_t ix = x0 + kx * params->dilation_w;
-                                    acc += ((int32_t)x_row[ix * in_c] + params->input_offset) *
-                                           (int32_t)w_row[kx * out_c];
-                                }
-                            }
-                            q = mq_rq_channel(quant->multiplier[oc], quant->shift[oc]);
-                            *y++ = mq_rq_out(&q, acc, params->output_offset, params->act_min,
-                                             params->act_max);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    return MQ_OK;
+    return mq_dw_rows(order->reverse != 0, order->chunk, params, quant, input_dims, input,
+                      filter_dims, filter, bias, output_dims, output);
 }

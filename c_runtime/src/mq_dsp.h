@@ -36,6 +36,14 @@
 #define MQ_NOINLINE
 #endif
 
+/* A body instantiated at each call with its constant arguments folded (a shared kernel loop
+ * whose order or layout flags must cost nothing in the plain call). */
+#if defined(__GNUC__)
+#define MQ_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define MQ_ALWAYS_INLINE inline
+#endif
+
 #if MQ_DSP
 
 /* Unaligned 32-bit load (LDR allows it on v7-M/v8-M mainline); __builtin_memcpy stays a single

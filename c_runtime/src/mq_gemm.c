@@ -192,11 +192,6 @@ static MQ_NOINLINE void mq_pair_row1(const int8_t *x, const uint32_t *ww, int32_
  * words, eight SMLAD per 16 MACs) and four requantizations. The input offset is folded into the
  * bias, sum_k (x[k] + input_offset) w[k] = sum_k x[k] w[k] + input_offset sum_k w[k], exact
  * as a 1x1 / fully connected row has no padding. */
-#if defined(__GNUC__)
-#define MQ_ALWAYS_INLINE __attribute__((always_inline)) inline
-#else
-#define MQ_ALWAYS_INLINE inline
-#endif
 
 static MQ_ALWAYS_INLINE void mq_pair_rows_at(const mq_pair_job *j, int32_t x_step)
 {
